@@ -1,0 +1,54 @@
+//! K-C001 mix-unknown-source, K-C002 mix-sum, K-C013 source-unused.
+
+use super::at;
+use crate::codes;
+use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::ir::{Record, Value};
+use crate::units;
+use std::collections::HashSet;
+
+pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
+    let sources: Vec<&str> = exp.entries("source").map(|(n, _, _)| n.as_str()).collect();
+    let mut used = HashSet::new();
+    for (phase, record, _) in exp.entries("phase") {
+        let Some(mix) = record.record("mix") else { continue };
+        let mut sum = 0.0;
+        for (name, slot) in &mix.fields {
+            let Value::Num(weight, _) = slot.value else { continue };
+            sum += weight;
+            used.insert(name.as_str());
+            if !sources.contains(&name.as_str()) {
+                let span = slot.span.or(record.span_of("mix")).unwrap_or(at(record, "mix", exp));
+                let mut d = Diagnostic::new(codes::MIX_UNKNOWN_SOURCE, format!("phase `{phase}` mixes `{name}`, which is not a declared source"))
+                    .at(span, "no such source");
+                d = d.help(match did_you_mean(name, sources.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None if sources.is_empty() => format!("declare it: `source {name} {{ path = \"…\" }}`"),
+                    None => format!("declare `source {name} {{ … }}`, or use one of {}", sources.join(", ")),
+                });
+                out.push(d);
+            }
+        }
+        if (sum - 1.0).abs() > 1e-9 {
+            let preset = mix.preset.as_ref().map(|p| format!(" (preset `{p}`)")).unwrap_or_default();
+            out.push(
+                Diagnostic::new(codes::MIX_SUM, format!("the mix of phase `{phase}`{preset} adds up to {}%, not 100%", units::trim(sum * 100.0)))
+                    .at(at(record, "mix", exp), format!("sums to {}%", units::trim(sum * 100.0)))
+                    .help(if sum < 1.0 {
+                        format!("add {}% to the mix", units::trim((1.0 - sum) * 100.0))
+                    } else {
+                        format!("remove {}% from the mix", units::trim((sum - 1.0) * 100.0))
+                    }),
+            );
+        }
+    }
+    for (name, _, span) in exp.entries("source") {
+        if !used.contains(name.as_str()) && exp.entries("phase").next().is_some() {
+            out.push(
+                Diagnostic::new(codes::SOURCE_UNUSED, format!("source `{name}` is in no phase's mix"))
+                    .at(span, "declared but never mixed")
+                    .help(format!("add `{name} = …%` to a phase's mix, or remove the source")),
+            );
+        }
+    }
+}

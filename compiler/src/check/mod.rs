@@ -1,0 +1,36 @@
+//! Checks that need no performance model: data mix, phases, topology, batch and vocabulary.
+//! Each file holds the checks of one area; each check's code and docs live in codes.rs.
+
+mod batch;
+mod law;
+mod mix;
+mod phases;
+mod topology;
+mod vocab;
+
+use crate::diagnostic::Diagnostic;
+use crate::ir::Record;
+use crate::span::Span;
+
+/// Runs every check that applies to a declaration of `kind`.
+pub fn check(kind: &str, record: &Record, out: &mut Vec<Diagnostic>) {
+    match kind {
+        "experiment" => {
+            mix::check(record, out);
+            phases::check(record, out);
+            topology::check(record, out);
+            batch::check(record, out);
+            vocab::check(record, out);
+            if let Some(law) = record.record("law") {
+                law::check(law, out);
+            }
+        }
+        "law" => law::check(record, out),
+        _ => {}
+    }
+}
+
+/// Where to point for a field: its value, else the record, else the experiment.
+fn at(record: &Record, field: &str, fallback: &Record) -> Span {
+    record.span_of(field).or(fallback.span).unwrap_or(crate::span::Span::new(0, 0, 0))
+}

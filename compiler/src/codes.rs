@@ -1,0 +1,200 @@
+//! The registry of diagnostic codes: each with its severity and the text of docs/diagnostics.md.
+
+use crate::diagnostic::Severity;
+
+/// One diagnostic code: what it checks, why it matters, and an example that triggers it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Code {
+    pub code: &'static str,
+    pub name: &'static str,
+    pub severity: Severity,
+    pub what: &'static str,
+    pub why: &'static str,
+    pub example: &'static str,
+}
+
+macro_rules! codes {
+    ($($ident:ident = $code:literal $name:literal $sev:ident
+        what $what:literal why $why:literal example $example:literal;)*) => {
+        $(pub const $ident: &Code = &Code {
+            code: $code, name: $name, severity: Severity::$sev,
+            what: $what, why: $why, example: $example,
+        };)*
+        /// Every code, in the order of docs/diagnostics.md.
+        pub const ALL: &[&Code] = &[$($ident),*];
+    };
+}
+
+codes! {
+    SYNTAX = "K-P001" "syntax" Error
+        what "The text is not a well-formed kiln file: a missing `}`, a stray character, a field without a value."
+        why "Nothing else can be checked until the file parses."
+        example "experiment e {\n  tokens = \n}";
+    TOO_DEEP = "K-P002" "too-deep" Error
+        what "Blocks, lists or parentheses nested more than 32 deep, or an expression with more than 256 operators."
+        why "Real experiments nest four or five levels; deeper input is a mistake or an attack, and kiln refuses it instead of overflowing its stack."
+        example "experiment e { x = ((((((((((((((((((((((((((((((((((1)))))))))))))))))))))))))))))))))) }";
+    UNKNOWN_UNIT = "K-U001" "unknown-unit" Error
+        what "A quantity's suffix or unit is not one kiln knows (`8Q`, `80gb`)."
+        why "A unit kiln guesses at is a silent factor-of-1000 error waiting to happen."
+        example "model m { layers = 4, hidden = 8Q, ffn_hidden = 32, heads = 2, vocab = 100, seq_len = 16 }";
+    UNIT_MISMATCH = "K-U002" "unit-mismatch" Error
+        what "A value has the wrong unit for its field, or arithmetic mixes units (tokens + bytes)."
+        why "Tokens are not bytes and FLOPs are not FLOP/s; engines that take bare numbers find this hours into a run, if at all."
+        example "gpu g { arch = hopper, memory = 80, hbm_bandwidth = 3.35 TB/s }";
+    NOT_A_WHOLE_NUMBER = "K-U003" "not-a-whole-number" Error
+        what "A field that counts things (layers, heads, GPUs, steps) is given a fraction or a negative number."
+        why "3.5 layers cannot be built; a silent rounding changes the experiment."
+        example "model m { layers = 3.5, hidden = 64, ffn_hidden = 256, heads = 4, vocab = 100, seq_len = 16 }";
+    OUT_OF_RANGE = "K-U004" "out-of-range" Error
+        what "A value outside the range its field allows: ZeRO stage above 3, a percentage above 100 %, a parallel size of 0."
+        why "Engines clamp or ignore such values without saying so."
+        example "experiment e { … parallel { zero = 4 } }";
+    IMPORT_NOT_FOUND = "K-I001" "import-not-found" Error
+        what "An import names a module, declaration or file that does not exist."
+        why "A preset that silently fails to load would leave the experiment without its model or GPU."
+        example "import std.models.llama4_8b";
+    IMPORT_CYCLE = "K-I002" "import-cycle" Error
+        what "Files import each other in a cycle."
+        why "A cycle has no order in which the files can be read; the diagnostic names every file in it."
+        example "# a.kiln\nimport \"b.kiln\"\n# b.kiln\nimport \"a.kiln\"";
+    IMPORT_ESCAPES = "K-I003" "import-escapes-project" Error
+        what "A relative import reaches outside the project of the importing file (the nearest directory above it with a `kiln.toml` or `.git`)."
+        why "An experiment must build the same way on every machine that has the project; files outside it are not part of what is reviewed and versioned."
+        example "import \"../../../etc/cluster.kiln\"";
+    DUPLICATE_DECLARATION = "K-I004" "duplicate-declaration" Error
+        what "Two declarations visible in one file have the same name (declared twice, or declared and imported)."
+        why "Which one a reference means would depend on import order."
+        example "model m { … }\nmodel m { … }";
+    UNKNOWN_KIND = "K-R001" "unknown-kind" Error
+        what "A declaration or named entry of a kind kiln does not have (`modle m { … }`, `sorce web { … }`)."
+        why "An unknown kind is almost always a typo; ignoring it would drop a whole block of the experiment."
+        example "modle m { layers = 2 }";
+    UNKNOWN_FIELD = "K-R002" "unknown-field" Error
+        what "A field that the declaration kind does not have, including an override of a field the preset's kind does not have."
+        why "Silently ignored keys are the most common configuration bug in the engines people run today."
+        example "model m { layers = 2, kv_head = 2, … }";
+    DUPLICATE_FIELD = "K-R003" "duplicate-field" Error
+        what "The same field set twice in one block."
+        why "Which value wins would be an accident of order."
+        example "model m { layers = 2, layers = 4, … }";
+    MISSING_FIELD = "K-R004" "missing-field" Error
+        what "A required field is missing."
+        why "kiln does not invent a model shape, a token budget or a cluster."
+        example "model m { layers = 2 }";
+    UNKNOWN_NAME = "K-R005" "unknown-name" Error
+        what "A name that is neither a preset in scope, an option of the field, nor a field reachable by that path."
+        why "A misspelt preset or reference must not turn into a string or a zero."
+        example "experiment e { model = llama3_8 … }";
+    WRONG_KIND = "K-R006" "wrong-kind" Error
+        what "A preset of the wrong kind for its field (a GPU where a model is expected)."
+        why "Each field takes one kind of preset; anything else is a mix-up."
+        example "experiment e { model = h100_sxm … }";
+    WRONG_TYPE = "K-R007" "wrong-type" Error
+        what "A value of the wrong shape: a string where a number is expected, a list where a block is expected."
+        why "Types are checked before any number is derived from them."
+        example "model m { layers = \"32\", … }";
+    DERIVED_FIELD = "K-R008" "derived-field" Error
+        what "A value is given for a field that kiln derives (`params`, `world`)."
+        why "A derived number that is also declared can disagree with itself; declare the inputs instead."
+        example "model m { params = 8B, … }";
+    DERIVATION_CYCLE = "K-D001" "derivation-cycle" Error
+        what "Fields that depend on each other in a cycle, through references or `auto`."
+        why "There is no order in which to compute them; the diagnostic names every field in the cycle."
+        example "experiment e { tokens = phase.main.tokens, phase main { tokens = tokens } … }";
+    CANNOT_DERIVE = "K-D002" "cannot-derive" Error
+        what "An `auto` value that kiln cannot derive, or arithmetic that cannot be evaluated (division by zero)."
+        why "kiln says how it derives each value; where it cannot, it asks for the value instead of guessing."
+        example "experiment e { tokens = auto, objective = fixed … }";
+    MIX_UNKNOWN_SOURCE = "K-C001" "mix-unknown-source" Error
+        what "A data mix names a source that the experiment does not declare."
+        why "A weight on a missing source either crashes the data loader or is silently renormalised away."
+        example "phase main { mix { web = 50%, cod = 50% } }";
+    MIX_SUM = "K-C002" "mix-sum" Error
+        what "The weights of a data mix do not add up to 100 %."
+        why "Engines renormalise silently, so the mix that trains is not the mix that was declared."
+        example "phase main { mix { web = 60%, code = 30% } }";
+    PHASE_TOKENS_SUM = "K-C003" "phase-tokens-sum" Error
+        what "The phases' tokens do not add up to the experiment's `tokens`, or there is not exactly room for the phase marked `auto`."
+        why "The token budget is the experiment; a phase that over- or under-runs changes the compute and the schedule."
+        example "tokens = 100B, phase a { tokens = 60B }, phase b { tokens = 50B }";
+    WORLD_SIZE = "K-C004" "world-size" Error
+        what "The cluster's GPUs are not data × tensor × pipeline × context."
+        why "Launchers fail at start-up, or leave GPUs idle, when the parallel sizes do not multiply to the world."
+        example "cluster 2 nodes × 8 GPUs, parallel { tensor = 8, pipeline = 3 }";
+    HEADS_TENSOR = "K-C005" "heads-tensor" Error
+        what "The attention heads are not divisible by the tensor-parallel size."
+        why "Megatron-style tensor parallelism splits attention by heads; each rank must get whole heads."
+        example "model with 12 heads, parallel { tensor = 8 }";
+    KV_HEADS_TENSOR = "K-C006" "kv-heads-tensor" Error
+        what "The key/value heads (grouped-query attention) are not divisible by the tensor-parallel size."
+        why "Each tensor-parallel rank holds whole key/value groups; Megatron-LM refuses to start otherwise."
+        example "model with kv_heads = 8, parallel { tensor = 16 }";
+    LAYERS_PIPELINE = "K-C007" "layers-pipeline" Error
+        what "The layers do not divide evenly over pipeline stages × virtual stages."
+        why "Uneven stages make the slowest stage set the pace of every step; interleaved schedules require equal chunks."
+        example "126 layers, parallel { pipeline = 16 } → 7.875 layers per stage";
+    BATCH_ARITHMETIC = "K-C008" "batch-arithmetic" Error
+        what "The global batch is not micro_batch × data × accumulation sequences with accumulation ≥ 1, or the batch is not a whole number of sequences, or too few micro-batches to fill the pipeline."
+        why "Engines round the batch or refuse to start; either way the declared batch is not what trains."
+        example "batch = 1M tokens, seq_len = 4096 → 244.14 sequences";
+    TENSOR_ACROSS_NODES = "K-C009" "tensor-across-nodes" Error
+        what "A tensor-parallel group larger than the GPUs in one node."
+        why "Tensor parallelism all-reduces every layer; across the network instead of NVLink it is an order of magnitude slower."
+        example "parallel { tensor = 16 } on 8-GPU nodes";
+    TOKENIZER_VOCAB = "K-C010" "tokenizer-vocab" Error
+        what "The tokenizer's vocabulary is larger than the model's embedding table."
+        why "Token ids beyond the table index out of bounds on the first batch that contains them."
+        example "tokenizer = bpe { vocab = 128256 } with a model of vocab 32000";
+    VOCAB_PADDING = "K-C011" "vocab-padding" Warning
+        what "The model's vocabulary is larger than the tokenizer's by more than the padding engines add (128 × tensor)."
+        why "Unused embedding rows cost memory and FLOPs and usually mean the wrong tokenizer or model."
+        example "tokenizer = bpe { vocab = 32000 } with a model of vocab 128256";
+    ANNEAL_NOT_ZERO = "K-C012" "anneal-not-zero" Error
+        what "An anneal phase whose learning rate does not end at 0."
+        why "Annealing to zero is what the phase is for; ending above it leaves loss on the table."
+        example "phase anneal { lr = linear { to = 1e-5 } }";
+    SOURCE_UNUSED = "K-C013" "source-unused" Warning
+        what "A declared data source that no phase's mix uses."
+        why "Its dedup, filtering and tokenisation would run for nothing; usually a mix entry is missing."
+        example "source books { … } with no phase naming `books`";
+    NO_PHASE = "K-C014" "no-phase" Error
+        what "An experiment without any phase, or a phase without a mix or learning rate."
+        why "Training needs at least one phase with its data mix and schedule."
+        example "experiment e { model = tiny, tokens = 1B, … }  # no phase";
+    UNKNOWN_ALLOW = "K-A001" "unknown-allow" Warning
+        what "`allow` or `--allow` names a code that does not exist, or one that is an error (errors cannot be silenced)."
+        why "A silencing that does nothing hides nothing, which is worth knowing."
+        example "allow = [\"K-C999\"]";
+}
+
+/// Looks a code up by its code (`K-C002`) or its name (`mix-sum`).
+pub fn find(code_or_name: &str) -> Option<&'static Code> {
+    ALL.iter().copied().find(|c| c.code == code_or_name || c.name == code_or_name)
+}
+
+/// Renders docs/diagnostics.md from the registry.
+pub fn docs_markdown() -> String {
+    let mut out = String::from(
+        "# kiln diagnostics\n\n\
+         Generated from `compiler/src/codes.rs` by `kiln codes --markdown`; a test keeps it in step.\n\
+         Warnings and advice can be silenced by code or name: `allow = [\"K-C013\"]` in the\n\
+         experiment, or `kiln check --allow K-C013`. Errors cannot be silenced.\n\n\
+         | code | name | severity |\n| --- | --- | --- |\n",
+    );
+    for c in ALL {
+        out += &format!("| [{}](#{}) | {} | {} |\n", c.code, c.code.to_lowercase(), c.name, c.severity.word());
+    }
+    for c in ALL {
+        out += &format!(
+            "\n## {}\n\n`{}` · {}\n\n**What it checks.** {}\n\n**Why it matters.** {}\n\n**Example.**\n\n```kiln\n{}\n```\n",
+            c.code,
+            c.name,
+            c.severity.word(),
+            c.what,
+            c.why,
+            c.example
+        );
+    }
+    out
+}

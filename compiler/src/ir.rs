@@ -1,0 +1,173 @@
+//! The resolved experiment: a tree of records whose every value has a unit and a provenance.
+
+use crate::span::Span;
+use crate::syntax::ast::Expr;
+use crate::units::Dim;
+use indexmap::IndexMap;
+use serde::Serialize;
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "from", content = "detail", rename_all = "snake_case")]
+pub enum Provenance {
+    /// Written in the experiment (or in the declaration being checked).
+    Declared,
+    /// Taken from the named preset.
+    Preset(String),
+    /// Computed by kiln; the text says how.
+    Derived(String),
+    /// The field's default.
+    Default,
+}
+
+impl std::fmt::Display for Provenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Provenance::Declared => f.write_str("declared"),
+            Provenance::Preset(p) => write!(f, "preset {p}"),
+            Provenance::Derived(how) => write!(f, "derived: {how}"),
+            Provenance::Default => f.write_str("default"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Value {
+    Num(f64, Dim),
+    Str(String),
+    Bool(bool),
+    /// An option of an enum field (`bf16_mixed`).
+    Sym(String),
+    List(Vec<Value>),
+    Record(Record),
+    /// Before derivation only: an expression over other fields, read relative to `root`.
+    Pending { expr: Expr, root: Vec<String>, module: usize },
+    /// Before derivation only: a value kiln derives.
+    Auto,
+}
+
+/// One field's value with its provenance and, when written, its span.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub value: Value,
+    pub provenance: Provenance,
+    pub span: Option<Span>,
+}
+
+/// A declaration, a block or a variant after resolution.
+#[derive(Clone, Debug, Default)]
+pub struct Record {
+    /// The kind (`model`), the block's field name (`parallel`) or the variant (`cosine`).
+    pub kind: String,
+    /// The preset it started from, if any.
+    pub preset: Option<String>,
+    pub fields: IndexMap<String, Slot>,
+    /// Named entries by kind, in source order: `named["phase"]["main"]`.
+    pub named: IndexMap<String, IndexMap<String, (Record, Span)>>,
+    /// The span of the declaration or block it was resolved from.
+    pub span: Option<Span>,
+}
+
+impl Record {
+    pub fn slot(&self, name: &str) -> Option<&Slot> {
+        self.fields.get(name)
+    }
+
+    /// A number, once derived.
+    pub fn num(&self, name: &str) -> Option<f64> {
+        match self.fields.get(name).map(|s| &s.value) {
+            Some(Value::Num(v, _)) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Option<bool> {
+        match self.fields.get(name).map(|s| &s.value) {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// An enum option, or the name of a variant.
+    pub fn sym(&self, name: &str) -> Option<&str> {
+        match self.fields.get(name).map(|s| &s.value) {
+            Some(Value::Sym(s)) => Some(s),
+            Some(Value::Record(r)) => Some(&r.kind),
+            _ => None,
+        }
+    }
+
+    pub fn str(&self, name: &str) -> Option<&str> {
+        match self.fields.get(name).map(|s| &s.value) {
+            Some(Value::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn record(&self, name: &str) -> Option<&Record> {
+        match self.fields.get(name).map(|s| &s.value) {
+            Some(Value::Record(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The span of a field's value, falling back to the record's own span.
+    pub fn span_of(&self, name: &str) -> Option<Span> {
+        self.fields.get(name).and_then(|s| s.span).or(self.span)
+    }
+
+    /// The named entries of one kind (`phase`), in source order.
+    pub fn entries(&self, kind: &str) -> impl Iterator<Item = (&String, &Record, Span)> {
+        self.named.get(kind).into_iter().flat_map(|m| m.iter().map(|(n, (r, s))| (n, r, *s)))
+    }
+
+    /// Follows a path of field names and named entries (`phase.main.tokens`) to a slot.
+    pub fn lookup(&self, path: &[String]) -> Option<&Slot> {
+        let (first, rest) = path.split_first()?;
+        if rest.is_empty() {
+            return self.fields.get(first);
+        }
+        if let Some(Slot { value: Value::Record(r), .. }) = self.fields.get(first) {
+            return r.lookup(rest);
+        }
+        let (name, rest) = rest.split_first()?;
+        let (record, _) = self.named.get(first)?.get(name)?;
+        record.lookup(rest)
+    }
+
+    pub fn lookup_mut(&mut self, path: &[String]) -> Option<&mut Slot> {
+        let (first, rest) = path.split_first()?;
+        if rest.is_empty() {
+            return self.fields.get_mut(first);
+        }
+        if matches!(self.fields.get(first), Some(Slot { value: Value::Record(_), .. })) {
+            let Some(Slot { value: Value::Record(r), .. }) = self.fields.get_mut(first) else { unreachable!() };
+            return r.lookup_mut(rest);
+        }
+        let (name, rest) = rest.split_first()?;
+        let (record, _) = self.named.get_mut(first)?.get_mut(name)?;
+        record.lookup_mut(rest)
+    }
+
+    /// The record at a path (`cluster.node`), or self for an empty path.
+    pub fn record_at(&self, path: &[String]) -> Option<&Record> {
+        let Some((first, rest)) = path.split_first() else { return Some(self) };
+        if let Some(Slot { value: Value::Record(r), .. }) = self.fields.get(first) {
+            return r.record_at(rest);
+        }
+        let (name, rest) = rest.split_first()?;
+        self.named.get(first)?.get(name)?.0.record_at(rest)
+    }
+
+    /// Names reachable one step below this record, for suggestions.
+    pub fn child_names(&self) -> Vec<&str> {
+        self.fields.keys().map(String::as_str).chain(self.named.keys().map(String::as_str)).collect()
+    }
+}
+
+/// A resolved declaration: an experiment or a preset checked on its own.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub name: String,
+    pub record: Record,
+}

@@ -1,0 +1,103 @@
+//! kiln: a declarative experiment compiler for LLM pre-training.
+//!
+//! The pipeline, one module per stage: [`load`] (files and imports) → [`syntax`] (pest →
+//! owned AST) → [`resolve`] (schema, presets, units, provenance) → [`derive`] (`auto` and
+//! expressions, in dependency order) → [`check`] (diagnostics). [`diagnostic`] renders
+//! what every stage reports. The core does no IO: files come through [`load::SourceLoader`].
+
+pub mod check;
+pub mod codes;
+pub mod derive;
+pub mod diagnostic;
+pub mod ir;
+pub mod load;
+pub mod model;
+pub mod report;
+pub mod resolve;
+pub mod schema;
+pub mod span;
+pub mod syntax;
+pub mod units;
+
+use diagnostic::{Diagnostic, Severity};
+use ir::{Resolved, Value};
+use load::{Program, SourceLoader};
+use std::path::PathBuf;
+
+/// The result of checking: every declaration of the entry files, resolved and derived,
+/// and every diagnostic, sorted by place.
+pub struct Checked {
+    pub program: Program,
+    pub decls: Vec<Resolved>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.len() - self.errors()
+    }
+    /// The experiments among the declarations.
+    pub fn experiments(&self) -> impl Iterator<Item = &Resolved> {
+        self.decls.iter().filter(|d| d.record.kind == "experiment")
+    }
+}
+
+/// Checks files on disk. `Err` only when an entry file cannot be read.
+pub fn check_paths(paths: &[PathBuf], loader: &dyn SourceLoader, allow: &[String]) -> Result<Checked, String> {
+    let (program, diags) = load::load(paths, loader)?;
+    Ok(compile(program, diags, allow))
+}
+
+/// Checks one text given in memory, named `name` (imports resolve relative to `name`).
+pub fn check_source(name: &str, text: &str, loader: &dyn SourceLoader, allow: &[String]) -> Checked {
+    let (program, diags) = load::load_text(name, text, loader);
+    compile(program, diags, allow)
+}
+
+fn compile(program: Program, mut diags: Vec<Diagnostic>, allow: &[String]) -> Checked {
+    let (mut decls, resolve_diags) = resolve::resolve(&program);
+    diags.extend(resolve_diags);
+    let cli_allow = allowed_codes(allow.iter().map(|s| (s.as_str(), None)), &mut diags);
+    for decl in &mut decls {
+        let kind = schema::kind(&decl.record.kind).expect("resolved declarations have known kinds");
+        let mut own = derive::derive(&mut decl.record, kind);
+        check::check(kind.name, &decl.record, &mut own);
+        if let Some(Value::List(items)) = decl.record.slot("allow").map(|s| &s.value) {
+            let span = decl.record.span_of("allow");
+            let names = items.iter().filter_map(|v| if let Value::Str(s) = v { Some((s.as_str(), span)) } else { None });
+            let codes = allowed_codes(names, &mut diags);
+            own.retain(|d| d.is_error() || !codes.contains(&d.code.code));
+        }
+        diags.extend(own);
+    }
+    diags.retain(|d| d.is_error() || !cli_allow.contains(&d.code.code));
+    diagnostic::sort(&mut diags);
+    Checked { program, decls, diagnostics: diags }
+}
+
+/// The codes named in an allow list; unknown names and errors are reported (K-A001).
+fn allowed_codes<'a>(names: impl Iterator<Item = (&'a str, Option<span::Span>)>, diags: &mut Vec<Diagnostic>) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for (name, span) in names {
+        let problem = match codes::find(name) {
+            Some(c) if c.severity != Severity::Error => {
+                out.push(c.code);
+                continue;
+            }
+            Some(c) => format!("`{}` ({}) is an error; errors cannot be silenced", c.code, c.name),
+            None => format!("there is no diagnostic code `{name}`"),
+        };
+        let mut d = Diagnostic::new(codes::UNKNOWN_ALLOW, problem).help(match diagnostic::did_you_mean(name, codes::ALL.iter().map(|c| c.code)) {
+            Some(s) => format!("did you mean `{s}`? `kiln codes` lists them all"),
+            None => "`kiln codes` lists every code".to_string(),
+        });
+        if let Some(span) = span {
+            d = d.at(span, "in this allow list");
+        }
+        diags.push(d);
+    }
+    out
+}

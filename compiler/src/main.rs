@@ -1,0 +1,156 @@
+//! The `kiln` command line: reads files, prints diagnostics, sets the exit code.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kiln::load::FsLoader;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "A declarative experiment compiler for LLM pre-training")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check experiment files: exit 0 without errors (warnings allowed), 1 with errors, 2 for usage or IO errors.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Silence a warning by code or name (repeatable): `--allow K-C013`.
+        #[arg(long, value_name = "CODE")]
+        allow: Vec<String>,
+        /// Print every resolved value with its provenance (declared, preset, derived, default).
+        #[arg(long)]
+        values: bool,
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
+    },
+    /// Format files in place in the canonical layout (comments kept); `--check` only reports.
+    Fmt {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Exit 1 if a file is not formatted, and change nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// List every diagnostic code; `--markdown` prints docs/diagnostics.md.
+    Codes {
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { files, format, allow, values, color } => check(&files, format, &allow, values, color),
+        Command::Fmt { files, check } => fmt(&files, check),
+        Command::Codes { markdown } => {
+            if markdown {
+                print!("{}", kiln::codes::docs_markdown());
+            } else {
+                for c in kiln::codes::ALL {
+                    println!("{}  {:<8} {:<24} {}", c.code, c.severity.word(), c.name, c.what);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn check(files: &[PathBuf], format: Format, allow: &[String], values: bool, color: Color) -> ExitCode {
+    let checked = match kiln::check_paths(files, &FsLoader, allow) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match format {
+        Format::Json => {
+            let json = kiln::diagnostic::to_json(&checked.program.sources, &checked.diagnostics);
+            println!("{}", serde_json::to_string_pretty(&json).expect("diagnostics serialise"));
+        }
+        Format::Text => {
+            let color = match color {
+                Color::Always => true,
+                Color::Never => false,
+                Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            };
+            eprint!("{}", kiln::diagnostic::render_text(&checked.program.sources, &checked.diagnostics, color));
+            if values {
+                for decl in &checked.decls {
+                    println!("{} {}", decl.record.kind, decl.name);
+                    print!("{}", kiln::report::values(&decl.record));
+                }
+            }
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            eprintln!(
+                "{}: {} error{}, {} warning{}",
+                names.join(", "),
+                checked.errors(),
+                if checked.errors() == 1 { "" } else { "s" },
+                checked.warnings(),
+                if checked.warnings() == 1 { "" } else { "s" }
+            );
+        }
+    }
+    if checked.errors() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn fmt(files: &[PathBuf], check: bool) -> ExitCode {
+    let mut status = ExitCode::SUCCESS;
+    for path in files {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: cannot read `{}`: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        };
+        let mut sources = kiln::span::Sources::new();
+        let file = sources.add(path.display().to_string(), text.clone());
+        let ast = match kiln::syntax::parse(file, &text) {
+            Ok(ast) => ast,
+            Err(d) => {
+                eprint!("{}", kiln::diagnostic::render_text(&sources, &[d], std::io::stderr().is_terminal()));
+                status = ExitCode::from(1);
+                continue;
+            }
+        };
+        let formatted = kiln::syntax::fmt::format(&ast, &text);
+        if formatted == text {
+            continue;
+        }
+        if check {
+            eprintln!("{} is not formatted", path.display());
+            status = ExitCode::from(1);
+        } else if let Err(e) = std::fs::write(path, formatted) {
+            eprintln!("error: cannot write `{}`: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    status
+}

@@ -1,0 +1,381 @@
+//! The kinds of the language and their fields: names, types, units and defaults.
+//!
+//! One table drives resolution (unknown fields, units, defaults), the docs and the
+//! suggestions in diagnostics. docs/language.md describes the same table for people.
+
+use crate::units::Dim;
+
+/// What numbers a numeric field accepts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NumKind {
+    /// Any finite number.
+    Real,
+    /// A number above zero.
+    Positive,
+    /// Zero or above (a final learning rate).
+    NonNegative,
+    /// A whole number ≥ 0.
+    Whole,
+    /// A whole number ≥ 1 (layers, GPUs, parallel sizes).
+    Count,
+    /// Between 0 and 1 inclusive (percentages).
+    Fraction,
+    /// A ZeRO stage, 0 to 3.
+    ZeroStage,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Ty {
+    Num(Dim, NumKind),
+    Str,
+    Bool,
+    /// One of a fixed set of options, written as a bare name (`bf16_mixed`).
+    Enum(&'static [&'static str]),
+    /// A preset of a kind (`llama3_8b`, `llama3_8b { seq_len = 8192 }`) or an inline block of it.
+    Preset(&'static KindSpec),
+    /// One of several named constructors with their own fields (`cosine { peak = 3e-4 }`).
+    Variant(&'static [VariantSpec]),
+    /// A block with its own fields (`parallel { … }`).
+    Block(&'static [FieldSpec]),
+    List(&'static Ty),
+}
+
+impl Ty {
+    /// How the type is named in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Ty::Num(Dim::Count, NumKind::Fraction) => "a percentage".into(),
+            Ty::Num(Dim::Count, _) => "a number".into(),
+            Ty::Num(d, _) => format!("a quantity in {d}"),
+            Ty::Str => "a string".into(),
+            Ty::Bool => "`true` or `false`".into(),
+            Ty::Enum(opts) => format!("one of {}", opts.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")),
+            Ty::Preset(k) => format!("a {} (a preset name or a block)", k.name),
+            Ty::Variant(vs) => format!("one of {}", vs.iter().map(|v| format!("`{}`", v.name)).collect::<Vec<_>>().join(", ")),
+            Ty::Block(_) => "a block `{ … }`".into(),
+            Ty::List(t) => format!("a list of {}", t.describe()),
+        }
+    }
+}
+
+/// The value a field takes when it is not written.
+#[derive(Clone, Copy, Debug)]
+pub enum Fill {
+    /// Must be written.
+    Required,
+    /// May be left out; then it has no value.
+    Optional,
+    /// Left out, it takes this value.
+    Value(Const),
+    /// Left out or written `auto`, kiln derives it (see derive.rs).
+    Auto,
+    /// Always derived; writing it is an error.
+    Derived,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Const {
+    Num(f64),
+    Bool(bool),
+    Str(&'static str),
+    /// An option of an `Enum`, or a variant with all its defaults.
+    Sym(&'static str),
+    /// An empty list, or a block with all its defaults.
+    Empty,
+}
+
+#[derive(Debug)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub default: Fill,
+}
+
+#[derive(Debug)]
+pub struct VariantSpec {
+    pub name: &'static str,
+    pub fields: &'static [FieldSpec],
+}
+
+/// A declaration kind (`model`, `gpu`, …) or the kind of a named entry (`source`, `phase`).
+#[derive(Debug)]
+pub struct KindSpec {
+    pub name: &'static str,
+    pub fields: &'static [FieldSpec],
+    /// Named entries it may hold (`source web { … }` in an experiment).
+    pub named: &'static [&'static KindSpec],
+    /// Kinds whose fields are free names of one type (a mix: source name → percentage).
+    pub free_keys: Option<Ty>,
+}
+
+impl KindSpec {
+    pub fn field(&self, name: &str) -> Option<&'static FieldSpec> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+const fn f(name: &'static str, ty: Ty, default: Fill) -> FieldSpec {
+    FieldSpec { name, ty, default }
+}
+
+use self::Fill::*;
+use NumKind::*;
+
+const COUNT: Ty = Ty::Num(Dim::Count, Count);
+const REAL: Ty = Ty::Num(Dim::Count, Real);
+const POSITIVE: Ty = Ty::Num(Dim::Count, Positive);
+const FRACTION: Ty = Ty::Num(Dim::Count, Fraction);
+const TOKENS: Ty = Ty::Num(Dim::Tokens, Positive);
+const STEPS: Ty = Ty::Num(Dim::Steps, Whole);
+const BYTES: Ty = Ty::Num(Dim::Bytes, Positive);
+const BYTES_PER_S: Ty = Ty::Num(Dim::BytesPerSecond, Positive);
+const FLOPS_PER_S: Ty = Ty::Num(Dim::FlopsPerSecond, Positive);
+const SOURCE: FieldSpec = f("source", Ty::Str, Optional);
+
+pub const MODEL: KindSpec = KindSpec {
+    name: "model",
+    fields: &[
+        f("layers", COUNT, Required),
+        f("hidden", COUNT, Required),
+        f("ffn_hidden", COUNT, Required),
+        f("heads", COUNT, Required),
+        f("kv_heads", COUNT, Auto),
+        f("head_dim", COUNT, Auto),
+        f("vocab", COUNT, Required),
+        f("seq_len", Ty::Num(Dim::Tokens, Count), Required),
+        f("tied_embeddings", Ty::Bool, Value(Const::Bool(false))),
+        f("activation", Ty::Enum(&["swiglu", "gelu", "relu"]), Value(Const::Sym("swiglu"))),
+        f("norm", Ty::Enum(&["rmsnorm", "layernorm"]), Value(Const::Sym("rmsnorm"))),
+        f("position", Ty::Enum(&["rope", "learned", "relative", "alibi"]), Value(Const::Sym("rope"))),
+        f("bias", Ty::Bool, Value(Const::Bool(false))),
+        f("published_params", POSITIVE, Optional),
+        SOURCE,
+        f("params", COUNT, Derived),
+    ],
+    named: &[],
+    free_keys: None,
+};
+
+pub const GPU: KindSpec = KindSpec {
+    name: "gpu",
+    fields: &[
+        f("arch", Ty::Enum(&["volta", "ampere", "hopper", "blackwell", "cdna3"]), Required),
+        f("memory", BYTES, Required),
+        f("hbm_bandwidth", BYTES_PER_S, Required),
+        f("peak_fp32", FLOPS_PER_S, Optional),
+        f("peak_tf32", FLOPS_PER_S, Optional),
+        f("peak_bf16", FLOPS_PER_S, Optional),
+        f("peak_fp16", FLOPS_PER_S, Optional),
+        f("peak_fp8", FLOPS_PER_S, Optional),
+        SOURCE,
+    ],
+    named: &[],
+    free_keys: None,
+};
+
+pub const NODE: KindSpec = KindSpec {
+    name: "node",
+    fields: &[
+        f("gpu", Ty::Preset(&GPU), Required),
+        f("gpus_per_node", COUNT, Required),
+        f("nvlink_bandwidth", BYTES_PER_S, Required),
+        f("network_bandwidth", BYTES_PER_S, Required),
+        SOURCE,
+    ],
+    named: &[],
+    free_keys: None,
+};
+
+pub const CLUSTER: KindSpec = KindSpec {
+    name: "cluster",
+    fields: &[
+        f("node", Ty::Preset(&NODE), Required),
+        f("nodes", COUNT, Required),
+        f("gpu_hour_price", Ty::Num(Dim::Usd, Positive), Optional),
+        SOURCE,
+    ],
+    named: &[],
+    free_keys: None,
+};
+
+pub const MIX: KindSpec = KindSpec { name: "mix", fields: &[SOURCE], named: &[], free_keys: Some(FRACTION) };
+
+pub const LAW: KindSpec = KindSpec {
+    name: "law",
+    fields: &[
+        f("form", Ty::Enum(&["hoffmann", "kaplan"]), Required),
+        f("E", POSITIVE, Optional),
+        f("A", POSITIVE, Optional),
+        f("B", POSITIVE, Optional),
+        f("alpha", POSITIVE, Optional),
+        f("beta", POSITIVE, Optional),
+        f("n_c", POSITIVE, Optional),
+        f("d_c", POSITIVE, Optional),
+        f("alpha_n", POSITIVE, Optional),
+        f("alpha_d", POSITIVE, Optional),
+        SOURCE,
+    ],
+    named: &[],
+    free_keys: None,
+};
+
+/// The fields a law of each form needs.
+pub const LAW_FORMS: &[(&str, &[&str])] =
+    &[("hoffmann", &["E", "A", "B", "alpha", "beta"]), ("kaplan", &["n_c", "d_c", "alpha_n", "alpha_d"])];
+
+pub const SOURCE_ENTRY: KindSpec = KindSpec {
+    name: "source",
+    fields: &[
+        f("path", Ty::Str, Required),
+        f("text_field", Ty::Str, Value(Const::Str("text"))),
+        f("unique_tokens", TOKENS, Optional),
+        f("max_epochs", POSITIVE, Value(Const::Num(4.0))),
+    ],
+    named: &[],
+    free_keys: None,
+};
+
+const WARMUP: FieldSpec = f("warmup", STEPS, Value(Const::Num(0.0)));
+
+/// Learning-rate schedules of a phase.
+pub const LR: &[VariantSpec] = &[
+    VariantSpec { name: "constant", fields: &[f("value", POSITIVE, Required), WARMUP] },
+    VariantSpec {
+        name: "cosine",
+        fields: &[f("peak", POSITIVE, Required), WARMUP, f("final", Ty::Num(Dim::Count, NonNegative), Value(Const::Num(0.0)))],
+    },
+    VariantSpec { name: "wsd", fields: &[f("peak", POSITIVE, Required), WARMUP, f("decay", FRACTION, Value(Const::Num(0.2)))] },
+    VariantSpec {
+        name: "linear",
+        fields: &[f("from", POSITIVE, Auto), f("to", Ty::Num(Dim::Count, NonNegative), Required)],
+    },
+];
+
+pub const PHASE_ENTRY: KindSpec = KindSpec {
+    name: "phase",
+    fields: &[
+        f("tokens", TOKENS, Auto),
+        f("mix", Ty::Preset(&MIX), Required),
+        f("lr", Ty::Variant(LR), Required),
+        f("anneal", Ty::Bool, Auto),
+    ],
+    named: &[],
+    free_keys: None,
+};
+
+pub const PARALLEL: &[FieldSpec] = &[
+    f("tensor", COUNT, Value(Const::Num(1.0))),
+    f("pipeline", COUNT, Value(Const::Num(1.0))),
+    f("virtual_stages", COUNT, Value(Const::Num(1.0))),
+    f("context", COUNT, Value(Const::Num(1.0))),
+    f("data", COUNT, Auto),
+    f("zero", Ty::Num(Dim::Count, ZeroStage), Value(Const::Num(0.0))),
+    f("recompute", Ty::Enum(&["none", "selective", "full"]), Value(Const::Sym("none"))),
+    f("sequence_parallel", Ty::Bool, Value(Const::Bool(false))),
+    f("micro_batch", COUNT, Value(Const::Num(1.0))),
+    f("accumulation", COUNT, Auto),
+];
+
+pub const DEDUP: &[FieldSpec] = &[
+    f(
+        "exact",
+        Ty::Variant(&[VariantSpec {
+            name: "bloom",
+            fields: &[
+                f("false_positive", FRACTION, Value(Const::Num(1e-6))),
+                f("expected_docs", COUNT, Optional),
+            ],
+        }]),
+        Optional,
+    ),
+    f(
+        "near",
+        Ty::Variant(&[VariantSpec {
+            name: "minhash",
+            fields: &[
+                f("ngram", COUNT, Value(Const::Num(5.0))),
+                f("bands", COUNT, Value(Const::Num(14.0))),
+                f("rows", COUNT, Value(Const::Num(8.0))),
+            ],
+        }]),
+        Optional,
+    ),
+];
+
+pub const QUALITY: &[FieldSpec] = &[
+    f("heuristic", Ty::List(&Ty::Enum(&["gopher", "c4", "fineweb"])), Value(Const::Empty)),
+    f("classifier", Ty::Block(&[f("threshold", REAL, Required)]), Optional),
+];
+
+pub const OBJECTIVE: &[VariantSpec] = &[
+    VariantSpec { name: "chinchilla", fields: &[] },
+    VariantSpec { name: "fixed", fields: &[] },
+    VariantSpec { name: "inference_aware", fields: &[f("serve_tokens", TOKENS, Required)] },
+];
+
+pub const TOKENIZER: &[VariantSpec] = &[
+    VariantSpec { name: "bpe", fields: &[f("vocab", COUNT, Required)] },
+    VariantSpec { name: "unigram", fields: &[f("vocab", COUNT, Required)] },
+];
+
+pub const OPTIMIZER: &[VariantSpec] = &[VariantSpec {
+    name: "adamw",
+    fields: &[
+        f("beta1", FRACTION, Value(Const::Num(0.9))),
+        f("beta2", FRACTION, Value(Const::Num(0.95))),
+        f("eps", POSITIVE, Value(Const::Num(1e-8))),
+        f("weight_decay", Ty::Num(Dim::Count, Fraction), Value(Const::Num(0.1))),
+        f("grad_clip", POSITIVE, Value(Const::Num(1.0))),
+    ],
+}];
+
+pub const EXPERIMENT: KindSpec = KindSpec {
+    name: "experiment",
+    fields: &[
+        f("model", Ty::Preset(&MODEL), Required),
+        f("tokens", TOKENS, Required),
+        f("batch", TOKENS, Required),
+        f("cluster", Ty::Preset(&CLUSTER), Required),
+        f("objective", Ty::Variant(OBJECTIVE), Value(Const::Sym("chinchilla"))),
+        f("law", Ty::Preset(&LAW), Optional),
+        f("precision", Ty::Enum(&["fp32", "bf16_mixed", "fp16_mixed", "fp8_mixed"]), Value(Const::Sym("bf16_mixed"))),
+        f("tokenizer", Ty::Variant(TOKENIZER), Optional),
+        f("optimizer", Ty::Variant(OPTIMIZER), Value(Const::Sym("adamw"))),
+        f("parallel", Ty::Block(PARALLEL), Value(Const::Empty)),
+        f("dedup", Ty::Block(DEDUP), Optional),
+        f("quality", Ty::Block(QUALITY), Optional),
+        f("seed", Ty::Num(Dim::Count, Whole), Value(Const::Num(0.0))),
+        f("allow", Ty::List(&Ty::Str), Value(Const::Empty)),
+        f("world", COUNT, Derived),
+    ],
+    named: &[&SOURCE_ENTRY, &PHASE_ENTRY],
+    free_keys: None,
+};
+
+/// What a record may hold: a kind's fields, a block's fields or a variant's fields.
+#[derive(Clone, Copy)]
+pub struct Shape {
+    pub kind: &'static str,
+    pub fields: &'static [FieldSpec],
+    pub named: &'static [&'static KindSpec],
+    pub free_keys: Option<Ty>,
+}
+
+impl Shape {
+    pub fn of(k: &'static KindSpec) -> Shape {
+        Shape { kind: k.name, fields: k.fields, named: k.named, free_keys: k.free_keys }
+    }
+    pub fn fields(kind: &'static str, fields: &'static [FieldSpec]) -> Shape {
+        Shape { kind, fields, named: &[], free_keys: None }
+    }
+    pub fn field(&self, name: &str) -> Option<&'static FieldSpec> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// Every top-level declaration kind.
+pub const KINDS: &[&KindSpec] = &[&EXPERIMENT, &MODEL, &GPU, &NODE, &CLUSTER, &MIX, &LAW];
+
+pub fn kind(name: &str) -> Option<&'static KindSpec> {
+    KINDS.iter().copied().find(|k| k.name == name)
+}
