@@ -375,7 +375,7 @@ fn previous_phase(top: &Record, path: &[String]) -> Option<String> {
 fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic>> {
     let (field, parent) = (path[path.len() - 1].as_str(), &path[..path.len() - 1]);
     let record = top.record_at(parent).ok_or_else(Vec::new)?;
-    let grand = top.record_at(&parent[..parent.len().saturating_sub(1)]).ok_or_else(Vec::new)?;
+    let grand = || top.record_at(&parent[..parent.len().saturating_sub(1)]).ok_or_else(Vec::new);
     let num = |r: &Record, f: &str| r.num(f).ok_or_else(Vec::new);
     let count = |v: f64| Value::Num(v, Dim::Count);
     let here = record.span.or(top.span);
@@ -418,6 +418,7 @@ fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic
             Ok((Value::Num(tokens, Dim::Tokens), format!("Chinchilla's 20 tokens per parameter × {}", units::show(params, Dim::Count))))
         }
         ("parallel", "data") => {
+            let grand = grand()?;
             let world = num(grand, "world")?;
             let (t, pp, c) = (num(record, "tensor")?, num(record, "pipeline")?, num(record, "context")?);
             let model_parallel = t * pp * c;
@@ -439,6 +440,7 @@ fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic
             Ok((count(data), format!("world / (tensor × pipeline × context) = {world} / ({t} × {pp} × {c})")))
         }
         ("parallel", "accumulation") => {
+            let grand = grand()?;
             let batch = num(grand, "batch")?;
             let seq = grand.record("model").and_then(|m| m.num("seq_len")).ok_or_else(Vec::new)?;
             let (micro, data) = (num(record, "micro_batch")?, num(record, "data")?);

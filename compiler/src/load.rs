@@ -170,12 +170,14 @@ impl Loader<'_> {
                 let target = normalize(&dir.join(rel));
                 let root = self.project_root(&dir);
                 if !absolute(&target).starts_with(&root) {
+                    // Say where the root is relative to the importing file, as the user sees it.
+                    let up = absolute(&dir).components().count().saturating_sub(root.components().count());
+                    let root_shown = if up == 0 { ".".to_string() } else { vec![".."; up].join("/") };
                     self.diags.push(
                         Diagnostic::new(codes::IMPORT_ESCAPES, format!("`{rel}` is outside this file's project"))
-                            .at(import.span, format!("resolves to `{}`", target.display()))
+                            .at(import.span, "leaves the project")
                             .help(format!(
-                                "the project root is `{}` (the nearest directory with `kiln.toml` or `.git`); move the file inside it",
-                                root.display()
+                                "the project root is `{root_shown}` from this file (the nearest directory with `kiln.toml` or `.git`); move the imported file inside it"
                             )),
                     );
                     return None;

@@ -273,6 +273,11 @@ pub const PARALLEL: &[FieldSpec] = &[
     f("recompute", Ty::Enum(&["none", "selective", "full"]), Value(Const::Sym("none"))),
     f("sequence_parallel", Ty::Bool, Value(Const::Bool(false))),
     f("micro_batch", COUNT, Value(Const::Num(1.0))),
+    // Uneven pipelines (Llama 3 405B, Dubey et al. 2024 Sec. 3.3.2, and Megatron-LM's
+    // --decoder-first/last-pipeline-num-layers): fewer layers on the first and last stages,
+    // which also hold the embedding and the output layer.
+    f("first_stage_layers", Ty::Num(Dim::Count, Whole), Optional),
+    f("last_stage_layers", Ty::Num(Dim::Count, Whole), Optional),
     f("accumulation", COUNT, Auto),
 ];
 

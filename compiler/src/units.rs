@@ -196,6 +196,9 @@ pub fn show(value: f64, dim: Dim) -> String {
 
 /// A number with at most three decimals and no trailing zeros.
 pub fn trim(v: f64) -> String {
+    if v != 0.0 && v.abs() < 0.01 {
+        return format!("{v:e}");
+    }
     let s = format!("{:.3}", v);
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "-0" { "0".into() } else { s.to_string() }

@@ -46,13 +46,22 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
         }
     }
     if let Some(layers) = model.num("layers") {
-        let chunks = pipeline * virtual_stages;
-        if layers % chunks != 0.0 {
+        // Stages with a declared layer count take theirs; the rest split what remains evenly.
+        let (first, last) = (par.num("first_stage_layers"), par.num("last_stage_layers"));
+        let fixed = [first, last].iter().flatten().count() as f64;
+        let remaining = layers - first.unwrap_or(0.0) - last.unwrap_or(0.0);
+        let chunks = (pipeline - fixed) * virtual_stages;
+        if fixed >= pipeline || remaining < 0.0 || (chunks > 0.0 && remaining % chunks != 0.0) {
             let what = if virtual_stages > 1.0 { format!("pipeline × virtual_stages = {pipeline} × {virtual_stages}") } else { format!("pipeline = {pipeline}") };
+            let each = if chunks > 0.0 { crate::units::trim(remaining / chunks) } else { "no".into() };
+            let rest = if fixed > 0.0 { " (besides the first/last stage's)" } else { "" };
             out.push(
-                Diagnostic::new(codes::LAYERS_PIPELINE, format!("{layers} layers do not divide evenly over {what} ({} layers each)", crate::units::trim(layers / chunks)))
+                Diagnostic::new(codes::LAYERS_PIPELINE, format!("{remaining} layers{rest} do not divide evenly over {what} ({each} layers each)"))
                     .at(at(par, "pipeline", exp), format!("pipeline = {pipeline}"))
-                    .help(format!("use stages that divide {layers}: {}", divisors(layers, chunks))),
+                    .help(format!(
+                        "use stages that divide {remaining}: {}; or set `first_stage_layers` / `last_stage_layers` for an uneven pipeline",
+                        divisors(remaining.max(1.0), chunks.max(1.0))
+                    )),
             );
         }
     }

@@ -36,8 +36,37 @@ pub fn format(file: &File, text: &str) -> String {
         p.out.push('\n');
     }
     p.leading(text.len(), 0, !file.items.is_empty());
-    let out = p.out.trim_end().to_string();
+    let out = align_trailing(p.out.trim_end());
     if out.is_empty() { out } else { out + "\n" }
+}
+
+/// Marks where a trailing comment starts until [`align_trailing`] places it.
+const TRAILING: char = '\u{1}';
+
+/// Aligns the trailing comments of consecutive lines in one column, two spaces after the
+/// longest line of code among them (as gofmt does).
+fn align_trailing(text: &str) -> String {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let mut j = i;
+        while j < lines.len() && lines[j].contains(TRAILING) {
+            j += 1;
+        }
+        if j == i {
+            out.push(lines[i].to_string());
+            i += 1;
+            continue;
+        }
+        let width = lines[i..j].iter().map(|l| l.split(TRAILING).next().unwrap_or("").chars().count()).max().unwrap_or(0);
+        for line in &lines[i..j] {
+            let (code, comment) = line.split_once(TRAILING).unwrap_or((line, ""));
+            out.push(format!("{code:<width$}  {comment}"));
+        }
+        i = j;
+    }
+    out.join("\n")
 }
 
 struct Printer<'a> {
@@ -98,7 +127,7 @@ impl Printer<'_> {
         if let Some(c) = self.comments.get(self.next_comment) {
             let start = c.span.start as usize;
             if start >= self.last_end && !self.text[self.last_end..start].contains('\n') {
-                self.out += "  ";
+                self.out.push(TRAILING);
                 self.out += &c.text;
                 self.last_end = c.span.end as usize;
                 self.next_comment += 1;

@@ -207,11 +207,11 @@ impl Builder {
 
     fn decl(&self, pair: Pair<Rule>) -> Result<Decl, Diagnostic> {
         debug_assert_eq!(pair.as_rule(), Rule::decl);
-        let span = self.span(&pair);
         let mut inner = pair.into_inner();
         let kind = self.ident(inner.next().expect("kind"));
         let name = self.ident(inner.next().expect("name"));
         let body = self.block(inner.next().expect("body"))?;
+        let span = kind.span.to(body.span);
         Ok(Decl { kind, name, body, span })
     }
 
@@ -220,27 +220,29 @@ impl Builder {
         let span = self.span(&pair);
         let mut entries = Vec::new();
         for entry in pair.into_inner() {
-            let espan = self.span(&entry);
             let rule = entry.as_rule();
             let mut inner = entry.into_inner();
             entries.push(match rule {
                 Rule::field => {
                     let key = self.ident(inner.next().expect("key"));
                     let value = self.expr(inner.next().expect("value"))?;
-                    Entry::Field { key, value, span: espan }
+                    let span = key.span.to(value.span);
+                    Entry::Field { key, value, span }
                 }
                 Rule::block_field => {
                     let key = self.ident(inner.next().expect("key"));
                     let body = inner.next().expect("block");
                     let bspan = self.span(&body);
                     let value = Expr { kind: ExprKind::Block(self.block(body)?), span: bspan };
-                    Entry::Field { key, value, span: espan }
+                    let span = key.span.to(bspan);
+                    Entry::Field { key, value, span }
                 }
                 Rule::named => {
                     let kind = self.ident(inner.next().expect("kind"));
                     let name = self.ident(inner.next().expect("name"));
                     let body = self.block(inner.next().expect("body"))?;
-                    Entry::Named { kind, name, body, span: espan }
+                    let span = kind.span.to(body.span);
+                    Entry::Named { kind, name, body, span }
                 }
                 r => unreachable!("block entry {r:?}"),
             });
