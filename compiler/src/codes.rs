@@ -162,6 +162,10 @@ codes! {
         what "An experiment without any phase, or a phase without a mix or learning rate."
         why "Training needs at least one phase with its data mix and schedule."
         example "experiment e { model = tiny, tokens = 1B, … }  # no phase";
+    UNDER_TRAINED = "K-S001" "under-trained" Warning
+        what "Fewer than half the training tokens per parameter of Chinchilla's compute-optimal ratio of about 20 (Hoffmann et al. 2022, Table 3)."
+        why "For the same compute, a smaller model trained on more tokens reaches a lower loss; the help line gives the 20:1 model and token count for the declared compute."
+        example "GPT-3 175B on 300B tokens: 1.7 tokens per parameter";
     UNKNOWN_ALLOW = "K-A001" "unknown-allow" Warning
         what "`allow` or `--allow` names a code that does not exist, or one that is an error (errors cannot be silenced)."
         why "A silencing that does nothing hides nothing, which is worth knowing."
