@@ -20,6 +20,8 @@ pub struct ModelShape {
     /// LayerNorm has a gain and a bias per channel; RMSNorm only a gain.
     pub layernorm: bool,
     pub learned_positions: bool,
+    /// Transformer-XL style relative positions, with their own projection per layer.
+    pub relative_positions: bool,
     pub bias: bool,
 }
 
@@ -48,6 +50,7 @@ impl ModelShape {
             gated_ffn: r.sym("activation")? == "swiglu",
             layernorm: r.sym("norm")? == "layernorm",
             learned_positions: r.sym("position")? == "learned",
+            relative_positions: r.sym("position")? == "relative",
             bias: r.bool("bias")?,
         })
     }
@@ -62,8 +65,8 @@ impl ModelShape {
     /// - two norms per layer and one final norm: `hidden` gains, plus `hidden` biases for
     ///   LayerNorm (Ba et al. 2016); RMSNorm has gains only (Zhang & Sennrich 2019);
     /// - the token embedding, an untied output projection of the same size, and a learned
-    ///   position table of seq_len × hidden when positions are learned (RoPE, ALiBi and
-    ///   relative positions have no parameters).
+    ///   position table of seq_len × hidden when positions are learned (RoPE and
+    ///   ALiBi have no parameters; Transformer-XL relative positions add W_{k,R} per layer).
     ///
     /// This is the count the papers report for Llama 3 (8.03B, Table 3 of Dubey et al. 2024)
     /// and GPT-3 (175B, Table 2.1 of Brown et al. 2020); test_params pins them.
@@ -76,8 +79,13 @@ impl ModelShape {
         let ffn_matrices = if self.gated_ffn { 3.0 } else { 2.0 };
         let ffn = ffn_matrices * h * f;
         let ffn_bias = if self.bias { (ffn_matrices - 1.0) * f + h } else { 0.0 };
+        // Transformer-XL relative positions (Dai et al. 2019, Sec. 3.3) add a projection of
+        // the relative encodings, W_{k,R}: hidden × (heads · head_dim) per layer. With it the
+        // Gopher and Chinchilla shapes give their published 280B and 70B (Rae et al. 2021,
+        // Table 1; Hoffmann et al. 2022, Table 4); without it 258.7B and 65.0B.
+        let relative = if self.relative_positions { h * q_width } else { 0.0 };
         let norm = if self.layernorm { 2.0 * h } else { h };
-        let per_layer = attention + attention_bias + ffn + ffn_bias + 2.0 * norm;
+        let per_layer = attention + attention_bias + relative + ffn + ffn_bias + 2.0 * norm;
         let non_embedding = self.layers * per_layer + norm;
         let token_embedding = self.vocab * h;
         let output = if self.tied_embeddings { 0.0 } else { self.vocab * h };
