@@ -43,15 +43,16 @@ pub fn format(file: &File, text: &str) -> String {
 /// Marks where a trailing comment starts until [`align_trailing`] places it.
 const TRAILING: char = '\u{1}';
 
-/// Aligns the trailing comments of consecutive lines in one column, two spaces after the
-/// longest line of code among them (as gofmt does).
+/// Aligns the trailing comments of consecutive lines at the same indentation in one column,
+/// two spaces after the longest line of code among them (as gofmt does).
 fn align_trailing(text: &str) -> String {
     let lines: Vec<&str> = text.split('\n').collect();
     let mut out = Vec::with_capacity(lines.len());
     let mut i = 0;
     while i < lines.len() {
+        let indent = |l: &str| l.len() - l.trim_start().len();
         let mut j = i;
-        while j < lines.len() && lines[j].contains(TRAILING) {
+        while j < lines.len() && lines[j].contains(TRAILING) && indent(lines[j]) == indent(lines[i]) {
             j += 1;
         }
         if j == i {
