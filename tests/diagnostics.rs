@@ -28,7 +28,7 @@ fn cases() {
             None => missing_expectation.push(format!("{name}: no `# expect:` line")),
             _ => {}
         }
-        insta::with_settings!({ snapshot_path => "snapshots/cases", prepend_module_to_snapshot => false, description => input.clone(), omit_expression => true }, {
+        insta::with_settings!({ snapshot_path => "snapshots/cases", prepend_module_to_snapshot => false, omit_expression => true }, {
             insta::assert_snapshot!(name, format!("{input}\n----- kiln check -----\n{output}"));
         });
     }

@@ -1,1 +1,33 @@
-fn main(){}
+//! Benchmarks of `kiln check`: parse + resolve + derive + check in process, and the whole
+//! `kiln check experiments/llama3_405b.kiln` process (target: under 20 ms median).
+//! Run with `cargo bench -p kiln --bench check`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn bench(c: &mut Criterion) {
+    std::env::set_current_dir(root()).unwrap();
+    let file = PathBuf::from("experiments/llama3_405b.kiln");
+    let text = std::fs::read_to_string(&file).unwrap();
+    c.bench_function("parse llama3_405b", |b| b.iter(|| kiln::syntax::parse(0, &text).unwrap()));
+    c.bench_function("check llama3_405b (parse+resolve+derive+check)", |b| {
+        b.iter(|| {
+            let checked = kiln::check_paths(std::slice::from_ref(&file), &kiln::load::FsLoader, &[]).unwrap();
+            assert_eq!(checked.errors(), 0);
+        })
+    });
+    c.bench_function("process: kiln check experiments/llama3_405b.kiln", |b| {
+        b.iter(|| {
+            let out = Command::new(env!("CARGO_BIN_EXE_kiln")).args(["check", "experiments/llama3_405b.kiln"]).output().unwrap();
+            assert!(out.status.success());
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -159,7 +159,7 @@ codes! {
         why "Its dedup, filtering and tokenisation would run for nothing; usually a mix entry is missing."
         example "source books { … } with no phase naming `books`";
     NO_PHASE = "K-C014" "no-phase" Error
-        what "An experiment without any phase, or a phase without a mix or learning rate."
+        what "An experiment without any phase (a phase without its mix or learning rate is K-R004)."
         why "Training needs at least one phase with its data mix and schedule."
         example "experiment e { model = tiny, tokens = 1B, … }  # no phase";
     UNDER_TRAINED = "K-S001" "under-trained" Warning

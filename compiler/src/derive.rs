@@ -159,7 +159,7 @@ impl Deriver {
             let first = &nodes[graph[start]];
             let mut d = Diagnostic::new(
                 codes::DERIVATION_CYCLE,
-                format!("{} depend on each other in a cycle", if names.len() == 1 { format!("{} and itself", names[0]) } else { names.join(", ") }),
+                if names.len() == 1 { format!("{} refers to itself", names[0]) } else { format!("{} depend on each other in a cycle", names.join(", ")) },
             )
             .note(format!("cycle: {} → {}", names.join(" → "), names[0]))
             .help("give one of them a value that does not depend on the others");
@@ -268,7 +268,7 @@ fn eval(top: &Record, expr: &Expr, root: &[String]) -> Result<(f64, Dim), Option
             let shown = segments.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(".");
             match top.lookup(&path).map(|s| &s.value) {
                 Some(Value::Num(v, d)) => Ok((*v, *d)),
-                Some(Value::Auto | Value::Pending { .. }) => Err(None),
+                Some(Value::Auto | Value::Pending { .. } | Value::Invalid) => Err(None),
                 Some(_) => Err(Some(
                     Diagnostic::new(codes::WRONG_TYPE, format!("`{shown}` is not a number"))
                         .at(expr.span, "not a number")
@@ -364,6 +364,14 @@ fn rule_deps(top: &Record, path: &[String]) -> Vec<Path> {
     }
 }
 
+/// The fewest nodes, at least as many as declared, whose GPUs divide by `model_parallel`.
+fn nodes_for(exp: &Record, model_parallel: f64) -> Option<(f64, f64)> {
+    let cluster = exp.record("cluster")?;
+    let per_node = cluster.record("node")?.num("gpus_per_node")?;
+    let nodes = cluster.num("nodes")?;
+    (0..4096).map(|k| nodes + k as f64).find(|n| (n * per_node) % model_parallel == 0.0).map(|n| (n, n * per_node))
+}
+
 /// The phase before the one holding `path` (`["phase", NAME, …]`).
 fn previous_phase(top: &Record, path: &[String]) -> Option<String> {
     let names: Vec<&String> = top.entries("phase").map(|(n, _, _)| n).collect();
@@ -428,10 +436,10 @@ fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic
                     codes::WORLD_SIZE,
                     format!("{world} GPUs do not divide into tensor × pipeline × context = {t} × {pp} × {c} = {model_parallel}"),
                 )
-                .help(format!(
-                    "choose sizes whose product divides {world}, or a cluster with a multiple of {model_parallel} GPUs (nearest: {})",
-                    ((world / model_parallel).ceil().max(1.0) * model_parallel)
-                ));
+                .help(match nodes_for(grand, model_parallel) {
+                    Some((nodes, gpus)) => format!("choose sizes whose product divides {world}, or use {nodes} nodes ({gpus} GPUs)"),
+                    None => format!("choose sizes whose product divides {world}"),
+                });
                 if let Some(s) = record.span.or(here) {
                     d = d.at(s, format!("data = {} is not a whole number", units::trim(data)));
                 }

@@ -176,11 +176,17 @@ pub fn to_json(sources: &Sources, diags: &[Diagnostic]) -> Vec<JsonDiagnostic> {
 }
 
 /// The closest of `candidates` to `name`, if close enough to be a likely typo.
+/// Case differences count as nothing (`80gb` → `GB`); otherwise up to a third of the
+/// letters may differ, and never all of them.
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = name.to_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(name, c), c))
-        .filter(|(d, c)| *d <= (name.len().max(c.len()) / 3).max(1) || c.starts_with(name) || name.starts_with(*c))
+        .filter(|c| *c != name)
+        .map(|c| (if c.to_lowercase() == lower { 0 } else { strsim::damerau_levenshtein(&lower, &c.to_lowercase()) + 1 }, c))
+        .filter(|(d, c)| {
+            *d == 0 || (*d - 1 < name.len().min(c.len()) && (*d - 1 <= (name.len().max(c.len()) / 3).max(1) || (name.len() >= 3 && (c.starts_with(name) || name.starts_with(*c)))))
+        })
         .min_by_key(|(d, c)| (*d, *c))
         .map(|(_, c)| c)
 }

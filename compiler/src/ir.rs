@@ -44,6 +44,8 @@ pub enum Value {
     Pending { expr: Expr, root: Vec<String>, module: usize },
     /// Before derivation only: a value kiln derives.
     Auto,
+    /// A value that was rejected with a diagnostic; checks that need it are skipped.
+    Invalid,
 }
 
 /// One field's value with its provenance and, when written, its span.

@@ -90,10 +90,14 @@ fn allowed_codes<'a>(names: impl Iterator<Item = (&'a str, Option<span::Span>)>,
             Some(c) => format!("`{}` ({}) is an error; errors cannot be silenced", c.code, c.name),
             None => format!("there is no diagnostic code `{name}`"),
         };
-        let mut d = Diagnostic::new(codes::UNKNOWN_ALLOW, problem).help(match diagnostic::did_you_mean(name, codes::ALL.iter().map(|c| c.code)) {
-            Some(s) => format!("did you mean `{s}`? `kiln codes` lists them all"),
-            None => "`kiln codes` lists every code".to_string(),
-        });
+        let help = match codes::find(name) {
+            Some(_) => "fix the error instead; only warnings and advice can be allowed".to_string(),
+            None => match diagnostic::did_you_mean(name, codes::ALL.iter().flat_map(|c| [c.code, c.name])) {
+                Some(s) => format!("did you mean `{s}`? `kiln codes` lists them all"),
+                None => "`kiln codes` lists every code".to_string(),
+            },
+        };
+        let mut d = Diagnostic::new(codes::UNKNOWN_ALLOW, problem).help(help);
         if let Some(span) = span {
             d = d.at(span, "in this allow list");
         }

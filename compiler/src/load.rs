@@ -45,6 +45,8 @@ pub struct Module {
     /// `None` when the file did not parse.
     pub ast: Option<ast::File>,
     pub imports: Vec<ImportEdge>,
+    /// Whether an import of this module could not be loaded (already reported).
+    pub failed_imports: bool,
 }
 
 #[derive(Debug)]
@@ -110,15 +112,17 @@ impl Loader<'_> {
             }
         };
         let id = self.program.modules.len();
-        self.program.modules.push(Module { key: key.clone(), file, ast: None, imports: Vec::new() });
+        self.program.modules.push(Module { key: key.clone(), file, ast: None, imports: Vec::new(), failed_imports: false });
         self.by_key.insert(key, id);
         self.stack.push(id);
         let mut imports = Vec::new();
+        let mut failed = false;
         if let Some(ast) = &ast {
             for item in &ast.items {
                 if let Item::Import(import) = item {
-                    if let Some(edge) = self.import(id, import) {
-                        imports.push(edge);
+                    match self.import(id, import) {
+                        Some(edge) => imports.push(edge),
+                        None => failed = true,
                     }
                 }
             }
@@ -127,6 +131,7 @@ impl Loader<'_> {
         let module = &mut self.program.modules[id];
         module.ast = ast;
         module.imports = imports;
+        module.failed_imports = failed;
         id
     }
 
@@ -229,6 +234,8 @@ impl Loader<'_> {
 }
 
 fn absolute(path: &Path) -> PathBuf {
+    // The parent of a bare file name is "", which is the current directory.
+    let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
     normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 

@@ -47,5 +47,6 @@ fn show(v: &Value) -> String {
         Value::List(items) => format!("[{}]", items.iter().map(show).collect::<Vec<_>>().join(", ")),
         Value::Record(r) => r.kind.clone(),
         Value::Pending { .. } | Value::Auto => "(not derived)".into(),
+        Value::Invalid => "(invalid)".into(),
     }
 }

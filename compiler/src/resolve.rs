@@ -17,7 +17,7 @@ const MAX_PRESET_DEPTH: usize = 16;
 
 /// Resolves every declaration of the root modules.
 pub fn resolve(program: &Program) -> (Vec<Resolved>, Vec<Diagnostic>) {
-    let mut r = Resolver { program, scopes: Vec::new(), diags: Vec::new(), depth: 0 };
+    let mut r = Resolver { program, scopes: Vec::new(), unsure: Vec::new(), diags: Vec::new(), depth: 0 };
     r.build_scopes();
     let mut out = Vec::new();
     for &root in &program.roots {
@@ -58,6 +58,9 @@ struct Resolver<'p> {
     program: &'p Program,
     /// Per module: every declaration visible by name.
     scopes: Vec<HashMap<String, (ModuleId, &'p Decl)>>,
+    /// Per module: names already reported (a declaration of an unknown kind, or a module
+    /// with a failed import), whose uses are not reported again.
+    unsure: Vec<Option<std::collections::HashSet<String>>>,
     diags: Vec<Diagnostic>,
     depth: usize,
 }
@@ -74,8 +77,13 @@ impl<'p> Resolver<'p> {
         let program = self.program;
         for (id, module) in program.modules.iter().enumerate() {
             let mut scope: HashMap<String, (ModuleId, &'p Decl)> = HashMap::new();
+            // `None`: every unknown name is unsure (an import of this module failed).
+            let mut unsure = if module.failed_imports { None } else { Some(std::collections::HashSet::new()) };
             for decl in decls(program, id) {
                 if schema::kind(&decl.kind.name).is_none() {
+                    if let Some(u) = unsure.as_mut() {
+                        u.insert(decl.name.name.clone());
+                    }
                     let mut d = Diagnostic::new(codes::UNKNOWN_KIND, format!("unknown declaration kind `{}`", decl.kind.name))
                         .at(decl.kind.span, "not a kind of declaration");
                     d = d.help(match did_you_mean(&decl.kind.name, schema::KINDS.iter().map(|k| k.name)) {
@@ -110,6 +118,7 @@ impl<'p> Resolver<'p> {
                                 d = d.help(format!("did you mean `{s}`?"));
                             }
                             self.diags.push(d);
+                            unsure = None;
                             continue;
                         }
                     },
@@ -137,6 +146,7 @@ impl<'p> Resolver<'p> {
                 }
             }
             self.scopes.push(scope);
+            self.unsure.push(unsure);
         }
     }
 
@@ -154,7 +164,7 @@ impl<'p> Resolver<'p> {
                 continue;
             }
             let value = match field.default {
-                Fill::Required => {
+                Fill::Required | Fill::RequiredOrAuto => {
                     self.diags.push(
                         Diagnostic::new(codes::MISSING_FIELD, format!("{} is missing the field `{}`", describe_record(record), field.name))
                             .at(at, format!("needs `{}`", field.name))
@@ -199,6 +209,10 @@ impl<'p> Resolver<'p> {
             match entry {
                 Entry::Field { key, value, .. } => {
                     if let Some(first) = seen.insert(key.name.clone(), key.span) {
+                        // Neither value is trusted: checks that need the field skip it.
+                        if let Some(slot) = record.fields.get_mut(&key.name) {
+                            slot.value = Value::Invalid;
+                        }
                         self.diags.push(
                             Diagnostic::new(codes::DUPLICATE_FIELD, format!("`{}` is set twice", key.name))
                                 .at(key.span, "set again here")
@@ -226,9 +240,10 @@ impl<'p> Resolver<'p> {
                         },
                     };
                     let (ty, default, _) = ty;
-                    if let Some(v) = self.value(value, &ty, default, &key.name, ctx) {
-                        record.fields.insert(key.name.clone(), Slot { value: v, provenance: ctx.provenance.clone(), span: Some(value.span) });
-                    }
+                    // A rejected value is kept as `Invalid`: the field is not reported missing, a
+                    // preset's value does not stand in for it, and later checks skip it.
+                    let v = self.value(value, &ty, default, &key.name, ctx).unwrap_or(Value::Invalid);
+                    record.fields.insert(key.name.clone(), Slot { value: v, provenance: ctx.provenance.clone(), span: Some(value.span) });
                 }
                 Entry::Named { kind, name, body, span } => {
                     let Some(spec) = shape.named.iter().find(|k| k.name == kind.name) else {
@@ -282,7 +297,7 @@ impl<'p> Resolver<'p> {
     /// Resolves one value against its field's type; `None` after reporting a problem.
     fn value(&mut self, expr: &Expr, ty: &Ty, default: Fill, field: &str, ctx: &Ctx) -> Option<Value> {
         if let ExprKind::Auto = expr.kind {
-            if matches!(default, Fill::Auto) {
+            if matches!(default, Fill::Auto | Fill::RequiredOrAuto) {
                 return Some(Value::Auto);
             }
             self.diags.push(
@@ -427,6 +442,9 @@ impl<'p> Resolver<'p> {
     /// A preset's record, with the preset's own references rooted where it is used.
     fn preset(&mut self, kind: &'static KindSpec, name: &str, span: Span, field: &str, ctx: &Ctx) -> Option<Record> {
         let Some(&(module, decl)) = self.scopes[ctx.module].get(name) else {
+            if self.unsure[ctx.module].as_ref().is_none_or(|u| u.contains(name)) {
+                return None;
+            }
             let scope = &self.scopes[ctx.module];
             let same_kind = scope.iter().filter(|(_, (_, d))| d.kind.name == kind.name).map(|(n, _)| n.as_str());
             let mut d = Diagnostic::new(codes::UNKNOWN_NAME, format!("no {} named `{name}` is in scope", kind.name)).at(span, "not found");
@@ -468,6 +486,9 @@ impl<'p> Resolver<'p> {
     }
 }
 
+/// Counts above 2^53 cannot be held exactly in an f64.
+const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
+
 /// Range and whole-number checks of a number against its field.
 pub fn check_number(v: f64, found: Dim, dim: Dim, kind: NumKind, field: &str, span: Span) -> Result<f64, Diagnostic> {
     if found != dim && !(found == Dim::Count && dim.accepts_bare_count()) {
@@ -488,21 +509,26 @@ pub fn check_number(v: f64, found: Dim, dim: Dim, kind: NumKind, field: &str, sp
         NumKind::Real => None,
         NumKind::Positive if v <= 0.0 => Some((codes::OUT_OF_RANGE, "must be above 0")),
         NumKind::NonNegative if v < 0.0 => Some((codes::OUT_OF_RANGE, "must not be negative")),
-        NumKind::Whole | NumKind::Count if !whole || v < 0.0 => Some((codes::NOT_A_WHOLE_NUMBER, "must be a whole number")),
+        NumKind::Whole if v < 0.0 => Some((codes::OUT_OF_RANGE, "must not be negative")),
         NumKind::Count if v < 1.0 => Some((codes::OUT_OF_RANGE, "must be at least 1")),
+        NumKind::Whole | NumKind::Count if v > MAX_COUNT => Some((codes::OUT_OF_RANGE, "is too large to count exactly")),
+        NumKind::Whole | NumKind::Count if !whole => Some((codes::NOT_A_WHOLE_NUMBER, "must be a whole number")),
         NumKind::Fraction if !(0.0..=1.0).contains(&v) => Some((codes::OUT_OF_RANGE, "must be between 0 % and 100 %")),
         NumKind::ZeroStage if !whole || !(0.0..=3.0).contains(&v) => Some((codes::OUT_OF_RANGE, "must be a ZeRO stage: 0, 1, 2 or 3")),
         _ => None,
     };
+    let shown = if kind == NumKind::Fraction { format!("{}%", units::trim(v * 100.0)) } else { units::show(v, found) };
     match problem {
         None => Ok(v),
-        Some((code, why)) => Err(Diagnostic::new(code, format!("`{field}` {why}, not {}", units::show(v, found)))
+        Some((code, why)) => Err(Diagnostic::new(code, format!("`{field}` {why}, not {}", shown))
             .at(span, why)
             .help(match kind {
+                NumKind::Whole | NumKind::Count if v > MAX_COUNT => format!("`{field}` counts things; write a number below {MAX_COUNT:e}"),
                 NumKind::Whole | NumKind::Count => format!("`{field}` counts whole things; write e.g. {}", units::trim(v.round().max(1.0))),
                 NumKind::Fraction => "write a percentage such as `25%`".to_string(),
                 NumKind::ZeroStage => "stage 1 shards optimizer states, 2 also gradients, 3 also parameters".to_string(),
-                _ => format!("write a value that {why}"),
+                NumKind::Positive => format!("`{field}` must be a positive number"),
+                _ => format!("`{field}` {why}"),
             })),
     }
 }

@@ -63,6 +63,8 @@ impl Ty {
 pub enum Fill {
     /// Must be written.
     Required,
+    /// Must be written, and may be written `auto` (see derive.rs).
+    RequiredOrAuto,
     /// May be left out; then it has no value.
     Optional,
     /// Left out, it takes this value.
@@ -338,7 +340,7 @@ pub const EXPERIMENT: KindSpec = KindSpec {
     name: "experiment",
     fields: &[
         f("model", Ty::Preset(&MODEL), Required),
-        f("tokens", TOKENS, Required),
+        f("tokens", TOKENS, RequiredOrAuto),
         f("batch", TOKENS, Required),
         f("cluster", Ty::Preset(&CLUSTER), Required),
         f("objective", Ty::Variant(OBJECTIVE), Value(Const::Sym("chinchilla"))),

@@ -7,7 +7,7 @@ use crate::schema::LAW_FORMS;
 
 pub fn check(law: &Record, out: &mut Vec<Diagnostic>) {
     let Some(form) = law.sym("form") else { return };
-    let span = law.span.unwrap_or(crate::span::Span::new(0, 0, 0));
+    let span = law.span_of("form").or(law.span).unwrap_or(crate::span::Span::new(0, 0, 0));
     for (name, needs) in LAW_FORMS {
         for field in *needs {
             let present = law.slot(field).is_some();

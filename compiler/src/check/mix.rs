@@ -13,10 +13,17 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
     for (phase, record, _) in exp.entries("phase") {
         let Some(mix) = record.record("mix") else { continue };
         let mut sum = 0.0;
+        let mut complete = true;
         for (name, slot) in &mix.fields {
-            let Value::Num(weight, _) = slot.value else { continue };
-            sum += weight;
+            if name == "source" {
+                continue;
+            }
             used.insert(name.as_str());
+            let Value::Num(weight, _) = slot.value else {
+                complete = false;
+                continue;
+            };
+            sum += weight;
             if !sources.contains(&name.as_str()) {
                 let span = slot.span.or(record.span_of("mix")).unwrap_or(at(record, "mix", exp));
                 let mut d = Diagnostic::new(codes::MIX_UNKNOWN_SOURCE, format!("phase `{phase}` mixes `{name}`, which is not a declared source"))
@@ -29,7 +36,7 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
                 out.push(d);
             }
         }
-        if (sum - 1.0).abs() > 1e-9 {
+        if complete && (sum - 1.0).abs() > 1e-9 {
             let preset = mix.preset.as_ref().map(|p| format!(" (preset `{p}`)")).unwrap_or_default();
             out.push(
                 Diagnostic::new(codes::MIX_SUM, format!("the mix of phase `{phase}`{preset} adds up to {}%, not 100%", units::trim(sum * 100.0)))
@@ -42,8 +49,10 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
             );
         }
     }
+    // Only when every phase's mix resolved: a rejected mix says nothing about which sources it uses.
+    let mixes_known = exp.entries("phase").next().is_some() && exp.entries("phase").all(|(_, r, _)| r.record("mix").is_some());
     for (name, _, span) in exp.entries("source") {
-        if !used.contains(name.as_str()) && exp.entries("phase").next().is_some() {
+        if !used.contains(name.as_str()) && mixes_known {
             out.push(
                 Diagnostic::new(codes::SOURCE_UNUSED, format!("source `{name}` is in no phase's mix"))
                     .at(span, "declared but never mixed")

@@ -9,7 +9,7 @@ use crate::ir::{Provenance, Record};
 pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
     let (Some(par), Some(model)) = (exp.record("parallel"), exp.record("model")) else { return };
     let size = |f: &str| par.num(f).unwrap_or(1.0);
-    let (tensor, pipeline, context, virtual_stages) = (size("tensor"), size("pipeline"), size("context"), size("virtual_stages"));
+    let (tensor, pipeline, context) = (size("tensor"), size("pipeline"), size("context"));
     let declared_data = par.slot("data").is_some_and(|s| !matches!(s.provenance, Provenance::Derived(_)));
     if let (Some(world), Some(data), true) = (exp.num("world"), par.num("data"), declared_data) {
         let product = data * tensor * pipeline * context;
@@ -46,24 +46,7 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
         }
     }
     if let Some(layers) = model.num("layers") {
-        // Stages with a declared layer count take theirs; the rest split what remains evenly.
-        let (first, last) = (par.num("first_stage_layers"), par.num("last_stage_layers"));
-        let fixed = [first, last].iter().flatten().count() as f64;
-        let remaining = layers - first.unwrap_or(0.0) - last.unwrap_or(0.0);
-        let chunks = (pipeline - fixed) * virtual_stages;
-        if fixed >= pipeline || remaining < 0.0 || (chunks > 0.0 && remaining % chunks != 0.0) {
-            let what = if virtual_stages > 1.0 { format!("pipeline × virtual_stages = {pipeline} × {virtual_stages}") } else { format!("pipeline = {pipeline}") };
-            let each = if chunks > 0.0 { crate::units::trim(remaining / chunks) } else { "no".into() };
-            let rest = if fixed > 0.0 { " (besides the first/last stage's)" } else { "" };
-            out.push(
-                Diagnostic::new(codes::LAYERS_PIPELINE, format!("{remaining} layers{rest} do not divide evenly over {what} ({each} layers each)"))
-                    .at(at(par, "pipeline", exp), format!("pipeline = {pipeline}"))
-                    .help(format!(
-                        "use stages that divide {remaining}: {}; or set `first_stage_layers` / `last_stage_layers` for an uneven pipeline",
-                        divisors(remaining.max(1.0), chunks.max(1.0))
-                    )),
-            );
-        }
+        layers_over_stages(layers, par, exp, out);
     }
     let per_node = exp.record("cluster").and_then(|c| c.record("node")).and_then(|n| n.num("gpus_per_node"));
     if let Some(per_node) = per_node {
@@ -85,4 +68,53 @@ fn divisors(n: f64, near: f64) -> String {
     let mut pick: Vec<u64> = ds.into_iter().take(4).collect();
     pick.sort();
     pick.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Layers over pipeline stages: stages with a declared count (`first_stage_layers`,
+/// `last_stage_layers`) take theirs; the other stages, times the virtual stages, split the
+/// rest evenly with at least one layer each.
+fn layers_over_stages(layers: f64, par: &Record, exp: &Record, out: &mut Vec<Diagnostic>) {
+    let size = |f: &str| par.num(f).unwrap_or(1.0);
+    let (pipeline, virtual_stages) = (size("pipeline"), size("virtual_stages"));
+    let (first, last) = (par.num("first_stage_layers"), par.num("last_stage_layers"));
+    let fixed_stages = [first, last].iter().flatten().count() as f64;
+    let fixed_layers = first.unwrap_or(0.0) + last.unwrap_or(0.0);
+    let here = at(par, "pipeline", exp);
+    let error = |message: String, help: String| Diagnostic::new(codes::LAYERS_PIPELINE, message).at(here, format!("pipeline = {pipeline}")).help(help);
+    if fixed_stages > 0.0 && (fixed_stages > pipeline || fixed_layers > layers) {
+        out.push(error(
+            format!("the first/last stages take {fixed_layers} of {layers} layers on {pipeline} pipeline stages"),
+            "first_stage_layers and last_stage_layers need a pipeline of their own stages and at most the model's layers".into(),
+        ));
+        return;
+    }
+    let middle = pipeline - fixed_stages;
+    let remaining = layers - fixed_layers;
+    let chunks = middle * virtual_stages;
+    if middle == 0.0 {
+        if remaining != 0.0 {
+            out.push(error(
+                format!("the first and last stages take {fixed_layers} layers, but the model has {layers}"),
+                format!("make first_stage_layers + last_stage_layers = {layers}"),
+            ));
+        }
+        return;
+    }
+    if remaining % chunks == 0.0 && remaining >= chunks {
+        return;
+    }
+    let over = match (fixed_stages > 0.0, virtual_stages > 1.0) {
+        (false, false) => format!("pipeline = {pipeline} stages"),
+        (false, true) => format!("pipeline × virtual_stages = {pipeline} × {virtual_stages} chunks"),
+        (true, false) => format!("the {middle} other pipeline stages"),
+        (true, true) => format!("the {middle} other pipeline stages × {virtual_stages} virtual stages"),
+    };
+    let rest = if fixed_stages > 0.0 { format!(" left after the first/last stages' {fixed_layers}") } else { String::new() };
+    out.push(error(
+        format!("{remaining} layers{rest} do not divide evenly over {over} ({} each)", crate::units::trim(remaining / chunks)),
+        format!(
+            "use a number of stages that divides {remaining} ({}), or set `first_stage_layers` / `last_stage_layers` for an uneven pipeline",
+            divisors(remaining.max(1.0), chunks)
+        ),
+    ));
 }

@@ -118,6 +118,10 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagno
             let mut words: Vec<&str> = positives.iter().map(|r| words(*r)).collect();
             words.sort();
             words.dedup();
+            // After a key, the literal `=` is expected too; pest names only rules.
+            if words == ["`{`", "a name"] {
+                words = vec!["`=`", "`{`", "a name"];
+            }
             match words.len() {
                 0 => "something else".to_string(),
                 1 => words[0].to_string(),
@@ -126,14 +130,91 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagno
         }
         ErrorVariant::CustomError { message } => message.clone(),
     };
+    if let Some(d) = special_syntax_error(file, text, pos) {
+        return d;
+    }
     Diagnostic::new(codes::SYNTAX, format!("expected {expected}, found {found}"))
         .at(Span::new(file, pos, end), format!("expected {expected}"))
-        .help(help_for(&e))
+        .help(help_for(&e, text[pos..].chars().next()))
 }
 
-fn help_for(e: &pest::error::Error<Rule>) -> String {
+/// The syntax errors that deserve their own words: an unclosed bracket, an unterminated
+/// string, an unknown escape.
+fn special_syntax_error(file: FileId, text: &str, pos: usize) -> Option<Diagnostic> {
+    let rest = &text[pos..];
+    if rest.trim().is_empty() {
+        let (open, at) = unclosed(text)?;
+        let close = match open { '{' => '}', '[' => ']', _ => ')' };
+        return Some(
+            Diagnostic::new(codes::SYNTAX, format!("unclosed `{open}`"))
+                .at(Span::new(file, at, at + 1), format!("this `{open}` is never closed"))
+                .help(format!("add `{close}` where the block ends")),
+        );
+    }
+    if rest.starts_with('"') {
+        let line = rest[1..].split('\n').next().unwrap_or("");
+        let mut chars = line.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' => return None,
+                '\\' => match chars.next() {
+                    Some((_, '"' | '\\' | 'n' | 't')) => {}
+                    other => {
+                        let start = pos + 1 + i;
+                        let end = start + 1 + other.map_or(0, |(_, c)| c.len_utf8());
+                        return Some(
+                            Diagnostic::new(codes::SYNTAX, "unknown escape in a string")
+                                .at(Span::new(file, start, end), "not an escape kiln knows")
+                                .help("the escapes are \\\" \\\\ \\n \\t; write `\\\\` for a backslash, or use `/` in paths"),
+                        );
+                    }
+                },
+                _ => {}
+            }
+        }
+        return Some(
+            Diagnostic::new(codes::SYNTAX, "unterminated string")
+                .at(Span::new(file, pos, pos + 1 + line.len()), "this string has no closing `\"`")
+                .help("close the string with `\"` on the same line"),
+        );
+    }
+    None
+}
+
+/// The innermost bracket left open at the end of the text (strings and comments skipped).
+fn unclosed(text: &str) -> Option<(char, usize)> {
+    let mut stack = Vec::new();
+    let (mut in_string, mut in_comment, mut escaped) = (false, false, false);
+    for (i, c) in text.char_indices() {
+        if in_comment {
+            in_comment = c != '\n';
+        } else if in_string {
+            in_string = !(c == '"' && !escaped) && c != '\n';
+            escaped = c == '\\' && !escaped;
+        } else {
+            match c {
+                '#' => in_comment = true,
+                '"' => in_string = true,
+                '{' | '[' | '(' => stack.push((c, i)),
+                '}' | ']' | ')' => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+        }
+    }
+    stack.pop()
+}
+
+fn help_for(e: &pest::error::Error<Rule>, found: Option<char>) -> String {
     use pest::error::ErrorVariant;
+    if found == Some(':') {
+        return "fields are written `name = value`, not `name: value`".into();
+    }
     if let ErrorVariant::ParsingError { positives, .. } = &e.variant {
+        if positives.contains(&Rule::block) && positives.len() == 1 && !positives.contains(&Rule::decl) {
+            return "after a name comes `= value` for a field, `{ … }` for a block, or `NAME { … }` for a named entry; at the top level, a declaration is `KIND NAME { … }`".into();
+        }
         if positives.contains(&Rule::expr) {
             return "a field needs a value after `=`: a quantity (`8B`, `80GB`), a string, a name, a list or a block".into();
         }
