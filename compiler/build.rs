@@ -16,8 +16,17 @@ fn main() {
         println!("cargo:rerun-if-changed={}", path.display());
         let module = path.file_stem().unwrap().to_string_lossy();
         let abs = path.canonicalize().unwrap();
-        writeln!(out, "    ({module:?}, include_str!({:?})),", abs.display().to_string()).unwrap();
+        writeln!(
+            out,
+            "    ({module:?}, include_str!({:?})),",
+            abs.display().to_string()
+        )
+        .unwrap();
     }
     out.push_str("];\n");
-    std::fs::write(std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("stdlib.rs"), out).unwrap();
+    std::fs::write(
+        std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("stdlib.rs"),
+        out,
+    )
+    .unwrap();
 }

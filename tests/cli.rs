@@ -5,7 +5,11 @@ mod common;
 use std::process::{Command, Output};
 
 fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).current_dir(common::root()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(common::root())
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -14,17 +18,32 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn exit_codes() {
-    assert_eq!(kiln(&["check", "experiments/llama3_405b.kiln"]).status.code(), Some(0));
+    assert_eq!(
+        kiln(&["check", "experiments/llama3_405b.kiln"])
+            .status
+            .code(),
+        Some(0)
+    );
     // A warning alone still exits 0.
     let gpt3 = kiln(&["check", "experiments/gpt3_175b.kiln"]);
     assert_eq!(gpt3.status.code(), Some(0), "{}", stderr(&gpt3));
     assert!(stderr(&gpt3).contains("warning[K-S001]"));
-    assert_eq!(kiln(&["check", "tests/cases/c002_mix_sum_low.kiln"]).status.code(), Some(1));
+    assert_eq!(
+        kiln(&["check", "tests/cases/c002_mix_sum_low.kiln"])
+            .status
+            .code(),
+        Some(1)
+    );
     let missing = kiln(&["check", "experiments/does_not_exist.kiln"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).contains("does_not_exist.kiln"));
     assert_eq!(kiln(&["check"]).status.code(), Some(2), "usage error");
-    assert_eq!(kiln(&["check", "--format", "yaml", "experiments/tiny.kiln"]).status.code(), Some(2));
+    assert_eq!(
+        kiln(&["check", "--format", "yaml", "experiments/tiny.kiln"])
+            .status
+            .code(),
+        Some(2)
+    );
 }
 
 #[test]
@@ -32,8 +51,13 @@ fn json_diagnostics_have_the_documented_fields() {
     let out = kiln(&["check", "--format", "json", "experiments/gpt3_175b.kiln"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let first = &json.as_array().unwrap()[0];
-    for key in ["code", "severity", "message", "file", "line", "column", "help"] {
-        assert!(first.get(key).is_some_and(|v| !v.is_null()), "missing {key} in {first}");
+    for key in [
+        "code", "severity", "message", "file", "line", "column", "help",
+    ] {
+        assert!(
+            first.get(key).is_some_and(|v| !v.is_null()),
+            "missing {key} in {first}"
+        );
     }
     assert_eq!(first["code"], "K-S001");
     assert_eq!(first["severity"], "warning");
@@ -45,7 +69,11 @@ fn json_diagnostics_have_the_documented_fields() {
 #[test]
 fn allow_on_the_command_line() {
     let out = kiln(&["check", "--allow", "K-S001", "experiments/gpt3_175b.kiln"]);
-    assert!(stderr(&out).contains("0 errors, 0 warnings"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0 errors, 0 warnings"),
+        "{}",
+        stderr(&out)
+    );
     let unknown = kiln(&["check", "--allow", "K-S999", "experiments/tiny.kiln"]);
     assert!(stderr(&unknown).contains("K-A001"));
 }
@@ -61,7 +89,11 @@ fn text_is_plain_when_not_a_terminal_and_coloured_on_request() {
 #[test]
 fn works_from_any_directory() {
     let path = common::root().join("experiments/llama3_405b.kiln");
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln")).args(["check", path.to_str().unwrap()]).current_dir(std::env::temp_dir()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["check", path.to_str().unwrap()])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
@@ -71,7 +103,10 @@ fn values_show_provenance() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("model.layers = 126"), "{text}");
     assert!(text.contains("(preset llama3_405b)"));
-    assert!(text.contains("parallel.accumulation = 32") && text.contains("(derived: batch / (seq_len × micro_batch × data)"));
+    assert!(
+        text.contains("parallel.accumulation = 32")
+            && text.contains("(derived: batch / (seq_len × micro_batch × data)")
+    );
 }
 
 #[test]
@@ -90,18 +125,29 @@ fn fmt_check_and_rewrite() {
     let dir = std::env::temp_dir().join(format!("kiln-fmt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("e.kiln");
-    std::fs::write(&file, "model m {layers=2 hidden=64, ffn_hidden=128 heads=2 vocab=100 seq_len=16}  # m\n").unwrap();
+    std::fs::write(
+        &file,
+        "model m {layers=2 hidden=64, ffn_hidden=128 heads=2 vocab=100 seq_len=16}  # m\n",
+    )
+    .unwrap();
     let f = file.to_str().unwrap();
     assert_eq!(kiln(&["fmt", "--check", f]).status.code(), Some(1));
     assert_eq!(kiln(&["fmt", f]).status.code(), Some(0));
     assert_eq!(kiln(&["fmt", "--check", f]).status.code(), Some(0));
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.contains("# m") && text.contains("  layers = 2\n"), "{text}");
+    assert!(
+        text.contains("# m") && text.contains("  layers = 2\n"),
+        "{text}"
+    );
     std::fs::write(&file, "model m {").unwrap();
     let broken = kiln(&["fmt", f]);
     assert_eq!(broken.status.code(), Some(1));
     assert!(stderr(&broken).contains("K-P001"));
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "model m {", "a file that does not parse is left alone");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "model m {",
+        "a file that does not parse is left alone"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -111,15 +157,32 @@ fn deep_nesting_is_a_diagnostic_not_a_crash() {
     let dir = std::env::temp_dir().join(format!("kiln-deep-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (name, text) in [
-        ("parens.kiln", format!("experiment e {{ tokens = {}1{} }}", "(".repeat(100_000), ")".repeat(100_000))),
-        ("blocks.kiln", format!("experiment e {{ {} }}", "a { ".repeat(50_000))),
-        ("ops.kiln", format!("experiment e {{ tokens = 1{} }}", " + 1".repeat(100_000))),
+        (
+            "parens.kiln",
+            format!(
+                "experiment e {{ tokens = {}1{} }}",
+                "(".repeat(100_000),
+                ")".repeat(100_000)
+            ),
+        ),
+        (
+            "blocks.kiln",
+            format!("experiment e {{ {} }}", "a { ".repeat(50_000)),
+        ),
+        (
+            "ops.kiln",
+            format!("experiment e {{ tokens = 1{} }}", " + 1".repeat(100_000)),
+        ),
     ] {
         let file = dir.join(name);
         std::fs::write(&file, text).unwrap();
         let out = kiln(&["check", file.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
-        assert!(stderr(&out).contains("K-P002") || stderr(&out).contains("K-P001"), "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("K-P002") || stderr(&out).contains("K-P001"),
+            "{name}: {}",
+            stderr(&out)
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 /// The repository root (tests run with the package directory, compiler/, as cwd).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Every `.kiln` file directly in `dir` (relative to the root), sorted.
@@ -22,7 +25,10 @@ pub fn kiln_files(dir: &str) -> Vec<PathBuf> {
 /// Checks files given relative to the root, as `kiln check` run from the root would.
 pub fn check(paths: &[&Path]) -> kiln::Checked {
     std::env::set_current_dir(root()).unwrap();
-    let paths: Vec<PathBuf> = paths.iter().map(|p| p.strip_prefix(root()).unwrap_or(p).to_path_buf()).collect();
+    let paths: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| p.strip_prefix(root()).unwrap_or(p).to_path_buf())
+        .collect();
     kiln::check_paths(&paths, &kiln::load::FsLoader, &[]).expect("readable")
 }
 

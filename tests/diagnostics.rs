@@ -8,7 +8,11 @@ use std::collections::BTreeSet;
 #[test]
 fn cases() {
     let cases = common::kiln_files("tests/cases");
-    assert!(cases.len() >= 40, "at least 40 bad inputs, found {}", cases.len());
+    assert!(
+        cases.len() >= 40,
+        "at least 40 bad inputs, found {}",
+        cases.len()
+    );
     let mut seen = BTreeSet::new();
     let mut missing_expectation = Vec::new();
     for path in &cases {
@@ -20,10 +24,20 @@ fn cases() {
             seen.insert(d.code.code);
         }
         // The case says which code it exists to show; that code must be reported.
-        let expect = input.lines().find_map(|l| l.strip_prefix("# expect: ")).map(str::trim);
+        let expect = input
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: "))
+            .map(str::trim);
         match expect {
             Some(code) if !checked.diagnostics.iter().any(|d| d.code.code == code) => {
-                missing_expectation.push(format!("{name}: expected {code}, got {:?}", checked.diagnostics.iter().map(|d| d.code.code).collect::<Vec<_>>()))
+                missing_expectation.push(format!(
+                    "{name}: expected {code}, got {:?}",
+                    checked
+                        .diagnostics
+                        .iter()
+                        .map(|d| d.code.code)
+                        .collect::<Vec<_>>()
+                ))
             }
             None => missing_expectation.push(format!("{name}: no `# expect:` line")),
             _ => {}
@@ -32,15 +46,27 @@ fn cases() {
             insta::assert_snapshot!(name, format!("{input}\n----- kiln check -----\n{output}"));
         });
     }
-    assert!(missing_expectation.is_empty(), "{}", missing_expectation.join("\n"));
-    let never: Vec<&str> = kiln::codes::ALL.iter().map(|c| c.code).filter(|c| !seen.contains(c)).collect();
-    assert!(never.is_empty(), "codes without a case in tests/cases: {never:?}");
+    assert!(
+        missing_expectation.is_empty(),
+        "{}",
+        missing_expectation.join("\n")
+    );
+    let never: Vec<&str> = kiln::codes::ALL
+        .iter()
+        .map(|c| c.code)
+        .filter(|c| !seen.contains(c))
+        .collect();
+    assert!(
+        never.is_empty(),
+        "codes without a case in tests/cases: {never:?}"
+    );
 }
 
 /// docs/diagnostics.md is generated from the registry; regenerate with
 /// `cargo run -- codes --markdown > docs/diagnostics.md`.
 #[test]
 fn diagnostics_page_is_current() {
-    let page = std::fs::read_to_string(common::root().join("docs/diagnostics.md")).unwrap_or_default();
+    let page =
+        std::fs::read_to_string(common::root().join("docs/diagnostics.md")).unwrap_or_default();
     assert!(page == kiln::codes::docs_markdown(), "docs/diagnostics.md is stale: run `cargo run -q -- codes --markdown > docs/diagnostics.md`");
 }

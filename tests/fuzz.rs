@@ -12,7 +12,10 @@ fn corpus() -> &'static Vec<String> {
     CORPUS.get_or_init(|| {
         let mut files = common::kiln_files("experiments");
         files.extend(common::kiln_files("stdlib"));
-        files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+        files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
     })
 }
 
@@ -20,22 +23,62 @@ fn corpus() -> &'static Vec<String> {
 fn survive(text: &str) {
     std::env::set_current_dir(common::root()).unwrap();
     let checked = kiln::check_source("fuzz/input.kiln", text, &kiln::load::FsLoader, &[]);
-    let rendered = kiln::diagnostic::render_text(&checked.program.sources, &checked.diagnostics, false);
+    let rendered =
+        kiln::diagnostic::render_text(&checked.program.sources, &checked.diagnostics, false);
     let json = kiln::diagnostic::to_json(&checked.program.sources, &checked.diagnostics);
     assert_eq!(json.len(), checked.diagnostics.len());
     assert!(checked.diagnostics.is_empty() || !rendered.is_empty());
     if let Ok(ast) = kiln::syntax::parse(0, text) {
         let once = kiln::syntax::fmt::format(&ast, text);
         let again = kiln::syntax::parse(0, &once).expect("formatted output parses");
-        assert_eq!(once, kiln::syntax::fmt::format(&again, &once), "fmt is idempotent");
+        assert_eq!(
+            once,
+            kiln::syntax::fmt::format(&again, &once),
+            "fmt is idempotent"
+        );
     }
 }
 
 /// Pieces of the language, so that mutations make near-valid input and reach deep stages.
 const TOKENS: &[&str] = &[
-    "{", "}", "[", "]", "(", ")", "=", ",", ".", "\"", "#", "\n", "auto", "8B", "80GB", "16M tokens", "25%", "*", "/", "+",
-    "-", "model", "phase p {", "source s {", "mix", "tokens", "layers = 0", "1e400", "-3", "llama3_8b", "x.y.z", "import std.gpus",
-    "import \"x.kiln\"", "lr = linear { to = 1 }", "data = auto", "tensor = 7", "3.5", "\\",
+    "{",
+    "}",
+    "[",
+    "]",
+    "(",
+    ")",
+    "=",
+    ",",
+    ".",
+    "\"",
+    "#",
+    "\n",
+    "auto",
+    "8B",
+    "80GB",
+    "16M tokens",
+    "25%",
+    "*",
+    "/",
+    "+",
+    "-",
+    "model",
+    "phase p {",
+    "source s {",
+    "mix",
+    "tokens",
+    "layers = 0",
+    "1e400",
+    "-3",
+    "llama3_8b",
+    "x.y.z",
+    "import std.gpus",
+    "import \"x.kiln\"",
+    "lr = linear { to = 1 }",
+    "data = auto",
+    "tensor = 7",
+    "3.5",
+    "\\",
 ];
 
 proptest! {
@@ -64,7 +107,10 @@ proptest! {
 fn every_truncation_of_every_file() {
     for text in corpus() {
         let step = (text.len() / 150).max(1);
-        for cut in (0..text.len()).step_by(step).filter(|c| text.is_char_boundary(*c)) {
+        for cut in (0..text.len())
+            .step_by(step)
+            .filter(|c| text.is_char_boundary(*c))
+        {
             survive(&text[..cut]);
         }
     }
@@ -74,7 +120,11 @@ fn every_truncation_of_every_file() {
 fn deep_nesting_and_long_input() {
     let n = 100_000;
     for text in [
-        format!("experiment e {{ tokens = {}1{} }}", "(".repeat(n), ")".repeat(n)),
+        format!(
+            "experiment e {{ tokens = {}1{} }}",
+            "(".repeat(n),
+            ")".repeat(n)
+        ),
         format!("experiment e {{ {} }}", "a { ".repeat(n)),
         format!("experiment e {{ x = {} }}", "[".repeat(n)),
         format!("experiment e {{ tokens = 1{} }}", " * 1".repeat(n)),

@@ -6,7 +6,12 @@ mod common;
 use kiln::ir::{Provenance, Record, Value};
 
 fn decl<'a>(checked: &'a kiln::Checked, name: &str) -> &'a Record {
-    &checked.decls.iter().find(|d| d.name == name).unwrap_or_else(|| panic!("no declaration {name}")).record
+    &checked
+        .decls
+        .iter()
+        .find(|d| d.name == name)
+        .unwrap_or_else(|| panic!("no declaration {name}"))
+        .record
 }
 
 fn models() -> kiln::Checked {
@@ -21,13 +26,26 @@ fn model_presets_match_published_params() {
     let mut worst: f64 = 0.0;
     for d in checked.decls.iter().filter(|d| d.record.kind == "model") {
         let params = d.record.num("params").unwrap();
-        let Some(published) = d.record.num("published_params") else { continue };
+        let Some(published) = d.record.num("published_params") else {
+            continue;
+        };
         let diff = params / published - 1.0;
         worst = worst.max(diff.abs());
-        report.push(format!("{:<16} {:>16.0} {:>16.0} {:+.2}%", d.name, params, published, diff * 100.0));
+        report.push(format!(
+            "{:<16} {:>16.0} {:>16.0} {:+.2}%",
+            d.name,
+            params,
+            published,
+            diff * 100.0
+        ));
         // The papers round their names to two or three figures; GPT-3 350M and 2.7B are the
         // loosest (+1.7 %, −1.8 %: Table 2.1's labels are rounded).
-        assert!(diff.abs() < 0.02, "{} counts {params}, published {published}\n{}", d.name, report.join("\n"));
+        assert!(
+            diff.abs() < 0.02,
+            "{} counts {params}, published {published}\n{}",
+            d.name,
+            report.join("\n")
+        );
     }
     assert!(report.len() >= 20, "{}", report.join("\n"));
 }
@@ -43,7 +61,10 @@ fn pinned_param_counts() {
     assert_eq!(params("mistral_7b"), 7_241_732_096.0);
     let near = |name: &str, published: f64, tolerance: f64| {
         let p = params(name);
-        assert!((p / published - 1.0).abs() < tolerance, "{name}: {p} vs {published}");
+        assert!(
+            (p / published - 1.0).abs() < tolerance,
+            "{name}: {p} vs {published}"
+        );
     };
     near("gpt3_175b", 175e9, 0.003); // Brown et al. 2020, Table 2.1
     near("chinchilla_70b", 70e9, 0.005); // Hoffmann et al. 2022, Table 4
@@ -55,7 +76,12 @@ fn pinned_param_counts() {
 fn stdlib_checks_clean() {
     for path in common::kiln_files("stdlib") {
         let checked = common::check(&[&path]);
-        assert!(checked.diagnostics.is_empty(), "{}:\n{}", path.display(), common::render(&checked));
+        assert!(
+            checked.diagnostics.is_empty(),
+            "{}:\n{}",
+            path.display(),
+            common::render(&checked)
+        );
         assert!(!checked.decls.is_empty());
     }
 }
@@ -73,7 +99,11 @@ fn experiments_check_with_only_deserved_warnings() {
             _ => &[],
         };
         assert_eq!(codes, expected, "{name}:\n{}", common::render(&checked));
-        assert_eq!(checked.experiments().count(), 1, "{name} declares one experiment");
+        assert_eq!(
+            checked.experiments().count(),
+            1,
+            "{name} declares one experiment"
+        );
     }
 }
 
@@ -86,8 +116,13 @@ fn llama3_405b_derives_the_published_topology() {
     assert_eq!(par.num("data"), Some(64.0));
     // Table 4: 32 sequences per data-parallel group, one per micro-batch.
     assert_eq!(par.num("accumulation"), Some(32.0));
-    assert!(matches!(par.slot("accumulation").unwrap().provenance, Provenance::Derived(_)));
-    let main = exp.lookup(&["phase".into(), "main".into(), "tokens".into()]).unwrap();
+    assert!(matches!(
+        par.slot("accumulation").unwrap().provenance,
+        Provenance::Derived(_)
+    ));
+    let main = exp
+        .lookup(&["phase".into(), "main".into(), "tokens".into()])
+        .unwrap();
     assert!(matches!(main.value, Value::Num(t, _) if t == 15.6e12 - 40e6));
 }
 
@@ -114,28 +149,55 @@ experiment e {
 #[test]
 fn provenance_of_every_kind() {
     let checked = inline(BASE);
-    assert!(checked.diagnostics.is_empty(), "{}", common::render(&checked));
+    assert!(
+        checked.diagnostics.is_empty(),
+        "{}",
+        common::render(&checked)
+    );
     let exp = &checked.experiments().next().unwrap().record;
     let model = exp.record("model").unwrap();
-    assert_eq!(model.slot("seq_len").unwrap().provenance, Provenance::Declared);
-    assert_eq!(model.slot("layers").unwrap().provenance, Provenance::Preset("tiny".into()));
+    assert_eq!(
+        model.slot("seq_len").unwrap().provenance,
+        Provenance::Declared
+    );
+    assert_eq!(
+        model.slot("layers").unwrap().provenance,
+        Provenance::Preset("tiny".into())
+    );
     assert_eq!(model.slot("norm").unwrap().provenance, Provenance::Default);
-    assert!(matches!(model.slot("params").unwrap().provenance, Provenance::Derived(_)));
+    assert!(matches!(
+        model.slot("params").unwrap().provenance,
+        Provenance::Derived(_)
+    ));
     // Arithmetic over quantities and references: 10 % of 40M tokens, the rest to `main`.
-    let tokens = |phase: &str| exp.lookup(&["phase".into(), phase.into(), "tokens".into()]).map(|s| s.value.clone());
+    let tokens = |phase: &str| {
+        exp.lookup(&["phase".into(), phase.into(), "tokens".into()])
+            .map(|s| s.value.clone())
+    };
     assert!(matches!(tokens("anneal"), Some(Value::Num(t, _)) if (t - 4e6).abs() < 1e-6));
     assert!(matches!(tokens("main"), Some(Value::Num(t, _)) if (t - 36e6).abs() < 1e-6));
     // data = world / tensor = 8 / 2; accumulation = 1024 sequences / (1 × 4).
     assert_eq!(exp.record("parallel").unwrap().num("data"), Some(4.0));
-    assert_eq!(exp.record("parallel").unwrap().num("accumulation"), Some(256.0));
+    assert_eq!(
+        exp.record("parallel").unwrap().num("accumulation"),
+        Some(256.0)
+    );
     // The anneal starts where the cosine ended.
-    let from = exp.lookup(&["phase".into(), "anneal".into(), "lr".into(), "from".into()]).unwrap();
+    let from = exp
+        .lookup(&["phase".into(), "anneal".into(), "lr".into(), "from".into()])
+        .unwrap();
     assert!(matches!(from.value, Value::Num(v, _) if v == 1e-4));
 }
 
 #[test]
 fn allow_in_the_file_silences_a_warning_but_not_an_error() {
-    let text = BASE.replace("tokens = 40M", "tokens = 40M\n  allow = [\"under-trained\", \"K-C001\"]").replace("40M", "4M").replace("10% * tokens", "1M");
+    let text = BASE
+        .replace(
+            "tokens = 40M",
+            "tokens = 40M\n  allow = [\"under-trained\", \"K-C001\"]",
+        )
+        .replace("40M", "4M")
+        .replace("10% * tokens", "1M");
     let checked = inline(&text);
     let codes: Vec<&str> = checked.diagnostics.iter().map(|d| d.code.code).collect();
     // K-S001 is silenced by name; naming the error K-C001 is itself reported.
@@ -159,16 +221,41 @@ fn fmt_is_idempotent_and_keeps_comments_and_values() {
         let text = std::fs::read_to_string(&path).unwrap();
         let ast = kiln::syntax::parse(0, &text).unwrap();
         let once = kiln::syntax::fmt::format(&ast, &text);
-        let ast2 = kiln::syntax::parse(0, &once).unwrap_or_else(|d| panic!("{}: formatted output does not parse: {}", path.display(), d.message));
+        let ast2 = kiln::syntax::parse(0, &once).unwrap_or_else(|d| {
+            panic!(
+                "{}: formatted output does not parse: {}",
+                path.display(),
+                d.message
+            )
+        });
         let twice = kiln::syntax::fmt::format(&ast2, &once);
         assert_eq!(once, twice, "{}: fmt is not idempotent", path.display());
-        let comments = |a: &kiln::syntax::ast::File| a.comments.iter().map(|c| c.text.clone()).collect::<Vec<_>>();
-        assert_eq!(comments(&ast), comments(&ast2), "{}: comments changed", path.display());
+        let comments = |a: &kiln::syntax::ast::File| {
+            a.comments
+                .iter()
+                .map(|c| c.text.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            comments(&ast),
+            comments(&ast2),
+            "{}: comments changed",
+            path.display()
+        );
         let values = |t: &str| {
             let checked = inline(t);
-            checked.decls.iter().map(|d| kiln::report::values(&d.record)).collect::<Vec<_>>()
+            checked
+                .decls
+                .iter()
+                .map(|d| kiln::report::values(&d.record))
+                .collect::<Vec<_>>()
         };
-        assert_eq!(values(&text), values(&once), "{}: formatting changed a value", path.display());
+        assert_eq!(
+            values(&text),
+            values(&once),
+            "{}: formatting changed a value",
+            path.display()
+        );
     }
 }
 

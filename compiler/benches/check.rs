@@ -7,23 +7,32 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn bench(c: &mut Criterion) {
     std::env::set_current_dir(root()).unwrap();
     let file = PathBuf::from("experiments/llama3_405b.kiln");
     let text = std::fs::read_to_string(&file).unwrap();
-    c.bench_function("parse llama3_405b", |b| b.iter(|| kiln::syntax::parse(0, &text).unwrap()));
+    c.bench_function("parse llama3_405b", |b| {
+        b.iter(|| kiln::syntax::parse(0, &text).unwrap())
+    });
     c.bench_function("check llama3_405b (parse+resolve+derive+check)", |b| {
         b.iter(|| {
-            let checked = kiln::check_paths(std::slice::from_ref(&file), &kiln::load::FsLoader, &[]).unwrap();
+            let checked =
+                kiln::check_paths(std::slice::from_ref(&file), &kiln::load::FsLoader, &[]).unwrap();
             assert_eq!(checked.errors(), 0);
         })
     });
     c.bench_function("process: kiln check experiments/llama3_405b.kiln", |b| {
         b.iter(|| {
-            let out = Command::new(env!("CARGO_BIN_EXE_kiln")).args(["check", "experiments/llama3_405b.kiln"]).output().unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+                .args(["check", "experiments/llama3_405b.kiln"])
+                .output()
+                .unwrap();
             assert!(out.status.success());
         })
     });

@@ -174,7 +174,9 @@ codes! {
 
 /// Looks a code up by its code (`K-C002`) or its name (`mix-sum`).
 pub fn find(code_or_name: &str) -> Option<&'static Code> {
-    ALL.iter().copied().find(|c| c.code == code_or_name || c.name == code_or_name)
+    ALL.iter()
+        .copied()
+        .find(|c| c.code == code_or_name || c.name == code_or_name)
 }
 
 /// Renders docs/diagnostics.md from the registry.
@@ -187,7 +189,13 @@ pub fn docs_markdown() -> String {
          | code | name | severity |\n| --- | --- | --- |\n",
     );
     for c in ALL {
-        out += &format!("| [{}](#{}) | {} | {} |\n", c.code, c.code.to_lowercase(), c.name, c.severity.word());
+        out += &format!(
+            "| [{}](#{}) | {} | {} |\n",
+            c.code,
+            c.code.to_lowercase(),
+            c.name,
+            c.severity.word()
+        );
     }
     for c in ALL {
         out += &format!(

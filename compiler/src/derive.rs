@@ -22,7 +22,10 @@ pub const CHINCHILLA_TOKENS_PER_PARAM: f64 = 20.0;
 
 /// Fills every pending and `auto` value of `record` (a declaration of kind `kind`).
 pub fn derive(record: &mut Record, kind: &'static schema::KindSpec) -> Vec<Diagnostic> {
-    let mut d = Deriver { diags: Vec::new(), failed: HashSet::new() };
+    let mut d = Deriver {
+        diags: Vec::new(),
+        failed: HashSet::new(),
+    };
     d.run(record, Shape::of(kind));
     d.diags
 }
@@ -50,7 +53,11 @@ impl Deriver {
             node.deps = self.deps(top, node);
         }
         let mut graph = DiGraph::<usize, ()>::new();
-        let index: HashMap<Path, NodeIndex> = nodes.iter().enumerate().map(|(i, n)| (n.path.clone(), graph.add_node(i))).collect();
+        let index: HashMap<Path, NodeIndex> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.path.clone(), graph.add_node(i)))
+            .collect();
         for (i, node) in nodes.iter().enumerate() {
             for dep in &node.deps {
                 if let Some(&from) = index.get(dep) {
@@ -74,7 +81,11 @@ impl Deriver {
                 }
                 let mut g = graph.clone();
                 g.retain_nodes(|_, n| !cyclic.contains(&n));
-                toposort(&g, None).unwrap_or_default().into_iter().map(|n| index[&nodes[g[n]].path]).collect()
+                toposort(&g, None)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|n| index[&nodes[g[n]].path])
+                    .collect()
             }
         };
         for n in order {
@@ -112,7 +123,10 @@ impl Deriver {
             let mut d = Diagnostic::new(codes::PHASE_TOKENS_SUM, format!("{} phases leave their tokens to kiln; at most one can", autos.len()))
                 .at(autos[1].1, format!("phase `{}` has no tokens", autos[1].0))
                 .help("give every phase but one its tokens; the one left out (or `tokens = auto`) takes the rest of the budget");
-            d = d.label(autos[0].1, format!("phase `{}` has no tokens either", autos[0].0));
+            d = d.label(
+                autos[0].1,
+                format!("phase `{}` has no tokens either", autos[0].0),
+            );
             self.diags.push(d);
             for (name, _) in autos {
                 let path = vec!["phase".into(), name, "tokens".into()];
@@ -142,11 +156,17 @@ impl Deriver {
             }
             // Walk the cycle in dependency order from its first member, for a readable chain.
             let members: HashSet<NodeIndex> = scc.iter().copied().collect();
-            let start = *scc.iter().min_by_key(|n| nodes[graph[**n]].path.join(".")).unwrap();
+            let start = *scc
+                .iter()
+                .min_by_key(|n| nodes[graph[**n]].path.join("."))
+                .unwrap();
             let mut chain = vec![start];
             let mut at = start;
             loop {
-                let next = graph.neighbors(at).filter(|n| members.contains(n)).min_by_key(|n| nodes[graph[*n]].path.join("."));
+                let next = graph
+                    .neighbors(at)
+                    .filter(|n| members.contains(n))
+                    .min_by_key(|n| nodes[graph[*n]].path.join("."));
                 match next {
                     Some(n) if n != start && !chain.contains(&n) => {
                         chain.push(n);
@@ -155,11 +175,18 @@ impl Deriver {
                     _ => break,
                 }
             }
-            let names: Vec<String> = chain.iter().map(|n| format!("`{}`", nodes[graph[*n]].path.join("."))).collect();
+            let names: Vec<String> = chain
+                .iter()
+                .map(|n| format!("`{}`", nodes[graph[*n]].path.join(".")))
+                .collect();
             let first = &nodes[graph[start]];
             let mut d = Diagnostic::new(
                 codes::DERIVATION_CYCLE,
-                if names.len() == 1 { format!("{} refers to itself", names[0]) } else { format!("{} depend on each other in a cycle", names.join(", ")) },
+                if names.len() == 1 {
+                    format!("{} refers to itself", names[0])
+                } else {
+                    format!("{} depend on each other in a cycle", names.join(", "))
+                },
             )
             .note(format!("cycle: {} → {}", names.join(" → "), names[0]))
             .help("give one of them a value that does not depend on the others");
@@ -168,7 +195,13 @@ impl Deriver {
             }
             for n in &chain[1..] {
                 if let Some(span) = nodes[graph[*n]].span {
-                    d = d.label(span, format!("`{}` depends on the one before", nodes[graph[*n]].path.join(".")));
+                    d = d.label(
+                        span,
+                        format!(
+                            "`{}` depends on the one before",
+                            nodes[graph[*n]].path.join(".")
+                        ),
+                    );
                 }
             }
             self.diags.push(d);
@@ -189,7 +222,9 @@ impl Deriver {
                     }
                     Err(None) => return None,
                 };
-                let Ty::Num(want, kind) = node.ty else { return None };
+                let Ty::Num(want, kind) = node.ty else {
+                    return None;
+                };
                 match check_number(v, dim, want, kind, field, expr.span) {
                     Ok(v) => Some((Value::Num(v, want), None)),
                     Err(d) => {
@@ -219,9 +254,16 @@ fn collect(record: &Record, shape: Shape, path: &mut Path, out: &mut Vec<Node>) 
         };
         path.push(name.clone());
         match (&slot.value, ty) {
-            (Value::Pending { .. } | Value::Auto, _) => out.push(Node { path: path.clone(), deps: Vec::new(), ty, span: slot.span }),
+            (Value::Pending { .. } | Value::Auto, _) => out.push(Node {
+                path: path.clone(),
+                deps: Vec::new(),
+                ty,
+                span: slot.span,
+            }),
             (Value::Record(r), Ty::Preset(k)) => collect(r, Shape::of(k), path, out),
-            (Value::Record(r), Ty::Block(fields)) => collect(r, Shape::fields("block", fields), path, out),
+            (Value::Record(r), Ty::Block(fields)) => {
+                collect(r, Shape::fields("block", fields), path, out)
+            }
             (Value::Record(r), Ty::Variant(vs)) => {
                 if let Some(v) = vs.iter().find(|v| v.name == r.kind) {
                     collect(r, Shape::fields(v.name, v.fields), path, out);
@@ -232,7 +274,9 @@ fn collect(record: &Record, shape: Shape, path: &mut Path, out: &mut Vec<Node>) 
         path.pop();
     }
     for (kind, entries) in &record.named {
-        let Some(spec) = shape.named.iter().find(|k| k.name == kind) else { continue };
+        let Some(spec) = shape.named.iter().find(|k| k.name == kind) else {
+            continue;
+        };
         for (name, (r, _)) in entries {
             path.push(kind.clone());
             path.push(name.clone());
@@ -245,7 +289,12 @@ fn collect(record: &Record, shape: Shape, path: &mut Path, out: &mut Vec<Node>) 
 
 fn references(expr: &Expr, root: &[String], out: &mut Vec<Path>) {
     match &expr.kind {
-        ExprKind::Path(p) => out.push(root.iter().cloned().chain(p.iter().map(|i| i.name.clone())).collect()),
+        ExprKind::Path(p) => out.push(
+            root.iter()
+                .cloned()
+                .chain(p.iter().map(|i| i.name.clone()))
+                .collect(),
+        ),
         ExprKind::Neg(e) | ExprKind::Paren(e) => references(e, root, out),
         ExprKind::Binary { lhs, rhs, .. } => {
             references(lhs, root, out);
@@ -258,14 +307,31 @@ fn references(expr: &Expr, root: &[String], out: &mut Vec<Path>) {
 /// Evaluates arithmetic over quantities and references. `Err(None)`: an input failed earlier.
 fn eval(top: &Record, expr: &Expr, root: &[String]) -> Result<(f64, Dim), Option<Diagnostic>> {
     match &expr.kind {
-        ExprKind::Quantity { literal, unit } => units::quantity(literal, unit.as_deref()).map_err(|_| {
-            Some(Diagnostic::new(codes::UNKNOWN_UNIT, format!("cannot read the quantity `{literal}`")).at(expr.span, "unknown unit").help(format!("kiln's units are {}", units::UNIT_WORDS)))
-        }),
+        ExprKind::Quantity { literal, unit } => {
+            units::quantity(literal, unit.as_deref()).map_err(|_| {
+                Some(
+                    Diagnostic::new(
+                        codes::UNKNOWN_UNIT,
+                        format!("cannot read the quantity `{literal}`"),
+                    )
+                    .at(expr.span, "unknown unit")
+                    .help(format!("kiln's units are {}", units::UNIT_WORDS)),
+                )
+            })
+        }
         ExprKind::Paren(e) => eval(top, e, root),
         ExprKind::Neg(e) => eval(top, e, root).map(|(v, d)| (-v, d)),
         ExprKind::Path(segments) => {
-            let path: Path = root.iter().cloned().chain(segments.iter().map(|i| i.name.clone())).collect();
-            let shown = segments.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(".");
+            let path: Path = root
+                .iter()
+                .cloned()
+                .chain(segments.iter().map(|i| i.name.clone()))
+                .collect();
+            let shown = segments
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(".");
             match top.lookup(&path).map(|s| &s.value) {
                 Some(Value::Num(v, d)) => Ok((*v, *d)),
                 Some(Value::Auto | Value::Pending { .. } | Value::Invalid) => Err(None),
@@ -302,24 +368,37 @@ fn eval(top: &Record, expr: &Expr, root: &[String]) -> Result<(f64, Dim), Option
                         .help("both sides of + and - need the same unit; * and / take a plain number on one side"),
                 )
             };
-            let same = |x: Dim, y: Dim| x == y || (x == Dim::Count && y.accepts_bare_count()) || (y == Dim::Count && x.accepts_bare_count());
+            let same = |x: Dim, y: Dim| {
+                x == y
+                    || (x == Dim::Count && y.accepts_bare_count())
+                    || (y == Dim::Count && x.accepts_bare_count())
+            };
             let wider = if da == Dim::Count { db } else { da };
             match op {
                 BinOp::Add if same(da, db) => Ok((a + b, wider)),
                 BinOp::Sub if same(da, db) => Ok((a - b, wider)),
-                BinOp::Add | BinOp::Sub => Err(mismatch(if *op == BinOp::Add { "add" } else { "subtract" })),
+                BinOp::Add | BinOp::Sub => {
+                    Err(mismatch(if *op == BinOp::Add { "add" } else { "subtract" }))
+                }
                 BinOp::Mul if da == Dim::Count || db == Dim::Count => Ok((a * b, wider)),
                 BinOp::Mul => Err(mismatch("multiply")),
-                BinOp::Div if b == 0.0 => Err(Some(Diagnostic::new(codes::CANNOT_DERIVE, "division by zero").at(rhs.span, "this is 0").help("divide by a value other than 0"))),
+                BinOp::Div if b == 0.0 => Err(Some(
+                    Diagnostic::new(codes::CANNOT_DERIVE, "division by zero")
+                        .at(rhs.span, "this is 0")
+                        .help("divide by a value other than 0"),
+                )),
                 BinOp::Div if db == Dim::Count => Ok((a / b, da)),
                 BinOp::Div if da == db => Ok((a / b, Dim::Count)),
                 BinOp::Div => Err(mismatch("divide")),
             }
         }
         _ => Err(Some(
-            Diagnostic::new(codes::WRONG_TYPE, "only numbers and references to numeric fields can be computed")
-                .at(expr.span, "not a number")
-                .help("arithmetic works on quantities such as `20 * model.params`"),
+            Diagnostic::new(
+                codes::WRONG_TYPE,
+                "only numbers and references to numeric fields can be computed",
+            )
+            .at(expr.span, "not a number")
+            .help("arithmetic works on quantities such as `20 * model.params`"),
         )),
     }
 }
@@ -329,7 +408,10 @@ fn p(parts: &[&str]) -> Path {
 }
 
 fn join(base: &[String], rest: &[&str]) -> Path {
-    base.iter().cloned().chain(rest.iter().map(|s| s.to_string())).collect()
+    base.iter()
+        .cloned()
+        .chain(rest.iter().map(|s| s.to_string()))
+        .collect()
 }
 
 /// What an `auto` value at `path` is computed from (absolute paths).
@@ -340,12 +422,37 @@ fn rule_deps(top: &Record, path: &[String]) -> Vec<Path> {
     match (kind, field) {
         ("model", "kv_heads") => vec![join(parent, &["heads"])],
         ("model", "head_dim") => vec![join(parent, &["hidden"]), join(parent, &["heads"])],
-        ("model", "params") => ["layers", "hidden", "ffn_hidden", "heads", "kv_heads", "head_dim", "vocab", "seq_len"].iter().map(|f| join(parent, &[f])).collect(),
-        ("experiment", "world") => vec![p(&["cluster", "nodes"]), p(&["cluster", "node", "gpus_per_node"])],
+        ("model", "params") => [
+            "layers",
+            "hidden",
+            "ffn_hidden",
+            "heads",
+            "kv_heads",
+            "head_dim",
+            "vocab",
+            "seq_len",
+        ]
+        .iter()
+        .map(|f| join(parent, &[f]))
+        .collect(),
+        ("experiment", "world") => vec![
+            p(&["cluster", "nodes"]),
+            p(&["cluster", "node", "gpus_per_node"]),
+        ],
         ("experiment", "tokens") => vec![p(&["model", "params"])],
-        ("parallel", "data") => vec![join(grand, &["world"]), join(parent, &["tensor"]), join(parent, &["pipeline"]), join(parent, &["context"])],
+        ("parallel", "data") => vec![
+            join(grand, &["world"]),
+            join(parent, &["tensor"]),
+            join(parent, &["pipeline"]),
+            join(parent, &["context"]),
+        ],
         ("parallel", "accumulation") => {
-            vec![join(grand, &["batch"]), join(grand, &["model", "seq_len"]), join(parent, &["micro_batch"]), join(parent, &["data"])]
+            vec![
+                join(grand, &["batch"]),
+                join(grand, &["model", "seq_len"]),
+                join(parent, &["micro_batch"]),
+                join(parent, &["data"]),
+            ]
         }
         ("phase", "tokens") => {
             let mut deps = vec![p(&["tokens"])];
@@ -357,7 +464,10 @@ fn rule_deps(top: &Record, path: &[String]) -> Vec<Path> {
             deps
         }
         ("linear", "from") => match previous_phase(top, parent) {
-            Some(prev) => ["final", "value", "to"].iter().map(|f| p(&["phase", &prev, "lr", f])).collect(),
+            Some(prev) => ["final", "value", "to"]
+                .iter()
+                .map(|f| p(&["phase", &prev, "lr", f]))
+                .collect(),
             None => Vec::new(),
         },
         _ => Vec::new(),
@@ -369,7 +479,10 @@ fn nodes_for(exp: &Record, model_parallel: f64) -> Option<(f64, f64)> {
     let cluster = exp.record("cluster")?;
     let per_node = cluster.record("node")?.num("gpus_per_node")?;
     let nodes = cluster.num("nodes")?;
-    (0..4096).map(|k| nodes + k as f64).find(|n| (n * per_node) % model_parallel == 0.0).map(|n| (n, n * per_node))
+    (0..4096)
+        .map(|k| nodes + k as f64)
+        .find(|n| (n * per_node) % model_parallel == 0.0)
+        .map(|n| (n, n * per_node))
 }
 
 /// The phase before the one holding `path` (`["phase", NAME, …]`).
@@ -383,34 +496,56 @@ fn previous_phase(top: &Record, path: &[String]) -> Option<String> {
 fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic>> {
     let (field, parent) = (path[path.len() - 1].as_str(), &path[..path.len() - 1]);
     let record = top.record_at(parent).ok_or_else(Vec::new)?;
-    let grand = || top.record_at(&parent[..parent.len().saturating_sub(1)]).ok_or_else(Vec::new);
+    let grand = || {
+        top.record_at(&parent[..parent.len().saturating_sub(1)])
+            .ok_or_else(Vec::new)
+    };
     let num = |r: &Record, f: &str| r.num(f).ok_or_else(Vec::new);
     let count = |v: f64| Value::Num(v, Dim::Count);
     let here = record.span.or(top.span);
     match (record.kind.as_str(), field) {
-        ("model", "kv_heads") => Ok((count(num(record, "heads")?), "multi-head attention: kv_heads = heads".into())),
+        ("model", "kv_heads") => Ok((
+            count(num(record, "heads")?),
+            "multi-head attention: kv_heads = heads".into(),
+        )),
         ("model", "head_dim") => {
             let (hidden, heads) = (num(record, "hidden")?, num(record, "heads")?);
             if hidden % heads != 0.0 {
-                let mut d = Diagnostic::new(codes::CANNOT_DERIVE, format!("hidden = {hidden} does not divide into {heads} heads"))
-                    .help("set `head_dim` explicitly, or choose heads that divide hidden");
+                let mut d = Diagnostic::new(
+                    codes::CANNOT_DERIVE,
+                    format!("hidden = {hidden} does not divide into {heads} heads"),
+                )
+                .help("set `head_dim` explicitly, or choose heads that divide hidden");
                 if let Some(s) = record.span_of("heads") {
                     d = d.at(s, "heads");
                 }
                 return Err(vec![d]);
             }
-            Ok((count(hidden / heads), format!("hidden / heads = {hidden} / {heads}")))
+            Ok((
+                count(hidden / heads),
+                format!("hidden / heads = {hidden} / {heads}"),
+            ))
         }
         ("model", "params") => {
             let shape = ModelShape::from_record(record).ok_or_else(Vec::new)?;
             let n = shape.params();
-            Ok((count(n.total), format!("counted from the shape: {} non-embedding + {} embedding", units::show(n.non_embedding, Dim::Count), units::show(n.embedding, Dim::Count))))
+            Ok((
+                count(n.total),
+                format!(
+                    "counted from the shape: {} non-embedding + {} embedding",
+                    units::show(n.non_embedding, Dim::Count),
+                    units::show(n.embedding, Dim::Count)
+                ),
+            ))
         }
         ("experiment", "world") => {
             let cluster = record.record("cluster").ok_or_else(Vec::new)?;
             let node = cluster.record("node").ok_or_else(Vec::new)?;
             let (nodes, per) = (num(cluster, "nodes")?, num(node, "gpus_per_node")?);
-            Ok((count(nodes * per), format!("nodes × gpus_per_node = {nodes} × {per}")))
+            Ok((
+                count(nodes * per),
+                format!("nodes × gpus_per_node = {nodes} × {per}"),
+            ))
         }
         ("experiment", "tokens") => {
             if record.sym("objective") != Some("chinchilla") {
@@ -421,14 +556,27 @@ fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic
                 }
                 return Err(vec![d]);
             }
-            let params = record.record("model").and_then(|m| m.num("params")).ok_or_else(Vec::new)?;
+            let params = record
+                .record("model")
+                .and_then(|m| m.num("params"))
+                .ok_or_else(Vec::new)?;
             let tokens = (CHINCHILLA_TOKENS_PER_PARAM * params).round();
-            Ok((Value::Num(tokens, Dim::Tokens), format!("Chinchilla's 20 tokens per parameter × {}", units::show(params, Dim::Count))))
+            Ok((
+                Value::Num(tokens, Dim::Tokens),
+                format!(
+                    "Chinchilla's 20 tokens per parameter × {}",
+                    units::show(params, Dim::Count)
+                ),
+            ))
         }
         ("parallel", "data") => {
             let grand = grand()?;
             let world = num(grand, "world")?;
-            let (t, pp, c) = (num(record, "tensor")?, num(record, "pipeline")?, num(record, "context")?);
+            let (t, pp, c) = (
+                num(record, "tensor")?,
+                num(record, "pipeline")?,
+                num(record, "context")?,
+            );
             let model_parallel = t * pp * c;
             let data = world / model_parallel;
             if data.fract() != 0.0 || data < 1.0 {
@@ -441,16 +589,25 @@ fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic
                     None => format!("choose sizes whose product divides {world}"),
                 });
                 if let Some(s) = record.span.or(here) {
-                    d = d.at(s, format!("data = {} is not a whole number", units::trim(data)));
+                    d = d.at(
+                        s,
+                        format!("data = {} is not a whole number", units::trim(data)),
+                    );
                 }
                 return Err(vec![d]);
             }
-            Ok((count(data), format!("world / (tensor × pipeline × context) = {world} / ({t} × {pp} × {c})")))
+            Ok((
+                count(data),
+                format!("world / (tensor × pipeline × context) = {world} / ({t} × {pp} × {c})"),
+            ))
         }
         ("parallel", "accumulation") => {
             let grand = grand()?;
             let batch = num(grand, "batch")?;
-            let seq = grand.record("model").and_then(|m| m.num("seq_len")).ok_or_else(Vec::new)?;
+            let seq = grand
+                .record("model")
+                .and_then(|m| m.num("seq_len"))
+                .ok_or_else(Vec::new)?;
             let (micro, data) = (num(record, "micro_batch")?, num(record, "data")?);
             let sequences = batch / seq;
             let at = grand.span_of("batch");
@@ -463,8 +620,15 @@ fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic
             };
             if sequences.fract() != 0.0 {
                 return Err(err(
-                    format!("the batch of {} is {} sequences of {seq} tokens, not a whole number", units::show(batch, Dim::Tokens), units::trim(sequences)),
-                    format!("use a multiple of seq_len, such as {} tokens", units::trim(sequences.round().max(1.0) * seq)),
+                    format!(
+                        "the batch of {} is {} sequences of {seq} tokens, not a whole number",
+                        units::show(batch, Dim::Tokens),
+                        units::trim(sequences)
+                    ),
+                    format!(
+                        "use a multiple of seq_len, such as {} tokens",
+                        units::trim(sequences.round().max(1.0) * seq)
+                    ),
                 ));
             }
             let accumulation = sequences / (micro * data);
@@ -482,12 +646,20 @@ fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic
         }
         ("phase", "tokens") => {
             let budget = num(top, "tokens")?;
-            let others: f64 = top.entries("phase").filter(|(n, _, _)| **n != parent[1]).filter_map(|(_, r, _)| r.num("tokens")).sum();
+            let others: f64 = top
+                .entries("phase")
+                .filter(|(n, _, _)| **n != parent[1])
+                .filter_map(|(_, r, _)| r.num("tokens"))
+                .sum();
             let rest = budget - others;
             if rest <= 0.0 {
                 let mut d = Diagnostic::new(
                     codes::PHASE_TOKENS_SUM,
-                    format!("the other phases already take {} of the {} budget", units::show(others, Dim::Tokens), units::show(budget, Dim::Tokens)),
+                    format!(
+                        "the other phases already take {} of the {} budget",
+                        units::show(others, Dim::Tokens),
+                        units::show(budget, Dim::Tokens)
+                    ),
                 )
                 .help("lower the other phases' tokens or raise `tokens`");
                 if let Some(s) = here {
@@ -495,9 +667,19 @@ fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic
                 }
                 return Err(vec![d]);
             }
-            Ok((Value::Num(rest, Dim::Tokens), format!("tokens − other phases = {} − {}", units::show(budget, Dim::Tokens), units::show(others, Dim::Tokens))))
+            Ok((
+                Value::Num(rest, Dim::Tokens),
+                format!(
+                    "tokens − other phases = {} − {}",
+                    units::show(budget, Dim::Tokens),
+                    units::show(others, Dim::Tokens)
+                ),
+            ))
         }
-        ("phase", "anneal") => Ok((Value::Bool(parent[1] == "anneal"), "a phase named `anneal` anneals".into())),
+        ("phase", "anneal") => Ok((
+            Value::Bool(parent[1] == "anneal"),
+            "a phase named `anneal` anneals".into(),
+        )),
         ("linear", "from") => {
             let Some(prev) = previous_phase(top, parent) else {
                 let mut d = Diagnostic::new(codes::CANNOT_DERIVE, "the first phase's linear schedule needs `from`")
@@ -507,7 +689,16 @@ fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic
                 }
                 return Err(vec![d]);
             };
-            let lr = top.lookup(&p(&["phase", &prev, "lr"])).and_then(|s| if let Value::Record(r) = &s.value { Some(r) } else { None }).ok_or_else(Vec::new)?;
+            let lr = top
+                .lookup(&p(&["phase", &prev, "lr"]))
+                .and_then(|s| {
+                    if let Value::Record(r) = &s.value {
+                        Some(r)
+                    } else {
+                        None
+                    }
+                })
+                .ok_or_else(Vec::new)?;
             let end = match lr.kind.as_str() {
                 "cosine" => lr.num("final"),
                 "constant" => lr.num("value"),

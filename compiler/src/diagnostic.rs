@@ -91,7 +91,11 @@ pub fn sort(diags: &mut Vec<Diagnostic>) {
 /// Renders rustc-style; `color` only when writing to a terminal.
 pub fn render_text(sources: &Sources, diags: &[Diagnostic], color: bool) -> String {
     use term::termcolor::Buffer;
-    let mut buffer = if color { Buffer::ansi() } else { Buffer::no_color() };
+    let mut buffer = if color {
+        Buffer::ansi()
+    } else {
+        Buffer::no_color()
+    };
     let config = term::Config::default();
     for d in diags {
         let _ = term::emit(&mut buffer, &config, sources, &to_codespan(d));
@@ -147,7 +151,10 @@ pub fn to_json(sources: &Sources, diags: &[Diagnostic]) -> Vec<JsonDiagnostic> {
         .map(|d| {
             let (file, start, end, label) = match &d.primary {
                 Some((span, label)) => {
-                    let end = Span { start: span.end, ..*span };
+                    let end = Span {
+                        start: span.end,
+                        ..*span
+                    };
                     (
                         sources.name(span.file).ok().map(|n| n.to_string()),
                         Some(line_column(sources, *span)),
@@ -178,14 +185,29 @@ pub fn to_json(sources: &Sources, diags: &[Diagnostic]) -> Vec<JsonDiagnostic> {
 /// The closest of `candidates` to `name`, if close enough to be a likely typo.
 /// Case differences count as nothing (`80gb` → `GB`); otherwise up to a third of the
 /// letters may differ, and never all of them.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = name.to_lowercase();
     candidates
         .into_iter()
         .filter(|c| *c != name)
-        .map(|c| (if c.to_lowercase() == lower { 0 } else { strsim::damerau_levenshtein(&lower, &c.to_lowercase()) + 1 }, c))
+        .map(|c| {
+            (
+                if c.to_lowercase() == lower {
+                    0
+                } else {
+                    strsim::damerau_levenshtein(&lower, &c.to_lowercase()) + 1
+                },
+                c,
+            )
+        })
         .filter(|(d, c)| {
-            *d == 0 || (*d - 1 < name.len().min(c.len()) && (*d - 1 <= (name.len().max(c.len()) / 3).max(1) || (name.len() >= 3 && (c.starts_with(name) || name.starts_with(*c)))))
+            *d == 0
+                || (*d - 1 < name.len().min(c.len())
+                    && (*d - 1 <= (name.len().max(c.len()) / 3).max(1)
+                        || (name.len() >= 3 && (c.starts_with(name) || name.starts_with(*c)))))
         })
         .min_by_key(|(d, c)| (*d, *c))
         .map(|(_, c)| c)

@@ -41,7 +41,11 @@ pub enum Value {
     List(Vec<Value>),
     Record(Record),
     /// Before derivation only: an expression over other fields, read relative to `root`.
-    Pending { expr: Expr, root: Vec<String>, module: usize },
+    Pending {
+        expr: Expr,
+        root: Vec<String>,
+        module: usize,
+    },
     /// Before derivation only: a value kiln derives.
     Auto,
     /// A value that was rejected with a diagnostic; checks that need it are skipped.
@@ -120,7 +124,10 @@ impl Record {
 
     /// The named entries of one kind (`phase`), in source order.
     pub fn entries(&self, kind: &str) -> impl Iterator<Item = (&String, &Record, Span)> {
-        self.named.get(kind).into_iter().flat_map(|m| m.iter().map(|(n, (r, s))| (n, r, *s)))
+        self.named
+            .get(kind)
+            .into_iter()
+            .flat_map(|m| m.iter().map(|(n, (r, s))| (n, r, *s)))
     }
 
     /// Follows a path of field names and named entries (`phase.main.tokens`) to a slot.
@@ -129,7 +136,11 @@ impl Record {
         if rest.is_empty() {
             return self.fields.get(first);
         }
-        if let Some(Slot { value: Value::Record(r), .. }) = self.fields.get(first) {
+        if let Some(Slot {
+            value: Value::Record(r),
+            ..
+        }) = self.fields.get(first)
+        {
             return r.lookup(rest);
         }
         let (name, rest) = rest.split_first()?;
@@ -142,8 +153,20 @@ impl Record {
         if rest.is_empty() {
             return self.fields.get_mut(first);
         }
-        if matches!(self.fields.get(first), Some(Slot { value: Value::Record(_), .. })) {
-            let Some(Slot { value: Value::Record(r), .. }) = self.fields.get_mut(first) else { unreachable!() };
+        if matches!(
+            self.fields.get(first),
+            Some(Slot {
+                value: Value::Record(_),
+                ..
+            })
+        ) {
+            let Some(Slot {
+                value: Value::Record(r),
+                ..
+            }) = self.fields.get_mut(first)
+            else {
+                unreachable!()
+            };
             return r.lookup_mut(rest);
         }
         let (name, rest) = rest.split_first()?;
@@ -153,8 +176,14 @@ impl Record {
 
     /// The record at a path (`cluster.node`), or self for an empty path.
     pub fn record_at(&self, path: &[String]) -> Option<&Record> {
-        let Some((first, rest)) = path.split_first() else { return Some(self) };
-        if let Some(Slot { value: Value::Record(r), .. }) = self.fields.get(first) {
+        let Some((first, rest)) = path.split_first() else {
+            return Some(self);
+        };
+        if let Some(Slot {
+            value: Value::Record(r),
+            ..
+        }) = self.fields.get(first)
+        {
             return r.record_at(rest);
         }
         let (name, rest) = rest.split_first()?;
@@ -163,7 +192,11 @@ impl Record {
 
     /// Names reachable one step below this record, for suggestions.
     pub fn child_names(&self) -> Vec<&str> {
-        self.fields.keys().map(String::as_str).chain(self.named.keys().map(String::as_str)).collect()
+        self.fields
+            .keys()
+            .map(String::as_str)
+            .chain(self.named.keys().map(String::as_str))
+            .collect()
     }
 }
 

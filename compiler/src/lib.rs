@@ -5,6 +5,10 @@
 //! expressions, in dependency order) → [`check`] (diagnostics). [`diagnostic`] renders
 //! what every stage reports. The core does no IO: files come through [`load::SourceLoader`].
 
+// A diagnostic is the error of every stage and is built once per problem; boxing it would
+// buy nothing measurable.
+#![allow(clippy::result_large_err)]
+
 pub mod check;
 pub mod codes;
 pub mod derive;
@@ -46,13 +50,22 @@ impl Checked {
 }
 
 /// Checks files on disk. `Err` only when an entry file cannot be read.
-pub fn check_paths(paths: &[PathBuf], loader: &dyn SourceLoader, allow: &[String]) -> Result<Checked, String> {
+pub fn check_paths(
+    paths: &[PathBuf],
+    loader: &dyn SourceLoader,
+    allow: &[String],
+) -> Result<Checked, String> {
     let (program, diags) = load::load(paths, loader)?;
     Ok(compile(program, diags, allow))
 }
 
 /// Checks one text given in memory, named `name` (imports resolve relative to `name`).
-pub fn check_source(name: &str, text: &str, loader: &dyn SourceLoader, allow: &[String]) -> Checked {
+pub fn check_source(
+    name: &str,
+    text: &str,
+    loader: &dyn SourceLoader,
+    allow: &[String],
+) -> Checked {
     let (program, diags) = load::load_text(name, text, loader);
     compile(program, diags, allow)
 }
@@ -67,7 +80,13 @@ fn compile(program: Program, mut diags: Vec<Diagnostic>, allow: &[String]) -> Ch
         check::check(kind.name, &decl.record, &mut own);
         if let Some(Value::List(items)) = decl.record.slot("allow").map(|s| &s.value) {
             let span = decl.record.span_of("allow");
-            let names = items.iter().filter_map(|v| if let Value::Str(s) = v { Some((s.as_str(), span)) } else { None });
+            let names = items.iter().filter_map(|v| {
+                if let Value::Str(s) = v {
+                    Some((s.as_str(), span))
+                } else {
+                    None
+                }
+            });
             let codes = allowed_codes(names, &mut diags);
             own.retain(|d| d.is_error() || !codes.contains(&d.code.code));
         }
@@ -75,11 +94,18 @@ fn compile(program: Program, mut diags: Vec<Diagnostic>, allow: &[String]) -> Ch
     }
     diags.retain(|d| d.is_error() || !cli_allow.contains(&d.code.code));
     diagnostic::sort(&mut diags);
-    Checked { program, decls, diagnostics: diags }
+    Checked {
+        program,
+        decls,
+        diagnostics: diags,
+    }
 }
 
 /// The codes named in an allow list; unknown names and errors are reported (K-A001).
-fn allowed_codes<'a>(names: impl Iterator<Item = (&'a str, Option<span::Span>)>, diags: &mut Vec<Diagnostic>) -> Vec<&'static str> {
+fn allowed_codes<'a>(
+    names: impl Iterator<Item = (&'a str, Option<span::Span>)>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<&'static str> {
     let mut out = Vec::new();
     for (name, span) in names {
         let problem = match codes::find(name) {
@@ -87,12 +113,18 @@ fn allowed_codes<'a>(names: impl Iterator<Item = (&'a str, Option<span::Span>)>,
                 out.push(c.code);
                 continue;
             }
-            Some(c) => format!("`{}` ({}) is an error; errors cannot be silenced", c.code, c.name),
+            Some(c) => format!(
+                "`{}` ({}) is an error; errors cannot be silenced",
+                c.code, c.name
+            ),
             None => format!("there is no diagnostic code `{name}`"),
         };
         let help = match codes::find(name) {
             Some(_) => "fix the error instead; only warnings and advice can be allowed".to_string(),
-            None => match diagnostic::did_you_mean(name, codes::ALL.iter().flat_map(|c| [c.code, c.name])) {
+            None => match diagnostic::did_you_mean(
+                name,
+                codes::ALL.iter().flat_map(|c| [c.code, c.name]),
+            ) {
                 Some(s) => format!("did you mean `{s}`? `kiln codes` lists them all"),
                 None => "`kiln codes` lists every code".to_string(),
             },

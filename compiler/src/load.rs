@@ -67,16 +67,31 @@ pub struct Program {
 
 impl Default for Program {
     fn default() -> Program {
-        Program { sources: Sources::new(), modules: Vec::new(), roots: Vec::new() }
+        Program {
+            sources: Sources::new(),
+            modules: Vec::new(),
+            roots: Vec::new(),
+        }
     }
 }
 
 /// Reads every entry file and, transitively, its imports. IO errors on entry files are
 /// returned as `Err` (exit code 2); everything else is a diagnostic.
-pub fn load(entries: &[PathBuf], loader: &dyn SourceLoader) -> Result<(Program, Vec<Diagnostic>), String> {
-    let mut l = Loader { loader, program: Program::default(), by_key: HashMap::new(), stack: Vec::new(), diags: Vec::new() };
+pub fn load(
+    entries: &[PathBuf],
+    loader: &dyn SourceLoader,
+) -> Result<(Program, Vec<Diagnostic>), String> {
+    let mut l = Loader {
+        loader,
+        program: Program::default(),
+        by_key: HashMap::new(),
+        stack: Vec::new(),
+        diags: Vec::new(),
+    };
     for entry in entries {
-        let text = loader.read(entry).map_err(|e| format!("cannot read `{}`: {e}", entry.display()))?;
+        let text = loader
+            .read(entry)
+            .map_err(|e| format!("cannot read `{}`: {e}", entry.display()))?;
         let path = normalize(entry);
         let id = l.add(ModuleKey::File(path), entry.display().to_string(), text);
         l.program.roots.push(id);
@@ -86,8 +101,18 @@ pub fn load(entries: &[PathBuf], loader: &dyn SourceLoader) -> Result<(Program, 
 
 /// Loads the text of one file given in memory (tests, `kiln fmt` of stdin).
 pub fn load_text(name: &str, text: &str, loader: &dyn SourceLoader) -> (Program, Vec<Diagnostic>) {
-    let mut l = Loader { loader, program: Program::default(), by_key: HashMap::new(), stack: Vec::new(), diags: Vec::new() };
-    let id = l.add(ModuleKey::File(normalize(Path::new(name))), name.to_string(), text.to_string());
+    let mut l = Loader {
+        loader,
+        program: Program::default(),
+        by_key: HashMap::new(),
+        stack: Vec::new(),
+        diags: Vec::new(),
+    };
+    let id = l.add(
+        ModuleKey::File(normalize(Path::new(name))),
+        name.to_string(),
+        text.to_string(),
+    );
     l.program.roots.push(id);
     (l.program, l.diags)
 }
@@ -112,7 +137,13 @@ impl Loader<'_> {
             }
         };
         let id = self.program.modules.len();
-        self.program.modules.push(Module { key: key.clone(), file, ast: None, imports: Vec::new(), failed_imports: false });
+        self.program.modules.push(Module {
+            key: key.clone(),
+            file,
+            ast: None,
+            imports: Vec::new(),
+            failed_imports: false,
+        });
         self.by_key.insert(key, id);
         self.stack.push(id);
         let mut imports = Vec::new();
@@ -152,22 +183,32 @@ impl Loader<'_> {
                 }
                 let module = names[1];
                 if !STDLIB.iter().any(|(m, _)| *m == module) {
-                    let mut d = Diagnostic::new(codes::IMPORT_NOT_FOUND, format!("there is no standard-library module `std.{module}`"))
-                        .at(path[1].span, "unknown module");
+                    let mut d = Diagnostic::new(
+                        codes::IMPORT_NOT_FOUND,
+                        format!("there is no standard-library module `std.{module}`"),
+                    )
+                    .at(path[1].span, "unknown module");
                     if let Some(s) = did_you_mean(module, STDLIB.iter().map(|(m, _)| *m)) {
                         d = d.help(format!("did you mean `std.{s}`?"));
                     }
                     self.diags.push(d);
                     return None;
                 }
-                (ModuleKey::Std(module.to_string()), format!("std/{module}.kiln"), path.get(2).cloned())
+                (
+                    ModuleKey::Std(module.to_string()),
+                    format!("std/{module}.kiln"),
+                    path.get(2).cloned(),
+                )
             }
             ImportTarget::File(rel) => {
                 let ModuleKey::File(from_path) = self.program.modules[from].key.clone() else {
                     self.diags.push(
-                        Diagnostic::new(codes::IMPORT_NOT_FOUND, "the standard library cannot import project files")
-                            .at(import.span, "file import in the standard library")
-                            .help("import other standard-library modules as `std.MODULE.NAME`"),
+                        Diagnostic::new(
+                            codes::IMPORT_NOT_FOUND,
+                            "the standard library cannot import project files",
+                        )
+                        .at(import.span, "file import in the standard library")
+                        .help("import other standard-library modules as `std.MODULE.NAME`"),
                     );
                     return None;
                 };
@@ -176,8 +217,15 @@ impl Loader<'_> {
                 let root = self.project_root(&dir);
                 if !absolute(&target).starts_with(&root) {
                     // Say where the root is relative to the importing file, as the user sees it.
-                    let up = absolute(&dir).components().count().saturating_sub(root.components().count());
-                    let root_shown = if up == 0 { ".".to_string() } else { vec![".."; up].join("/") };
+                    let up = absolute(&dir)
+                        .components()
+                        .count()
+                        .saturating_sub(root.components().count());
+                    let root_shown = if up == 0 {
+                        ".".to_string()
+                    } else {
+                        vec![".."; up].join("/")
+                    };
                     self.diags.push(
                         Diagnostic::new(codes::IMPORT_ESCAPES, format!("`{rel}` is outside this file's project"))
                             .at(import.span, "leaves the project")
@@ -187,7 +235,11 @@ impl Loader<'_> {
                     );
                     return None;
                 }
-                (ModuleKey::File(target.clone()), target.display().to_string(), None)
+                (
+                    ModuleKey::File(target.clone()),
+                    target.display().to_string(),
+                    None,
+                )
             }
         };
         if let Some(&id) = self.by_key.get(&key) {
@@ -195,7 +247,13 @@ impl Loader<'_> {
                 let cycle: Vec<String> = self.stack[pos..]
                     .iter()
                     .chain(std::iter::once(&id))
-                    .map(|&m| self.program.sources.get(self.program.modules[m].file).map(|f| f.name().clone()).unwrap_or_default())
+                    .map(|&m| {
+                        self.program
+                            .sources
+                            .get(self.program.modules[m].file)
+                            .map(|f| f.name().clone())
+                            .unwrap_or_default()
+                    })
                     .collect();
                 self.diags.push(
                     Diagnostic::new(codes::IMPORT_CYCLE, "import cycle")
@@ -205,10 +263,17 @@ impl Loader<'_> {
                 );
                 return None;
             }
-            return Some(ImportEdge { span: import.span, module: id, item });
+            return Some(ImportEdge {
+                span: import.span,
+                module: id,
+                item,
+            });
         }
         let text = match &key {
-            ModuleKey::Std(m) => STDLIB.iter().find(|(n, _)| n == m).map(|(_, t)| t.to_string()),
+            ModuleKey::Std(m) => STDLIB
+                .iter()
+                .find(|(n, _)| n == m)
+                .map(|(_, t)| t.to_string()),
             ModuleKey::File(p) => self.loader.read(p).ok(),
         };
         let Some(text) = text else {
@@ -223,19 +288,30 @@ impl Loader<'_> {
             return None;
         }
         let id = self.add(key, name, text);
-        Some(ImportEdge { span: import.span, module: id, item })
+        Some(ImportEdge {
+            span: import.span,
+            module: id,
+            item,
+        })
     }
 
     /// The nearest directory at or above `dir` that holds `kiln.toml` or `.git`, else `dir`.
     fn project_root(&self, dir: &Path) -> PathBuf {
         let abs = absolute(dir);
-        abs.ancestors().find(|d| self.loader.is_project_root(d)).unwrap_or(&abs).to_path_buf()
+        abs.ancestors()
+            .find(|d| self.loader.is_project_root(d))
+            .unwrap_or(&abs)
+            .to_path_buf()
     }
 }
 
 fn absolute(path: &Path) -> PathBuf {
     // The parent of a bare file name is "", which is the current directory.
-    let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
+    let path = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
     normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 

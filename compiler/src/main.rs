@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "A declarative experiment compiler for LLM pre-training")]
+#[command(
+    name = "kiln",
+    version,
+    about = "A declarative experiment compiler for LLM pre-training"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,14 +65,26 @@ enum Color {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { files, format, allow, values, color } => check(&files, format, &allow, values, color),
+        Command::Check {
+            files,
+            format,
+            allow,
+            values,
+            color,
+        } => check(&files, format, &allow, values, color),
         Command::Fmt { files, check } => fmt(&files, check),
         Command::Codes { markdown } => {
             if markdown {
                 print!("{}", kiln::codes::docs_markdown());
             } else {
                 for c in kiln::codes::ALL {
-                    println!("{}  {:<8} {:<24} {}", c.code, c.severity.word(), c.name, c.what);
+                    println!(
+                        "{}  {:<8} {:<24} {}",
+                        c.code,
+                        c.severity.word(),
+                        c.name,
+                        c.what
+                    );
                 }
             }
             ExitCode::SUCCESS
@@ -76,7 +92,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(files: &[PathBuf], format: Format, allow: &[String], values: bool, color: Color) -> ExitCode {
+fn check(
+    files: &[PathBuf],
+    format: Format,
+    allow: &[String],
+    values: bool,
+    color: Color,
+) -> ExitCode {
     let checked = match kiln::check_paths(files, &FsLoader, allow) {
         Ok(c) => c,
         Err(e) => {
@@ -87,15 +109,27 @@ fn check(files: &[PathBuf], format: Format, allow: &[String], values: bool, colo
     match format {
         Format::Json => {
             let json = kiln::diagnostic::to_json(&checked.program.sources, &checked.diagnostics);
-            println!("{}", serde_json::to_string_pretty(&json).expect("diagnostics serialise"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).expect("diagnostics serialise")
+            );
         }
         Format::Text => {
             let color = match color {
                 Color::Always => true,
                 Color::Never => false,
-                Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                Color::Auto => {
+                    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+                }
             };
-            eprint!("{}", kiln::diagnostic::render_text(&checked.program.sources, &checked.diagnostics, color));
+            eprint!(
+                "{}",
+                kiln::diagnostic::render_text(
+                    &checked.program.sources,
+                    &checked.diagnostics,
+                    color
+                )
+            );
             if values {
                 for decl in &checked.decls {
                     println!("{} {}", decl.record.kind, decl.name);
@@ -135,7 +169,10 @@ fn fmt(files: &[PathBuf], check: bool) -> ExitCode {
         let ast = match kiln::syntax::parse(file, &text) {
             Ok(ast) => ast,
             Err(d) => {
-                eprint!("{}", kiln::diagnostic::render_text(&sources, &[d], std::io::stderr().is_terminal()));
+                eprint!(
+                    "{}",
+                    kiln::diagnostic::render_text(&sources, &[d], std::io::stderr().is_terminal())
+                );
                 status = ExitCode::from(1);
                 continue;
             }

@@ -75,22 +75,46 @@ impl ModelShape {
         let q_width = self.heads * self.head_dim;
         let kv_width = self.kv_heads * self.head_dim;
         let attention = 2.0 * h * q_width + 2.0 * h * kv_width;
-        let attention_bias = if self.bias { q_width + 2.0 * kv_width + h } else { 0.0 };
+        let attention_bias = if self.bias {
+            q_width + 2.0 * kv_width + h
+        } else {
+            0.0
+        };
         let ffn_matrices = if self.gated_ffn { 3.0 } else { 2.0 };
         let ffn = ffn_matrices * h * f;
-        let ffn_bias = if self.bias { (ffn_matrices - 1.0) * f + h } else { 0.0 };
+        let ffn_bias = if self.bias {
+            (ffn_matrices - 1.0) * f + h
+        } else {
+            0.0
+        };
         // Transformer-XL relative positions (Dai et al. 2019, Sec. 3.3) add a projection of
         // the relative encodings, W_{k,R}: hidden × (heads · head_dim) per layer. With it the
         // Gopher and Chinchilla shapes give their published 280B and 70B (Rae et al. 2021,
         // Table 1; Hoffmann et al. 2022, Table 4); without it 258.7B and 65.0B.
-        let relative = if self.relative_positions { h * q_width } else { 0.0 };
+        let relative = if self.relative_positions {
+            h * q_width
+        } else {
+            0.0
+        };
         let norm = if self.layernorm { 2.0 * h } else { h };
         let per_layer = attention + attention_bias + relative + ffn + ffn_bias + 2.0 * norm;
         let non_embedding = self.layers * per_layer + norm;
         let token_embedding = self.vocab * h;
-        let output = if self.tied_embeddings { 0.0 } else { self.vocab * h };
-        let positions = if self.learned_positions { self.seq_len * h } else { 0.0 };
+        let output = if self.tied_embeddings {
+            0.0
+        } else {
+            self.vocab * h
+        };
+        let positions = if self.learned_positions {
+            self.seq_len * h
+        } else {
+            0.0
+        };
         let embedding = token_embedding + output + positions;
-        ParamCount { total: embedding + non_embedding, embedding, non_embedding }
+        ParamCount {
+            total: embedding + non_embedding,
+            embedding,
+            non_embedding,
+        }
     }
 }

@@ -7,8 +7,16 @@ use crate::units;
 pub fn values(record: &Record) -> String {
     let mut lines = Vec::new();
     walk(record, &mut Vec::new(), &mut lines);
-    let width = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0).min(60);
-    lines.into_iter().map(|(l, p)| format!("{l:<width$}  ({p})\n")).collect()
+    let width = lines
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(60);
+    lines
+        .into_iter()
+        .map(|(l, p)| format!("{l:<width$}  ({p})\n"))
+        .collect()
 }
 
 fn walk(record: &Record, path: &mut Vec<String>, out: &mut Vec<(String, String)>) {
@@ -20,10 +28,16 @@ fn walk(record: &Record, path: &mut Vec<String>, out: &mut Vec<(String, String)>
                     Some(p) => format!("{} {p}", r.kind),
                     None => r.kind.clone(),
                 };
-                out.push((format!("{} = {what}", path.join(".")), slot.provenance.to_string()));
+                out.push((
+                    format!("{} = {what}", path.join(".")),
+                    slot.provenance.to_string(),
+                ));
                 walk(r, path, out);
             }
-            v => out.push((format!("{} = {}", path.join("."), show(v)), slot.provenance.to_string())),
+            v => out.push((
+                format!("{} = {}", path.join("."), show(v)),
+                slot.provenance.to_string(),
+            )),
         }
         path.pop();
     }
@@ -44,7 +58,10 @@ fn show(v: &Value) -> String {
         Value::Str(s) => format!("{s:?}"),
         Value::Bool(b) => b.to_string(),
         Value::Sym(s) => s.clone(),
-        Value::List(items) => format!("[{}]", items.iter().map(show).collect::<Vec<_>>().join(", ")),
+        Value::List(items) => format!(
+            "[{}]",
+            items.iter().map(show).collect::<Vec<_>>().join(", ")
+        ),
         Value::Record(r) => r.kind.clone(),
         Value::Pending { .. } | Value::Auto => "(not derived)".into(),
         Value::Invalid => "(invalid)".into(),

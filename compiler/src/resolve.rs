@@ -17,17 +17,36 @@ const MAX_PRESET_DEPTH: usize = 16;
 
 /// Resolves every declaration of the root modules.
 pub fn resolve(program: &Program) -> (Vec<Resolved>, Vec<Diagnostic>) {
-    let mut r = Resolver { program, scopes: Vec::new(), unsure: Vec::new(), diags: Vec::new(), depth: 0 };
+    let mut r = Resolver {
+        program,
+        scopes: Vec::new(),
+        unsure: Vec::new(),
+        diags: Vec::new(),
+        depth: 0,
+    };
     r.build_scopes();
     let mut out = Vec::new();
     for &root in &program.roots {
-        let Some(ast) = &program.modules[root].ast else { continue };
+        let Some(ast) = &program.modules[root].ast else {
+            continue;
+        };
         for item in &ast.items {
             if let Item::Decl(decl) = item {
                 if let Some(kind) = schema::kind(&decl.kind.name) {
-                    let ctx = Ctx { module: root, root: Vec::new(), path: Vec::new(), provenance: Provenance::Declared };
+                    let ctx = Ctx {
+                        module: root,
+                        root: Vec::new(),
+                        path: Vec::new(),
+                        provenance: Provenance::Declared,
+                    };
                     let record = r.fresh(Shape::of(kind), &decl.body, &ctx, Some(decl.name.span));
-                    out.push(Resolved { name: decl.name.name.clone(), record: Record { span: Some(decl.span), ..record } });
+                    out.push(Resolved {
+                        name: decl.name.name.clone(),
+                        record: Record {
+                            span: Some(decl.span),
+                            ..record
+                        },
+                    });
                 }
             }
         }
@@ -66,10 +85,14 @@ struct Resolver<'p> {
 }
 
 fn decls(program: &Program, module: ModuleId) -> impl Iterator<Item = &Decl> {
-    program.modules[module].ast.iter().flat_map(|a| a.items.iter()).filter_map(|i| match i {
-        Item::Decl(d) => Some(d),
-        Item::Import(_) => None,
-    })
+    program.modules[module]
+        .ast
+        .iter()
+        .flat_map(|a| a.items.iter())
+        .filter_map(|i| match i {
+            Item::Decl(d) => Some(d),
+            Item::Import(_) => None,
+        })
 }
 
 impl<'p> Resolver<'p> {
@@ -78,27 +101,46 @@ impl<'p> Resolver<'p> {
         for (id, module) in program.modules.iter().enumerate() {
             let mut scope: HashMap<String, (ModuleId, &'p Decl)> = HashMap::new();
             // `None`: every unknown name is unsure (an import of this module failed).
-            let mut unsure = if module.failed_imports { None } else { Some(std::collections::HashSet::new()) };
+            let mut unsure = if module.failed_imports {
+                None
+            } else {
+                Some(std::collections::HashSet::new())
+            };
             for decl in decls(program, id) {
                 if schema::kind(&decl.kind.name).is_none() {
                     if let Some(u) = unsure.as_mut() {
                         u.insert(decl.name.name.clone());
                     }
-                    let mut d = Diagnostic::new(codes::UNKNOWN_KIND, format!("unknown declaration kind `{}`", decl.kind.name))
-                        .at(decl.kind.span, "not a kind of declaration");
-                    d = d.help(match did_you_mean(&decl.kind.name, schema::KINDS.iter().map(|k| k.name)) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!("the kinds are {}", schema::KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")),
-                    });
+                    let mut d = Diagnostic::new(
+                        codes::UNKNOWN_KIND,
+                        format!("unknown declaration kind `{}`", decl.kind.name),
+                    )
+                    .at(decl.kind.span, "not a kind of declaration");
+                    d = d.help(
+                        match did_you_mean(&decl.kind.name, schema::KINDS.iter().map(|k| k.name)) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!(
+                                "the kinds are {}",
+                                schema::KINDS
+                                    .iter()
+                                    .map(|k| k.name)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        },
+                    );
                     self.diags.push(d);
                     continue;
                 }
                 if let Some((_, first)) = scope.get(&decl.name.name) {
                     self.diags.push(
-                        Diagnostic::new(codes::DUPLICATE_DECLARATION, format!("`{}` is declared twice", decl.name.name))
-                            .at(decl.name.span, "declared again here")
-                            .label(first.name.span, "first declared here")
-                            .help("rename one of them"),
+                        Diagnostic::new(
+                            codes::DUPLICATE_DECLARATION,
+                            format!("`{}` is declared twice", decl.name.name),
+                        )
+                        .at(decl.name.span, "declared again here")
+                        .label(first.name.span, "first declared here")
+                        .help("rename one of them"),
                     );
                     continue;
                 }
@@ -107,21 +149,32 @@ impl<'p> Resolver<'p> {
             let own: Vec<String> = scope.keys().cloned().collect();
             for edge in &module.imports {
                 let imported: Vec<&Decl> = match &edge.item {
-                    Some(item) => match decls(program, edge.module).find(|d| d.name.name == item.name) {
-                        Some(d) => vec![d],
-                        None => {
-                            let names: Vec<&str> = decls(program, edge.module).map(|d| d.name.name.as_str()).collect();
-                            let module_name = program.sources.get(program.modules[edge.module].file).map(|f| f.name().clone()).unwrap_or_default();
-                            let mut d = Diagnostic::new(codes::IMPORT_NOT_FOUND, format!("`{module_name}` has no declaration `{}`", item.name))
+                    Some(item) => {
+                        match decls(program, edge.module).find(|d| d.name.name == item.name) {
+                            Some(d) => vec![d],
+                            None => {
+                                let names: Vec<&str> = decls(program, edge.module)
+                                    .map(|d| d.name.name.as_str())
+                                    .collect();
+                                let module_name = program
+                                    .sources
+                                    .get(program.modules[edge.module].file)
+                                    .map(|f| f.name().clone())
+                                    .unwrap_or_default();
+                                let mut d = Diagnostic::new(
+                                    codes::IMPORT_NOT_FOUND,
+                                    format!("`{module_name}` has no declaration `{}`", item.name),
+                                )
                                 .at(item.span, "not declared there");
-                            if let Some(s) = did_you_mean(&item.name, names.iter().copied()) {
-                                d = d.help(format!("did you mean `{s}`?"));
+                                if let Some(s) = did_you_mean(&item.name, names.iter().copied()) {
+                                    d = d.help(format!("did you mean `{s}`?"));
+                                }
+                                self.diags.push(d);
+                                unsure = None;
+                                continue;
                             }
-                            self.diags.push(d);
-                            unsure = None;
-                            continue;
                         }
-                    },
+                    }
                     None => decls(program, edge.module).collect(),
                 };
                 for decl in imported {
@@ -130,10 +183,15 @@ impl<'p> Resolver<'p> {
                         Some((_, existing)) => {
                             let mut d = Diagnostic::new(
                                 codes::DUPLICATE_DECLARATION,
-                                format!("`{}` is imported here but already declared", decl.name.name),
+                                format!(
+                                    "`{}` is imported here but already declared",
+                                    decl.name.name
+                                ),
                             )
                             .at(edge.span, "imports another declaration of the same name")
-                            .help("rename the local declaration, or import only the names you need");
+                            .help(
+                                "rename the local declaration, or import only the names you need",
+                            );
                             if own.contains(&decl.name.name) {
                                 d = d.label(existing.name.span, "declared here");
                             }
@@ -152,7 +210,11 @@ impl<'p> Resolver<'p> {
 
     /// A record from a block, with the shape's defaults filled in.
     fn fresh(&mut self, shape: Shape, block: &Block, ctx: &Ctx, head: Option<Span>) -> Record {
-        let mut record = Record { kind: shape.kind.to_string(), span: Some(block.span), ..Record::default() };
+        let mut record = Record {
+            kind: shape.kind.to_string(),
+            span: Some(block.span),
+            ..Record::default()
+        };
         self.entries(&mut record, shape, block, ctx);
         self.defaults(&mut record, shape, head.unwrap_or(block.span));
         record
@@ -166,9 +228,20 @@ impl<'p> Resolver<'p> {
             let value = match field.default {
                 Fill::Required | Fill::RequiredOrAuto => {
                     self.diags.push(
-                        Diagnostic::new(codes::MISSING_FIELD, format!("{} is missing the field `{}`", describe_record(record), field.name))
-                            .at(at, format!("needs `{}`", field.name))
-                            .help(format!("add `{} = …` ({})", field.name, field.ty.describe())),
+                        Diagnostic::new(
+                            codes::MISSING_FIELD,
+                            format!(
+                                "{} is missing the field `{}`",
+                                describe_record(record),
+                                field.name
+                            ),
+                        )
+                        .at(at, format!("needs `{}`", field.name))
+                        .help(format!(
+                            "add `{} = …` ({})",
+                            field.name,
+                            field.ty.describe()
+                        )),
                     );
                     continue;
                 }
@@ -176,7 +249,14 @@ impl<'p> Resolver<'p> {
                 Fill::Auto | Fill::Derived => Value::Auto,
                 Fill::Value(c) => self.constant(c, &field.ty, at),
             };
-            record.fields.insert(field.name.to_string(), Slot { value, provenance: Provenance::Default, span: None });
+            record.fields.insert(
+                field.name.to_string(),
+                Slot {
+                    value,
+                    provenance: Provenance::Default,
+                    span: None,
+                },
+            );
         }
     }
 
@@ -186,8 +266,14 @@ impl<'p> Resolver<'p> {
             (Const::Bool(b), _) => Value::Bool(b),
             (Const::Str(s), _) => Value::Str(s.to_string()),
             (Const::Sym(s), Ty::Variant(vs)) => {
-                let v = vs.iter().find(|v| v.name == s).expect("a default names one of its variants");
-                let mut record = Record { kind: s.to_string(), ..Record::default() };
+                let v = vs
+                    .iter()
+                    .find(|v| v.name == s)
+                    .expect("a default names one of its variants");
+                let mut record = Record {
+                    kind: s.to_string(),
+                    ..Record::default()
+                };
                 self.defaults(&mut record, Shape::fields(v.name, v.fields), at);
                 Value::Record(record)
             }
@@ -214,25 +300,33 @@ impl<'p> Resolver<'p> {
                             slot.value = Value::Invalid;
                         }
                         self.diags.push(
-                            Diagnostic::new(codes::DUPLICATE_FIELD, format!("`{}` is set twice", key.name))
-                                .at(key.span, "set again here")
-                                .label(first, "first set here")
-                                .help("keep one of them"),
+                            Diagnostic::new(
+                                codes::DUPLICATE_FIELD,
+                                format!("`{}` is set twice", key.name),
+                            )
+                            .at(key.span, "set again here")
+                            .label(first, "first set here")
+                            .help("keep one of them"),
                         );
                         continue;
                     }
                     let ty = match shape.field(&key.name) {
                         Some(field) if matches!(field.default, Fill::Derived) => {
                             self.diags.push(
-                                Diagnostic::new(codes::DERIVED_FIELD, format!("`{}` is derived by kiln and cannot be set", key.name))
-                                    .at(key.span, "derived field")
-                                    .help(derived_help(&key.name)),
+                                Diagnostic::new(
+                                    codes::DERIVED_FIELD,
+                                    format!("`{}` is derived by kiln and cannot be set", key.name),
+                                )
+                                .at(key.span, "derived field")
+                                .help(derived_help(&key.name)),
                             );
                             continue;
                         }
                         Some(field) => (field.ty, field.default, field.name),
                         None => match shape.free_keys {
-                            Some(ty) if !shape.fields.iter().any(|f| f.name == key.name) => (ty, Fill::Optional, ""),
+                            Some(ty) if !shape.fields.iter().any(|f| f.name == key.name) => {
+                                (ty, Fill::Optional, "")
+                            }
                             _ => {
                                 self.unknown_field(shape, record, &key.name, key.span);
                                 continue;
@@ -242,23 +336,49 @@ impl<'p> Resolver<'p> {
                     let (ty, default, _) = ty;
                     // A rejected value is kept as `Invalid`: the field is not reported missing, a
                     // preset's value does not stand in for it, and later checks skip it.
-                    let v = self.value(value, &ty, default, &key.name, ctx).unwrap_or(Value::Invalid);
-                    record.fields.insert(key.name.clone(), Slot { value: v, provenance: ctx.provenance.clone(), span: Some(value.span) });
+                    let v = self
+                        .value(value, &ty, default, &key.name, ctx)
+                        .unwrap_or(Value::Invalid);
+                    record.fields.insert(
+                        key.name.clone(),
+                        Slot {
+                            value: v,
+                            provenance: ctx.provenance.clone(),
+                            span: Some(value.span),
+                        },
+                    );
                 }
-                Entry::Named { kind, name, body, span } => {
+                Entry::Named {
+                    kind,
+                    name,
+                    body,
+                    span,
+                } => {
                     let Some(spec) = shape.named.iter().find(|k| k.name == kind.name) else {
-                        let mut d = Diagnostic::new(codes::UNKNOWN_KIND, format!("{} has no entries of kind `{}`", describe_record(record), kind.name))
-                            .at(kind.span, "unknown kind of entry");
+                        let mut d = Diagnostic::new(
+                            codes::UNKNOWN_KIND,
+                            format!(
+                                "{} has no entries of kind `{}`",
+                                describe_record(record),
+                                kind.name
+                            ),
+                        )
+                        .at(kind.span, "unknown kind of entry");
                         let names: Vec<&str> = shape.named.iter().map(|k| k.name).collect();
-                        d = d.help(if let Some(s) = did_you_mean(&kind.name, names.iter().copied()) {
-                            format!("did you mean `{s} {} {{ … }}`?", name.name)
-                        } else if shape.field(&kind.name).is_some() {
-                            format!("`{}` is a field: write `{} = …` or `{} {{ … }}`", kind.name, kind.name, kind.name)
-                        } else if names.is_empty() {
-                            format!("a {} holds only fields", shape.kind)
-                        } else {
-                            format!("the named entries here are {}", names.join(", "))
-                        });
+                        d = d.help(
+                            if let Some(s) = did_you_mean(&kind.name, names.iter().copied()) {
+                                format!("did you mean `{s} {} {{ … }}`?", name.name)
+                            } else if shape.field(&kind.name).is_some() {
+                                format!(
+                                    "`{}` is a field: write `{} = …` or `{} {{ … }}`",
+                                    kind.name, kind.name, kind.name
+                                )
+                            } else if names.is_empty() {
+                                format!("a {} holds only fields", shape.kind)
+                            } else {
+                                format!("the named entries here are {}", names.join(", "))
+                            },
+                        );
                         self.diags.push(d);
                         continue;
                     };
@@ -266,24 +386,44 @@ impl<'p> Resolver<'p> {
                     if let Some((_, first)) = entries.get(&name.name) {
                         let first = *first;
                         self.diags.push(
-                            Diagnostic::new(codes::DUPLICATE_FIELD, format!("{} `{}` is declared twice", kind.name, name.name))
-                                .at(name.span, "declared again here")
-                                .label(first, "first declared here")
-                                .help("rename one of them, or merge them"),
+                            Diagnostic::new(
+                                codes::DUPLICATE_FIELD,
+                                format!("{} `{}` is declared twice", kind.name, name.name),
+                            )
+                            .at(name.span, "declared again here")
+                            .label(first, "first declared here")
+                            .help("rename one of them, or merge them"),
                         );
                         continue;
                     }
-                    let sub = self.fresh(Shape::of(spec), body, &ctx.child(&[&kind.name, &name.name]), Some(name.span));
-                    record.named.entry(kind.name.clone()).or_default().insert(name.name.clone(), (sub, *span));
+                    let sub = self.fresh(
+                        Shape::of(spec),
+                        body,
+                        &ctx.child(&[&kind.name, &name.name]),
+                        Some(name.span),
+                    );
+                    record
+                        .named
+                        .entry(kind.name.clone())
+                        .or_default()
+                        .insert(name.name.clone(), (sub, *span));
                 }
             }
         }
     }
 
     fn unknown_field(&mut self, shape: Shape, record: &Record, name: &str, span: Span) {
-        let names: Vec<&str> = shape.fields.iter().filter(|f| !matches!(f.default, Fill::Derived)).map(|f| f.name).collect();
-        let mut d = Diagnostic::new(codes::UNKNOWN_FIELD, format!("{} has no field `{}`", describe_record(record), name))
-            .at(span, "unknown field");
+        let names: Vec<&str> = shape
+            .fields
+            .iter()
+            .filter(|f| !matches!(f.default, Fill::Derived))
+            .map(|f| f.name)
+            .collect();
+        let mut d = Diagnostic::new(
+            codes::UNKNOWN_FIELD,
+            format!("{} has no field `{}`", describe_record(record), name),
+        )
+        .at(span, "unknown field");
         d = d.help(if let Some(s) = did_you_mean(name, names.iter().copied()) {
             format!("did you mean `{s}`?")
         } else if let Some(k) = shape.named.iter().find(|k| k.name == name) {
@@ -295,15 +435,25 @@ impl<'p> Resolver<'p> {
     }
 
     /// Resolves one value against its field's type; `None` after reporting a problem.
-    fn value(&mut self, expr: &Expr, ty: &Ty, default: Fill, field: &str, ctx: &Ctx) -> Option<Value> {
+    fn value(
+        &mut self,
+        expr: &Expr,
+        ty: &Ty,
+        default: Fill,
+        field: &str,
+        ctx: &Ctx,
+    ) -> Option<Value> {
         if let ExprKind::Auto = expr.kind {
             if matches!(default, Fill::Auto | Fill::RequiredOrAuto) {
                 return Some(Value::Auto);
             }
             self.diags.push(
-                Diagnostic::new(codes::CANNOT_DERIVE, format!("kiln cannot derive `{field}`"))
-                    .at(expr.span, "`auto` is not available here")
-                    .help(format!("write the value ({})", ty.describe())),
+                Diagnostic::new(
+                    codes::CANNOT_DERIVE,
+                    format!("kiln cannot derive `{field}`"),
+                )
+                .at(expr.span, "`auto` is not available here")
+                .help(format!("write the value ({})", ty.describe())),
             );
             return None;
         }
@@ -313,12 +463,19 @@ impl<'p> Resolver<'p> {
             }
         }
         match (ty, &expr.kind) {
-            (Ty::Num(..), ExprKind::Binary { .. } | ExprKind::Neg(_) | ExprKind::Paren(_) | ExprKind::Path(_)) => {
-                Some(Value::Pending { expr: expr.clone(), root: ctx.root.clone(), module: ctx.module })
-            }
+            (
+                Ty::Num(..),
+                ExprKind::Binary { .. } | ExprKind::Neg(_) | ExprKind::Paren(_) | ExprKind::Path(_),
+            ) => Some(Value::Pending {
+                expr: expr.clone(),
+                root: ctx.root.clone(),
+                module: ctx.module,
+            }),
             (Ty::Num(dim, kind), ExprKind::Quantity { literal, unit }) => {
                 let (v, found) = self.quantity(literal, unit.as_deref(), expr.span)?;
-                let v = check_number(v, found, *dim, *kind, field, expr.span).map_err(|d| self.diags.push(d)).ok()?;
+                let v = check_number(v, found, *dim, *kind, field, expr.span)
+                    .map_err(|d| self.diags.push(d))
+                    .ok()?;
                 Some(Value::Num(v, *dim))
             }
             (Ty::Str, ExprKind::Str(s)) => Some(Value::Str(s.clone())),
@@ -333,13 +490,22 @@ impl<'p> Resolver<'p> {
             }
             (Ty::Variant(variants), ExprKind::Path(path)) if path.len() == 1 => {
                 let v = self.variant(variants, &path[0].name, field, expr.span)?;
-                let mut record = Record { kind: v.name.to_string(), span: Some(expr.span), ..Record::default() };
+                let mut record = Record {
+                    kind: v.name.to_string(),
+                    span: Some(expr.span),
+                    ..Record::default()
+                };
                 self.defaults(&mut record, Shape::fields(v.name, v.fields), expr.span);
                 Some(Value::Record(record))
             }
             (Ty::Variant(variants), ExprKind::Construct { name, body }) => {
                 let v = self.variant(variants, &name.name, field, name.span)?;
-                Some(Value::Record(self.fresh(Shape::fields(v.name, v.fields), body, &ctx.child(&[field]), Some(name.span))))
+                Some(Value::Record(self.fresh(
+                    Shape::fields(v.name, v.fields),
+                    body,
+                    &ctx.child(&[field]),
+                    Some(name.span),
+                )))
             }
             (Ty::Preset(kind), ExprKind::Path(path)) if path.len() == 1 => {
                 let r = self.preset(kind, &path[0].name, path[0].span, field, ctx)?;
@@ -354,16 +520,40 @@ impl<'p> Resolver<'p> {
                 let record = self.fresh(Shape::of(kind), body, &ctx.child(&[field]), None);
                 Some(Value::Record(record))
             }
-            (Ty::Block(fields), ExprKind::Block(body)) => {
-                Some(Value::Record(self.fresh(Shape::fields(leak_name(field), fields), body, &ctx.child(&[field]), None)))
-            }
+            (Ty::Block(fields), ExprKind::Block(body)) => Some(Value::Record(self.fresh(
+                Shape::fields(leak_name(field), fields),
+                body,
+                &ctx.child(&[field]),
+                None,
+            ))),
             (Ty::List(item), ExprKind::List(items)) => {
-                let values: Vec<Value> = items.iter().filter_map(|e| self.value(e, item, Fill::Optional, field, ctx)).collect();
+                let values: Vec<Value> = items
+                    .iter()
+                    .filter_map(|e| self.value(e, item, Fill::Optional, field, ctx))
+                    .collect();
                 (values.len() == items.len()).then_some(Value::List(values))
             }
-            (Ty::List(item), _) => Some(Value::List(vec![self.value(expr, item, Fill::Optional, field, ctx)?])),
-            (Ty::Num(dim, _), ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::List(_) | ExprKind::Block(_) | ExprKind::Construct { .. }) => {
-                self.wrong_type(field, ty, expr, format!("write a number{}", unit_hint(*dim)));
+            (Ty::List(item), _) => Some(Value::List(vec![self.value(
+                expr,
+                item,
+                Fill::Optional,
+                field,
+                ctx,
+            )?])),
+            (
+                Ty::Num(dim, _),
+                ExprKind::Str(_)
+                | ExprKind::Bool(_)
+                | ExprKind::List(_)
+                | ExprKind::Block(_)
+                | ExprKind::Construct { .. },
+            ) => {
+                self.wrong_type(
+                    field,
+                    ty,
+                    expr,
+                    format!("write a number{}", unit_hint(*dim)),
+                );
                 None
             }
             (Ty::Enum(options), _) => {
@@ -377,7 +567,10 @@ impl<'p> Resolver<'p> {
                 None
             }
             (Ty::Preset(kind), _) => {
-                let help = format!("name a {} preset, or write a block `{{ … }}` with its fields", kind.name);
+                let help = format!(
+                    "name a {} preset, or write a block `{{ … }}` with its fields",
+                    kind.name
+                );
                 self.wrong_type(field, ty, expr, help);
                 None
             }
@@ -393,11 +586,20 @@ impl<'p> Resolver<'p> {
         match units::quantity(literal, unit) {
             Ok(q) => Some(q),
             Err(UnitError::Unknown(u)) => {
-                let all = ["K", "M", "B", "T", "tokens", "steps", "FLOPs", "TFLOP/s", "GB", "GiB", "TB", "GB/s", "TB/s", "Gb/s", "s", "min", "h", "d", "USD", "%"];
-                let mut d = Diagnostic::new(codes::UNKNOWN_UNIT, format!("unknown unit `{u}`")).at(span, "unknown unit");
+                let all = [
+                    "K", "M", "B", "T", "tokens", "steps", "FLOPs", "TFLOP/s", "GB", "GiB", "TB",
+                    "GB/s", "TB/s", "Gb/s", "s", "min", "h", "d", "USD", "%",
+                ];
+                let mut d = Diagnostic::new(codes::UNKNOWN_UNIT, format!("unknown unit `{u}`"))
+                    .at(span, "unknown unit");
                 d = d.help(match did_you_mean(&u, all) {
-                    Some(s) => format!("did you mean `{s}`? kiln's units are {}", units::UNIT_WORDS),
-                    None => format!("kiln's units are {}; magnitudes K, M, B, T", units::UNIT_WORDS),
+                    Some(s) => {
+                        format!("did you mean `{s}`? kiln's units are {}", units::UNIT_WORDS)
+                    }
+                    None => format!(
+                        "kiln's units are {}; magnitudes K, M, B, T",
+                        units::UNIT_WORDS
+                    ),
                 });
                 self.diags.push(d);
                 None
@@ -415,14 +617,31 @@ impl<'p> Resolver<'p> {
 
     fn wrong_type(&mut self, field: &str, ty: &Ty, expr: &Expr, help: String) {
         self.diags.push(
-            Diagnostic::new(codes::WRONG_TYPE, format!("`{field}` takes {}, not {}", ty.describe(), describe_expr(expr)))
-                .at(expr.span, "wrong type")
-                .help(help),
+            Diagnostic::new(
+                codes::WRONG_TYPE,
+                format!(
+                    "`{field}` takes {}, not {}",
+                    ty.describe(),
+                    describe_expr(expr)
+                ),
+            )
+            .at(expr.span, "wrong type")
+            .help(help),
         );
     }
 
-    fn unknown_option<'a>(&mut self, field: &str, name: &str, options: impl Iterator<Item = &'a str> + Clone, span: Span) {
-        let mut d = Diagnostic::new(codes::UNKNOWN_NAME, format!("`{name}` is not an option of `{field}`")).at(span, "unknown option");
+    fn unknown_option<'a>(
+        &mut self,
+        field: &str,
+        name: &str,
+        options: impl Iterator<Item = &'a str> + Clone,
+        span: Span,
+    ) {
+        let mut d = Diagnostic::new(
+            codes::UNKNOWN_NAME,
+            format!("`{name}` is not an option of `{field}`"),
+        )
+        .at(span, "unknown option");
         let list = options.clone().collect::<Vec<_>>().join(", ");
         d = d.help(match did_you_mean(name, options) {
             Some(s) => format!("did you mean `{s}`? the options are {list}"),
@@ -431,7 +650,13 @@ impl<'p> Resolver<'p> {
         self.diags.push(d);
     }
 
-    fn variant(&mut self, variants: &'static [schema::VariantSpec], name: &str, field: &str, span: Span) -> Option<&'static schema::VariantSpec> {
+    fn variant(
+        &mut self,
+        variants: &'static [schema::VariantSpec],
+        name: &str,
+        field: &str,
+        span: Span,
+    ) -> Option<&'static schema::VariantSpec> {
         let found = variants.iter().find(|v| v.name == name);
         if found.is_none() {
             self.unknown_option(field, name, variants.iter().map(|v| v.name), span);
@@ -440,14 +665,31 @@ impl<'p> Resolver<'p> {
     }
 
     /// A preset's record, with the preset's own references rooted where it is used.
-    fn preset(&mut self, kind: &'static KindSpec, name: &str, span: Span, field: &str, ctx: &Ctx) -> Option<Record> {
+    fn preset(
+        &mut self,
+        kind: &'static KindSpec,
+        name: &str,
+        span: Span,
+        field: &str,
+        ctx: &Ctx,
+    ) -> Option<Record> {
         let Some(&(module, decl)) = self.scopes[ctx.module].get(name) else {
-            if self.unsure[ctx.module].as_ref().is_none_or(|u| u.contains(name)) {
+            if self.unsure[ctx.module]
+                .as_ref()
+                .is_none_or(|u| u.contains(name))
+            {
                 return None;
             }
             let scope = &self.scopes[ctx.module];
-            let same_kind = scope.iter().filter(|(_, (_, d))| d.kind.name == kind.name).map(|(n, _)| n.as_str());
-            let mut d = Diagnostic::new(codes::UNKNOWN_NAME, format!("no {} named `{name}` is in scope", kind.name)).at(span, "not found");
+            let same_kind = scope
+                .iter()
+                .filter(|(_, (_, d))| d.kind.name == kind.name)
+                .map(|(n, _)| n.as_str());
+            let mut d = Diagnostic::new(
+                codes::UNKNOWN_NAME,
+                format!("no {} named `{name}` is in scope", kind.name),
+            )
+            .at(span, "not found");
             let stdlib = stdlib_home(name);
             d = d.help(if let Some((module, decl_kind)) = &stdlib {
                 if *decl_kind == kind.name {
@@ -465,10 +707,16 @@ impl<'p> Resolver<'p> {
         };
         if decl.kind.name != kind.name {
             self.diags.push(
-                Diagnostic::new(codes::WRONG_KIND, format!("`{field}` takes a {}, but `{name}` is a {}", kind.name, decl.kind.name))
-                    .at(span, format!("a {}", decl.kind.name))
-                    .label(decl.name.span, format!("`{name}` declared here"))
-                    .help(format!("name a {} preset here", kind.name)),
+                Diagnostic::new(
+                    codes::WRONG_KIND,
+                    format!(
+                        "`{field}` takes a {}, but `{name}` is a {}",
+                        kind.name, decl.kind.name
+                    ),
+                )
+                .at(span, format!("a {}", decl.kind.name))
+                .label(decl.name.span, format!("`{name}` declared here"))
+                .help(format!("name a {} preset here", kind.name)),
             );
             return None;
         }
@@ -478,7 +726,12 @@ impl<'p> Resolver<'p> {
         self.depth += 1;
         let mut root = ctx.path.clone();
         root.push(field.to_string());
-        let inner = Ctx { module, path: root.clone(), root, provenance: Provenance::Preset(name.to_string()) };
+        let inner = Ctx {
+            module,
+            path: root.clone(),
+            root,
+            provenance: Provenance::Preset(name.to_string()),
+        };
         let mut record = self.fresh(Shape::of(kind), &decl.body, &inner, Some(decl.name.span));
         self.depth -= 1;
         record.preset = Some(name.to_string());
@@ -490,19 +743,38 @@ impl<'p> Resolver<'p> {
 const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
 
 /// Range and whole-number checks of a number against its field.
-pub fn check_number(v: f64, found: Dim, dim: Dim, kind: NumKind, field: &str, span: Span) -> Result<f64, Diagnostic> {
+pub fn check_number(
+    v: f64,
+    found: Dim,
+    dim: Dim,
+    kind: NumKind,
+    field: &str,
+    span: Span,
+) -> Result<f64, Diagnostic> {
     if found != dim && !(found == Dim::Count && dim.accepts_bare_count()) {
         let help = if found == Dim::Count {
-            format!("give the unit: `{field} = {} {}`", units::trim(v), dim.example_unit())
+            format!(
+                "give the unit: `{field} = {} {}`",
+                units::trim(v),
+                dim.example_unit()
+            )
         } else {
             format!("`{field}` is in {dim}{}", unit_hint(dim))
         };
-        return Err(Diagnostic::new(codes::UNIT_MISMATCH, format!("`{field}` takes {dim}, not {found}"))
-            .at(span, format!("this is {found}"))
-            .help(help));
+        return Err(Diagnostic::new(
+            codes::UNIT_MISMATCH,
+            format!("`{field}` takes {dim}, not {found}"),
+        )
+        .at(span, format!("this is {found}"))
+        .help(help));
     }
     if !v.is_finite() {
-        return Err(Diagnostic::new(codes::OUT_OF_RANGE, format!("`{field}` is not a finite number")).at(span, "too large").help("write a smaller number"));
+        return Err(Diagnostic::new(
+            codes::OUT_OF_RANGE,
+            format!("`{field}` is not a finite number"),
+        )
+        .at(span, "too large")
+        .help("write a smaller number"));
     }
     let whole = v.fract() == 0.0;
     let problem = match kind {
@@ -511,25 +783,47 @@ pub fn check_number(v: f64, found: Dim, dim: Dim, kind: NumKind, field: &str, sp
         NumKind::NonNegative if v < 0.0 => Some((codes::OUT_OF_RANGE, "must not be negative")),
         NumKind::Whole if v < 0.0 => Some((codes::OUT_OF_RANGE, "must not be negative")),
         NumKind::Count if v < 1.0 => Some((codes::OUT_OF_RANGE, "must be at least 1")),
-        NumKind::Whole | NumKind::Count if v > MAX_COUNT => Some((codes::OUT_OF_RANGE, "is too large to count exactly")),
-        NumKind::Whole | NumKind::Count if !whole => Some((codes::NOT_A_WHOLE_NUMBER, "must be a whole number")),
-        NumKind::Fraction if !(0.0..=1.0).contains(&v) => Some((codes::OUT_OF_RANGE, "must be between 0 % and 100 %")),
-        NumKind::ZeroStage if !whole || !(0.0..=3.0).contains(&v) => Some((codes::OUT_OF_RANGE, "must be a ZeRO stage: 0, 1, 2 or 3")),
+        NumKind::Whole | NumKind::Count if v > MAX_COUNT => {
+            Some((codes::OUT_OF_RANGE, "is too large to count exactly"))
+        }
+        NumKind::Whole | NumKind::Count if !whole => {
+            Some((codes::NOT_A_WHOLE_NUMBER, "must be a whole number"))
+        }
+        NumKind::Fraction if !(0.0..=1.0).contains(&v) => {
+            Some((codes::OUT_OF_RANGE, "must be between 0 % and 100 %"))
+        }
+        NumKind::ZeroStage if !whole || !(0.0..=3.0).contains(&v) => {
+            Some((codes::OUT_OF_RANGE, "must be a ZeRO stage: 0, 1, 2 or 3"))
+        }
         _ => None,
     };
-    let shown = if kind == NumKind::Fraction { format!("{}%", units::trim(v * 100.0)) } else { units::show(v, found) };
+    let shown = if kind == NumKind::Fraction {
+        format!("{}%", units::trim(v * 100.0))
+    } else {
+        units::show(v, found)
+    };
     match problem {
         None => Ok(v),
-        Some((code, why)) => Err(Diagnostic::new(code, format!("`{field}` {why}, not {}", shown))
-            .at(span, why)
-            .help(match kind {
-                NumKind::Whole | NumKind::Count if v > MAX_COUNT => format!("`{field}` counts things; write a number below {MAX_COUNT:e}"),
-                NumKind::Whole | NumKind::Count => format!("`{field}` counts whole things; write e.g. {}", units::trim(v.round().max(1.0))),
-                NumKind::Fraction => "write a percentage such as `25%`".to_string(),
-                NumKind::ZeroStage => "stage 1 shards optimizer states, 2 also gradients, 3 also parameters".to_string(),
-                NumKind::Positive => format!("`{field}` must be a positive number"),
-                _ => format!("`{field}` {why}"),
-            })),
+        Some((code, why)) => Err(
+            Diagnostic::new(code, format!("`{field}` {why}, not {}", shown))
+                .at(span, why)
+                .help(match kind {
+                    NumKind::Whole | NumKind::Count if v > MAX_COUNT => {
+                        format!("`{field}` counts things; write a number below {MAX_COUNT:e}")
+                    }
+                    NumKind::Whole | NumKind::Count => format!(
+                        "`{field}` counts whole things; write e.g. {}",
+                        units::trim(v.round().max(1.0))
+                    ),
+                    NumKind::Fraction => "write a percentage such as `25%`".to_string(),
+                    NumKind::ZeroStage => {
+                        "stage 1 shards optimizer states, 2 also gradients, 3 also parameters"
+                            .to_string()
+                    }
+                    NumKind::Positive => format!("`{field}` must be a positive number"),
+                    _ => format!("`{field}` {why}"),
+                }),
+        ),
     }
 }
 
@@ -571,12 +865,18 @@ fn describe_expr(expr: &Expr) -> &'static str {
 
 /// Block fields are named by their field; the names are static in the schema.
 fn leak_name(field: &str) -> &'static str {
-    schema::EXPERIMENT.fields.iter().map(|f| f.name).find(|n| *n == field).unwrap_or("block")
+    schema::EXPERIMENT
+        .fields
+        .iter()
+        .map(|f| f.name)
+        .find(|n| *n == field)
+        .unwrap_or("block")
 }
 
 /// Which standard-library module declares `name`, and as what kind.
 fn stdlib_home(name: &str) -> Option<(&'static str, String)> {
-    static INDEX: std::sync::OnceLock<HashMap<String, (&'static str, String)>> = std::sync::OnceLock::new();
+    static INDEX: std::sync::OnceLock<HashMap<String, (&'static str, String)>> =
+        std::sync::OnceLock::new();
     let index = INDEX.get_or_init(|| {
         let mut index = HashMap::new();
         for (module, text) in STDLIB {

@@ -49,9 +49,21 @@ impl Ty {
             Ty::Num(d, _) => format!("a quantity in {d}"),
             Ty::Str => "a string".into(),
             Ty::Bool => "`true` or `false`".into(),
-            Ty::Enum(opts) => format!("one of {}", opts.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")),
+            Ty::Enum(opts) => format!(
+                "one of {}",
+                opts.iter()
+                    .map(|o| format!("`{o}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Ty::Preset(k) => format!("a {} (a preset name or a block)", k.name),
-            Ty::Variant(vs) => format!("one of {}", vs.iter().map(|v| format!("`{}`", v.name)).collect::<Vec<_>>().join(", ")),
+            Ty::Variant(vs) => format!(
+                "one of {}",
+                vs.iter()
+                    .map(|v| format!("`{}`", v.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Ty::Block(_) => "a block `{ … }`".into(),
             Ty::List(t) => format!("a list of {}", t.describe()),
         }
@@ -146,9 +158,21 @@ pub const MODEL: KindSpec = KindSpec {
         f("vocab", COUNT, Required),
         f("seq_len", Ty::Num(Dim::Tokens, Count), Required),
         f("tied_embeddings", Ty::Bool, Value(Const::Bool(false))),
-        f("activation", Ty::Enum(&["swiglu", "gelu", "relu"]), Value(Const::Sym("swiglu"))),
-        f("norm", Ty::Enum(&["rmsnorm", "layernorm"]), Value(Const::Sym("rmsnorm"))),
-        f("position", Ty::Enum(&["rope", "learned", "relative", "alibi"]), Value(Const::Sym("rope"))),
+        f(
+            "activation",
+            Ty::Enum(&["swiglu", "gelu", "relu"]),
+            Value(Const::Sym("swiglu")),
+        ),
+        f(
+            "norm",
+            Ty::Enum(&["rmsnorm", "layernorm"]),
+            Value(Const::Sym("rmsnorm")),
+        ),
+        f(
+            "position",
+            Ty::Enum(&["rope", "learned", "relative", "alibi"]),
+            Value(Const::Sym("rope")),
+        ),
         f("bias", Ty::Bool, Value(Const::Bool(false))),
         f("published_params", POSITIVE, Optional),
         SOURCE,
@@ -161,7 +185,11 @@ pub const MODEL: KindSpec = KindSpec {
 pub const GPU: KindSpec = KindSpec {
     name: "gpu",
     fields: &[
-        f("arch", Ty::Enum(&["volta", "ampere", "hopper", "blackwell", "cdna3"]), Required),
+        f(
+            "arch",
+            Ty::Enum(&["volta", "ampere", "hopper", "blackwell", "cdna3"]),
+            Required,
+        ),
         f("memory", BYTES, Required),
         f("hbm_bandwidth", BYTES_PER_S, Required),
         f("peak_fp32", FLOPS_PER_S, Optional),
@@ -200,7 +228,12 @@ pub const CLUSTER: KindSpec = KindSpec {
     free_keys: None,
 };
 
-pub const MIX: KindSpec = KindSpec { name: "mix", fields: &[SOURCE], named: &[], free_keys: Some(FRACTION) };
+pub const MIX: KindSpec = KindSpec {
+    name: "mix",
+    fields: &[SOURCE],
+    named: &[],
+    free_keys: Some(FRACTION),
+};
 
 pub const LAW: KindSpec = KindSpec {
     name: "law",
@@ -222,8 +255,10 @@ pub const LAW: KindSpec = KindSpec {
 };
 
 /// The fields a law of each form needs.
-pub const LAW_FORMS: &[(&str, &[&str])] =
-    &[("hoffmann", &["E", "A", "B", "alpha", "beta"]), ("kaplan", &["n_c", "d_c", "alpha_n", "alpha_d"])];
+pub const LAW_FORMS: &[(&str, &[&str])] = &[
+    ("hoffmann", &["E", "A", "B", "alpha", "beta"]),
+    ("kaplan", &["n_c", "d_c", "alpha_n", "alpha_d"]),
+];
 
 pub const SOURCE_ENTRY: KindSpec = KindSpec {
     name: "source",
@@ -241,15 +276,36 @@ const WARMUP: FieldSpec = f("warmup", STEPS, Value(Const::Num(0.0)));
 
 /// Learning-rate schedules of a phase.
 pub const LR: &[VariantSpec] = &[
-    VariantSpec { name: "constant", fields: &[f("value", POSITIVE, Required), WARMUP] },
+    VariantSpec {
+        name: "constant",
+        fields: &[f("value", POSITIVE, Required), WARMUP],
+    },
     VariantSpec {
         name: "cosine",
-        fields: &[f("peak", POSITIVE, Required), WARMUP, f("final", Ty::Num(Dim::Count, NonNegative), Value(Const::Num(0.0)))],
+        fields: &[
+            f("peak", POSITIVE, Required),
+            WARMUP,
+            f(
+                "final",
+                Ty::Num(Dim::Count, NonNegative),
+                Value(Const::Num(0.0)),
+            ),
+        ],
     },
-    VariantSpec { name: "wsd", fields: &[f("peak", POSITIVE, Required), WARMUP, f("decay", FRACTION, Value(Const::Num(0.2)))] },
+    VariantSpec {
+        name: "wsd",
+        fields: &[
+            f("peak", POSITIVE, Required),
+            WARMUP,
+            f("decay", FRACTION, Value(Const::Num(0.2))),
+        ],
+    },
     VariantSpec {
         name: "linear",
-        fields: &[f("from", POSITIVE, Auto), f("to", Ty::Num(Dim::Count, NonNegative), Required)],
+        fields: &[
+            f("from", POSITIVE, Auto),
+            f("to", Ty::Num(Dim::Count, NonNegative), Required),
+        ],
     },
 ];
 
@@ -271,8 +327,16 @@ pub const PARALLEL: &[FieldSpec] = &[
     f("virtual_stages", COUNT, Value(Const::Num(1.0))),
     f("context", COUNT, Value(Const::Num(1.0))),
     f("data", COUNT, Auto),
-    f("zero", Ty::Num(Dim::Count, ZeroStage), Value(Const::Num(0.0))),
-    f("recompute", Ty::Enum(&["none", "selective", "full"]), Value(Const::Sym("none"))),
+    f(
+        "zero",
+        Ty::Num(Dim::Count, ZeroStage),
+        Value(Const::Num(0.0)),
+    ),
+    f(
+        "recompute",
+        Ty::Enum(&["none", "selective", "full"]),
+        Value(Const::Sym("none")),
+    ),
     f("sequence_parallel", Ty::Bool, Value(Const::Bool(false))),
     f("micro_batch", COUNT, Value(Const::Num(1.0))),
     // Uneven pipelines (Llama 3 405B, Dubey et al. 2024 Sec. 3.3.2, and Megatron-LM's
@@ -310,19 +374,42 @@ pub const DEDUP: &[FieldSpec] = &[
 ];
 
 pub const QUALITY: &[FieldSpec] = &[
-    f("heuristic", Ty::List(&Ty::Enum(&["gopher", "c4", "fineweb"])), Value(Const::Empty)),
-    f("classifier", Ty::Block(&[f("threshold", REAL, Required)]), Optional),
+    f(
+        "heuristic",
+        Ty::List(&Ty::Enum(&["gopher", "c4", "fineweb"])),
+        Value(Const::Empty),
+    ),
+    f(
+        "classifier",
+        Ty::Block(&[f("threshold", REAL, Required)]),
+        Optional,
+    ),
 ];
 
 pub const OBJECTIVE: &[VariantSpec] = &[
-    VariantSpec { name: "chinchilla", fields: &[] },
-    VariantSpec { name: "fixed", fields: &[] },
-    VariantSpec { name: "inference_aware", fields: &[f("serve_tokens", TOKENS, Required)] },
+    VariantSpec {
+        name: "chinchilla",
+        fields: &[],
+    },
+    VariantSpec {
+        name: "fixed",
+        fields: &[],
+    },
+    VariantSpec {
+        name: "inference_aware",
+        fields: &[f("serve_tokens", TOKENS, Required)],
+    },
 ];
 
 pub const TOKENIZER: &[VariantSpec] = &[
-    VariantSpec { name: "bpe", fields: &[f("vocab", COUNT, Required)] },
-    VariantSpec { name: "unigram", fields: &[f("vocab", COUNT, Required)] },
+    VariantSpec {
+        name: "bpe",
+        fields: &[f("vocab", COUNT, Required)],
+    },
+    VariantSpec {
+        name: "unigram",
+        fields: &[f("vocab", COUNT, Required)],
+    },
 ];
 
 pub const OPTIMIZER: &[VariantSpec] = &[VariantSpec {
@@ -331,7 +418,11 @@ pub const OPTIMIZER: &[VariantSpec] = &[VariantSpec {
         f("beta1", FRACTION, Value(Const::Num(0.9))),
         f("beta2", FRACTION, Value(Const::Num(0.95))),
         f("eps", POSITIVE, Value(Const::Num(1e-8))),
-        f("weight_decay", Ty::Num(Dim::Count, Fraction), Value(Const::Num(0.1))),
+        f(
+            "weight_decay",
+            Ty::Num(Dim::Count, Fraction),
+            Value(Const::Num(0.1)),
+        ),
         f("grad_clip", POSITIVE, Value(Const::Num(1.0))),
     ],
 }];
@@ -343,11 +434,23 @@ pub const EXPERIMENT: KindSpec = KindSpec {
         f("tokens", TOKENS, RequiredOrAuto),
         f("batch", TOKENS, Required),
         f("cluster", Ty::Preset(&CLUSTER), Required),
-        f("objective", Ty::Variant(OBJECTIVE), Value(Const::Sym("chinchilla"))),
+        f(
+            "objective",
+            Ty::Variant(OBJECTIVE),
+            Value(Const::Sym("chinchilla")),
+        ),
         f("law", Ty::Preset(&LAW), Optional),
-        f("precision", Ty::Enum(&["fp32", "bf16_mixed", "fp16_mixed", "fp8_mixed"]), Value(Const::Sym("bf16_mixed"))),
+        f(
+            "precision",
+            Ty::Enum(&["fp32", "bf16_mixed", "fp16_mixed", "fp8_mixed"]),
+            Value(Const::Sym("bf16_mixed")),
+        ),
         f("tokenizer", Ty::Variant(TOKENIZER), Optional),
-        f("optimizer", Ty::Variant(OPTIMIZER), Value(Const::Sym("adamw"))),
+        f(
+            "optimizer",
+            Ty::Variant(OPTIMIZER),
+            Value(Const::Sym("adamw")),
+        ),
         f("parallel", Ty::Block(PARALLEL), Value(Const::Empty)),
         f("dedup", Ty::Block(DEDUP), Optional),
         f("quality", Ty::Block(QUALITY), Optional),
@@ -370,10 +473,20 @@ pub struct Shape {
 
 impl Shape {
     pub fn of(k: &'static KindSpec) -> Shape {
-        Shape { kind: k.name, fields: k.fields, named: k.named, free_keys: k.free_keys }
+        Shape {
+            kind: k.name,
+            fields: k.fields,
+            named: k.named,
+            free_keys: k.free_keys,
+        }
     }
     pub fn fields(kind: &'static str, fields: &'static [FieldSpec]) -> Shape {
-        Shape { kind, fields, named: &[], free_keys: None }
+        Shape {
+            kind,
+            fields,
+            named: &[],
+            free_keys: None,
+        }
     }
     pub fn field(&self, name: &str) -> Option<&'static FieldSpec> {
         self.fields.iter().find(|f| f.name == name)

@@ -95,7 +95,10 @@ fn unit(name: &str) -> Option<(f64, Dim)> {
     if let Some(p) = name.strip_suffix("FLOP/s") {
         return si(p).map(|f| (f, Dim::FlopsPerSecond));
     }
-    if let Some(p) = name.strip_suffix("FLOPs").or_else(|| name.strip_suffix("FLOP")) {
+    if let Some(p) = name
+        .strip_suffix("FLOPs")
+        .or_else(|| name.strip_suffix("FLOP"))
+    {
         return si(p).map(|f| (f, Dim::Flops));
     }
     let (base, per_second) = match name.strip_suffix("/s") {
@@ -103,16 +106,33 @@ fn unit(name: &str) -> Option<(f64, Dim)> {
         None => (name, false),
     };
     let bytes = if let Some(p) = base.strip_suffix("iB") {
-        binary(&format!("{p}i")).map(|f| f)
+        binary(&format!("{p}i"))
     } else if let Some(p) = base.strip_suffix('B') {
-        if p.is_empty() { None } else { si(p) }
+        if p.is_empty() {
+            None
+        } else {
+            si(p)
+        }
     } else if let Some(p) = base.strip_suffix('b') {
         // Network links are quoted in bits per second.
-        if p.is_empty() || !per_second { None } else { si(p).map(|f| f / 8.0) }
+        if p.is_empty() || !per_second {
+            None
+        } else {
+            si(p).map(|f| f / 8.0)
+        }
     } else {
         None
     };
-    bytes.map(|f| (f, if per_second { Dim::BytesPerSecond } else { Dim::Bytes }))
+    bytes.map(|f| {
+        (
+            f,
+            if per_second {
+                Dim::BytesPerSecond
+            } else {
+                Dim::Bytes
+            },
+        )
+    })
 }
 
 /// Every unit word, for help text.
@@ -134,12 +154,15 @@ pub fn quantity(literal: &str, unit_word: Option<&str>) -> Result<(f64, Dim), Un
         .find(|&(i, c)| {
             (c.is_ascii_alphabetic() || c == '%')
                 && !((c == 'e' || c == 'E')
-                    && literal[i + 1..].starts_with(|d: char| d.is_ascii_digit() || d == '-' || d == '+'))
+                    && literal[i + 1..]
+                        .starts_with(|d: char| d.is_ascii_digit() || d == '-' || d == '+'))
         })
         .map(|(i, _)| i)
         .unwrap_or(literal.len());
     let (number, suffix) = literal.split_at(split);
-    let mut value: f64 = number.parse().map_err(|_| UnitError::Unknown(literal.to_string()))?;
+    let mut value: f64 = number
+        .parse()
+        .map_err(|_| UnitError::Unknown(literal.to_string()))?;
     let mut dim = Dim::Count;
     let mut magnitude = false;
     if !suffix.is_empty() {
@@ -155,7 +178,9 @@ pub fn quantity(literal: &str, unit_word: Option<&str>) -> Result<(f64, Dim), Un
     }
     if let Some(word) = unit_word {
         let (f, d) = unit(word).ok_or_else(|| UnitError::Unknown(word.to_string()))?;
-        if dim != Dim::Count || (magnitude && !matches!(d, Dim::Tokens | Dim::Steps | Dim::Flops | Dim::Usd)) {
+        if dim != Dim::Count
+            || (magnitude && !matches!(d, Dim::Tokens | Dim::Steps | Dim::Flops | Dim::Usd))
+        {
             return Err(UnitError::Twice(format!("{literal} {word}")));
         }
         value *= f;
@@ -201,7 +226,11 @@ pub fn trim(v: f64) -> String {
     }
     let s = format!("{:.3}", v);
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" { "0".into() } else { s.to_string() }
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -213,14 +242,26 @@ mod tests {
         assert_eq!(quantity("8B", None), Ok((8e9, Dim::Count)));
         assert_eq!(quantity("16M", Some("tokens")), Ok((16e6, Dim::Tokens)));
         assert_eq!(quantity("80GB", None), Ok((80e9, Dim::Bytes)));
-        assert_eq!(quantity("80GiB", None), Ok((80.0 * 1024f64.powi(3), Dim::Bytes)));
+        assert_eq!(
+            quantity("80GiB", None),
+            Ok((80.0 * 1024f64.powi(3), Dim::Bytes))
+        );
         assert_eq!(quantity("30d", None), Ok((30.0 * 86400.0, Dim::Seconds)));
         assert_eq!(quantity("3.8e25", Some("FLOPs")), Ok((3.8e25, Dim::Flops)));
         assert_eq!(quantity("25%", None), Ok((0.25, Dim::Count)));
-        assert_eq!(quantity("400", Some("Gb/s")), Ok((50e9, Dim::BytesPerSecond)));
-        assert_eq!(quantity("989", Some("TFLOP/s")), Ok((989e12, Dim::FlopsPerSecond)));
+        assert_eq!(
+            quantity("400", Some("Gb/s")),
+            Ok((50e9, Dim::BytesPerSecond))
+        );
+        assert_eq!(
+            quantity("989", Some("TFLOP/s")),
+            Ok((989e12, Dim::FlopsPerSecond))
+        );
         assert_eq!(quantity("3e-4", None), Ok((3e-4, Dim::Count)));
         assert!(matches!(quantity("8Q", None), Err(UnitError::Unknown(_))));
-        assert!(matches!(quantity("16M", Some("GB")), Err(UnitError::Twice(_))));
+        assert!(matches!(
+            quantity("16M", Some("GB")),
+            Err(UnitError::Twice(_))
+        ));
     }
 }

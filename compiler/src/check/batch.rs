@@ -8,10 +8,25 @@ use crate::ir::{Provenance, Record};
 use crate::units::{self, Dim};
 
 pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
-    let Some(par) = exp.record("parallel") else { return };
-    let (Some(batch), Some(seq)) = (exp.num("batch"), exp.record("model").and_then(|m| m.num("seq_len"))) else { return };
-    let (Some(micro), Some(data), Some(accumulation)) = (par.num("micro_batch"), par.num("data"), par.num("accumulation")) else { return };
-    let declared = par.slot("accumulation").is_some_and(|s| !matches!(s.provenance, Provenance::Derived(_)));
+    let Some(par) = exp.record("parallel") else {
+        return;
+    };
+    let (Some(batch), Some(seq)) = (
+        exp.num("batch"),
+        exp.record("model").and_then(|m| m.num("seq_len")),
+    ) else {
+        return;
+    };
+    let (Some(micro), Some(data), Some(accumulation)) = (
+        par.num("micro_batch"),
+        par.num("data"),
+        par.num("accumulation"),
+    ) else {
+        return;
+    };
+    let declared = par
+        .slot("accumulation")
+        .is_some_and(|s| !matches!(s.provenance, Provenance::Derived(_)));
     let sequences = batch / seq;
     if declared && micro * data * accumulation != sequences {
         out.push(

@@ -35,5 +35,8 @@ pub fn check(kind: &str, record: &Record, out: &mut Vec<Diagnostic>) {
 
 /// Where to point for a field: its value, else the record, else the experiment.
 fn at(record: &Record, field: &str, fallback: &Record) -> Span {
-    record.span_of(field).or(fallback.span).unwrap_or(crate::span::Span::new(0, 0, 0))
+    record
+        .span_of(field)
+        .or(fallback.span)
+        .unwrap_or(crate::span::Span::new(0, 0, 0))
 }

@@ -11,7 +11,10 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
     if phases.is_empty() {
         out.push(
             Diagnostic::new(codes::NO_PHASE, "the experiment has no phase")
-                .at(exp.span.unwrap_or(crate::span::Span::new(0, 0, 0)), "no `phase` here")
+                .at(
+                    exp.span.unwrap_or(crate::span::Span::new(0, 0, 0)),
+                    "no `phase` here",
+                )
                 .help("add `phase main { mix { SOURCE = 100% }, lr = cosine { peak = 3e-4 } }`"),
         );
         return;
@@ -21,7 +24,11 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
         if let Some(tokens) = tokens {
             let sum: f64 = tokens.iter().sum();
             if (sum - budget).abs() > 1e-9 * budget {
-                let parts: Vec<String> = phases.iter().zip(&tokens).map(|((n, _, _), t)| format!("{n} {}", units::show(*t, Dim::Count))).collect();
+                let parts: Vec<String> = phases
+                    .iter()
+                    .zip(&tokens)
+                    .map(|((n, _, _), t)| format!("{n} {}", units::show(*t, Dim::Count)))
+                    .collect();
                 let last = phases.last().unwrap();
                 out.push(
                     Diagnostic::new(
@@ -42,7 +49,9 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
         if record.bool("anneal") != Some(true) {
             continue;
         }
-        let Some(lr) = record.record("lr") else { continue };
+        let Some(lr) = record.record("lr") else {
+            continue;
+        };
         let end = match lr.kind.as_str() {
             "linear" => lr.num("to"),
             "cosine" => lr.num("final"),
@@ -51,9 +60,15 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
         };
         if let Some(end) = end.filter(|e| *e != 0.0) {
             out.push(
-                Diagnostic::new(codes::ANNEAL_NOT_ZERO, format!("anneal phase `{name}` ends at learning rate {end:e}, not 0"))
-                    .at(record.span_of("lr").unwrap_or(*span), format!("ends at {end:e}"))
-                    .help("anneal to zero: `lr = linear { to = 0 }`"),
+                Diagnostic::new(
+                    codes::ANNEAL_NOT_ZERO,
+                    format!("anneal phase `{name}` ends at learning rate {end:e}, not 0"),
+                )
+                .at(
+                    record.span_of("lr").unwrap_or(*span),
+                    format!("ends at {end:e}"),
+                )
+                .help("anneal to zero: `lr = linear { to = 0 }`"),
             );
         }
     }

@@ -12,7 +12,12 @@ use crate::units::{self, Dim};
 pub const UNDER_TRAINED_FACTOR: f64 = 2.0;
 
 pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
-    let (Some(tokens), Some(params)) = (exp.num("tokens"), exp.record("model").and_then(|m| m.num("params"))) else { return };
+    let (Some(tokens), Some(params)) = (
+        exp.num("tokens"),
+        exp.record("model").and_then(|m| m.num("params")),
+    ) else {
+        return;
+    };
     let ratio = tokens / params;
     if ratio * UNDER_TRAINED_FACTOR >= CHINCHILLA_TOKENS_PER_PARAM {
         return;

@@ -7,10 +7,14 @@ use crate::diagnostic::Diagnostic;
 use crate::ir::{Provenance, Record};
 
 pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
-    let (Some(par), Some(model)) = (exp.record("parallel"), exp.record("model")) else { return };
+    let (Some(par), Some(model)) = (exp.record("parallel"), exp.record("model")) else {
+        return;
+    };
     let size = |f: &str| par.num(f).unwrap_or(1.0);
     let (tensor, pipeline, context) = (size("tensor"), size("pipeline"), size("context"));
-    let declared_data = par.slot("data").is_some_and(|s| !matches!(s.provenance, Provenance::Derived(_)));
+    let declared_data = par
+        .slot("data")
+        .is_some_and(|s| !matches!(s.provenance, Provenance::Derived(_)));
     if let (Some(world), Some(data), true) = (exp.num("world"), par.num("data"), declared_data) {
         let product = data * tensor * pipeline * context;
         if product != world {
@@ -30,25 +34,40 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
     if let Some(heads) = model.num("heads") {
         if heads % tensor != 0.0 {
             out.push(
-                Diagnostic::new(codes::HEADS_TENSOR, format!("{heads} attention heads do not split over tensor = {tensor}"))
-                    .at(at(par, "tensor", exp), format!("tensor = {tensor}"))
-                    .help(format!("use a tensor size that divides {heads}: {}", divisors(heads, tensor))),
+                Diagnostic::new(
+                    codes::HEADS_TENSOR,
+                    format!("{heads} attention heads do not split over tensor = {tensor}"),
+                )
+                .at(at(par, "tensor", exp), format!("tensor = {tensor}"))
+                .help(format!(
+                    "use a tensor size that divides {heads}: {}",
+                    divisors(heads, tensor)
+                )),
             );
         }
     }
     if let Some(kv) = model.num("kv_heads") {
         if kv % tensor != 0.0 && model.num("heads").is_some_and(|h| h % tensor == 0.0) {
             out.push(
-                Diagnostic::new(codes::KV_HEADS_TENSOR, format!("{kv} key/value heads do not split over tensor = {tensor}"))
-                    .at(at(par, "tensor", exp), format!("tensor = {tensor}"))
-                    .help(format!("use a tensor size that divides {kv}: {}", divisors(kv, tensor))),
+                Diagnostic::new(
+                    codes::KV_HEADS_TENSOR,
+                    format!("{kv} key/value heads do not split over tensor = {tensor}"),
+                )
+                .at(at(par, "tensor", exp), format!("tensor = {tensor}"))
+                .help(format!(
+                    "use a tensor size that divides {kv}: {}",
+                    divisors(kv, tensor)
+                )),
             );
         }
     }
     if let Some(layers) = model.num("layers") {
         layers_over_stages(layers, par, exp, out);
     }
-    let per_node = exp.record("cluster").and_then(|c| c.record("node")).and_then(|n| n.num("gpus_per_node"));
+    let per_node = exp
+        .record("cluster")
+        .and_then(|c| c.record("node"))
+        .and_then(|n| n.num("gpus_per_node"));
     if let Some(per_node) = per_node {
         if tensor > per_node {
             out.push(
@@ -63,11 +82,14 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
 /// The sizes near `near` that divide `n`, for help text.
 fn divisors(n: f64, near: f64) -> String {
     let n = n as u64;
-    let mut ds: Vec<u64> = (1..=n.min(1024)).filter(|d| n % d == 0).collect();
+    let mut ds: Vec<u64> = (1..=n.min(1024)).filter(|d| n.is_multiple_of(*d)).collect();
     ds.sort_by_key(|d| ((*d as f64).ln() - near.ln()).abs().to_bits());
     let mut pick: Vec<u64> = ds.into_iter().take(4).collect();
     pick.sort();
-    pick.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+    pick.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Layers over pipeline stages: stages with a declared count (`first_stage_layers`,
@@ -80,7 +102,11 @@ fn layers_over_stages(layers: f64, par: &Record, exp: &Record, out: &mut Vec<Dia
     let fixed_stages = [first, last].iter().flatten().count() as f64;
     let fixed_layers = first.unwrap_or(0.0) + last.unwrap_or(0.0);
     let here = at(par, "pipeline", exp);
-    let error = |message: String, help: String| Diagnostic::new(codes::LAYERS_PIPELINE, message).at(here, format!("pipeline = {pipeline}")).help(help);
+    let error = |message: String, help: String| {
+        Diagnostic::new(codes::LAYERS_PIPELINE, message)
+            .at(here, format!("pipeline = {pipeline}"))
+            .help(help)
+    };
     if fixed_stages > 0.0 && (fixed_stages > pipeline || fixed_layers > layers) {
         out.push(error(
             format!("the first/last stages take {fixed_layers} of {layers} layers on {pipeline} pipeline stages"),
@@ -105,11 +131,19 @@ fn layers_over_stages(layers: f64, par: &Record, exp: &Record, out: &mut Vec<Dia
     }
     let over = match (fixed_stages > 0.0, virtual_stages > 1.0) {
         (false, false) => format!("pipeline = {pipeline} stages"),
-        (false, true) => format!("pipeline × virtual_stages = {pipeline} × {virtual_stages} chunks"),
+        (false, true) => {
+            format!("pipeline × virtual_stages = {pipeline} × {virtual_stages} chunks")
+        }
         (true, false) => format!("the {middle} other pipeline stages"),
-        (true, true) => format!("the {middle} other pipeline stages × {virtual_stages} virtual stages"),
+        (true, true) => {
+            format!("the {middle} other pipeline stages × {virtual_stages} virtual stages")
+        }
     };
-    let rest = if fixed_stages > 0.0 { format!(" left after the first/last stages' {fixed_layers}") } else { String::new() };
+    let rest = if fixed_stages > 0.0 {
+        format!(" left after the first/last stages' {fixed_layers}")
+    } else {
+        String::new()
+    };
     out.push(error(
         format!("{remaining} layers{rest} do not divide evenly over {over} ({} each)", crate::units::trim(remaining / chunks)),
         format!(

@@ -10,8 +10,12 @@ use crate::ir::Record;
 pub const VOCAB_PAD_MULTIPLE: f64 = 128.0;
 
 pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
-    let (Some(tokenizer), Some(model)) = (exp.record("tokenizer"), exp.record("model")) else { return };
-    let (Some(tok_vocab), Some(model_vocab)) = (tokenizer.num("vocab"), model.num("vocab")) else { return };
+    let (Some(tokenizer), Some(model)) = (exp.record("tokenizer"), exp.record("model")) else {
+        return;
+    };
+    let (Some(tok_vocab), Some(model_vocab)) = (tokenizer.num("vocab"), model.num("vocab")) else {
+        return;
+    };
     if tok_vocab > model_vocab {
         out.push(
             Diagnostic::new(codes::TOKENIZER_VOCAB, format!("the tokenizer's {tok_vocab} tokens do not fit the model's {model_vocab}-row embedding"))
@@ -21,7 +25,10 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
         );
         return;
     }
-    let tensor = exp.record("parallel").and_then(|p| p.num("tensor")).unwrap_or(1.0);
+    let tensor = exp
+        .record("parallel")
+        .and_then(|p| p.num("tensor"))
+        .unwrap_or(1.0);
     let multiple = VOCAB_PAD_MULTIPLE * tensor;
     let padded = (tok_vocab / multiple).ceil() * multiple;
     if model_vocab > padded {

@@ -71,7 +71,12 @@ pub enum Entry {
     /// `key = value`, or `key { … }` when `value` is a block.
     Field { key: Ident, value: Expr, span: Span },
     /// `kind name { … }` inside a block, such as `source web { … }`.
-    Named { kind: Ident, name: Ident, body: Block, span: Span },
+    Named {
+        kind: Ident,
+        name: Ident,
+        body: Block,
+        span: Span,
+    },
 }
 
 impl Entry {
@@ -111,18 +116,28 @@ impl BinOp {
 pub enum ExprKind {
     /// `16M tokens`: `literal` is the number with its attached suffix as written (`16M`),
     /// `unit` the separate unit word (`tokens`), if any.
-    Quantity { literal: String, unit: Option<String> },
+    Quantity {
+        literal: String,
+        unit: Option<String>,
+    },
     Str(String),
     Bool(bool),
     Auto,
     /// `llama3_8b`, `bf16_mixed`, `model.params`.
     Path(Vec<Ident>),
     /// `cosine { peak = 3e-4 }`, `llama3_8b { seq_len = 8192 }`.
-    Construct { name: Ident, body: Block },
+    Construct {
+        name: Ident,
+        body: Block,
+    },
     Block(Block),
     List(Vec<Expr>),
     Neg(Box<Expr>),
-    Binary { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// `( … )`, kept so that `kiln fmt` prints what was written.
     Paren(Box<Expr>),
 }

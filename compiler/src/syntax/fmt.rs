@@ -13,10 +13,17 @@ const INDENT: &str = "  ";
 
 /// Formats a parsed file; `text` is the source it was parsed from.
 pub fn format(file: &File, text: &str) -> String {
-    let mut p = Printer { text, comments: &file.comments, next_comment: 0, out: String::new(), last_end: 0 };
+    let mut p = Printer {
+        text,
+        comments: &file.comments,
+        next_comment: 0,
+        out: String::new(),
+        last_end: 0,
+    };
     for (i, item) in file.items.iter().enumerate() {
         let start = item.span().start as usize;
-        let blank = i > 0 && (matches!(item, Item::Decl(_)) || matches!(file.items[i - 1], Item::Decl(_)));
+        let blank =
+            i > 0 && (matches!(item, Item::Decl(_)) || matches!(file.items[i - 1], Item::Decl(_)));
         p.leading(start, 0, blank);
         match item {
             Item::Import(import) => {
@@ -37,7 +44,11 @@ pub fn format(file: &File, text: &str) -> String {
     }
     p.leading(text.len(), 0, !file.items.is_empty());
     let out = align_trailing(p.out.trim_end());
-    if out.is_empty() { out } else { out + "\n" }
+    if out.is_empty() {
+        out
+    } else {
+        out + "\n"
+    }
 }
 
 /// Marks where a trailing comment starts until [`align_trailing`] places it.
@@ -52,7 +63,8 @@ fn align_trailing(text: &str) -> String {
     while i < lines.len() {
         let indent = |l: &str| l.len() - l.trim_start().len();
         let mut j = i;
-        while j < lines.len() && lines[j].contains(TRAILING) && indent(lines[j]) == indent(lines[i]) {
+        while j < lines.len() && lines[j].contains(TRAILING) && indent(lines[j]) == indent(lines[i])
+        {
             j += 1;
         }
         if j == i {
@@ -60,7 +72,11 @@ fn align_trailing(text: &str) -> String {
             i += 1;
             continue;
         }
-        let width = lines[i..j].iter().map(|l| l.split(TRAILING).next().unwrap_or("").chars().count()).max().unwrap_or(0);
+        let width = lines[i..j]
+            .iter()
+            .map(|l| l.split(TRAILING).next().unwrap_or("").chars().count())
+            .max()
+            .unwrap_or(0);
         for line in &lines[i..j] {
             let (code, comment) = line.split_once(TRAILING).unwrap_or((line, ""));
             out.push(format!("{code:<width$}  {comment}"));
@@ -80,7 +96,10 @@ struct Printer<'a> {
 }
 
 fn join(path: &[Ident]) -> String {
-    path.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(".")
+    path.iter()
+        .map(|i| i.name.as_str())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 impl Printer<'_> {
@@ -91,7 +110,10 @@ impl Printer<'_> {
     /// A blank line in the source between the last printed thing and `pos`.
     fn blank_before(&self, pos: usize) -> bool {
         let lines: Vec<&str> = self.text[self.last_end.min(pos)..pos].split('\n').collect();
-        lines.len() > 2 && lines[1..lines.len() - 1].iter().any(|l| l.trim().is_empty())
+        lines.len() > 2
+            && lines[1..lines.len() - 1]
+                .iter()
+                .any(|l| l.trim().is_empty())
     }
 
     /// Prints the comments that stand before `pos` on their own lines, then indents for the
@@ -174,7 +196,9 @@ impl Printer<'_> {
                         self.expr(value, depth + 1);
                     }
                 }
-                Entry::Named { kind, name, body, .. } => {
+                Entry::Named {
+                    kind, name, body, ..
+                } => {
                     self.out += &format!("{} {} ", kind.name, name.name);
                     self.block(body, depth + 1, false);
                 }
@@ -207,7 +231,11 @@ impl Printer<'_> {
                 self.out.push(' ');
                 self.block(body, depth, false);
             }
-            ExprKind::List(items) if self.has_comments_in(expr.span) || self.column() + inline_expr(expr).map_or(usize::MAX, |s| s.len()) > WIDTH => {
+            ExprKind::List(items)
+                if self.has_comments_in(expr.span)
+                    || self.column() + inline_expr(expr).map_or(usize::MAX, |s| s.len())
+                        > WIDTH =>
+            {
                 self.out.push('[');
                 self.last_end = expr.span.start as usize + 1;
                 self.trailing();
@@ -256,7 +284,11 @@ fn inline_block(block: &Block) -> Option<String> {
             Entry::Named { .. } => return None,
         }
     }
-    Some(if parts.is_empty() { "{}".into() } else { format!("{{ {} }}", parts.join(", ")) })
+    Some(if parts.is_empty() {
+        "{}".into()
+    } else {
+        format!("{{ {} }}", parts.join(", "))
+    })
 }
 
 /// The one-line form of an expression, if it has one.
@@ -273,10 +305,22 @@ fn inline_expr(expr: &Expr) -> Option<String> {
         ExprKind::Construct { name, body } => format!("{} {}", name.name, inline_block(body)?),
         ExprKind::Block(b) => inline_block(b)?,
         ExprKind::List(items) => {
-            format!("[{}]", items.iter().map(inline_expr).collect::<Option<Vec<_>>>()?.join(", "))
+            format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(inline_expr)
+                    .collect::<Option<Vec<_>>>()?
+                    .join(", ")
+            )
         }
         ExprKind::Neg(e) => format!("-{}", inline_expr(e)?),
-        ExprKind::Binary { op, lhs, rhs } => format!("{} {} {}", inline_expr(lhs)?, op.symbol(), inline_expr(rhs)?),
+        ExprKind::Binary { op, lhs, rhs } => format!(
+            "{} {} {}",
+            inline_expr(lhs)?,
+            op.symbol(),
+            inline_expr(rhs)?
+        ),
         ExprKind::Paren(e) => format!("({})", inline_expr(e)?),
     })
 }

@@ -25,7 +25,11 @@ pub fn parse(file: FileId, text: &str) -> Result<File, Diagnostic> {
     let mut pairs = KilnParser::parse(Rule::file, text).map_err(|e| syntax_error(file, text, e))?;
     let b = Builder { file };
     let mut items = Vec::new();
-    for pair in pairs.next().expect("the file rule always yields one pair").into_inner() {
+    for pair in pairs
+        .next()
+        .expect("the file rule always yields one pair")
+        .into_inner()
+    {
         match pair.as_rule() {
             Rule::import => items.push(Item::Import(b.import(pair))),
             Rule::decl => items.push(Item::Decl(b.decl(pair)?)),
@@ -33,33 +37,69 @@ pub fn parse(file: FileId, text: &str) -> Result<File, Diagnostic> {
             r => unreachable!("file holds imports and declarations, not {r:?}"),
         }
     }
-    Ok(File { items, comments: comments(file, text) })
+    Ok(File {
+        items,
+        comments: comments(file, text),
+    })
 }
 
-/// Refuses input nested deeper than [`MAX_NESTING`] (strings and comments skipped).
-fn check_nesting(file: FileId, text: &str) -> Result<(), Diagnostic> {
-    let (mut depth, mut in_string, mut in_comment, mut escaped) = (0usize, false, false, false);
-    for (i, c) in text.char_indices() {
-        if in_comment {
+/// What a character of the source is part of, for the scans that run before pest.
+#[derive(Clone, Copy, PartialEq)]
+enum Lexical {
+    Code,
+    /// Inside a string literal, quotes included.
+    Str,
+    /// Inside a `#` comment, up to the end of the line.
+    Comment,
+}
+
+/// Classifies every character, the way the grammar reads strings and comments.
+fn lexical(text: &str) -> impl Iterator<Item = (usize, char, Lexical)> + '_ {
+    let (mut in_string, mut in_comment, mut escaped) = (false, false, false);
+    text.char_indices().map(move |(i, c)| {
+        let class = if in_comment {
             in_comment = c != '\n';
-        } else if in_string {
-            in_string = !(c == '"' && !escaped) && c != '\n';
-            escaped = c == '\\' && !escaped;
-        } else {
-            match c {
-                '#' => in_comment = true,
-                '"' => in_string = true,
-                '{' | '[' | '(' => {
-                    depth += 1;
-                    if depth > MAX_NESTING {
-                        return Err(Diagnostic::new(codes::TOO_DEEP, "nesting is too deep")
-                            .at(Span::new(file, i, i + 1), format!("more than {MAX_NESTING} levels deep here"))
-                            .help("flatten the blocks; real experiments nest four or five levels"));
-                    }
-                }
-                '}' | ']' | ')' => depth = depth.saturating_sub(1),
-                _ => {}
+            if c == '\n' {
+                Lexical::Code
+            } else {
+                Lexical::Comment
             }
+        } else if in_string {
+            in_string = (escaped || c != '"') && c != '\n';
+            escaped = c == '\\' && !escaped;
+            Lexical::Str
+        } else {
+            in_comment = c == '#';
+            in_string = c == '"';
+            escaped = false;
+            match c {
+                '#' => Lexical::Comment,
+                '"' => Lexical::Str,
+                _ => Lexical::Code,
+            }
+        };
+        (i, c, class)
+    })
+}
+
+/// Refuses input nested deeper than [`MAX_NESTING`].
+fn check_nesting(file: FileId, text: &str) -> Result<(), Diagnostic> {
+    let mut depth = 0usize;
+    for (i, c, class) in lexical(text) {
+        match (c, class) {
+            ('{' | '[' | '(', Lexical::Code) => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(Diagnostic::new(codes::TOO_DEEP, "nesting is too deep")
+                        .at(
+                            Span::new(file, i, i + 1),
+                            format!("more than {MAX_NESTING} levels deep here"),
+                        )
+                        .help("flatten the blocks; real experiments nest four or five levels"));
+                }
+            }
+            ('}' | ']' | ')', Lexical::Code) => depth = depth.saturating_sub(1),
+            _ => {}
         }
     }
     Ok(())
@@ -67,24 +107,21 @@ fn check_nesting(file: FileId, text: &str) -> Result<(), Diagnostic> {
 
 /// Every `#` comment in the file, for `kiln fmt`.
 fn comments(file: FileId, text: &str) -> Vec<Comment> {
-    let mut out = Vec::new();
-    let (mut in_string, mut escaped) = (false, false);
-    let mut iter = text.char_indices();
-    while let Some((i, c)) = iter.next() {
-        if in_string {
-            in_string = !(c == '"' && !escaped) && c != '\n';
-            escaped = c == '\\' && !escaped;
-        } else if c == '"' {
-            in_string = true;
-        } else if c == '#' {
-            let end = text[i..].find('\n').map(|n| i + n).unwrap_or(text.len());
-            out.push(Comment { text: text[i..end].trim_end().to_string(), span: Span::new(file, i, end) });
-            while let Some((j, _)) = iter.clone().next() {
-                if j >= end {
-                    break;
-                }
-                iter.next();
+    let mut out: Vec<Comment> = Vec::new();
+    let mut open: Option<usize> = None;
+    for (i, _, class) in lexical(text).chain(std::iter::once((text.len(), '\n', Lexical::Code))) {
+        match (class, open) {
+            (Lexical::Comment, None) => open = Some(i),
+            (Lexical::Comment, Some(_)) => {}
+            (_, Some(start)) => {
+                let text = text[start..i].trim_end();
+                out.push(Comment {
+                    text: text.to_string(),
+                    span: Span::new(file, start, start + text.len()),
+                });
+                open = None;
             }
+            (_, None) => {}
         }
     }
     out
@@ -144,15 +181,27 @@ fn special_syntax_error(file: FileId, text: &str, pos: usize) -> Option<Diagnost
     let rest = &text[pos..];
     if rest.trim().is_empty() {
         let (open, at) = unclosed(text)?;
-        let close = match open { '{' => '}', '[' => ']', _ => ')' };
+        let close = match open {
+            '{' => '}',
+            '[' => ']',
+            _ => ')',
+        };
         return Some(
             Diagnostic::new(codes::SYNTAX, format!("unclosed `{open}`"))
-                .at(Span::new(file, at, at + 1), format!("this `{open}` is never closed"))
+                .at(
+                    Span::new(file, at, at + 1),
+                    format!("this `{open}` is never closed"),
+                )
                 .help(format!("add `{close}` where the block ends")),
         );
     }
     if rest.starts_with('"') {
-        let line = rest[1..].split('\n').next().unwrap_or("");
+        let line = rest
+            .strip_prefix('"')
+            .unwrap_or(rest)
+            .split('\n')
+            .next()
+            .unwrap_or("");
         let mut chars = line.char_indices();
         while let Some((i, c)) = chars.next() {
             match c {
@@ -174,33 +223,26 @@ fn special_syntax_error(file: FileId, text: &str, pos: usize) -> Option<Diagnost
         }
         return Some(
             Diagnostic::new(codes::SYNTAX, "unterminated string")
-                .at(Span::new(file, pos, pos + 1 + line.len()), "this string has no closing `\"`")
+                .at(
+                    Span::new(file, pos, pos + 1 + line.len()),
+                    "this string has no closing `\"`",
+                )
                 .help("close the string with `\"` on the same line"),
         );
     }
     None
 }
 
-/// The innermost bracket left open at the end of the text (strings and comments skipped).
+/// The innermost bracket left open at the end of the text.
 fn unclosed(text: &str) -> Option<(char, usize)> {
     let mut stack = Vec::new();
-    let (mut in_string, mut in_comment, mut escaped) = (false, false, false);
-    for (i, c) in text.char_indices() {
-        if in_comment {
-            in_comment = c != '\n';
-        } else if in_string {
-            in_string = !(c == '"' && !escaped) && c != '\n';
-            escaped = c == '\\' && !escaped;
-        } else {
-            match c {
-                '#' => in_comment = true,
-                '"' => in_string = true,
-                '{' | '[' | '(' => stack.push((c, i)),
-                '}' | ']' | ')' => {
-                    stack.pop();
-                }
-                _ => {}
+    for (i, c, class) in lexical(text) {
+        match (c, class) {
+            ('{' | '[' | '(', Lexical::Code) => stack.push((c, i)),
+            ('}' | ']' | ')', Lexical::Code) => {
+                stack.pop();
             }
+            _ => {}
         }
     }
     stack.pop()
@@ -212,14 +254,18 @@ fn help_for(e: &pest::error::Error<Rule>, found: Option<char>) -> String {
         return "fields are written `name = value`, not `name: value`".into();
     }
     if let ErrorVariant::ParsingError { positives, .. } = &e.variant {
-        if positives.contains(&Rule::block) && positives.len() == 1 && !positives.contains(&Rule::decl) {
+        if positives.contains(&Rule::block)
+            && positives.len() == 1
+            && !positives.contains(&Rule::decl)
+        {
             return "after a name comes `= value` for a field, `{ … }` for a block, or `NAME { … }` for a named entry; at the top level, a declaration is `KIND NAME { … }`".into();
         }
         if positives.contains(&Rule::expr) {
             return "a field needs a value after `=`: a quantity (`8B`, `80GB`), a string, a name, a list or a block".into();
         }
         if positives.contains(&Rule::block) {
-            return "a declaration is `KIND NAME { FIELDS }`, such as `model tiny { layers = 4 }`".into();
+            return "a declaration is `KIND NAME { FIELDS }`, such as `model tiny { layers = 4 }`"
+                .into();
         }
     }
     "see docs/language.md for the forms kiln accepts".into()
@@ -271,7 +317,10 @@ impl Builder {
 
     fn ident(&self, pair: Pair<Rule>) -> Ident {
         debug_assert_eq!(pair.as_rule(), Rule::ident);
-        Ident { name: pair.as_str().to_string(), span: self.span(&pair) }
+        Ident {
+            name: pair.as_str().to_string(),
+            span: self.span(&pair),
+        }
     }
 
     fn import(&self, pair: Pair<Rule>) -> Import {
@@ -279,7 +328,9 @@ impl Builder {
         let span = self.span(&pair);
         let inner = pair.into_inner().next().expect("import has a target");
         let target = match inner.as_rule() {
-            Rule::import_path => ImportTarget::Module(inner.into_inner().map(|p| self.ident(p)).collect()),
+            Rule::import_path => {
+                ImportTarget::Module(inner.into_inner().map(|p| self.ident(p)).collect())
+            }
             Rule::string => ImportTarget::File(unescape(inner.into_inner().as_str())),
             r => unreachable!("import target {r:?}"),
         };
@@ -293,7 +344,12 @@ impl Builder {
         let name = self.ident(inner.next().expect("name"));
         let body = self.block(inner.next().expect("body"))?;
         let span = kind.span.to(body.span);
-        Ok(Decl { kind, name, body, span })
+        Ok(Decl {
+            kind,
+            name,
+            body,
+            span,
+        })
     }
 
     fn block(&self, pair: Pair<Rule>) -> Result<Block, Diagnostic> {
@@ -314,7 +370,10 @@ impl Builder {
                     let key = self.ident(inner.next().expect("key"));
                     let body = inner.next().expect("block");
                     let bspan = self.span(&body);
-                    let value = Expr { kind: ExprKind::Block(self.block(body)?), span: bspan };
+                    let value = Expr {
+                        kind: ExprKind::Block(self.block(body)?),
+                        span: bspan,
+                    };
                     let span = key.span.to(bspan);
                     Entry::Field { key, value, span }
                 }
@@ -323,7 +382,12 @@ impl Builder {
                     let name = self.ident(inner.next().expect("name"));
                     let body = self.block(inner.next().expect("body"))?;
                     let span = kind.span.to(body.span);
-                    Entry::Named { kind, name, body, span }
+                    Entry::Named {
+                        kind,
+                        name,
+                        body,
+                        span,
+                    }
                 }
                 r => unreachable!("block entry {r:?}"),
             });
@@ -337,11 +401,19 @@ impl Builder {
         let operators = pair
             .clone()
             .into_inner()
-            .filter(|p| matches!(p.as_rule(), Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::neg))
+            .filter(|p| {
+                matches!(
+                    p.as_rule(),
+                    Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::neg
+                )
+            })
             .count();
         if operators > MAX_OPERATORS {
             return Err(Diagnostic::new(codes::TOO_DEEP, "expression is too long")
-                .at(span, format!("{operators} operators; at most {MAX_OPERATORS}"))
+                .at(
+                    span,
+                    format!("{operators} operators; at most {MAX_OPERATORS}"),
+                )
                 .help("split the expression, or write the number"));
         }
         pratt()
@@ -349,7 +421,10 @@ impl Builder {
             .map_prefix(|op, rhs| {
                 let rhs = rhs?;
                 let span = self.span(&op).to(rhs.span);
-                Ok(Expr { kind: ExprKind::Neg(Box::new(rhs)), span })
+                Ok(Expr {
+                    kind: ExprKind::Neg(Box::new(rhs)),
+                    span,
+                })
             })
             .map_infix(|lhs, op, rhs| {
                 let (lhs, rhs) = (lhs?, rhs?);
@@ -361,7 +436,14 @@ impl Builder {
                     r => unreachable!("operator {r:?}"),
                 };
                 let span = lhs.span.to(rhs.span);
-                Ok(Expr { kind: ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span })
+                Ok(Expr {
+                    kind: ExprKind::Binary {
+                        op,
+                        lhs: Box::new(lhs),
+                        rhs: Box::new(rhs),
+                    },
+                    span,
+                })
             })
             .parse(pair.into_inner())
     }
@@ -380,7 +462,11 @@ impl Builder {
             Rule::boolean => ExprKind::Bool(pair.as_str() == "true"),
             Rule::auto => ExprKind::Auto,
             Rule::path => ExprKind::Path(pair.into_inner().map(|p| self.ident(p)).collect()),
-            Rule::list => ExprKind::List(pair.into_inner().map(|p| self.expr(p)).collect::<Result<_, _>>()?),
+            Rule::list => ExprKind::List(
+                pair.into_inner()
+                    .map(|p| self.expr(p))
+                    .collect::<Result<_, _>>()?,
+            ),
             Rule::construct => {
                 let mut inner = pair.into_inner();
                 let name = self.ident(inner.next().expect("name"));
