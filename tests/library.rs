@@ -275,3 +275,26 @@ fn fmt_layout() {
     }
     "###);
 }
+
+/// Blocks left out take their defaults, and their `auto` values are still derived.
+#[test]
+fn an_omitted_parallel_block_is_derived() {
+    let text = BASE.replace("  parallel { tensor = 2, data = auto }\n", "");
+    let checked = inline(&text);
+    assert!(
+        checked.diagnostics.is_empty(),
+        "{}",
+        common::render(&checked)
+    );
+    let par = checked
+        .experiments()
+        .next()
+        .unwrap()
+        .record
+        .record("parallel")
+        .unwrap()
+        .clone();
+    assert_eq!(par.kind, "parallel");
+    assert_eq!(par.num("data"), Some(8.0));
+    assert_eq!(par.num("accumulation"), Some(128.0));
+}

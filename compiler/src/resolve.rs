@@ -247,7 +247,7 @@ impl<'p> Resolver<'p> {
                 }
                 Fill::Optional => continue,
                 Fill::Auto | Fill::Derived => Value::Auto,
-                Fill::Value(c) => self.constant(c, &field.ty, at),
+                Fill::Value(c) => self.constant(c, field, at),
             };
             record.fields.insert(
                 field.name.to_string(),
@@ -260,8 +260,8 @@ impl<'p> Resolver<'p> {
         }
     }
 
-    fn constant(&mut self, c: Const, ty: &Ty, at: Span) -> Value {
-        match (c, ty) {
+    fn constant(&mut self, c: Const, field: &schema::FieldSpec, at: Span) -> Value {
+        match (c, &field.ty) {
             (Const::Num(v), Ty::Num(dim, _)) => Value::Num(v, *dim),
             (Const::Bool(b), _) => Value::Bool(b),
             (Const::Str(s), _) => Value::Str(s.to_string()),
@@ -279,7 +279,10 @@ impl<'p> Resolver<'p> {
             }
             (Const::Sym(s), _) => Value::Sym(s.to_string()),
             (Const::Empty, Ty::Block(fields)) => {
-                let mut record = Record::default();
+                let mut record = Record {
+                    kind: field.name.to_string(),
+                    ..Record::default()
+                };
                 self.defaults(&mut record, Shape::fields("block", fields), at);
                 Value::Record(record)
             }
@@ -520,12 +523,17 @@ impl<'p> Resolver<'p> {
                 let record = self.fresh(Shape::of(kind), body, &ctx.child(&[field]), None);
                 Some(Value::Record(record))
             }
-            (Ty::Block(fields), ExprKind::Block(body)) => Some(Value::Record(self.fresh(
-                Shape::fields(leak_name(field), fields),
-                body,
-                &ctx.child(&[field]),
-                None,
-            ))),
+            (Ty::Block(fields), ExprKind::Block(body)) => {
+                // A block is named after its field (`parallel`), which derive.rs's rules use.
+                let mut record = self.fresh(
+                    Shape::fields("block", fields),
+                    body,
+                    &ctx.child(&[field]),
+                    None,
+                );
+                record.kind = field.to_string();
+                Some(Value::Record(record))
+            }
             (Ty::List(item), ExprKind::List(items)) => {
                 let values: Vec<Value> = items
                     .iter()
@@ -861,16 +869,6 @@ fn describe_expr(expr: &Expr) -> &'static str {
         ExprKind::List(_) => "a list",
         ExprKind::Neg(_) | ExprKind::Binary { .. } | ExprKind::Paren(_) => "an expression",
     }
-}
-
-/// Block fields are named by their field; the names are static in the schema.
-fn leak_name(field: &str) -> &'static str {
-    schema::EXPERIMENT
-        .fields
-        .iter()
-        .map(|f| f.name)
-        .find(|n| *n == field)
-        .unwrap_or("block")
 }
 
 /// Which standard-library module declares `name`, and as what kind.
