@@ -210,8 +210,20 @@ impl<'p> Resolver<'p> {
 
     /// A record from a block, with the shape's defaults filled in.
     fn fresh(&mut self, shape: Shape, block: &Block, ctx: &Ctx, head: Option<Span>) -> Record {
+        self.fresh_as(shape.kind, shape, block, ctx, head)
+    }
+
+    /// [`Self::fresh`] for a record named other than its shape (a block, after its field).
+    fn fresh_as(
+        &mut self,
+        kind: &str,
+        shape: Shape,
+        block: &Block,
+        ctx: &Ctx,
+        head: Option<Span>,
+    ) -> Record {
         let mut record = Record {
-            kind: shape.kind.to_string(),
+            kind: kind.to_string(),
             span: Some(block.span),
             ..Record::default()
         };
