@@ -537,14 +537,14 @@ impl<'p> Resolver<'p> {
             }
             (Ty::Block(fields), ExprKind::Block(body)) => {
                 // A block is named after its field (`parallel`), which derive.rs's rules use.
-                let mut record = self.fresh(
-                    Shape::fields("block", fields),
+                let shape = Shape::fields("block", fields);
+                Some(Value::Record(self.fresh_as(
+                    field,
+                    shape,
                     body,
                     &ctx.child(&[field]),
                     None,
-                );
-                record.kind = field.to_string();
-                Some(Value::Record(record))
+                )))
             }
             (Ty::List(item), ExprKind::List(items)) => {
                 let values: Vec<Value> = items
