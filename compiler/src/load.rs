@@ -81,13 +81,7 @@ pub fn load(
     entries: &[PathBuf],
     loader: &dyn SourceLoader,
 ) -> Result<(Program, Vec<Diagnostic>), String> {
-    let mut l = Loader {
-        loader,
-        program: Program::default(),
-        by_key: HashMap::new(),
-        stack: Vec::new(),
-        diags: Vec::new(),
-    };
+    let mut l = Loader::new(loader);
     for entry in entries {
         let text = loader
             .read(entry)
@@ -99,15 +93,9 @@ pub fn load(
     Ok((l.program, l.diags))
 }
 
-/// Loads the text of one file given in memory (tests, `kiln fmt` of stdin).
+/// Loads the text of one file given in memory (tests, the fuzzer).
 pub fn load_text(name: &str, text: &str, loader: &dyn SourceLoader) -> (Program, Vec<Diagnostic>) {
-    let mut l = Loader {
-        loader,
-        program: Program::default(),
-        by_key: HashMap::new(),
-        stack: Vec::new(),
-        diags: Vec::new(),
-    };
+    let mut l = Loader::new(loader);
     let id = l.add(
         ModuleKey::File(normalize(Path::new(name))),
         name.to_string(),
@@ -126,7 +114,17 @@ struct Loader<'a> {
     diags: Vec<Diagnostic>,
 }
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
+    fn new(loader: &'a dyn SourceLoader) -> Loader<'a> {
+        Loader {
+            loader,
+            program: Program::default(),
+            by_key: HashMap::new(),
+            stack: Vec::new(),
+            diags: Vec::new(),
+        }
+    }
+
     fn add(&mut self, key: ModuleKey, name: String, text: String) -> ModuleId {
         let file = self.program.sources.add(name, text.clone());
         let ast = match crate::syntax::parse(file, &text) {
