@@ -9,10 +9,12 @@
 // buy nothing measurable.
 #![allow(clippy::result_large_err)]
 
+pub mod analyse;
 pub mod check;
 pub mod codes;
 pub mod derive;
 pub mod diagnostic;
+pub mod explain;
 pub mod ir;
 pub mod load;
 pub mod model;

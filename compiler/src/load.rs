@@ -90,6 +90,7 @@ pub fn load(
         let id = l.add(ModuleKey::File(path), entry.display().to_string(), text);
         l.program.roots.push(id);
     }
+    l.std_defaults();
     Ok((l.program, l.diags))
 }
 
@@ -102,6 +103,7 @@ pub fn load_text(name: &str, text: &str, loader: &dyn SourceLoader) -> (Program,
         text.to_string(),
     );
     l.program.roots.push(id);
+    l.std_defaults();
     (l.program, l.diags)
 }
 
@@ -114,7 +116,25 @@ struct Loader<'a> {
     diags: Vec<Diagnostic>,
 }
 
+/// Standard-library modules that hold defaults of the schema (the default `law`), loaded
+/// whether or not a file imports them.
+pub const DEFAULT_MODULES: &[&str] = &["laws"];
+
 impl<'a> Loader<'a> {
+    fn std_defaults(&mut self) {
+        for module in DEFAULT_MODULES {
+            let key = ModuleKey::Std(module.to_string());
+            if !self.by_key.contains_key(&key) {
+                let text = STDLIB
+                    .iter()
+                    .find(|(m, _)| m == module)
+                    .map(|(_, t)| t.to_string())
+                    .unwrap_or_default();
+                self.add(key, format!("std/{module}.kiln"), text);
+            }
+        }
+    }
+
     fn new(loader: &'a dyn SourceLoader) -> Loader<'a> {
         Loader {
             loader,

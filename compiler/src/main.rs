@@ -42,6 +42,15 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Report every number kiln derives for an experiment: model, scaling, memory,
+    /// communication, time and cost, and where each value came from.
+    Explain {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+        format: ExplainFormat,
+        #[arg(long, value_name = "CODE")]
+        allow: Vec<String>,
+    },
     /// List every diagnostic code; `--markdown` prints docs/diagnostics.md.
     Codes {
         #[arg(long)]
@@ -53,6 +62,13 @@ enum Command {
 enum Format {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExplainFormat {
+    Text,
+    Json,
+    Markdown,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -73,6 +89,11 @@ fn main() -> ExitCode {
             color,
         } => check(&files, format, &allow, values, color),
         Command::Fmt { files, check } => fmt(&files, check),
+        Command::Explain {
+            file,
+            format,
+            allow,
+        } => explain(&file, format, &allow),
         Command::Codes { markdown } => {
             if markdown {
                 print!("{}", kiln::codes::docs_markdown());
@@ -190,4 +211,44 @@ fn fmt(files: &[PathBuf], check: bool) -> ExitCode {
         }
     }
     status
+}
+
+fn explain(file: &std::path::Path, format: ExplainFormat, allow: &[String]) -> ExitCode {
+    let checked = match kiln::check_paths(&[file.to_path_buf()], &FsLoader, allow) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    eprint!(
+        "{}",
+        kiln::diagnostic::render_text(&checked.program.sources, &checked.diagnostics, color)
+    );
+    if checked.errors() > 0 {
+        return ExitCode::from(1);
+    }
+    let mut any = false;
+    for exp in checked.experiments() {
+        let Some((setup, analysis)) = kiln::analyse::analyse(&exp.record) else {
+            continue;
+        };
+        any = true;
+        match format {
+            ExplainFormat::Json => println!("{}", kiln::explain::json(&exp.name, &analysis)),
+            ExplainFormat::Text => print!("{}", kiln::explain::text(exp, &setup, &analysis)),
+            ExplainFormat::Markdown => {
+                print!("{}", kiln::explain::markdown(exp, &setup, &analysis))
+            }
+        }
+    }
+    if !any {
+        eprintln!(
+            "error: `{}` declares no experiment to explain",
+            file.display()
+        );
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }

@@ -289,6 +289,32 @@ impl<'p> Resolver<'p> {
                 self.defaults(&mut record, Shape::fields(v.name, v.fields), at);
                 Value::Record(record)
             }
+            (Const::Sym(s), Ty::Preset(kind)) => {
+                // A default preset comes from the standard library (load.rs loads its module).
+                let found = self.program.modules.iter().enumerate().find_map(|(id, m)| {
+                    matches!(m.key, crate::load::ModuleKey::Std(_))
+                        .then(|| {
+                            decls(self.program, id)
+                                .find(|d| d.name.name == s && d.kind.name == kind.name)
+                                .map(|d| (id, d))
+                        })
+                        .flatten()
+                });
+                let Some((module, decl)) = found else {
+                    return Value::Invalid;
+                };
+                let path = vec![field.name.to_string()];
+                let ctx = Ctx {
+                    module,
+                    root: path.clone(),
+                    path,
+                    provenance: Provenance::Default,
+                };
+                let mut record =
+                    self.fresh(Shape::of(kind), &decl.body, &ctx, Some(decl.name.span));
+                record.preset = Some(s.to_string());
+                Value::Record(record)
+            }
             (Const::Sym(s), _) => Value::Sym(s.to_string()),
             (Const::Empty, Ty::Block(fields)) => {
                 let mut record = Record {

@@ -174,6 +174,8 @@ pub const MODEL: KindSpec = KindSpec {
             Value(Const::Sym("rope")),
         ),
         f("bias", Ty::Bool, Value(Const::Bool(false))),
+        // Dropout probability; above 0 its masks are activations (Korthikanti et al. 2022).
+        f("dropout", FRACTION, Value(Const::Num(0.0))),
         f("published_params", POSITIVE, Optional),
         SOURCE,
         f("params", COUNT, Derived),
@@ -338,6 +340,9 @@ pub const PARALLEL: &[FieldSpec] = &[
         Value(Const::Sym("none")),
     ),
     f("sequence_parallel", Ty::Bool, Value(Const::Bool(false))),
+    // FlashAttention (Dao et al. 2022) never stores the s × s attention scores; without it
+    // they are activations (Korthikanti et al. 2022, Eq. 1: the 5as/h term).
+    f("flash_attention", Ty::Bool, Value(Const::Bool(true))),
     f("micro_batch", COUNT, Value(Const::Num(1.0))),
     // Uneven pipelines (Llama 3 405B, Dubey et al. 2024 Sec. 3.3.2, and Megatron-LM's
     // --decoder-first/last-pipeline-num-layers): fewer layers on the first and last stages,
@@ -439,7 +444,8 @@ pub const EXPERIMENT: KindSpec = KindSpec {
             Ty::Variant(OBJECTIVE),
             Value(Const::Sym("chinchilla")),
         ),
-        f("law", Ty::Preset(&LAW), Optional),
+        // Hoffmann et al. 2022's approach 3 with the printed constants (std/laws.kiln).
+        f("law", Ty::Preset(&LAW), Value(Const::Sym("hoffmann"))),
         f(
             "precision",
             Ty::Enum(&["fp32", "bf16_mixed", "fp16_mixed", "fp8_mixed"]),

@@ -1,0 +1,109 @@
+//! Communication per optimizer step per GPU, per parallel dimension, and the link it crosses.
+
+use super::setup::{Recompute, Setup};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    /// No traffic (the dimension has size 1).
+    None,
+    /// Inside a node (NVLink / NVSwitch, Infinity Fabric).
+    Nvlink,
+    /// Across nodes (InfiniBand, RoCE).
+    Network,
+}
+
+/// Bytes one GPU sends in a dimension per optimizer step, and how long they take on its link.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Traffic {
+    pub bytes: f64,
+    pub link: Link,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Communication {
+    pub data: Traffic,
+    pub tensor: Traffic,
+    pub pipeline: Traffic,
+}
+
+/// A ring all-reduce sends 2(n−1)/n of the buffer from every member (Patarasuk & Yuan 2009);
+/// a reduce-scatter or an all-gather sends (n−1)/n.
+fn ring(n: f64) -> f64 {
+    if n > 1.0 {
+        (n - 1.0) / n
+    } else {
+        0.0
+    }
+}
+
+pub fn analyse(setup: &Setup) -> Communication {
+    let par = &setup.parallel;
+    let m = &setup.shape;
+    let hw = &setup.hardware;
+    let e = setup.activation_bytes();
+    let (t, p, c, d) = (par.tensor, par.pipeline, par.context, par.data);
+    // Megatron-LM orders ranks tensor fastest, then context, then data, then pipeline
+    // (parallel_state.py), so a data-parallel group spans t·c·d consecutive ranks and
+    // pipeline neighbours are t·c·d ranks apart.
+    let link = |span: f64, size: f64| match size {
+        s if s <= 1.0 => Link::None,
+        _ if span <= hw.gpus_per_node => Link::Nvlink,
+        _ => Link::Network,
+    };
+    let bandwidth = |l: Link| match l {
+        Link::Nvlink => hw.nvlink_bytes_per_s,
+        _ => hw.network_bytes_per_s,
+    };
+    let traffic = |bytes: f64, l: Link| Traffic {
+        bytes,
+        link: l,
+        seconds: if l == Link::None {
+            0.0
+        } else {
+            bytes / bandwidth(l)
+        },
+    };
+
+    // Data: gradients of the GPU's shard of the model. ZeRO 0 all-reduces them, 2(n−1)/n·Φ;
+    // ZeRO-1/2 reduce-scatter gradients and all-gather parameters, the same volume; ZeRO-3
+    // all-gathers parameters for the forward and again for the backward and reduce-scatters
+    // gradients, 3(n−1)/n·Φ (Rajbhandari et al. 2020, Sec. 7.2).
+    let shards = d * c;
+    let local_params = setup.stage_params().into_iter().fold(0.0, f64::max) / t;
+    let grad_bytes = local_params * e;
+    let data_bytes = grad_bytes * ring(shards) * if par.zero >= 3 { 3.0 } else { 2.0 };
+
+    // Tensor: Megatron-LM all-reduces the activations twice per layer in the forward (after
+    // attention and after the MLP) and twice in the backward (Shoeybi et al. 2019, Sec. 3,
+    // Fig. 4); with sequence parallelism each all-reduce becomes an all-gather plus a
+    // reduce-scatter, the same volume (Korthikanti et al. 2022, Sec. 4.2.2). Full recompute
+    // runs the forward's two again.
+    let sb = m.seq_len / c * par.micro_batch;
+    let activation = sb * m.hidden * e;
+    let per_layer = if par.recompute == Recompute::Full {
+        6.0
+    } else {
+        4.0
+    };
+    let layers = setup.stage_layers().into_iter().fold(0.0, f64::max);
+    let tensor_bytes = layers * per_layer * 2.0 * ring(t) * activation * setup.micro_batches();
+
+    // Pipeline: each micro-batch sends its activations forward and their gradients backward
+    // across every stage boundary, once per model chunk with interleaving; with the
+    // scatter/gather optimisation each tensor rank sends 1/t of it (Narayanan et al. 2021,
+    // Sec. 4.1).
+    let pipeline_bytes = if p > 1.0 {
+        2.0 * setup.micro_batches() * par.virtual_stages * activation / t
+    } else {
+        0.0
+    };
+
+    Communication {
+        data: traffic(data_bytes, link(t * c * d, shards)),
+        tensor: traffic(tensor_bytes, link(t, t)),
+        pipeline: traffic(pipeline_bytes, link(t * c * d + 1.0, p)),
+    }
+}

@@ -1,0 +1,85 @@
+//! Analyses: the numbers kiln tells before a run starts. Pure functions of a derived
+//! experiment: model arithmetic, scaling laws, memory, communication, time and cost.
+
+pub mod comm;
+pub mod flops;
+pub mod memory;
+pub mod scaling;
+pub mod setup;
+pub mod time;
+
+use crate::ir::Record;
+use serde::Serialize;
+use setup::Setup;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelNumbers {
+    pub params: f64,
+    pub params_non_embedding: f64,
+    pub params_embedding: f64,
+    /// Model FLOPs per training token: 6N-style matmuls plus attention (flops.rs).
+    pub flops_per_token: f64,
+    /// With recomputation.
+    pub hardware_flops_per_token: f64,
+}
+
+/// Everything `kiln explain` reports, with the field paths its JSON promises.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Analysis {
+    pub model: ModelNumbers,
+    pub scaling: scaling::Scaling,
+    pub memory: memory::Memory,
+    pub communication: CommunicationReport,
+    /// Absent when the GPU has no peak for the run's precision (a diagnostic says so).
+    pub throughput: Option<time::Throughput>,
+    pub cost: Option<time::Cost>,
+}
+
+/// `communication.per_step.{data,tensor,pipeline}` in bytes, and the detail per dimension.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CommunicationReport {
+    pub per_step: PerStep,
+    pub detail: comm::Communication,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PerStep {
+    pub data: f64,
+    pub tensor: f64,
+    pub pipeline: f64,
+}
+
+/// Analyses a derived experiment; `None` when an input is missing (already reported).
+pub fn analyse(exp: &Record) -> Option<(Setup, Analysis)> {
+    let setup = Setup::from_record(exp)?;
+    let analysis = analyse_setup(&setup);
+    Some((setup, analysis))
+}
+
+pub fn analyse_setup(setup: &Setup) -> Analysis {
+    let f = flops::training(setup);
+    let memory = memory::analyse(setup);
+    let detail = comm::analyse(setup);
+    let timed = time::analyse(setup, &f, &detail, &memory.layer_activations);
+    Analysis {
+        model: ModelNumbers {
+            params: setup.params.total,
+            params_non_embedding: setup.params.non_embedding,
+            params_embedding: setup.params.embedding,
+            flops_per_token: f.model_per_token,
+            hardware_flops_per_token: f.hardware_per_token,
+        },
+        scaling: scaling::analyse(setup),
+        memory,
+        communication: CommunicationReport {
+            per_step: PerStep {
+                data: detail.data.bytes,
+                tensor: detail.tensor.bytes,
+                pipeline: detail.pipeline.bytes,
+            },
+            detail,
+        },
+        throughput: timed.as_ref().map(|t| t.0.clone()),
+        cost: timed.map(|t| t.1),
+    }
+}

@@ -1,0 +1,311 @@
+//! The typed inputs of the analyses, read once from a derived experiment record.
+
+use crate::ir::Record;
+use crate::model::{ModelShape, ParamCount};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    Bf16Mixed,
+    Fp16Mixed,
+    Fp8Mixed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Recompute {
+    None,
+    Selective,
+    Full,
+}
+
+/// A scaling law's form and constants.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Law {
+    /// L(N, D) = E + A/N^α + B/D^β (Hoffmann et al. 2022, Eq. 2).
+    Hoffmann {
+        e: f64,
+        a: f64,
+        b: f64,
+        alpha: f64,
+        beta: f64,
+    },
+    /// L(N, D) = ((N_c/N)^(α_N/α_D) + D_c/D)^α_D (Kaplan et al. 2020, Eq. 1.5).
+    Kaplan {
+        n_c: f64,
+        d_c: f64,
+        alpha_n: f64,
+        alpha_d: f64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Objective {
+    Chinchilla,
+    Fixed,
+    InferenceAware { serve_tokens: f64 },
+}
+
+/// One GPU model and the node and cluster around it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hardware {
+    pub gpu: String,
+    pub arch: String,
+    pub memory_bytes: f64,
+    pub hbm_bytes_per_s: f64,
+    pub peak_fp32: Option<f64>,
+    pub peak_bf16: Option<f64>,
+    pub peak_fp16: Option<f64>,
+    pub peak_fp8: Option<f64>,
+    pub gpus_per_node: f64,
+    pub nvlink_bytes_per_s: f64,
+    pub network_bytes_per_s: f64,
+    pub nodes: f64,
+    pub gpu_hour_price: Option<f64>,
+}
+
+/// The parallel layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parallel {
+    pub tensor: f64,
+    pub pipeline: f64,
+    pub virtual_stages: f64,
+    pub context: f64,
+    pub data: f64,
+    pub zero: u8,
+    pub recompute: Recompute,
+    pub sequence_parallel: bool,
+    pub flash_attention: bool,
+    pub micro_batch: f64,
+    pub accumulation: f64,
+    pub first_stage_layers: Option<f64>,
+    pub last_stage_layers: Option<f64>,
+}
+
+/// A data source and how many tokens the phases draw from it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Source {
+    pub name: String,
+    pub unique_tokens: Option<f64>,
+    pub max_epochs: f64,
+    pub drawn_tokens: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setup {
+    pub shape: ModelShape,
+    pub params: ParamCount,
+    pub dropout: f64,
+    pub tokens: f64,
+    pub batch_tokens: f64,
+    pub precision: Precision,
+    pub parallel: Parallel,
+    pub hardware: Hardware,
+    pub law: Law,
+    pub law_name: String,
+    pub objective: Objective,
+    pub sources: Vec<Source>,
+}
+
+impl Setup {
+    /// Reads everything the analyses need; `None` when something is missing or invalid
+    /// (already reported by an earlier stage).
+    pub fn from_record(exp: &Record) -> Option<Setup> {
+        let model = exp.record("model")?;
+        let shape = ModelShape::from_record(model)?;
+        let par = exp.record("parallel")?;
+        let cluster = exp.record("cluster")?;
+        let node = cluster.record("node")?;
+        let gpu = node.record("gpu")?;
+        let law = exp.record("law")?;
+        let objective = exp.record("objective")?;
+        let sources = exp
+            .entries("source")
+            .map(|(name, r, _)| Source {
+                name: name.clone(),
+                unique_tokens: r.num("unique_tokens"),
+                max_epochs: r.num("max_epochs").unwrap_or(4.0),
+                drawn_tokens: exp
+                    .entries("phase")
+                    .filter_map(|(_, p, _)| {
+                        Some(p.num("tokens")? * p.record("mix")?.num(name).unwrap_or(0.0))
+                    })
+                    .sum(),
+            })
+            .collect();
+        Some(Setup {
+            params: shape.params(),
+            shape,
+            dropout: model.num("dropout")?,
+            tokens: exp.num("tokens")?,
+            batch_tokens: exp.num("batch")?,
+            precision: match exp.sym("precision")? {
+                "fp32" => Precision::Fp32,
+                "bf16_mixed" => Precision::Bf16Mixed,
+                "fp16_mixed" => Precision::Fp16Mixed,
+                _ => Precision::Fp8Mixed,
+            },
+            parallel: Parallel {
+                tensor: par.num("tensor")?,
+                pipeline: par.num("pipeline")?,
+                virtual_stages: par.num("virtual_stages")?,
+                context: par.num("context")?,
+                data: par.num("data")?,
+                zero: par.num("zero")? as u8,
+                recompute: match par.sym("recompute")? {
+                    "none" => Recompute::None,
+                    "selective" => Recompute::Selective,
+                    _ => Recompute::Full,
+                },
+                sequence_parallel: par.bool("sequence_parallel")?,
+                flash_attention: par.bool("flash_attention")?,
+                micro_batch: par.num("micro_batch")?,
+                accumulation: par.num("accumulation")?,
+                first_stage_layers: par.num("first_stage_layers"),
+                last_stage_layers: par.num("last_stage_layers"),
+            },
+            hardware: Hardware {
+                gpu: gpu.preset.clone().unwrap_or_else(|| "gpu".into()),
+                arch: gpu.sym("arch")?.to_string(),
+                memory_bytes: gpu.num("memory")?,
+                hbm_bytes_per_s: gpu.num("hbm_bandwidth")?,
+                peak_fp32: gpu.num("peak_fp32"),
+                peak_bf16: gpu.num("peak_bf16"),
+                peak_fp16: gpu.num("peak_fp16"),
+                peak_fp8: gpu.num("peak_fp8"),
+                gpus_per_node: node.num("gpus_per_node")?,
+                nvlink_bytes_per_s: node.num("nvlink_bandwidth")?,
+                network_bytes_per_s: node.num("network_bandwidth")?,
+                nodes: cluster.num("nodes")?,
+                gpu_hour_price: cluster.num("gpu_hour_price"),
+            },
+            law: match law.sym("form")? {
+                "hoffmann" => Law::Hoffmann {
+                    e: law.num("E")?,
+                    a: law.num("A")?,
+                    b: law.num("B")?,
+                    alpha: law.num("alpha")?,
+                    beta: law.num("beta")?,
+                },
+                _ => Law::Kaplan {
+                    n_c: law.num("n_c")?,
+                    d_c: law.num("d_c")?,
+                    alpha_n: law.num("alpha_n")?,
+                    alpha_d: law.num("alpha_d")?,
+                },
+            },
+            law_name: law.preset.clone().unwrap_or_else(|| "law".into()),
+            objective: match objective.kind.as_str() {
+                "chinchilla" => Objective::Chinchilla,
+                "fixed" => Objective::Fixed,
+                _ => Objective::InferenceAware {
+                    serve_tokens: objective.num("serve_tokens")?,
+                },
+            },
+            sources,
+        })
+    }
+
+    pub fn world(&self) -> f64 {
+        self.hardware.nodes * self.hardware.gpus_per_node
+    }
+
+    /// Sequences per micro-batch × micro-batches per data-parallel rank = the global batch.
+    pub fn seq_len(&self) -> f64 {
+        self.shape.seq_len
+    }
+
+    /// Micro-batches each data-parallel rank runs per optimizer step.
+    pub fn micro_batches(&self) -> f64 {
+        self.parallel.accumulation
+    }
+
+    pub fn steps(&self) -> f64 {
+        (self.tokens / self.batch_tokens).ceil()
+    }
+
+    /// Dense peak FLOP/s of the GPU for the precision's matrix multiplies.
+    pub fn peak_flops(&self) -> Option<f64> {
+        let h = &self.hardware;
+        match self.precision {
+            Precision::Fp32 => h.peak_fp32,
+            Precision::Bf16Mixed => h.peak_bf16,
+            Precision::Fp16Mixed => h.peak_fp16,
+            Precision::Fp8Mixed => h.peak_fp8,
+        }
+    }
+
+    /// Bytes of one activation or gradient element: fp32 runs keep them in fp32, mixed
+    /// precision in 16 bits (fp8 runs cast only GEMM inputs to fp8; what is stored stays bf16).
+    pub fn activation_bytes(&self) -> f64 {
+        if self.precision == Precision::Fp32 {
+            4.0
+        } else {
+            2.0
+        }
+    }
+
+    /// Layers on each pipeline stage, first to last.
+    pub fn stage_layers(&self) -> Vec<f64> {
+        let p = self.parallel.pipeline as usize;
+        let (first, last) = (
+            self.parallel.first_stage_layers,
+            self.parallel.last_stage_layers,
+        );
+        let fixed = first.unwrap_or(0.0) + last.unwrap_or(0.0);
+        let middle = p - first.is_some() as usize - last.is_some() as usize;
+        let each = if middle > 0 {
+            (self.shape.layers - fixed) / middle as f64
+        } else {
+            0.0
+        };
+        (0..p)
+            .map(|i| match (i, first, last) {
+                (0, Some(f), _) => f,
+                (i, _, Some(l)) if i == p - 1 => l,
+                _ => each,
+            })
+            .collect()
+    }
+
+    /// Parameters on each pipeline stage, first to last: its layers, the embedding (and
+    /// learned positions) on the first, the final norm and the output projection on the
+    /// last — its own matrix when untied, and a copy of the embedding on the last stage when
+    /// tied across stages (Megatron-LM's shared embedding).
+    pub fn stage_params(&self) -> Vec<f64> {
+        let m = &self.shape;
+        let norm = if m.layernorm { 2.0 } else { 1.0 } * m.hidden;
+        let per_layer = (self.params.non_embedding - norm) / m.layers;
+        let embedding = m.vocab * m.hidden;
+        let positions = if m.learned_positions {
+            m.seq_len * m.hidden
+        } else {
+            0.0
+        };
+        let stages = self.stage_layers();
+        let p = stages.len();
+        stages
+            .iter()
+            .enumerate()
+            .map(|(i, layers)| {
+                let (first, last) = (i == 0, i == p - 1);
+                let mut params = layers * per_layer;
+                if first {
+                    params += embedding + positions;
+                }
+                if last {
+                    params += norm;
+                    if !m.tied_embeddings || !first {
+                        params += embedding;
+                    }
+                }
+                params
+            })
+            .collect()
+    }
+
+    /// One layer's parameters (attention, feed-forward, norms).
+    pub fn layer_params(&self) -> f64 {
+        let norm = if self.shape.layernorm { 2.0 } else { 1.0 } * self.shape.hidden;
+        (self.params.non_embedding - norm) / self.shape.layers
+    }
+}

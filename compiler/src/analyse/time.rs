@@ -1,0 +1,161 @@
+//! Step time, throughput, MFU, wall clock and cost.
+
+use super::comm::Communication;
+use super::flops::TrainingFlops;
+use super::memory::LayerActivations;
+use super::setup::{Recompute, Setup};
+use serde::Serialize;
+
+/// The fraction of the dense peak that large bf16 matrix multiplies reach, per GPU family:
+/// the "maximum achievable matmul FLOP/s" measured by Bekman's mamf-finder over many shapes
+/// (stas00/ml-engineering, compute/accelerator/README.md; published.yaml hw.measured_efficiency):
+/// A100 SXM 0.869, H100 SXM 0.803, B200 0.776, MI300X 0.514. Volta has no measurement there;
+/// it takes Ampere's value, a documented assumption.
+pub fn matmul_efficiency(arch: &str) -> f64 {
+    match arch {
+        "ampere" | "volta" => 0.869,
+        "hopper" => 0.803,
+        "blackwell" => 0.776,
+        _ => 0.514,
+    }
+}
+
+/// The share of a layer's time that goes to matrix multiplies; the rest (norms, activation
+/// functions, softmax, rotary embeddings, residual adds, dropout, optimizer kernels) is
+/// memory-bound. Each element the layer stores as an activation is written once and read
+/// once in the forward, and its gradient written and read once in the backward
+/// (Korthikanti et al. 2022's inventory of stored tensors): 4 passes over the stored bytes
+/// at the GPU's HBM bandwidth.
+pub const MEMORY_PASSES_PER_ACTIVATION: f64 = 4.0;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Throughput {
+    pub step_time_s: f64,
+    /// Matrix-multiply time of the slowest pipeline stage, at peak × matmul efficiency.
+    pub compute_s: f64,
+    /// Memory-bound element-wise time of that stage.
+    pub memory_bound_s: f64,
+    /// Pipeline bubble: (p − 1)/m of the compute, (p − 1)/(v·m) interleaved.
+    pub bubble_fraction: f64,
+    pub bubble_s: f64,
+    /// Communication on the critical path (tensor and pipeline all of it; data what the
+    /// backward of the last micro-batch does not hide).
+    pub exposed_communication_s: f64,
+    pub tokens_per_s: f64,
+    /// Model FLOPs / (step time × GPUs × peak).
+    pub mfu: f64,
+    /// Model FLOP/s per GPU, in TFLOP/s.
+    pub tflops_per_gpu: f64,
+    /// Hardware FLOP/s per GPU (recomputation included), in TFLOP/s.
+    pub hardware_tflops_per_gpu: f64,
+    pub peak_flops: f64,
+    pub matmul_efficiency: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Cost {
+    pub steps: f64,
+    pub wall_clock_s: f64,
+    pub gpu_hours: f64,
+    /// When the cluster declares `gpu_hour_price`.
+    pub usd: Option<f64>,
+}
+
+pub fn analyse(
+    setup: &Setup,
+    flops: &TrainingFlops,
+    comm: &Communication,
+    layer: &LayerActivations,
+) -> Option<(Throughput, Cost)> {
+    let peak = setup.peak_flops()?;
+    let par = &setup.parallel;
+    let efficiency = matmul_efficiency(&setup.hardware.arch);
+    let f = &flops.forward;
+    // Per token of one layer: forward + backward, plus what recomputation runs again.
+    let recompute = match par.recompute {
+        Recompute::Full => f.layer_matmul + f.layer_attention,
+        Recompute::Selective if !par.flash_attention => f.layer_attention,
+        _ => 0.0,
+    };
+    let layer_flops = 3.0 * (f.layer_matmul + f.layer_attention) + recompute;
+    // Tokens each GPU processes per step: its data-parallel share, split by tensor and context.
+    let tokens_per_gpu = setup.batch_tokens / par.data;
+    let sequences_per_gpu = tokens_per_gpu / setup.seq_len();
+    let split = par.tensor * par.context;
+    let stages = setup.stage_layers();
+    let p = stages.len();
+    // What one layer writes for one micro-batch on one GPU, whatever recomputation keeps.
+    let outside = if par.sequence_parallel {
+        layer.outside_tp / par.tensor
+    } else {
+        layer.outside_tp
+    };
+    let scores = if par.flash_attention {
+        0.0
+    } else {
+        layer.scores
+    };
+    let written = outside + (layer.inside_tp + scores) / par.tensor;
+    let stage_time = |i: usize, layers: f64| {
+        let logits = if i == p - 1 { 3.0 * f.logits } else { 0.0 };
+        let matmul = (layers * layer_flops + logits) * tokens_per_gpu / split / (peak * efficiency);
+        // Element-wise passes over the stored activations, once more in a recomputed forward.
+        let passes = MEMORY_PASSES_PER_ACTIVATION
+            + if par.recompute == Recompute::Full {
+                2.0
+            } else {
+                0.0
+            };
+        let memory = layers * passes * written * sequences_per_gpu
+            / par.micro_batch
+            / setup.hardware.hbm_bytes_per_s;
+        (matmul, memory)
+    };
+    let (compute_s, memory_bound_s) = stages
+        .iter()
+        .enumerate()
+        .map(|(i, l)| stage_time(i, *l))
+        .fold((0.0f64, 0.0f64), |acc, x| {
+            if x.0 + x.1 > acc.0 + acc.1 {
+                x
+            } else {
+                acc
+            }
+        });
+    let busy = compute_s + memory_bound_s;
+    let bubble_fraction = (par.pipeline - 1.0) / (par.virtual_stages * setup.micro_batches());
+    let bubble_s = busy * bubble_fraction;
+    // Gradient reduction overlaps the backward of the last micro-batch (bucketed all-reduce
+    // or reduce-scatter as layers finish, as DDP, FSDP and Megatron-LM's --overlap-grad-reduce
+    // do): two thirds of one micro-batch's compute can hide it.
+    let hide = busy / setup.micro_batches() * 2.0 / 3.0;
+    let exposed = comm.tensor.seconds + comm.pipeline.seconds + (comm.data.seconds - hide).max(0.0);
+    let step = busy + bubble_s + exposed;
+    let world = setup.world();
+    let model_flops = flops.model_per_token * setup.batch_tokens;
+    let hardware_flops = flops.hardware_per_token * setup.batch_tokens;
+    let throughput = Throughput {
+        step_time_s: step,
+        compute_s,
+        memory_bound_s,
+        bubble_fraction,
+        bubble_s,
+        exposed_communication_s: exposed,
+        tokens_per_s: setup.batch_tokens / step,
+        mfu: model_flops / (step * world * peak),
+        tflops_per_gpu: model_flops / (step * world) / 1e12,
+        hardware_tflops_per_gpu: hardware_flops / (step * world) / 1e12,
+        peak_flops: peak,
+        matmul_efficiency: efficiency,
+    };
+    let steps = setup.steps();
+    let wall = steps * step;
+    let gpu_hours = wall * world / 3600.0;
+    let cost = Cost {
+        steps,
+        wall_clock_s: wall,
+        gpu_hours,
+        usd: setup.hardware.gpu_hour_price.map(|p| p * gpu_hours),
+    };
+    Some((throughput, cost))
+}
