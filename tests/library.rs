@@ -94,8 +94,11 @@ fn experiments_check_with_only_deserved_warnings() {
         let codes: Vec<&str> = checked.diagnostics.iter().map(|d| d.code.code).collect();
         let name = path.file_stem().unwrap().to_str().unwrap();
         let expected: &[&str] = match name {
-            // 300B tokens for 175B parameters: under-trained by Chinchilla's measure.
-            "gpt3_175b" => &["K-S001"],
+            // 300B tokens for 175B parameters: under-trained by Chinchilla's measure; fp16 on
+            // V100 needs loss scaling (advice).
+            "gpt3_175b" => &["K-S001", "K-H003"],
+            // Trained far past the compute-optimal point without an inference-aware objective.
+            "llama3_8b" | "tiny" => &["K-S002"],
             _ => &[],
         };
         assert_eq!(codes, expected, "{name}:\n{}", common::render(&checked));

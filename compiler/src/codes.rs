@@ -163,9 +163,33 @@ codes! {
         why "Training needs at least one phase with its data mix and schedule."
         example "experiment e { model = tiny, tokens = 1B, … }  # no phase";
     UNDER_TRAINED = "K-S001" "under-trained" Warning
-        what "Fewer than half the training tokens per parameter of Chinchilla's compute-optimal ratio of about 20 (Hoffmann et al. 2022, Table 3)."
-        why "For the same compute, a smaller model trained on more tokens reaches a lower loss; the help line gives the 20:1 model and token count for the declared compute."
+        what "Fewer tokens per parameter than the objective's optimum, by enough to cost more than 0.01 nats of predicted loss: against the compute-optimal N and D of the chosen law (Hoffmann et al. 2022 by default) for `chinchilla` and `fixed`, against Sardana et al.'s optimum for `inference_aware`."
+        why "For the same compute, a smaller model on more tokens reaches a lower loss; the help gives that N and D and the loss difference."
         example "GPT-3 175B on 300B tokens: 1.7 tokens per parameter";
+    OVER_TRAINED = "K-S002" "over-trained" Advice
+        what "More tokens per parameter than the compute-optimal ratio, by enough to cost more than 0.01 nats, without an inference-aware objective."
+        why "Training past the compute-optimal point pays off only when the model then serves many tokens; `objective = inference_aware { serve_tokens = … }` says so and lets kiln check it."
+        example "Llama 3 8B on 15T tokens with objective = fixed";
+    REPEATED_DATA = "K-S003" "repeated-data" Warning
+        what "A source is drawn more times over than its `max_epochs` (4 by default): the phases' tokens × its mix weights against its `unique_tokens`."
+        why "Muennighoff et al. 2023 (Scaling Data-Constrained Language Models) find up to about 4 epochs of repeated data nearly as good as new data, and quickly diminishing returns beyond."
+        example "source wiki { unique_tokens = 3B } drawn for 20B tokens";
+    MEMORY = "K-M001" "out-of-memory" Error
+        what "The most loaded GPU needs more memory than it has: model states by ZeRO stage, activations of the micro-batches in flight, logits and a runtime reserve."
+        why "An out-of-memory error arrives after the job has queued, loaded and compiled; kiln gives the breakdown and the cheapest changes that fit, each with its step-time cost."
+        example "Llama 3 405B with tensor = 8, pipeline = 16 and no sequence parallelism";
+    PRECISION_HARDWARE = "K-H001" "precision-hardware" Error
+        what "A precision the GPU cannot run: bf16 needs Ampere or newer (or CDNA3), fp8 needs Hopper or newer (or CDNA3)."
+        why "The kernels do not exist on older GPUs; frameworks fall back to slow paths or fail at the first matmul."
+        example "precision = bf16_mixed on V100";
+    NO_PEAK = "K-H002" "no-peak" Error
+        what "The GPU preset has no peak FLOP/s for the run's precision, so kiln cannot predict time, MFU or cost."
+        why "kiln will not guess a peak; declare it in the GPU (`peak_bf16 = … TFLOP/s`)."
+        example "gpu g { arch = hopper, memory = 80GB, hbm_bandwidth = 3.35 TB/s } with precision = bf16_mixed";
+    FP16_LOSS_SCALING = "K-H003" "fp16-loss-scaling" Advice
+        what "fp16 mixed precision: its largest value is 65504 and gradients below about 6e-8 flush to zero, so the run needs dynamic loss scaling (kiln's runtime does it; other engines need it enabled)."
+        why "Without loss scaling fp16 gradients underflow and the loss stalls or diverges; bf16 has fp32's range and needs none."
+        example "precision = fp16_mixed";
     UNKNOWN_ALLOW = "K-A001" "unknown-allow" Warning
         what "`allow` or `--allow` names a code that does not exist, or one that is an error (errors cannot be silenced)."
         why "A silencing that does nothing hides nothing, which is worth knowing."

@@ -107,7 +107,7 @@ fn to_codespan(d: &Diagnostic) -> cs::Diagnostic<usize> {
     let severity = match d.severity {
         Severity::Error => cs::Severity::Error,
         Severity::Warning => cs::Severity::Warning,
-        Severity::Advice => cs::Severity::Help,
+        Severity::Advice => cs::Severity::Note,
     };
     let mut labels = Vec::new();
     if let Some((span, label)) = &d.primary {

@@ -43,7 +43,16 @@ impl Checked {
         self.diagnostics.iter().filter(|d| d.is_error()).count()
     }
     pub fn warnings(&self) -> usize {
-        self.diagnostics.len() - self.errors()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
+    }
+    pub fn advice(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Advice)
+            .count()
     }
     /// The experiments among the declarations.
     pub fn experiments(&self) -> impl Iterator<Item = &Resolved> {
@@ -80,6 +89,12 @@ fn compile(program: Program, mut diags: Vec<Diagnostic>, allow: &[String]) -> Ch
         let kind = schema::kind(&decl.record.kind).expect("resolved declarations have known kinds");
         let mut own = derive::derive(&mut decl.record, kind);
         check::check(kind.name, &decl.record, &mut own);
+        // The analyses' checks need a consistent experiment: skip them after any error.
+        if kind.name == "experiment" && !own.iter().chain(diags.iter()).any(Diagnostic::is_error) {
+            if let Some((setup, analysis)) = analyse::analyse(&decl.record) {
+                check::perf::check(&decl.record, &setup, &analysis, &mut own);
+            }
+        }
         if let Some(Value::List(items)) = decl.record.slot("allow").map(|s| &s.value) {
             let span = decl.record.span_of("allow");
             let names = items.iter().filter_map(|v| {

@@ -158,14 +158,17 @@ fn check(
                 }
             }
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-            eprintln!(
-                "{}: {} error{}, {} warning{}",
-                names.join(", "),
-                checked.errors(),
-                if checked.errors() == 1 { "" } else { "s" },
-                checked.warnings(),
-                if checked.warnings() == 1 { "" } else { "s" }
+            let plural =
+                |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+            let mut summary = format!(
+                "{}, {}",
+                plural(checked.errors(), "error"),
+                plural(checked.warnings(), "warning")
             );
+            if checked.advice() > 0 {
+                summary += &format!(", {} advice", checked.advice());
+            }
+            eprintln!("{}: {summary}", names.join(", "));
         }
     }
     if checked.errors() > 0 {

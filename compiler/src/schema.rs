@@ -336,7 +336,7 @@ pub const PARALLEL: &[FieldSpec] = &[
     ),
     f(
         "recompute",
-        Ty::Enum(&["none", "selective", "full"]),
+        Ty::Enum(&["none", "selective", "selective_op", "full"]),
         Value(Const::Sym("none")),
     ),
     f("sequence_parallel", Ty::Bool, Value(Const::Bool(false))),

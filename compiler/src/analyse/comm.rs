@@ -29,6 +29,12 @@ pub struct Communication {
     pub pipeline: Traffic,
 }
 
+/// The share of a link's bandwidth NCCL collectives reach: an all-reduce inside an A100 node
+/// measures 235 GB/s of bus bandwidth on 300 GB/s NVLink (stas00/ml-engineering
+/// network/README.md; published.yaml hw.measured_efficiency). Applied to every link, for
+/// want of a measurement of the others.
+pub const COLLECTIVE_EFFICIENCY: f64 = 235.0 / 300.0;
+
 /// A ring all-reduce sends 2(n−1)/n of the buffer from every member (Patarasuk & Yuan 2009);
 /// a reduce-scatter or an all-gather sends (n−1)/n.
 fn ring(n: f64) -> f64 {
@@ -53,9 +59,12 @@ pub fn analyse(setup: &Setup) -> Communication {
         _ if span <= hw.gpus_per_node => Link::Nvlink,
         _ => Link::Network,
     };
-    let bandwidth = |l: Link| match l {
-        Link::Nvlink => hw.nvlink_bytes_per_s,
-        _ => hw.network_bytes_per_s,
+    let bandwidth = |l: Link| {
+        COLLECTIVE_EFFICIENCY
+            * match l {
+                Link::Nvlink => hw.nvlink_bytes_per_s,
+                _ => hw.network_bytes_per_s,
+            }
     };
     let traffic = |bytes: f64, l: Link| Traffic {
         bytes,

@@ -64,6 +64,7 @@ pub fn training(setup: &Setup) -> TrainingFlops {
         // FlashAttention's backward recomputes the scores anyway (Dao et al. 2022, Sec. 3.1),
         // so selective recompute adds nothing on top of it; without it, the scores' forward.
         Recompute::Selective => layers * f.layer_attention,
+        Recompute::SelectiveOp => layers * selective_op_recomputed(setup),
         Recompute::Full => layers * layer,
     };
     TrainingFlops {
@@ -71,4 +72,13 @@ pub fn training(setup: &Setup) -> TrainingFlops {
         model_per_token,
         hardware_per_token: model_per_token + recomputed,
     }
+}
+
+/// Forward FLOPs per token that torchtitan's op-level policy recomputes: the matmuls whose
+/// outputs it does not keep (wk, wo, and w3 for gated MLPs or w2 otherwise).
+pub fn selective_op_recomputed(setup: &Setup) -> f64 {
+    let m = &setup.shape;
+    let q_width = m.heads * m.head_dim;
+    let kv_width = m.kv_heads * m.head_dim;
+    2.0 * (m.hidden * kv_width + q_width * m.hidden + m.hidden * m.ffn_hidden)
 }

@@ -75,6 +75,22 @@ pub fn layer_activations(setup: &Setup) -> LayerActivations {
         // parallelism it is sharded.
         Recompute::Full => sb * h * e / if par.sequence_parallel { t } else { 1.0 },
         Recompute::Selective => outside + inside_tp / t,
+        Recompute::SelectiveOp => {
+            // torchtitan's policy (torchtitan/models/llama3/parallelize.py, _save_list): the
+            // layer's input, attention's output, and every other matmul's output in the order
+            // wq, wk, wv, wo, w1, (w3,) w2 — wq, wv, w1 and (gated) w2 or (not gated) w1's
+            // neighbour: the column-parallel ones split by tensor.
+            let saved_sharded = q_width + q_width + kv_width + f;
+            let saved_full = if m.gated_ffn { h } else { 0.0 };
+            let replicated = h + saved_full;
+            sb * e
+                * (saved_sharded / t
+                    + if par.sequence_parallel {
+                        replicated / t
+                    } else {
+                        replicated
+                    })
+        }
         Recompute::None if par.flash_attention => outside + inside_tp / t,
         Recompute::None => outside + (inside_tp + scores) / t,
     };
@@ -127,9 +143,12 @@ pub fn analyse(setup: &Setup) -> Memory {
     let layer = layer_activations(setup);
     let e = setup.activation_bytes();
     let sb = m.seq_len / par.context * par.micro_batch;
-    // Logits in 16 bits and their fp32 copy for the loss (Korthikanti et al. Sec. 4.3 counts
-    // the cross-entropy in fp32: 4sbv/t), split by tensor over the vocabulary.
-    let logits = sb * m.vocab * (e + 4.0) / par.tensor;
+    // The loss at its peak, in the backward of the cross-entropy: the 16-bit logits, their
+    // fp32 copy, fp32 log-probabilities and their fp32 gradient (PyTorch's cross_entropy on
+    // upcast logits, as torchtitan computes it; Korthikanti et al. Sec. 4.3 count only the
+    // fp32 softmax, 4sbv/t, for Megatron-LM's fused kernel), split by tensor over the
+    // vocabulary.
+    let logits = sb * m.vocab * (e + 12.0) / par.tensor;
     let m_batches = setup.micro_batches();
     let mut best: Option<Memory> = None;
     for (i, &layers) in stages.iter().enumerate() {

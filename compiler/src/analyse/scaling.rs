@@ -51,6 +51,20 @@ impl Law {
         }
     }
 
+    /// The compute for which `n` parameters are compute-optimal (inverts `compute_optimal`).
+    pub fn compute_for_optimal_params(&self, n: f64) -> f64 {
+        let (mut lo, mut hi) = (1e10f64.ln(), 1e32f64.ln());
+        for _ in 0..200 {
+            let mid = (lo + hi) / 2.0;
+            if self.compute_optimal(mid.exp()).0 < n {
+                lo = mid
+            } else {
+                hi = mid
+            }
+        }
+        ((lo + hi) / 2.0).exp()
+    }
+
     /// Tokens N parameters need to reach `loss`, if they can.
     pub fn tokens_for_loss(&self, n: f64, loss: f64) -> Option<f64> {
         match *self {

@@ -14,7 +14,11 @@ pub enum Precision {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Recompute {
     None,
+    /// Korthikanti et al. 2022: recompute the attention scores' block only.
     Selective,
+    /// torchtitan's op-level selective checkpointing: keep every other matmul's output and
+    /// attention's output, recompute the rest of the layer.
+    SelectiveOp,
     Full,
 }
 
@@ -154,6 +158,7 @@ impl Setup {
                 recompute: match par.sym("recompute")? {
                     "none" => Recompute::None,
                     "selective" => Recompute::Selective,
+                    "selective_op" => Recompute::SelectiveOp,
                     _ => Recompute::Full,
                 },
                 sequence_parallel: par.bool("sequence_parallel")?,

@@ -1,12 +1,12 @@
-//! Checks that need no performance model: data mix, phases, topology, batch, vocabulary,
-//! and the Chinchilla tokens-per-parameter ratio.
+//! Checks: those that need no performance model (data mix, phases, topology, batch,
+//! vocabulary) and, in perf.rs, those on the analyses (scaling, memory, precision).
 //! Each file holds the checks of one area; each check's code and docs live in codes.rs.
 
 mod batch;
 mod law;
 mod mix;
+pub mod perf;
 mod phases;
-mod scaling;
 mod topology;
 mod vocab;
 
@@ -23,7 +23,6 @@ pub fn check(kind: &str, record: &Record, out: &mut Vec<Diagnostic>) {
             topology::check(record, out);
             batch::check(record, out);
             vocab::check(record, out);
-            scaling::check(record, out);
             if let Some(law) = record.record("law") {
                 law::check(law, out);
             }
