@@ -193,6 +193,10 @@ pub fn quantity(literal: &str, unit_word: Option<&str>) -> Result<(f64, Dim), Un
 pub fn show(value: f64, dim: Dim) -> String {
     let counted = |v: f64| -> String {
         let a = v.abs();
+        // Shapes and sizes (hidden 12288, vocab 128256) read best exactly.
+        if v.fract() == 0.0 && a < 1e7 {
+            return format!("{v}");
+        }
         let (div, suffix) = if a >= 1e12 {
             (1e12, "T")
         } else if a >= 1e9 {
