@@ -1,5 +1,6 @@
 //! Benchmarks of `kiln check`: parse + resolve + derive + check in process, and the whole
-//! `kiln check experiments/llama3_405b.kiln` process (target: under 20 ms median).
+//! `kiln check experiments/llama3_405b.kiln` process (target: under 20 ms median), and
+//! `kiln explain` in process and as a whole process (target: under 30 ms median).
 //! Run with `cargo bench -p kiln --bench check`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -25,6 +26,28 @@ fn bench(c: &mut Criterion) {
             let checked =
                 kiln::check_paths(std::slice::from_ref(&file), &kiln::load::FsLoader, &[]).unwrap();
             assert_eq!(checked.errors(), 0);
+        })
+    });
+    c.bench_function(
+        "explain llama3_405b (check + analyses + text report)",
+        |b| {
+            b.iter(|| {
+                let checked =
+                    kiln::check_paths(std::slice::from_ref(&file), &kiln::load::FsLoader, &[])
+                        .unwrap();
+                let exp = checked.experiments().next().unwrap();
+                let (setup, analysis) = kiln::analyse::analyse(&exp.record).unwrap();
+                kiln::explain::text(exp, &setup, &analysis)
+            })
+        },
+    );
+    c.bench_function("process: kiln explain experiments/llama3_405b.kiln", |b| {
+        b.iter(|| {
+            let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+                .args(["explain", "experiments/llama3_405b.kiln"])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
         })
     });
     c.bench_function("process: kiln check experiments/llama3_405b.kiln", |b| {
