@@ -313,3 +313,30 @@ fn an_omitted_parallel_block_is_derived() {
     assert_eq!(par.num("data"), Some(8.0));
     assert_eq!(par.num("accumulation"), Some(128.0));
 }
+
+/// Absurd but well-formed sizes end in diagnostics or numbers, never a crash or a hang.
+#[test]
+fn absurd_sizes_do_not_crash() {
+    for (from, to) in [
+        (
+            "model = tiny { seq_len = 256 }",
+            "model = tiny { seq_len = 256, layers = 1000000000000 }",
+        ),
+        (
+            "parallel { tensor = 2, data = auto }",
+            "parallel { tensor = 2, pipeline = 1000000000000, data = auto }",
+        ),
+        (
+            "model = tiny { seq_len = 256 }",
+            "model = tiny { seq_len = 256, hidden = 4000000000000000, heads = 4000000000000000 }",
+        ),
+        ("tokens = 40M", "tokens = 1e300"),
+    ] {
+        let text = BASE.replace(from, to);
+        let checked = inline(&text);
+        let exp = checked.experiments().next();
+        if let Some((setup, analysis)) = exp.and_then(|e| kiln::analyse::analyse(&e.record)) {
+            kiln::explain::text(exp.unwrap(), &setup, &analysis);
+        }
+    }
+}

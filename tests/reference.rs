@@ -289,3 +289,26 @@ fn explain_json_has_the_documented_paths() {
     num(&ia, "scaling.inference_aware.optimal_params");
     num(&ia, "scaling.inference_aware.optimal_tokens");
 }
+
+/// Cost appears when the cluster declares a price: GPU-hours × price.
+#[test]
+fn cost_from_a_declared_price() {
+    let text = std::fs::read_to_string(common::root().join("experiments/llama3_405b.kiln"))
+        .unwrap()
+        .replace(
+            "cluster = llama3_24k { nodes = 1024 }",
+            "cluster = llama3_24k { nodes = 1024, gpu_hour_price = 2 USD }",
+        );
+    let v = explain_text("experiments/priced.kiln", &text);
+    let gpu_hours = num(&v, "cost.gpu_hours");
+    assert!((num(&v, "cost.usd") - 2.0 * gpu_hours).abs() < 1e-6 * gpu_hours);
+    // 929,833 steps × step time × 8,192 GPUs / 3600.
+    let steps = num(&v, "cost.steps");
+    assert_eq!(steps, (15.6e12f64 / 16777216.0).ceil());
+    within(
+        "GPU-hours",
+        gpu_hours,
+        steps * num(&v, "throughput.step_time_s") * 8192.0 / 3600.0,
+        1e-9,
+    );
+}

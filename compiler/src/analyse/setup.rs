@@ -3,6 +3,10 @@
 use crate::ir::Record;
 use crate::model::{ModelShape, ParamCount};
 
+/// More pipeline stages than any run has used by orders of magnitude; above it kiln does
+/// not analyse (the per-stage lists would be absurd).
+pub const MAX_PIPELINE_STAGES: f64 = 100_000.0;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
     Fp32,
@@ -117,6 +121,11 @@ impl Setup {
         let model = exp.record("model")?;
         let shape = ModelShape::from_record(model)?;
         let par = exp.record("parallel")?;
+        // Stages are listed one by one: refuse sizes no cluster has (their other checks
+        // already report what is wrong with them).
+        if par.num("pipeline")? > MAX_PIPELINE_STAGES || par.num("pipeline")? > shape.layers {
+            return None;
+        }
         let cluster = exp.record("cluster")?;
         let node = cluster.record("node")?;
         let gpu = node.record("gpu")?;
