@@ -190,6 +190,14 @@ codes! {
         what "fp16 mixed precision: its largest value is 65504 and gradients below about 6e-8 flush to zero, so the run needs dynamic loss scaling (kiln's runtime does it; other engines need it enabled)."
         why "Without loss scaling fp16 gradients underflow and the loss stalls or diverges; bf16 has fp32's range and needs none."
         example "precision = fp16_mixed";
+    NO_TOKENIZER = "K-L001" "no-tokenizer" Error
+        what "`kiln plan`, `kiln emit` and `kiln run` need a tokenizer to encode the sources, and the experiment declares none."
+        why "The data steps train and apply a tokenizer; without one there is nothing to encode the text with."
+        example "experiment e { … }  # no tokenizer = bpe { vocab = … }";
+    CANNOT_EXPRESS = "K-E001" "target-cannot-express" Warning
+        what "`kiln emit` for a target (Megatron-LM, torchtitan, DeepSpeed, Kubernetes) that has no way to express something the experiment declares; the message says what and what the emitted file does instead."
+        why "Engines silently ignore or approximate what they do not support; kiln says so instead of dropping it."
+        example "kiln emit --target deepspeed for an experiment with tensor = 8";
     UNKNOWN_ALLOW = "K-A001" "unknown-allow" Warning
         what "`allow` or `--allow` names a code that does not exist, or one that is an error (errors cannot be silenced)."
         why "A silencing that does nothing hides nothing, which is worth knowing."

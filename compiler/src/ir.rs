@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 /// Where a value came from.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "from", content = "detail", rename_all = "snake_case")]
 pub enum Provenance {
     /// Written in the experiment (or in the declaration being checked).

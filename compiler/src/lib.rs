@@ -14,10 +14,12 @@ pub mod check;
 pub mod codes;
 pub mod derive;
 pub mod diagnostic;
+pub mod emit;
 pub mod explain;
 pub mod ir;
 pub mod load;
 pub mod model;
+pub mod plan;
 pub mod report;
 pub mod resolve;
 pub mod schema;
@@ -153,4 +155,38 @@ fn allowed_codes<'a>(
         diags.push(d);
     }
     out
+}
+
+/// Checks a file and lowers each of its experiments into a run plan. Plans are made only
+/// when the check found no errors; an experiment without a tokenizer is K-L001.
+pub fn plan_paths(
+    paths: &[PathBuf],
+    loader: &dyn SourceLoader,
+    allow: &[String],
+) -> Result<(Checked, Vec<(String, plan::RunPlan)>), String> {
+    let mut checked = check_paths(paths, loader, allow)?;
+    let mut plans = Vec::new();
+    if checked.errors() > 0 {
+        return Ok((checked, plans));
+    }
+    let mut extra = Vec::new();
+    for exp in checked.experiments() {
+        if exp.record.record("tokenizer").is_none() {
+            let mut d = Diagnostic::new(codes::NO_TOKENIZER, format!("experiment `{}` declares no tokenizer", exp.name))
+                .help("declare one: `tokenizer = bpe { vocab = … }` (or `unigram`), matching the model's vocab");
+            if let Some(span) = exp.record.span {
+                d = d.at(span, "no `tokenizer` here");
+            }
+            extra.push(d);
+            continue;
+        }
+        if let Some((setup, analysis)) = analyse::analyse(&exp.record) {
+            if let Some(p) = plan::lower(exp, &setup, &analysis) {
+                plans.push((exp.name.clone(), p));
+            }
+        }
+    }
+    checked.diagnostics.extend(extra);
+    diagnostic::sort(&mut checked.diagnostics);
+    Ok((checked, plans))
 }

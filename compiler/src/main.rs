@@ -51,6 +51,34 @@ enum Command {
         #[arg(long, value_name = "CODE")]
         allow: Vec<String>,
     },
+    /// Lower an experiment into its run plan (JSON): the only input of the runtime.
+    Plan {
+        file: PathBuf,
+        /// Write the plan here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[arg(long, value_name = "CODE")]
+        allow: Vec<String>,
+    },
+    /// Print the JSON Schema of the run plan.
+    Schema,
+    /// Draw the step graph of an experiment.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Render launch files for a target into a directory: local, slurm, kubernetes,
+    /// megatron, torchtitan, deepspeed.
+    Emit {
+        file: PathBuf,
+        #[arg(long)]
+        target: String,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, value_name = "CODE")]
+        allow: Vec<String>,
+    },
     /// List every diagnostic code; `--markdown` prints docs/diagnostics.md.
     Codes {
         #[arg(long)]
@@ -62,6 +90,12 @@ enum Command {
 enum Format {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -79,6 +113,12 @@ enum Color {
 }
 
 fn main() -> ExitCode {
+    // Die quietly when the reader of our output goes away (`kiln plan … | head`), as Unix
+    // tools do, instead of panicking on a write to a closed pipe.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Check {
@@ -94,6 +134,26 @@ fn main() -> ExitCode {
             format,
             allow,
         } => explain(&file, format, &allow),
+        Command::Plan {
+            file,
+            output,
+            allow,
+        } => plan(&file, output.as_deref(), &allow),
+        Command::Schema => {
+            let schema = schemars::schema_for!(kiln::plan::RunPlan);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("schema serialises")
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Graph { file, format } => graph(&file, format),
+        Command::Emit {
+            file,
+            target,
+            output,
+            allow,
+        } => emit(&file, &target, &output, &allow),
         Command::Codes { markdown } => {
             if markdown {
                 print!("{}", kiln::codes::docs_markdown());
@@ -253,5 +313,150 @@ fn explain(file: &std::path::Path, format: ExplainFormat, allow: &[String]) -> E
         );
         return ExitCode::from(1);
     }
+    ExitCode::SUCCESS
+}
+
+/// Checks and lowers one file; prints its diagnostics. `Err` carries the exit code.
+fn lower(
+    file: &std::path::Path,
+    allow: &[String],
+) -> Result<(kiln::Checked, Vec<(String, kiln::plan::RunPlan)>), ExitCode> {
+    let (checked, plans) = match kiln::plan_paths(&[file.to_path_buf()], &FsLoader, allow) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    eprint!(
+        "{}",
+        kiln::diagnostic::render_text(&checked.program.sources, &checked.diagnostics, color)
+    );
+    if checked.errors() > 0 {
+        return Err(ExitCode::from(1));
+    }
+    if plans.is_empty() {
+        eprintln!("error: `{}` declares no experiment to plan", file.display());
+        return Err(ExitCode::from(1));
+    }
+    Ok((checked, plans))
+}
+
+fn plan(file: &std::path::Path, output: Option<&std::path::Path>, allow: &[String]) -> ExitCode {
+    let (_, plans) = match lower(file, allow) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if plans.len() > 1 {
+        eprintln!(
+            "error: `{}` declares {} experiments; plan one per file",
+            file.display(),
+            plans.len()
+        );
+        return ExitCode::from(1);
+    }
+    let json = serde_json::to_string_pretty(&plans[0].1).expect("plans serialise") + "\n";
+    match output {
+        Some(path) => {
+            if let Err(e) = kiln_write(path, &json) {
+                eprintln!("error: cannot write `{}`: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+        None => print!("{json}"),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes a file whole: to a temporary file beside it, then renamed over it.
+fn kiln_write(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("kiln-tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn graph(file: &std::path::Path, format: GraphFormat) -> ExitCode {
+    let (_, plans) = match lower(file, &[]) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    for (_, p) in &plans {
+        match format {
+            GraphFormat::Dot => print!("{}", kiln::plan::graph::dot(&p.steps)),
+            GraphFormat::Mermaid => print!("{}", kiln::plan::graph::mermaid(&p.steps)),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn emit(
+    file: &std::path::Path,
+    target: &str,
+    output: &std::path::Path,
+    allow: &[String],
+) -> ExitCode {
+    let Some(target) = kiln::emit::Target::parse(target) else {
+        let names: Vec<&str> = kiln::emit::Target::ALL.iter().map(|t| t.name()).collect();
+        eprintln!(
+            "error: unknown target `{target}`; the targets are {}",
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    let (checked, plans) = match lower(file, allow) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if plans.len() > 1 {
+        eprintln!(
+            "error: `{}` declares {} experiments; emit one per file",
+            file.display(),
+            plans.len()
+        );
+        return ExitCode::from(1);
+    }
+    let exp = checked
+        .experiments()
+        .next()
+        .expect("a plan comes from an experiment");
+    let at = |field: &str| {
+        exp.record
+            .span_of(field)
+            .or(exp.record.span)
+            .unwrap_or(kiln::span::Span::new(0, 0, 0))
+    };
+    let (files, diags) = kiln::emit::emit(&plans[0].1, target, &at);
+    let diags: Vec<_> = diags
+        .into_iter()
+        .filter(|d| !allow.iter().any(|a| a == d.code.code || a == d.code.name))
+        .collect();
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    eprint!(
+        "{}",
+        kiln::diagnostic::render_text(&checked.program.sources, &diags, color)
+    );
+    if let Err(e) = std::fs::create_dir_all(output) {
+        eprintln!("error: cannot create `{}`: {e}", output.display());
+        return ExitCode::from(2);
+    }
+    for f in &files {
+        let path = output.join(&f.path);
+        if let Err(e) = kiln_write(&path, &f.text) {
+            eprintln!("error: cannot write `{}`: {e}", path.display());
+            return ExitCode::from(2);
+        }
+        #[cfg(unix)]
+        if f.executable {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+    eprintln!(
+        "kiln: wrote {} files for {} to {}",
+        files.len(),
+        target.name(),
+        output.display()
+    );
     ExitCode::SUCCESS
 }

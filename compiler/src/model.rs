@@ -4,7 +4,7 @@ use crate::ir::Record;
 use serde::Serialize;
 
 /// The shape of a decoder-only transformer, read from a resolved `model` record.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ModelShape {
     pub layers: f64,
     pub hidden: f64,
@@ -27,7 +27,7 @@ pub struct ModelShape {
 
 /// Parameters, split as Kaplan et al. (2020, Sec. 2.1) split them: embeddings (token and
 /// position tables, and an untied output projection) and everything else.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ParamCount {
     pub total: f64,
     pub embedding: f64,

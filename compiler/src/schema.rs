@@ -391,6 +391,26 @@ pub const QUALITY: &[FieldSpec] = &[
     ),
 ];
 
+/// How often the runtime saves a checkpoint, and how many it keeps.
+pub const CHECKPOINT: &[FieldSpec] = &[
+    f(
+        "every",
+        Ty::Num(Dim::Steps, Count),
+        Value(Const::Num(1000.0)),
+    ),
+    f("keep", COUNT, Value(Const::Num(3.0))),
+];
+
+/// How often the runtime measures held-out loss, and on how many tokens.
+pub const EVAL: &[FieldSpec] = &[
+    f(
+        "every",
+        Ty::Num(Dim::Steps, Count),
+        Value(Const::Num(1000.0)),
+    ),
+    f("tokens", TOKENS, Value(Const::Num(1e6))),
+];
+
 pub const OBJECTIVE: &[VariantSpec] = &[
     VariantSpec {
         name: "chinchilla",
@@ -461,6 +481,8 @@ pub const EXPERIMENT: KindSpec = KindSpec {
         f("dedup", Ty::Block(DEDUP), Optional),
         f("quality", Ty::Block(QUALITY), Optional),
         f("seed", Ty::Num(Dim::Count, Whole), Value(Const::Num(0.0))),
+        f("checkpoint", Ty::Block(CHECKPOINT), Value(Const::Empty)),
+        f("eval", Ty::Block(EVAL), Value(Const::Empty)),
         f("allow", Ty::List(&Ty::Str), Value(Const::Empty)),
         f("world", COUNT, Derived),
     ],

@@ -4,7 +4,7 @@ use serde::Serialize;
 use std::fmt;
 
 /// The dimension of a quantity. A bare number is a `Count`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Dim {
     Count,

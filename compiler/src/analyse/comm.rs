@@ -3,7 +3,7 @@
 use super::setup::{Recompute, Setup};
 use serde::Serialize;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Link {
     /// No traffic (the dimension has size 1).
@@ -15,14 +15,14 @@ pub enum Link {
 }
 
 /// Bytes one GPU sends in a dimension per optimizer step, and how long they take on its link.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Traffic {
     pub bytes: f64,
     pub link: Link,
     pub seconds: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Communication {
     pub data: Traffic,
     pub tensor: Traffic,

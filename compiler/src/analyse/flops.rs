@@ -5,7 +5,7 @@ use super::setup::{Recompute, Setup};
 use serde::Serialize;
 
 /// Forward-pass FLOPs per token, split the way recomputation treats them.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ForwardFlops {
     /// Weight matrix multiplies of one layer: 2 FLOPs per weight per token.
     pub layer_matmul: f64,
@@ -18,7 +18,7 @@ pub struct ForwardFlops {
 }
 
 /// Training FLOPs per token of the whole model.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TrainingFlops {
     pub forward: ForwardFlops,
     /// Forward + backward (backward = 2 × forward, Kaplan et al. 2020 Sec. 2.1):

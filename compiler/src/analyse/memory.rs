@@ -28,7 +28,7 @@ pub fn bytes_per_param(precision: Precision) -> (f64, f64, f64) {
 /// Activation bytes of one transformer layer for one micro-batch, generalising Korthikanti
 /// et al. 2022 (Sec. 4.1, Eqs. 1–6, Table 2) from GPT (MHA, 4h GeLU MLP, dropout, 16-bit)
 /// to GQA, SwiGLU, any activation width, dropout or not, and FlashAttention.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LayerActivations {
     /// Tensors outside the tensor-parallel regions (norm inputs, the inputs of the QKV and
     /// first MLP projections, dropout masks): replicated across tensor ranks unless
@@ -102,7 +102,7 @@ pub fn layer_activations(setup: &Setup) -> LayerActivations {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PerGpu {
     pub weights: f64,
     pub gradients: f64,
@@ -113,7 +113,7 @@ pub struct PerGpu {
     pub total: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Memory {
     /// The most loaded GPU (largest total): which pipeline stage it is on.
     pub stage: usize,

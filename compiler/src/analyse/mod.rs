@@ -12,7 +12,7 @@ use crate::ir::Record;
 use serde::Serialize;
 use setup::Setup;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ModelNumbers {
     pub params: f64,
     pub params_non_embedding: f64,
@@ -24,7 +24,7 @@ pub struct ModelNumbers {
 }
 
 /// Everything `kiln explain` reports, with the field paths its JSON promises.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Analysis {
     pub model: ModelNumbers,
     pub scaling: scaling::Scaling,
@@ -36,13 +36,13 @@ pub struct Analysis {
 }
 
 /// `communication.per_step.{data,tensor,pipeline}` in bytes, and the detail per dimension.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CommunicationReport {
     pub per_step: PerStep,
     pub detail: comm::Communication,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PerStep {
     pub data: f64,
     pub tensor: f64,

@@ -140,7 +140,7 @@ fn bisect_log(ok: impl Fn(f64) -> bool, lo: f64, hi: f64) -> Option<f64> {
     Some(b.exp())
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Optimum {
     pub optimal_params: f64,
     pub optimal_tokens: f64,
@@ -148,7 +148,7 @@ pub struct Optimum {
     pub loss: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SourceEpochs {
     pub source: String,
     pub drawn_tokens: f64,
@@ -157,7 +157,7 @@ pub struct SourceEpochs {
     pub max_epochs: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Scaling {
     pub law: String,
     pub tokens: f64,

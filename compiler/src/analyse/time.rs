@@ -35,7 +35,7 @@ pub fn matmul_efficiency(arch: &str) -> f64 {
 /// at the GPU's HBM bandwidth.
 pub const MEMORY_PASSES_PER_ACTIVATION: f64 = 4.0;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Throughput {
     pub step_time_s: f64,
     /// Matrix-multiply time of the slowest pipeline stage, at peak × matmul efficiency.
@@ -59,7 +59,7 @@ pub struct Throughput {
     pub matmul_efficiency: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Cost {
     pub steps: f64,
     pub wall_clock_s: f64,

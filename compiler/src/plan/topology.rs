@@ -1,0 +1,96 @@
+//! Rank placement and process groups, in Megatron-LM's order.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+/// Where one rank runs and its coordinate in every parallel dimension.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct Rank {
+    pub rank: u32,
+    pub node: u32,
+    pub local_rank: u32,
+    pub tensor: u32,
+    pub context: u32,
+    pub data: u32,
+    pub pipeline: u32,
+}
+
+/// The ranks of every group of each dimension; each dimension's groups partition the world.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct Groups {
+    pub tensor: Vec<Vec<u32>>,
+    pub context: Vec<Vec<u32>>,
+    pub data: Vec<Vec<u32>>,
+    pub pipeline: Vec<Vec<u32>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct Topology {
+    pub world: u32,
+    pub nodes: u32,
+    pub gpus_per_node: u32,
+    pub tensor: u32,
+    pub context: u32,
+    pub data: u32,
+    pub pipeline: u32,
+    pub virtual_stages: u32,
+    /// Layers on each pipeline stage, first to last.
+    pub stage_layers: Vec<u32>,
+    pub ranks: Vec<Rank>,
+    pub groups: Groups,
+}
+
+/// Places ranks as Megatron-LM's parallel_state does with its default order "tp-cp-ep-dp-pp":
+/// rank = tensor + t·(context + c·(data + d·pipeline)). Tensor groups are runs of t
+/// consecutive ranks, so they stay inside a node whenever t divides the GPUs per node;
+/// ranks fill nodes in order (node = rank / gpus_per_node).
+pub fn place(
+    nodes: u32,
+    gpus_per_node: u32,
+    t: u32,
+    c: u32,
+    d: u32,
+    p: u32,
+    virtual_stages: u32,
+    stage_layers: Vec<u32>,
+) -> Topology {
+    let world = t * c * d * p;
+    let ranks: Vec<Rank> = (0..world)
+        .map(|rank| Rank {
+            rank,
+            node: rank / gpus_per_node,
+            local_rank: rank % gpus_per_node,
+            tensor: rank % t,
+            context: rank / t % c,
+            data: rank / (t * c) % d,
+            pipeline: rank / (t * c * d),
+        })
+        .collect();
+    // Every group: the ranks that share all coordinates but one, in order of that one.
+    let group = |key: &dyn Fn(&Rank) -> (u32, u32, u32)| {
+        let mut groups: std::collections::BTreeMap<(u32, u32, u32), Vec<u32>> = Default::default();
+        for r in &ranks {
+            groups.entry(key(r)).or_default().push(r.rank);
+        }
+        groups.into_values().collect::<Vec<_>>()
+    };
+    let groups = Groups {
+        tensor: group(&|r| (r.pipeline, r.data, r.context)),
+        context: group(&|r| (r.pipeline, r.data, r.tensor)),
+        data: group(&|r| (r.pipeline, r.context, r.tensor)),
+        pipeline: group(&|r| (r.data, r.context, r.tensor)),
+    };
+    Topology {
+        world,
+        nodes,
+        gpus_per_node,
+        tensor: t,
+        context: c,
+        data: d,
+        pipeline: p,
+        virtual_stages,
+        stage_layers,
+        ranks,
+        groups,
+    }
+}
