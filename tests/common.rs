@@ -35,3 +35,15 @@ pub fn check(paths: &[&Path]) -> kiln::Checked {
 pub fn render(checked: &kiln::Checked) -> String {
     kiln::diagnostic::render_text(&checked.program.sources, &checked.diagnostics, false)
 }
+
+/// Checks and lowers files given relative to the root, as `kiln plan` does.
+pub fn plan(paths: &[&Path]) -> kiln::Checked {
+    std::env::set_current_dir(root()).unwrap();
+    let paths: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| p.strip_prefix(root()).unwrap_or(p).to_path_buf())
+        .collect();
+    kiln::plan_paths(&paths, &kiln::load::FsLoader, &[])
+        .expect("readable")
+        .0
+}

@@ -1,6 +1,7 @@
 //! Benchmarks of `kiln check`: parse + resolve + derive + check in process, and the whole
 //! `kiln check experiments/llama3_405b.kiln` process (target: under 20 ms median), and
-//! `kiln explain` in process and as a whole process (target: under 30 ms median).
+//! `kiln explain` in process and as a whole process (target: under 30 ms median), and the
+//! whole `kiln plan` process for 8,192 ranks (target: under 200 ms median).
 //! Run with `cargo bench -p kiln --bench check`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -50,6 +51,18 @@ fn bench(c: &mut Criterion) {
             assert!(out.status.success());
         })
     });
+    c.bench_function(
+        "process: kiln plan experiments/llama3_405b.kiln (8,192 ranks)",
+        |b| {
+            b.iter(|| {
+                let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+                    .args(["plan", "experiments/llama3_405b.kiln"])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success());
+            })
+        },
+    );
     c.bench_function("process: kiln check experiments/llama3_405b.kiln", |b| {
         b.iter(|| {
             let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
