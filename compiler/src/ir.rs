@@ -190,6 +190,31 @@ impl Record {
         self.named.get(first)?.get(name)?.0.record_at(rest)
     }
 
+    /// Visits every slot depth first, in source order, with its dotted path: a record-valued
+    /// slot before its own fields, named entries after the fields (`phase.main.tokens`).
+    pub fn walk(&self, visit: &mut dyn FnMut(&str, &Slot)) {
+        fn go(record: &Record, path: &mut Vec<String>, visit: &mut dyn FnMut(&str, &Slot)) {
+            for (name, slot) in &record.fields {
+                path.push(name.clone());
+                visit(&path.join("."), slot);
+                if let Value::Record(r) = &slot.value {
+                    go(r, path, visit);
+                }
+                path.pop();
+            }
+            for (kind, entries) in &record.named {
+                for (name, (r, _)) in entries {
+                    path.push(kind.clone());
+                    path.push(name.clone());
+                    go(r, path, visit);
+                    path.pop();
+                    path.pop();
+                }
+            }
+        }
+        go(self, &mut Vec::new(), visit);
+    }
+
     /// Names reachable one step below this record, for suggestions.
     pub fn child_names(&self) -> Vec<&str> {
         self.fields

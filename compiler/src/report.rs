@@ -6,7 +6,16 @@ use crate::units;
 /// One line per value: `path = value    (provenance)`.
 pub fn values(record: &Record) -> String {
     let mut lines = Vec::new();
-    walk(record, &mut Vec::new(), &mut lines);
+    record.walk(&mut |path, slot| {
+        let value = match &slot.value {
+            Value::Record(r) => match &r.preset {
+                Some(p) => format!("{} {p}", r.kind),
+                None => r.kind.clone(),
+            },
+            v => show(v),
+        };
+        lines.push((format!("{path} = {value}"), slot.provenance.to_string()));
+    });
     let width = lines
         .iter()
         .map(|(l, _)| l.chars().count())
@@ -17,39 +26,6 @@ pub fn values(record: &Record) -> String {
         .into_iter()
         .map(|(l, p)| format!("{l:<width$}  ({p})\n"))
         .collect()
-}
-
-fn walk(record: &Record, path: &mut Vec<String>, out: &mut Vec<(String, String)>) {
-    for (name, slot) in &record.fields {
-        path.push(name.clone());
-        match &slot.value {
-            Value::Record(r) => {
-                let what = match &r.preset {
-                    Some(p) => format!("{} {p}", r.kind),
-                    None => r.kind.clone(),
-                };
-                out.push((
-                    format!("{} = {what}", path.join(".")),
-                    slot.provenance.to_string(),
-                ));
-                walk(r, path, out);
-            }
-            v => out.push((
-                format!("{} = {}", path.join("."), show(v)),
-                slot.provenance.to_string(),
-            )),
-        }
-        path.pop();
-    }
-    for (kind, entries) in &record.named {
-        for (name, (r, _)) in entries {
-            path.push(kind.clone());
-            path.push(name.clone());
-            walk(r, path, out);
-            path.pop();
-            path.pop();
-        }
-    }
 }
 
 fn show(v: &Value) -> String {

@@ -270,26 +270,12 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
 /// Every value of the record tree, in the order `kiln check --values` prints them.
 fn values(record: &Record) -> Vec<PlanValue> {
     let mut out = Vec::new();
-    walk(record, &mut Vec::new(), &mut out);
-    out
-}
-
-fn walk(record: &Record, path: &mut Vec<String>, out: &mut Vec<PlanValue>) {
-    for (name, slot) in &record.fields {
-        path.push(name.clone());
+    record.walk(&mut |path, slot| {
         let (value, unit) = match &slot.value {
-            Value::Record(r) => {
-                let what = r.preset.clone().unwrap_or_else(|| r.kind.clone());
-                out.push(PlanValue {
-                    path: path.join("."),
-                    value: json!(what),
-                    unit: None,
-                    provenance: slot.provenance.clone(),
-                });
-                walk(r, path, out);
-                path.pop();
-                continue;
-            }
+            Value::Record(r) => (
+                json!(r.preset.clone().unwrap_or_else(|| r.kind.clone())),
+                None,
+            ),
             Value::Num(v, d) => (json!(v), (*d != crate::units::Dim::Count).then_some(*d)),
             Value::Str(s) | Value::Sym(s) => (json!(s), None),
             Value::Bool(b) => (json!(b), None),
@@ -309,22 +295,13 @@ fn walk(record: &Record, path: &mut Vec<String>, out: &mut Vec<PlanValue>) {
             Value::Pending { .. } | Value::Auto | Value::Invalid => (serde_json::Value::Null, None),
         };
         out.push(PlanValue {
-            path: path.join("."),
+            path: path.to_string(),
             value,
             unit,
             provenance: slot.provenance.clone(),
         });
-        path.pop();
-    }
-    for (kind, entries) in &record.named {
-        for (name, (r, _)) in entries {
-            path.push(kind.clone());
-            path.push(name.clone());
-            walk(r, path, out);
-            path.pop();
-            path.pop();
-        }
-    }
+    });
+    out
 }
 
 /// The step graph: per source ingest → exact dedup → near dedup → quality filter; the
