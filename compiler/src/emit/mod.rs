@@ -77,8 +77,8 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/megatron.sh.j2"),
     ),
     (
-        "torchtitan.toml",
-        include_str!("../../../templates/torchtitan.toml.j2"),
+        "torchtitan.py",
+        include_str!("../../../templates/torchtitan.py.j2"),
     ),
     (
         "deepspeed.json",
@@ -200,8 +200,8 @@ pub fn emit(
         Target::Torchtitan => {
             for (name, ctx) in engines::torchtitan(plan, &mut diags, at) {
                 files.push(File {
-                    path: format!("{name}.toml"),
-                    text: render("torchtitan.toml", &ctx),
+                    path: format!("{name}.py"),
+                    text: render("torchtitan.py", &ctx),
                     executable: false,
                 });
             }
