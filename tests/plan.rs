@@ -252,10 +252,11 @@ fn schedules_in_optimizer_steps() {
     );
 }
 
-/// `kiln emit` for one target into a fresh directory.
-fn emit(path: &str, target: &str) -> (PathBuf, String) {
+/// `kiln emit` for one target into a fresh directory; `tag` keeps the directories of tests
+/// running in parallel apart.
+fn emit(tag: &str, path: &str, target: &str) -> (PathBuf, String) {
     let dir = std::env::temp_dir().join(format!(
-        "kiln-emit-{}-{}-{target}",
+        "kiln-emit-{}-{tag}-{}-{target}",
         std::process::id(),
         Path::new(path).file_stem().unwrap().to_str().unwrap()
     ));
@@ -323,7 +324,7 @@ fn snapshots_of_plans_and_emitted_files() {
             "torchtitan",
             "deepspeed",
         ] {
-            let (dir, stderr) = emit(&path, target);
+            let (dir, stderr) = emit("snapshot", &path, target);
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .unwrap()
                 .map(|e| e.unwrap().path())
@@ -360,7 +361,7 @@ fn emitted_files_are_well_formed() {
             "torchtitan",
             "deepspeed",
         ] {
-            let (dir, _) = emit(&path, target);
+            let (dir, _) = emit("checks", &path, target);
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let f = entry.unwrap().path();
                 let text = std::fs::read_to_string(&f).unwrap();

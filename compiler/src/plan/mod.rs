@@ -143,13 +143,15 @@ pub fn lower(exp: &Resolved, setup: &Setup, analysis: &Analysis) -> Option<RunPl
     let par = &setup.parallel;
     let u = |v: f64| v as u32;
     let topology = topology::place(
-        u(setup.hardware.nodes),
-        u(setup.hardware.gpus_per_node),
-        u(par.tensor),
-        u(par.context),
-        u(par.data),
-        u(par.pipeline),
-        u(par.virtual_stages),
+        topology::Layout {
+            nodes: u(setup.hardware.nodes),
+            gpus_per_node: u(setup.hardware.gpus_per_node),
+            tensor: u(par.tensor),
+            context: u(par.context),
+            data: u(par.data),
+            pipeline: u(par.pipeline),
+            virtual_stages: u(par.virtual_stages),
+        },
         setup.stage_layers().iter().map(|l| *l as u32).collect(),
     );
     let schedule = schedule::build(r, setup, analysis)?;

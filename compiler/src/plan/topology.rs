@@ -40,20 +40,32 @@ pub struct Topology {
     pub groups: Groups,
 }
 
+/// The sizes of a run: nodes, GPUs per node and each parallel dimension.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub nodes: u32,
+    pub gpus_per_node: u32,
+    pub tensor: u32,
+    pub context: u32,
+    pub data: u32,
+    pub pipeline: u32,
+    pub virtual_stages: u32,
+}
+
 /// Places ranks as Megatron-LM's parallel_state does with its default order "tp-cp-ep-dp-pp":
 /// rank = tensor + t·(context + c·(data + d·pipeline)). Tensor groups are runs of t
 /// consecutive ranks, so they stay inside a node whenever t divides the GPUs per node;
 /// ranks fill nodes in order (node = rank / gpus_per_node).
-pub fn place(
-    nodes: u32,
-    gpus_per_node: u32,
-    t: u32,
-    c: u32,
-    d: u32,
-    p: u32,
-    virtual_stages: u32,
-    stage_layers: Vec<u32>,
-) -> Topology {
+pub fn place(layout: Layout, stage_layers: Vec<u32>) -> Topology {
+    let Layout {
+        nodes,
+        gpus_per_node,
+        tensor: t,
+        context: c,
+        data: d,
+        pipeline: p,
+        virtual_stages,
+    } = layout;
     let world = t * c * d * p;
     let ranks: Vec<Rank> = (0..world)
         .map(|rank| Rank {
