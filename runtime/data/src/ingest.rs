@@ -1,0 +1,919 @@
+//! Streaming corpus readers (JSONL, plain text, each optionally zstd-compressed), input
+//! expansion, and the atomic JSONL writer the data steps write their outputs with.
+//!
+//! # Inputs
+//! An input is a file, a directory, or a path whose *file name* contains `*` (any run of
+//! characters, e.g. `data/shard-*.jsonl.zst`; a `*` in a directory part is refused).
+//! [`expand_inputs`] turns the list into files before anything is read: a directory gives
+//! every file under it (recursively) with a known format, a pattern every matching file in
+//! its directory; each in byte order of path, hidden names (starting with `.`, such as the
+//! writer's temporary files) left out, a file named twice read once. A missing path, a
+//! pattern or directory that yields no file, and a named file of unknown format are all
+//! reported together, each naming its path, and nothing is read.
+//!
+//! # Formats (by file name)
+//! - `.jsonl`, `.jsonl.zst`: one JSON object per line; the document is the string in the
+//!   configured top-level field (`text` by default). Blank lines are skipped. A line that is
+//!   not valid UTF-8, not a JSON object, or lacks the field or holds a non-string there is
+//!   *malformed*: counted in [`IngestReport`] with its file, line and reason, and the step
+//!   goes on; with `strict` the iterator yields [`IngestError::Malformed`] and stops.
+//! - `.txt`, `.txt.zst`: the whole file is one document (a plain-text file is usually one
+//!   work — a book, a page — and splitting at blank lines would cut it into fragments too
+//!   short to deduplicate or to train on). A file that is not valid UTF-8 is malformed
+//!   (line 1).
+//!
+//! A `.zst` file may hold several concatenated zstd frames (as `zstd` and `pzstd` write).
+//!
+//! # Memory
+//! [`Ingest`] is an iterator: it holds one open file and one line (or one `.txt` document)
+//! at a time, never the corpus. The malformed-line list keeps the first
+//! [`MAX_MALFORMED_KEPT`] entries; the count covers them all.
+//!
+//! # Documents
+//! [`Document::id`] is `PATH:LINE` — the file's path as expanded from the input (so
+//! relative inputs give machine-independent ids) and the 1-based line; a `.txt` document
+//! is line 1. With [`IngestConfig::id_field`] set (`id` for kiln's own outputs, which
+//! write the original id), a string in that field is the id instead, so ids survive a
+//! chain of steps. Re-reading the same files yields the same documents in the same order,
+//! which the two-pass near-dedup step relies on.
+//!
+//! # Outputs
+//! [`JsonlWriter`] writes `{"id": …, "text": …}` lines to `.jsonl` or `.jsonl.zst` (zstd
+//! level [`ZSTD_LEVEL`]) through a hidden temporary file in the destination's directory,
+//! synced and renamed into place by [`JsonlWriter::finish`]: the destination either does
+//! not exist or is complete. A writer dropped without `finish` removes its temporary file;
+//! one left by a killed process is hidden, so no input expansion picks it up.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// The JSONL field holding the text when none is configured (Dolma's and datatrove's
+/// convention).
+pub const DEFAULT_TEXT_FIELD: &str = "text";
+
+/// How many malformed lines [`IngestReport::malformed`] lists (assumption: enough to see
+/// what is wrong with a file; a corrupt file must not grow the report without bound).
+pub const MAX_MALFORMED_KEPT: usize = 1000;
+
+/// The read buffer per open file (assumption: large enough to amortise system calls).
+const READ_BUFFER_BYTES: usize = 1 << 20;
+
+/// zstd compression level of written `.zst` outputs: zstd's own default.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// One document: a stable id and its text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    /// `PATH:LINE` of the line (or `.txt` file, line 1) it came from.
+    pub id: String,
+    pub text: String,
+}
+
+/// A file format kiln reads, from the file name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// The whole file is one document.
+    Text,
+}
+
+/// An expanded input file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputFile {
+    pub path: PathBuf,
+    pub format: Format,
+    /// Whether it is zstd-compressed (`.zst`).
+    pub zstd: bool,
+}
+
+/// Reads a file name's format: `.jsonl`, `.jsonl.zst`, `.txt`, `.txt.zst`; `None` otherwise.
+pub fn format_of(path: &Path) -> Option<(Format, bool)> {
+    let name = path.file_name()?.to_str()?;
+    let (stem, zstd) = match name.strip_suffix(".zst") {
+        Some(stem) => (stem, true),
+        None => (name, false),
+    };
+    if stem.ends_with(".jsonl") {
+        Some((Format::Jsonl, zstd))
+    } else if stem.ends_with(".txt") {
+        Some((Format::Text, zstd))
+    } else {
+        None
+    }
+}
+
+/// What [`Ingest::open`] reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// Files, directories and `*` patterns (see the module doc).
+    pub inputs: Vec<PathBuf>,
+    /// The top-level JSONL field holding the text.
+    pub text_field: String,
+    /// Fail at the first malformed line instead of counting it.
+    pub strict: bool,
+    /// A JSONL field whose string value, where present, is the document's id instead of
+    /// `PATH:LINE`. The steps after ingest set it to `id` to carry the original ids through
+    /// kiln's own outputs.
+    pub id_field: Option<String>,
+}
+
+impl IngestConfig {
+    /// Reads `inputs` with the default text field, not strict.
+    pub fn new(inputs: Vec<PathBuf>) -> Self {
+        IngestConfig {
+            inputs,
+            text_field: DEFAULT_TEXT_FIELD.to_string(),
+            strict: false,
+            id_field: None,
+        }
+    }
+
+    /// Takes ids from the `id` field of kiln's own outputs (see [`IngestConfig::id_field`]).
+    pub fn with_ids(mut self) -> Self {
+        self.id_field = Some("id".to_string());
+        self
+    }
+}
+
+/// A malformed line: where and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Malformed {
+    pub path: PathBuf,
+    /// 1-based.
+    pub line: u64,
+    pub reason: String,
+}
+
+/// What an ingest read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IngestReport {
+    /// Files opened.
+    pub files: u64,
+    /// Documents yielded.
+    pub docs: u64,
+    /// Malformed lines skipped, all of them.
+    pub malformed_lines: u64,
+    /// The first [`MAX_MALFORMED_KEPT`] of them.
+    pub malformed: Vec<Malformed>,
+}
+
+/// Why an input could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputProblem {
+    /// The path (or a pattern's directory) does not exist.
+    Missing,
+    /// A pattern or directory that yields no file of a known format.
+    NoFiles,
+    /// A named file whose name is not `.jsonl`, `.jsonl.zst`, `.txt` or `.txt.zst`.
+    UnknownFormat,
+    /// `*` outside the file name.
+    PatternInDirectory,
+    /// The directory could not be listed.
+    Unreadable(String),
+}
+
+impl fmt::Display for InputProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputProblem::Missing => write!(f, "does not exist"),
+            InputProblem::NoFiles => write!(
+                f,
+                "holds no .jsonl, .jsonl.zst, .txt or .txt.zst file (hidden names are skipped)"
+            ),
+            InputProblem::UnknownFormat => write!(
+                f,
+                "has an unknown format: expected .jsonl, .jsonl.zst, .txt or .txt.zst"
+            ),
+            InputProblem::PatternInDirectory => {
+                write!(
+                    f,
+                    "has `*` outside the file name; only the file name may hold it"
+                )
+            }
+            InputProblem::Unreadable(e) => write!(f, "cannot be listed: {e}"),
+        }
+    }
+}
+
+/// An ingest or output failure.
+#[derive(Debug)]
+pub enum IngestError {
+    /// Inputs that cannot be read, found before any was read; every one is listed.
+    Inputs(Vec<(PathBuf, InputProblem)>),
+    /// No input given at all.
+    NoInputs,
+    /// A malformed line in strict mode.
+    Malformed(Malformed),
+    /// An IO failure reading or writing a file (a corrupt zstd stream included).
+    Io { path: PathBuf, source: io::Error },
+    /// An output name that is not `.jsonl` or `.jsonl.zst`.
+    OutputFormat(PathBuf),
+}
+
+impl fmt::Display for IngestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IngestError::Inputs(problems) => {
+                for (i, (path, problem)) in problems.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(f)?;
+                    }
+                    write!(f, "input `{}` {problem}", path.display())?;
+                }
+                Ok(())
+            }
+            IngestError::NoInputs => write!(f, "no input given"),
+            IngestError::Malformed(m) => write!(
+                f,
+                "{}:{}: malformed line: {}",
+                m.path.display(),
+                m.line,
+                m.reason
+            ),
+            IngestError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            IngestError::OutputFormat(path) => write!(
+                f,
+                "output `{}` must end in .jsonl or .jsonl.zst",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for IngestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            IngestError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> IngestError + '_ {
+    move |source| IngestError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // Greedy matching with backtracking to the last `*` (linear in practice).
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && p[pi] != '*' && p[pi] == n[ni] {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+/// Every file with a known format under `dir`, recursively, hidden names skipped.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<io::Result<_>>()?;
+    entries.sort();
+    for path in entries {
+        if is_hidden(&path) {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if format_of(&path).is_some() {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Expands inputs into files (see the module doc); every problem is reported at once.
+pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<InputFile>, IngestError> {
+    if inputs.is_empty() {
+        return Err(IngestError::NoInputs);
+    }
+    let mut problems = Vec::new();
+    let mut files = Vec::new();
+    for input in inputs {
+        let name = input.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let parent = input.parent().filter(|p| !p.as_os_str().is_empty());
+        if parent.is_some_and(|p| p.to_string_lossy().contains('*')) {
+            problems.push((input.clone(), InputProblem::PatternInDirectory));
+        } else if name.contains('*') {
+            let dir = parent.unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                problems.push((input.clone(), InputProblem::Missing));
+                continue;
+            }
+            let listed = fs::read_dir(dir).and_then(|rd| {
+                rd.map(|e| e.map(|e| e.path()))
+                    .collect::<io::Result<Vec<PathBuf>>>()
+            });
+            let mut matched: Vec<PathBuf> = match listed {
+                Ok(entries) => entries
+                    .into_iter()
+                    .filter(|p| {
+                        p.is_file()
+                            && !is_hidden(p)
+                            && format_of(p).is_some()
+                            && p.file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(|n| wildcard_match(name, n))
+                    })
+                    // Keep the pattern's spelling of the directory (no `./` added).
+                    .map(|p| match (parent, p.file_name()) {
+                        (Some(parent), Some(n)) => parent.join(n),
+                        (None, Some(n)) => PathBuf::from(n),
+                        _ => p,
+                    })
+                    .collect(),
+                Err(e) => {
+                    problems.push((input.clone(), InputProblem::Unreadable(e.to_string())));
+                    continue;
+                }
+            };
+            matched.sort();
+            if matched.is_empty() {
+                problems.push((input.clone(), InputProblem::NoFiles));
+            }
+            files.extend(matched);
+        } else if input.is_dir() {
+            let mut found = Vec::new();
+            match walk(input, &mut found) {
+                Ok(()) if found.is_empty() => problems.push((input.clone(), InputProblem::NoFiles)),
+                Ok(()) => files.extend(found),
+                Err(e) => problems.push((input.clone(), InputProblem::Unreadable(e.to_string()))),
+            }
+        } else if input.is_file() {
+            if format_of(input).is_some() {
+                files.push(input.clone());
+            } else {
+                problems.push((input.clone(), InputProblem::UnknownFormat));
+            }
+        } else {
+            problems.push((input.clone(), InputProblem::Missing));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(IngestError::Inputs(problems));
+    }
+    let mut seen = HashSet::new();
+    Ok(files
+        .into_iter()
+        .filter(|p| seen.insert(p.clone()))
+        .filter_map(|path| {
+            let (format, zstd) = format_of(&path)?;
+            Some(InputFile { path, format, zstd })
+        })
+        .collect())
+}
+
+/// Counts the documents of the inputs in one streaming pass (malformed lines excluded, or
+/// an error when strict) — e.g. to size the exact-dedup Bloom filter when the experiment
+/// declares no `expected_docs`.
+pub fn count_documents(config: &IngestConfig) -> Result<u64, IngestError> {
+    let mut ingest = Ingest::open(config)?;
+    for doc in ingest.by_ref() {
+        doc?;
+    }
+    Ok(ingest.report().docs)
+}
+
+/// Opens a file for buffered reading, through a zstd decoder when it is compressed.
+fn open_reader(file: &InputFile) -> Result<Box<dyn BufRead + Send>, IngestError> {
+    let raw = File::open(&file.path).map_err(io_error(&file.path))?;
+    let buffered = BufReader::with_capacity(READ_BUFFER_BYTES, raw);
+    if file.zstd {
+        let decoder =
+            zstd::stream::read::Decoder::with_buffer(buffered).map_err(io_error(&file.path))?;
+        Ok(Box::new(BufReader::with_capacity(
+            READ_BUFFER_BYTES,
+            decoder,
+        )))
+    } else {
+        Ok(Box::new(buffered))
+    }
+}
+
+struct OpenFile {
+    file: InputFile,
+    reader: Box<dyn BufRead + Send>,
+    line: u64,
+}
+
+/// The streaming reader: an iterator of documents over the expanded inputs, in order.
+///
+/// It yields `Err` for an IO failure (the file and its error) or, when strict, for a
+/// malformed line, and then ends.
+pub struct Ingest {
+    files: Vec<InputFile>,
+    next_file: usize,
+    current: Option<OpenFile>,
+    text_field: String,
+    id_field: Option<String>,
+    strict: bool,
+    report: IngestReport,
+    line: Vec<u8>,
+    done: bool,
+}
+
+impl Ingest {
+    /// Expands the inputs (failing, before reading anything, on any that cannot be used).
+    pub fn open(config: &IngestConfig) -> Result<Ingest, IngestError> {
+        let files = expand_inputs(&config.inputs)?;
+        Ok(Ingest {
+            files,
+            next_file: 0,
+            current: None,
+            text_field: config.text_field.clone(),
+            id_field: config.id_field.clone(),
+            strict: config.strict,
+            report: IngestReport::default(),
+            line: Vec::new(),
+            done: false,
+        })
+    }
+
+    /// The expanded input files.
+    pub fn files(&self) -> &[InputFile] {
+        &self.files
+    }
+
+    /// What has been read so far.
+    pub fn report(&self) -> &IngestReport {
+        &self.report
+    }
+
+    /// The final report.
+    pub fn into_report(self) -> IngestReport {
+        self.report
+    }
+
+    /// Records a malformed line; in strict mode returns the error to yield.
+    fn malformed(&mut self, path: &Path, line: u64, reason: String) -> Option<IngestError> {
+        let entry = Malformed {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        };
+        self.report.malformed_lines += 1;
+        if self.strict {
+            return Some(IngestError::Malformed(entry));
+        }
+        if self.report.malformed.len() < MAX_MALFORMED_KEPT {
+            self.report.malformed.push(entry);
+        }
+        None
+    }
+
+    fn fail(&mut self, error: IngestError) -> Option<Result<Document, IngestError>> {
+        self.done = true;
+        self.current = None;
+        Some(Err(error))
+    }
+}
+
+fn document_id(path: &Path, line: u64) -> String {
+    format!("{}:{}", path.display(), line)
+}
+
+impl Iterator for Ingest {
+    type Item = Result<Document, IngestError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let Some(open) = self.current.as_mut() else {
+                let Some(file) = self.files.get(self.next_file).cloned() else {
+                    self.done = true;
+                    return None;
+                };
+                self.next_file += 1;
+                let reader = match open_reader(&file) {
+                    Ok(r) => r,
+                    Err(e) => return self.fail(e),
+                };
+                self.report.files += 1;
+                self.current = Some(OpenFile {
+                    file,
+                    reader,
+                    line: 0,
+                });
+                continue;
+            };
+
+            if open.file.format == Format::Text {
+                let mut bytes = Vec::new();
+                let read = open.reader.read_to_end(&mut bytes);
+                let path = open.file.path.clone();
+                self.current = None;
+                if let Err(source) = read {
+                    return self.fail(IngestError::Io { path, source });
+                }
+                match String::from_utf8(bytes) {
+                    Ok(text) => {
+                        self.report.docs += 1;
+                        return Some(Ok(Document {
+                            id: document_id(&path, 1),
+                            text,
+                        }));
+                    }
+                    Err(e) => {
+                        let reason =
+                            format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to());
+                        if let Some(err) = self.malformed(&path, 1, reason) {
+                            return self.fail(err);
+                        }
+                        continue;
+                    }
+                }
+            }
+
+            self.line.clear();
+            let read = open.reader.read_until(b'\n', &mut self.line);
+            let n = match read {
+                Ok(n) => n,
+                Err(source) => {
+                    let path = open.file.path.clone();
+                    return self.fail(IngestError::Io { path, source });
+                }
+            };
+            if n == 0 {
+                self.current = None;
+                continue;
+            }
+            open.line += 1;
+            let line_no = open.line;
+            let path = open.file.path.clone();
+            match parse_line(&self.line, &self.text_field, self.id_field.as_deref()) {
+                Ok(None) => continue,
+                Ok(Some((text, id))) => {
+                    self.report.docs += 1;
+                    return Some(Ok(Document {
+                        id: id.unwrap_or_else(|| document_id(&path, line_no)),
+                        text,
+                    }));
+                }
+                Err(reason) => {
+                    if let Some(err) = self.malformed(&path, line_no, reason) {
+                        return self.fail(err);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A JSONL line's text and (when `id_field` is given and holds a string) id: `Ok(None)` for
+/// a blank line, `Err(reason)` when malformed.
+fn parse_line(
+    line: &[u8],
+    field: &str,
+    id_field: Option<&str>,
+) -> Result<Option<(String, Option<String>)>, String> {
+    let line = match std::str::from_utf8(line) {
+        Ok(s) => s,
+        Err(e) => return Err(format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+    };
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let mut de = serde_json::Deserializer::from_str(line);
+    let (found, id) = TextField { field, id_field }
+        .deserialize(&mut de)
+        .and_then(|found| de.end().map(|()| found))
+        .map_err(|e| format!("invalid JSON: {e}"))?;
+    match found {
+        Found::NotObject => Err("not a JSON object".to_string()),
+        Found::Missing => Err(format!("no field `{field}`")),
+        Found::NotString => Err(format!("field `{field}` is not a string")),
+        Found::Text(text) => Ok(Some((text, id))),
+    }
+}
+
+/// What a JSONL line's object holds in the text field.
+enum Found {
+    NotObject,
+    Missing,
+    NotString,
+    Text(String),
+}
+
+/// Deserialises a JSON value keeping only the text and id fields (other fields are skipped
+/// without being built).
+struct TextField<'f> {
+    field: &'f str,
+    id_field: Option<&'f str>,
+}
+
+impl<'de> DeserializeSeed<'de> for TextField<'_> {
+    type Value = (Found, Option<String>);
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// The text field's value: a string or something else.
+struct FieldValue;
+
+impl<'de> Visitor<'de> for FieldValue {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "any JSON value")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for FieldValue {
+    type Value = Option<String>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TextField<'_> {
+    type Value = (Found, Option<String>);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = Found::Missing;
+        let mut id = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == self.field {
+                found = match map.next_value_seed(FieldValue)? {
+                    Some(text) => Found::Text(text),
+                    None => Found::NotString,
+                };
+            } else if Some(key.as_ref()) == self.id_field {
+                id = map.next_value_seed(FieldValue)?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok((found, id))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok((Found::NotObject, None))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok((Found::NotObject, None))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok((Found::NotObject, None))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok((Found::NotObject, None))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok((Found::NotObject, None))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok((Found::NotObject, None))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok((Found::NotObject, None))
+    }
+}
+
+enum Sink {
+    Plain(BufWriter<File>),
+    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+}
+
+impl Sink {
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Sink::Plain(w) => w,
+            Sink::Zstd(w) => w,
+        }
+    }
+}
+
+/// Writes documents as JSONL (`.jsonl` or `.jsonl.zst`), atomically (see the module doc).
+pub struct JsonlWriter {
+    dest: PathBuf,
+    temp: PathBuf,
+    sink: Option<Sink>,
+    docs: u64,
+}
+
+impl JsonlWriter {
+    /// Starts writing `dest` (creating its directory); nothing appears at `dest` until
+    /// [`JsonlWriter::finish`].
+    pub fn create(dest: &Path) -> Result<JsonlWriter, IngestError> {
+        let zstd = match format_of(dest) {
+            Some((Format::Jsonl, zstd)) => zstd,
+            _ => return Err(IngestError::OutputFormat(dest.to_path_buf())),
+        };
+        let name = dest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| IngestError::OutputFormat(dest.to_path_buf()))?;
+        let dir = dest.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = dir {
+            fs::create_dir_all(dir).map_err(io_error(dir))?;
+        }
+        let temp_name = format!(".{name}.tmp-{}", std::process::id());
+        let temp = match dir {
+            Some(dir) => dir.join(temp_name),
+            None => PathBuf::from(temp_name),
+        };
+        let file = File::create(&temp).map_err(io_error(&temp))?;
+        let buffered = BufWriter::with_capacity(READ_BUFFER_BYTES, file);
+        let sink = if zstd {
+            match zstd::stream::write::Encoder::new(buffered, ZSTD_LEVEL) {
+                Ok(encoder) => Sink::Zstd(encoder),
+                Err(source) => {
+                    let _ = fs::remove_file(&temp);
+                    return Err(IngestError::Io { path: temp, source });
+                }
+            }
+        } else {
+            Sink::Plain(buffered)
+        };
+        Ok(JsonlWriter {
+            dest: dest.to_path_buf(),
+            temp,
+            sink: Some(sink),
+            docs: 0,
+        })
+    }
+
+    /// The temporary file being written (hidden, beside the destination).
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Appends one document as a `{"id": …, "text": …}` line.
+    pub fn write(&mut self, doc: &Document) -> Result<(), IngestError> {
+        let temp = &self.temp;
+        let Some(sink) = self.sink.as_mut() else {
+            return Ok(());
+        };
+        let w = sink.writer();
+        serde_json::to_writer(&mut *w, doc)
+            .map_err(io::Error::from)
+            .and_then(|()| w.write_all(b"\n"))
+            .map_err(io_error(temp))?;
+        self.docs += 1;
+        Ok(())
+    }
+
+    /// Flushes, syncs and renames the output into place; returns the documents written.
+    pub fn finish(mut self) -> Result<u64, IngestError> {
+        let Some(sink) = self.sink.take() else {
+            return Ok(self.docs);
+        };
+        let result = (|| -> io::Result<()> {
+            let buffered = match sink {
+                Sink::Plain(w) => w,
+                Sink::Zstd(encoder) => encoder.finish()?,
+            };
+            let file = buffered.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            Ok(())
+        })();
+        if let Err(source) = result {
+            let _ = fs::remove_file(&self.temp);
+            return Err(IngestError::Io {
+                path: self.temp.clone(),
+                source,
+            });
+        }
+        fs::rename(&self.temp, &self.dest).map_err(io_error(&self.dest))?;
+        // Make the rename durable where the platform allows syncing a directory.
+        if let Some(dir) = self.dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(self.docs)
+    }
+}
+
+impl Drop for JsonlWriter {
+    fn drop(&mut self) {
+        if self.sink.take().is_some() {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("*.jsonl", "a.jsonl"));
+        assert!(wildcard_match("shard-*-of-*.txt", "shard-1-of-9.txt"));
+        assert!(!wildcard_match("*.jsonl", "a.jsonl.zst"));
+        assert!(wildcard_match("*", ""));
+        assert!(!wildcard_match("a*b", "acbx"));
+        assert!(wildcard_match("a*b*", "aXbYbZ"));
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(
+            format_of(Path::new("x/a.jsonl.zst")),
+            Some((Format::Jsonl, true))
+        );
+        assert_eq!(format_of(Path::new("a.txt")), Some((Format::Text, false)));
+        assert_eq!(format_of(Path::new("a.json")), None);
+        assert_eq!(format_of(Path::new("a.zst")), None);
+    }
+
+    #[test]
+    fn lines() {
+        assert_eq!(
+            parse_line(
+                b"{\"text\": \"hi\", \"m\": [1, {\"a\": 2}]}\n",
+                "text",
+                None
+            ),
+            Ok(Some(("hi".into(), None)))
+        );
+        assert_eq!(
+            parse_line(b"{\"id\": \"a:1\", \"text\": \"hi\"}", "text", Some("id")),
+            Ok(Some(("hi".into(), Some("a:1".into()))))
+        );
+        assert_eq!(parse_line(b"  \r\n", "text", None), Ok(None));
+        assert_eq!(
+            parse_line(b"[1]", "text", None),
+            Err("not a JSON object".into())
+        );
+        assert_eq!(
+            parse_line(b"{\"t\": 1}", "text", None),
+            Err("no field `text`".into())
+        );
+        assert_eq!(
+            parse_line(b"{\"text\": 1}", "text", None),
+            Err("field `text` is not a string".into())
+        );
+        assert!(parse_line(b"{\"text\": \"a\"} x", "text", None)
+            .unwrap_err()
+            .starts_with("invalid JSON"));
+        assert!(parse_line(b"{\"text\": \"\xff\"}", "text", None)
+            .unwrap_err()
+            .starts_with("invalid UTF-8"));
+    }
+}
