@@ -19,8 +19,9 @@
 //!
 //! Step 5 runs after step 4, as in datatrove, so a lone combining mark between two spaces
 //! leaves two spaces; the shingler splits on runs of spaces and does not care.
-//! `tests/dedup.rs` compares the output with datatrove's own function on the license texts
-//! and on Unicode edge cases. Differences can only come from Unicode versions (Python 3.11
+//! ASCII text takes a byte-at-a-time path (ASCII lowercases to ASCII and has no marks);
+//! a unit test checks it against the general path. `tests/dedup.rs` compares the output
+//! with datatrove's own function on the license texts and on Unicode edge cases. Differences can only come from Unicode versions (Python 3.11
 //! ships Unicode 14; the Rust tables are newer) for characters added since.
 //!
 //! # Shingles

@@ -72,6 +72,7 @@ fn reads_jsonl_and_text_plain_and_zstd() {
         (report.files, report.docs, report.malformed_lines),
         (4, 6, 0)
     );
+    assert_eq!(count_documents(&config(&[&a, &b, &c, &d])).unwrap(), 6);
 }
 
 #[test]
