@@ -1,5 +1,7 @@
 //! The `kiln` command line: reads files, prints diagnostics, sets the exit code.
 
+mod run_cmd;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use kiln::load::FsLoader;
 use std::io::IsTerminal;
@@ -79,6 +81,25 @@ enum Command {
         #[arg(long, value_name = "CODE")]
         allow: Vec<String>,
     },
+    /// Check, plan and execute an experiment (or execute a plan.json) on this machine,
+    /// skipping the steps that are already done.
+    Run {
+        /// An experiment file, or a plan.json.
+        file: PathBuf,
+        /// The run directory (default: runs/EXPERIMENT).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run the training steps as this many ranks under mpirun.
+        #[arg(long)]
+        ranks: Option<u32>,
+        #[arg(long, value_name = "CODE")]
+        allow: Vec<String>,
+    },
+    /// Measure this machine (matmul FLOP/s, memory bandwidth) and write it as a kiln preset.
+    Calibrate {
+        #[arg(short, long, default_value = "calibration/this_machine.kiln")]
+        output: PathBuf,
+    },
     /// List every diagnostic code; `--markdown` prints docs/diagnostics.md.
     Codes {
         #[arg(long)]
@@ -134,6 +155,13 @@ fn main() -> ExitCode {
             format,
             allow,
         } => explain(&file, format, &allow),
+        Command::Run {
+            file,
+            out,
+            ranks,
+            allow,
+        } => run(&file, out.as_deref(), ranks, &allow),
+        Command::Calibrate { output } => run_cmd::calibrate(&output),
         Command::Plan {
             file,
             output,
@@ -459,4 +487,50 @@ fn emit(
         output.display()
     );
     ExitCode::SUCCESS
+}
+
+fn run(
+    file: &std::path::Path,
+    out: Option<&std::path::Path>,
+    ranks: Option<u32>,
+    allow: &[String],
+) -> ExitCode {
+    let plan_json = if file.extension().is_some_and(|e| e == "json") {
+        match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: cannot read `{}`: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        let (_, plans) = match lower(file, allow) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        if plans.len() > 1 {
+            eprintln!(
+                "error: `{}` declares {} experiments; run one per file",
+                file.display(),
+                plans.len()
+            );
+            return ExitCode::from(1);
+        }
+        serde_json::to_string_pretty(&plans[0].1).expect("plans serialise") + "\n"
+    };
+    let plan: serde_json::Value = match serde_json::from_str(&plan_json) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: `{}` is not a plan: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let name = plan["experiment"]["name"]
+        .as_str()
+        .unwrap_or("run")
+        .to_string();
+    let out = out
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::Path::new("runs").join(name));
+    run_cmd::run(&plan_json, &plan, &out, ranks)
 }

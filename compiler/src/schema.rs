@@ -189,7 +189,7 @@ pub const GPU: KindSpec = KindSpec {
     fields: &[
         f(
             "arch",
-            Ty::Enum(&["volta", "ampere", "hopper", "blackwell", "cdna3"]),
+            Ty::Enum(&["volta", "ampere", "hopper", "blackwell", "cdna3", "cpu"]),
             Required,
         ),
         f("memory", BYTES, Required),

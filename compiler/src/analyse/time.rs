@@ -18,9 +18,12 @@ use serde::Serialize;
 ///   constant is *calibrated* on Narayanan et al. 2021, Table 1, so kiln's agreement with
 ///   those rows tests only the model's shape across sizes (−5 % … +5 %), not its level.
 /// - Volta: no measurement; Ampere's value, an assumption.
+/// - CPU: 1.0, because its declared peak is the matmul rate `kiln calibrate` measured.
 pub fn matmul_efficiency(arch: &str) -> f64 {
     match arch {
         "ampere" | "volta" => 0.65,
+        // A CPU's peak is what `kiln calibrate` measured with the same matmuls.
+        "cpu" => 1.0,
         "hopper" => 0.803,
         "blackwell" => 0.776,
         _ => 0.514,
