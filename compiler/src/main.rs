@@ -95,6 +95,11 @@ enum Command {
         #[arg(long, value_name = "CODE")]
         allow: Vec<String>,
     },
+    /// The data steps on their own: dedup, filter, tokenize.
+    Data {
+        #[command(subcommand)]
+        cmd: kiln_data::cli::DataCommand,
+    },
     /// Measure this machine (matmul FLOP/s, memory bandwidth) and write it as a kiln preset.
     Calibrate {
         #[arg(short, long, default_value = "calibration/this_machine.kiln")]
@@ -162,6 +167,7 @@ fn main() -> ExitCode {
             allow,
         } => run(&file, out.as_deref(), ranks, &allow),
         Command::Calibrate { output } => run_cmd::calibrate(&output),
+        Command::Data { cmd } => kiln_data::cli::run(cmd),
         Command::Plan {
             file,
             output,
@@ -532,5 +538,11 @@ fn run(
     let out = out
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(|| std::path::Path::new("runs").join(name));
-    run_cmd::run(&plan_json, &plan, &out, ranks)
+    // Sources are relative to the experiment's project; a plan's to where kiln runs.
+    let source_root = if file.extension().is_some_and(|e| e == "json") {
+        std::env::current_dir().unwrap_or_default()
+    } else {
+        run_cmd::project_root(file)
+    };
+    run_cmd::run(&plan_json, &plan, &out, &source_root, ranks)
 }

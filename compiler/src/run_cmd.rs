@@ -23,7 +23,14 @@ fn no_worker() -> ExitCode {
 }
 
 /// Executes every step of a plan in graph order, skipping steps whose output exists.
-pub fn run(plan_json: &str, plan: &serde_json::Value, out: &Path, ranks: Option<u32>) -> ExitCode {
+/// `source_root` is the directory the sources' relative paths start from (the project).
+pub fn run(
+    plan_json: &str,
+    plan: &serde_json::Value,
+    out: &Path,
+    source_root: &Path,
+    ranks: Option<u32>,
+) -> ExitCode {
     let Some(worker) = find_worker() else {
         return no_worker();
     };
@@ -73,6 +80,8 @@ pub fn run(plan_json: &str, plan: &serde_json::Value, out: &Path, ranks: Option<
             Command::new(&worker)
         };
         cmd.args(["--plan", "plan.json", "--step", id])
+            .arg("--source-root")
+            .arg(source_root)
             .current_dir(out);
         match cmd.status() {
             Ok(s) if s.success() => {}
@@ -165,4 +174,17 @@ pub fn calibrate(out: &Path) -> ExitCode {
 fn trim(v: f64) -> String {
     let s = format!("{v:.4}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// The project an experiment file belongs to: the nearest directory above it with
+/// `kiln.toml` or `.git`, else its own directory (as imports resolve, load.rs).
+pub fn project_root(file: &Path) -> PathBuf {
+    let dir = std::path::absolute(file)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    dir.ancestors()
+        .find(|d| d.join("kiln.toml").exists() || d.join(".git").exists())
+        .unwrap_or(&dir)
+        .to_path_buf()
 }

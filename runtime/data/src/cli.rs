@@ -1,0 +1,352 @@
+//! `kiln data …`: the data steps on files of the user's choosing, outside a plan (dedup,
+//! quality filter, tokenizer training and encoding), with text or JSON summaries.
+//!
+//! The `kiln` binary nests [`DataCommand`] as its `data` subcommand and calls [`run`].
+//! Exit codes follow `kiln`'s: 0 done, 1 the work failed, 2 unusable inputs or arguments.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use crate::ingest::{expand_inputs, IngestConfig, DEFAULT_TEXT_FIELD};
+use crate::near::{NearParams, DEFAULT_BANDS, DEFAULT_NGRAM, DEFAULT_ROWS, MINHASH_SEED};
+use crate::shards::DATA_PREFIX;
+use crate::steps::{self, ExactSettings};
+use crate::tokenize::{self, ModelKind, Pretokenize, TrainConfig};
+
+/// The exact-dedup false-positive rate when none is given (the DESIGN.md example's
+/// `bloom { false_positive = 1e-6 }`; assumption: one unique document lost per million).
+pub const DEFAULT_FALSE_POSITIVE: f64 = 1e-6;
+
+/// `kiln data` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Remove duplicate documents: exact copies (Bloom filter) and near copies (MinHash LSH).
+    /// Without --exact or --near, both.
+    Dedup(DedupArgs),
+    /// Remove low-quality documents by heuristic rules (Gopher, C4, FineWeb).
+    Filter(FilterArgs),
+    /// Train a tokenizer (--vocab) or load one (--tokenizer), and encode the documents into
+    /// Megatron-LM token shards (OUT/text_document.bin/.idx).
+    Tokenize(TokenizeArgs),
+}
+
+/// How the summary is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Options every `kiln data` command takes.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// The JSONL field holding the text.
+    #[arg(long, default_value = DEFAULT_TEXT_FIELD)]
+    pub text_field: String,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// The summary's format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Hide progress bars (they are shown only on a terminal anyway).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DedupArgs {
+    /// Input files, directories or `*` patterns (.jsonl, .jsonl.zst, .txt, .txt.zst).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// The output file (.jsonl or .jsonl.zst).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Remove exact copies.
+    #[arg(long)]
+    pub exact: bool,
+    /// The Bloom filter's false-positive rate.
+    #[arg(long, default_value_t = DEFAULT_FALSE_POSITIVE)]
+    pub false_positive: f64,
+    /// Remove near copies.
+    #[arg(long)]
+    pub near: bool,
+    /// Words per shingle.
+    #[arg(long, default_value_t = DEFAULT_NGRAM)]
+    pub ngram: usize,
+    /// LSH bands.
+    #[arg(long, default_value_t = DEFAULT_BANDS)]
+    pub bands: usize,
+    /// Hashes per band.
+    #[arg(long, default_value_t = DEFAULT_ROWS)]
+    pub rows: usize,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Input files, directories or `*` patterns.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// The output file (.jsonl or .jsonl.zst).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Rule families, comma-separated: gopher, gopher_repetition, gopher_quality, c4, fineweb.
+    #[arg(long, value_delimiter = ',', default_value = "gopher")]
+    pub rules: Vec<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenizeArgs {
+    /// Input files, directories or `*` patterns.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// The output directory (tokenizer.json, text_document.bin/.idx, report.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Train a tokenizer with this vocabulary size (special and byte tokens included).
+    #[arg(
+        long,
+        conflicts_with = "tokenizer",
+        required_unless_present = "tokenizer"
+    )]
+    pub vocab: Option<u64>,
+    /// The model to train.
+    #[arg(long, value_enum, default_value_t = ModelKind::Bpe)]
+    pub kind: ModelKind,
+    /// Pre-tokenisation (default: byte-level for BPE, metaspace for Unigram).
+    #[arg(long, value_enum)]
+    pub pretokenize: Option<Pretokenize>,
+    /// Encode with this tokenizer.json instead of training one.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Only train; do not encode.
+    #[arg(long, conflicts_with = "tokenizer")]
+    pub no_encode: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// A failed command: its message and exit code (1 the work failed, 2 unusable inputs).
+#[derive(Debug)]
+pub struct Failure(pub String, pub u8);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+fn fail(e: impl std::fmt::Display) -> Failure {
+    Failure(e.to_string(), 1)
+}
+
+/// Runs a `kiln data` command; prints the summary on stdout and errors on stderr.
+pub fn run(cmd: DataCommand) -> ExitCode {
+    let common = match &cmd {
+        DataCommand::Dedup(a) => &a.common,
+        DataCommand::Filter(a) => &a.common,
+        DataCommand::Tokenize(a) => &a.common,
+    };
+    let format = common.format;
+    let result = match common.threads {
+        Some(0) => Err(Failure("--threads must be at least 1".into(), 2)),
+        Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
+            Ok(pool) => pool.install(|| execute(&cmd)),
+            Err(e) => Err(fail(e)),
+        },
+        None => execute(&cmd),
+    };
+    match result {
+        Ok(summary) => {
+            match format {
+                OutputFormat::Json => match serde_json::to_string_pretty(&summary) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(1);
+                    }
+                },
+                OutputFormat::Text => print!("{}", text_summary(&summary)),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(Failure(message, code)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Checks the inputs exist and have known formats (exit 2 otherwise).
+fn ingest_config(inputs: &[PathBuf], common: &CommonArgs) -> Result<IngestConfig, Failure> {
+    expand_inputs(inputs).map_err(|e| Failure(e.to_string(), 2))?;
+    let mut config = IngestConfig::new(inputs.to_vec()).with_ids();
+    config.text_field = common.text_field.clone();
+    Ok(config)
+}
+
+fn progress(common: &CommonArgs) -> bool {
+    !common.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+/// Runs a command (on the current rayon pool; `--threads` is [`run`]'s) and returns the
+/// summary [`run`] prints: always `command`, `output`, `input_docs` and `kept_docs`.
+pub fn execute(cmd: &DataCommand) -> Result<Value, Failure> {
+    match cmd {
+        DataCommand::Dedup(a) => {
+            let config = ingest_config(&a.inputs, &a.common)?;
+            let (exact, near) = if !a.exact && !a.near {
+                (true, true)
+            } else {
+                (a.exact, a.near)
+            };
+            let exact = exact.then_some(ExactSettings {
+                false_positive: a.false_positive,
+                expected_docs: None,
+            });
+            let near = near.then_some(NearParams {
+                ngram: a.ngram,
+                bands: a.bands,
+                rows: a.rows,
+                seed: MINHASH_SEED,
+            });
+            let report =
+                steps::dedup_documents(&config, exact.as_ref(), near, &a.out, progress(&a.common))
+                    .map_err(fail)?;
+            let mut v = serde_json::to_value(&report).map_err(fail)?;
+            annotate(&mut v, "dedup", &a.out);
+            Ok(v)
+        }
+        DataCommand::Filter(a) => {
+            let config = ingest_config(&a.inputs, &a.common)?;
+            let quality = steps::quality_config(&a.rules, None).map_err(|e| Failure(e, 2))?;
+            let report = steps::filter_documents(&config, &quality, &a.out, progress(&a.common))
+                .map_err(fail)?;
+            let mut v = serde_json::to_value(&report).map_err(fail)?;
+            annotate(&mut v, "filter", &a.out);
+            Ok(v)
+        }
+        DataCommand::Tokenize(a) => tokenize_command(a),
+    }
+}
+
+/// Adds the command and output path in front of a report.
+fn annotate(v: &mut Value, command: &str, out: &Path) {
+    if let Value::Object(map) = v {
+        let mut head = serde_json::Map::new();
+        head.insert("command".into(), json!(command));
+        head.insert("output".into(), json!(out.display().to_string()));
+        head.extend(std::mem::take(map));
+        *map = head;
+    }
+}
+
+fn tokenize_command(a: &TokenizeArgs) -> Result<Value, Failure> {
+    let config = ingest_config(&a.inputs, &a.common)?;
+    let show = progress(&a.common);
+    let mut summary = serde_json::Map::new();
+    let tokenizer = match (a.vocab, &a.tokenizer) {
+        (Some(vocab), _) => {
+            let train = TrainConfig {
+                kind: a.kind,
+                vocab_size: vocab,
+                pretokenize: a.pretokenize.unwrap_or(a.kind.default_pretokenize()),
+            };
+            let report = steps::train_tokenizer(&config, train, &a.out, show).map_err(fail)?;
+            summary.insert("input_docs".into(), json!(report.input_docs));
+            summary.insert("kept_docs".into(), json!(report.kept_docs));
+            summary.insert(
+                "tokenizer".into(),
+                serde_json::to_value(&report.tokenizer).map_err(fail)?,
+            );
+            tokenize::load(&a.out).map_err(fail)?
+        }
+        (None, Some(path)) => tokenize::load(path).map_err(|e| Failure(e.to_string(), 2))?,
+        (None, None) => {
+            return Err(Failure(
+                "give --vocab N to train a tokenizer or --tokenizer FILE to use one".into(),
+                2,
+            ))
+        }
+    };
+    if !a.no_encode {
+        let (_, eod) = tokenize::eod_token(&tokenizer).ok_or_else(|| {
+            Failure(
+                format!(
+                    "the tokenizer has none of the end-of-document tokens {:?}",
+                    tokenize::EOD_CANDIDATES
+                ),
+                2,
+            )
+        })?;
+        let report =
+            steps::encode_documents(&config, &tokenizer, eod, &a.out.join(DATA_PREFIX), show)
+                .map_err(fail)?;
+        if let Some(path) = &a.tokenizer {
+            tokenize::save(&tokenizer, &a.out)
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        }
+        let encode = serde_json::to_value(&report).map_err(fail)?;
+        summary.insert("input_docs".into(), json!(report.input_docs));
+        summary.insert("kept_docs".into(), json!(report.kept_docs));
+        summary.insert("tokens".into(), json!(report.tokens));
+        summary.insert("encode".into(), encode);
+    }
+    let mut v = Value::Object(summary);
+    annotate(&mut v, "tokenize", &a.out);
+    let text = serde_json::to_string_pretty(&v).map_err(fail)? + "\n";
+    std::fs::create_dir_all(&a.out).map_err(fail)?;
+    tokenize::write_atomic(&a.out.join(steps::REPORT_FILE), text.as_bytes()).map_err(fail)?;
+    Ok(v)
+}
+
+/// The text form of a summary: counts first, then what was removed.
+fn text_summary(v: &Value) -> String {
+    let get = |k: &str| v.get(k).and_then(Value::as_u64);
+    let mut out = String::new();
+    let command = v.get("command").and_then(Value::as_str).unwrap_or("data");
+    let output = v.get("output").and_then(Value::as_str).unwrap_or("");
+    if let (Some(input), Some(kept)) = (get("input_docs"), get("kept_docs")) {
+        let pct = if input == 0 {
+            100.0
+        } else {
+            kept as f64 / input as f64 * 100.0
+        };
+        out += &format!("{command}: kept {kept} of {input} documents ({pct:.2} %) → {output}\n");
+    }
+    if let Some(Value::Object(removed)) = v.get("removed") {
+        let removed: BTreeMap<&String, u64> = removed
+            .iter()
+            .filter_map(|(k, n)| n.as_u64().map(|n| (k, n)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        for (rule, n) in removed {
+            out += &format!("  removed by {rule}: {n}\n");
+        }
+    }
+    if let Some(t) = v.get("tokenizer") {
+        out += &format!(
+            "  tokenizer: {} {} words, vocabulary {} (asked {})\n",
+            t.get("kind").and_then(Value::as_str).unwrap_or("?"),
+            t.get("pretokenize").and_then(Value::as_str).unwrap_or("?"),
+            t.get("vocab_size").and_then(Value::as_u64).unwrap_or(0),
+            t.get("vocab_requested")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+        );
+    }
+    if let Some(tokens) = get("tokens") {
+        out += &format!("  tokens: {tokens} (end-of-document tokens included)\n");
+    }
+    out
+}

@@ -1,0 +1,925 @@
+//! Runs one data step of a run plan (ingest, exact and near dedup, quality filter, tokenizer
+//! training, encoding, mixing): inputs from the input steps' output directories, the output
+//! directory written whole or not at all, a JSON report in it.
+//!
+//! # Directories
+//! Paths in the plan are relative to the run directory ([`StepContext::run_dir`]); source
+//! paths in `ingest` steps that are relative are read from [`StepContext::source_root`]
+//! (the project the experiment came from). A step writes into `<output>.tmp-<pid>` and
+//! renames it to `<output>` when everything in it is complete, so an existing output means
+//! the step is done ([`StepOutcome::AlreadyDone`]) and a killed step leaves only a
+//! temporary directory, which the next run of the step removes (when no live process owns
+//! it) before starting again.
+//!
+//! # What each step leaves in its output directory
+//! | step | files |
+//! | --- | --- |
+//! | ingest, exact_dedup, near_dedup, quality_filter | [`DOCS_FILE`]: `{"id", "text"}` lines (the ids of the source's lines carried through) |
+//! | train_tokenizer | `tokenizer.json`, `tokenizer_config.json` (see `tokenize`) |
+//! | encode | `text_document.bin/.idx` (see `shards`) and a copy of the tokenizer files |
+//! | mix | `text_document.bin/.idx` (the phase's training stream), `held_out_document.bin/.idx` |
+//!
+//! and [`REPORT_FILE`], whose fields always include `step`, `kind`, `input_docs` and
+//! `kept_docs`, plus what the step counted (`removed` per rule, `tokens`, epochs, …).
+//! Reports hold no times or machine paths, so a re-run writes the same bytes.
+//!
+//! # Progress
+//! Every step that reads documents or draws tokens shows an indicatif bar on stderr when
+//! [`StepContext::progress`] is on (by default, when stderr is a terminal).
+
+use std::fs;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::exact::{BloomFilter, ExactDedup, ExactKey};
+use crate::filters::{self, classifier::ClassifierFilterConfig, FilterReport, QualityConfig};
+use crate::ingest::{Document, Ingest, IngestConfig, IngestError, IngestReport, JsonlWriter};
+use crate::mix::{self, MixConfig, MixSource};
+use crate::near::{NearDedup, NearParams, BATCH_DOCS, MINHASH_SEED};
+use crate::plan::{self, Plan, PlanError, Step, StepKind};
+use crate::shards::{self, IndexedDataset, ShardEncoder, ENCODE_BATCH_DOCS};
+use crate::tokenize::{self, ModelKind, Pretokenize, TrainConfig, WordCounter};
+
+/// The documents a text step writes.
+pub const DOCS_FILE: &str = "docs.jsonl.zst";
+/// Every step's report.
+pub const REPORT_FILE: &str = "report.json";
+/// The mix step's held-out set (an indexed dataset prefix).
+pub const HELD_OUT_PREFIX: &str = "held_out_document";
+/// Documents read per batch by the steps that work in parallel batches.
+pub const READ_BATCH_DOCS: usize = 4096;
+
+/// Where a step runs.
+#[derive(Clone, Debug)]
+pub struct StepContext {
+    /// The run directory: the plan's output paths are relative to it.
+    pub run_dir: PathBuf,
+    /// Where relative source paths are read from.
+    pub source_root: PathBuf,
+    /// Whether to draw progress bars on stderr.
+    pub progress: bool,
+}
+
+impl StepContext {
+    /// Runs in `run_dir`, reading relative sources from `source_root`, with progress bars
+    /// when stderr is a terminal.
+    pub fn new(run_dir: PathBuf, source_root: PathBuf) -> Self {
+        StepContext {
+            run_dir,
+            source_root,
+            progress: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+/// What running a step did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    /// The step ran; its output directory and report.
+    Done { output: PathBuf, report: Value },
+    /// The output directory already existed: nothing was done.
+    AlreadyDone { output: PathBuf },
+}
+
+/// A step failure.
+#[derive(Debug)]
+pub enum StepError {
+    Plan(PlanError),
+    /// A training or unknown step: not kiln-data's to run.
+    NotData {
+        step: String,
+        kind: StepKind,
+    },
+    /// An input step whose output directory does not exist yet.
+    InputNotDone {
+        step: String,
+        input: String,
+    },
+    /// Anything else, in words (the source error's message).
+    Failed {
+        step: String,
+        why: String,
+    },
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::Plan(e) => e.fmt(f),
+            StepError::NotData { step, kind } => {
+                write!(f, "step `{step}` is a {kind:?} step, not a data step")
+            }
+            StepError::InputNotDone { step, input } => write!(
+                f,
+                "step `{step}` reads the output of `{input}`, which has not run yet"
+            ),
+            StepError::Failed { step, why } => write!(f, "step `{step}` failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StepError {}
+
+impl From<PlanError> for StepError {
+    fn from(e: PlanError) -> Self {
+        StepError::Plan(e)
+    }
+}
+
+/// A progress bar on stderr, or a hidden one. `len` None: a spinner counting `unit`.
+pub fn progress_bar(show: bool, len: Option<u64>, message: &str, unit: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => {
+            let bar = ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template(&format!(
+                "{{msg}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, {{eta}} left)"
+            )) {
+                bar.set_style(style);
+            }
+            bar
+        }
+        None => {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template(&format!(
+                "{{spinner}} {{msg}} [{{elapsed_precise}}] {{human_pos}} {unit} ({{per_sec}})"
+            )) {
+                bar.set_style(style);
+            }
+            bar
+        }
+    };
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Runs the step `id` (or name) of `plan` (see the module doc).
+pub fn run_step(plan: &Plan, id: &str, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+    let step = plan.step(id)?;
+    if !step.kind.is_data() {
+        return Err(StepError::NotData {
+            step: step.name.clone(),
+            kind: step.kind,
+        });
+    }
+    let output = ctx.run_dir.join(step.output()?);
+    if output.is_dir() {
+        return Ok(StepOutcome::AlreadyDone { output });
+    }
+    let failed = |why: String| StepError::Failed {
+        step: step.name.clone(),
+        why,
+    };
+    let mut inputs = Vec::with_capacity(step.inputs.len());
+    for input_id in &step.inputs {
+        let input = plan.step(input_id)?;
+        let dir = ctx.run_dir.join(input.output()?);
+        if !dir.is_dir() {
+            return Err(StepError::InputNotDone {
+                step: step.name.clone(),
+                input: input.name.clone(),
+            });
+        }
+        inputs.push((input, dir));
+    }
+    remove_stale_temporaries(&output);
+    let tmp = temp_dir_for(&output);
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| failed(format!("{}: {e}", tmp.display())))?;
+    }
+    fs::create_dir_all(&tmp).map_err(|e| failed(format!("{}: {e}", tmp.display())))?;
+    let result = execute(plan, step, &inputs, &tmp, ctx);
+    let mut report = match result {
+        Ok(report) => report,
+        Err(why) => {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(failed(why));
+        }
+    };
+    if let Value::Object(map) = &mut report {
+        let mut head = serde_json::Map::new();
+        head.insert("step".into(), json!(step.name));
+        head.insert("id".into(), json!(step.id));
+        head.insert("kind".into(), json!(kind_name(step.kind)));
+        head.extend(std::mem::take(map));
+        *map = head;
+    }
+    let text = serde_json::to_string_pretty(&report).map_err(|e| failed(e.to_string()))? + "\n";
+    fs::write(tmp.join(REPORT_FILE), text).map_err(|e| failed(format!("{REPORT_FILE}: {e}")))?;
+    sync_dir(&tmp);
+    match fs::rename(&tmp, &output) {
+        Ok(()) => {
+            if let Some(parent) = output.parent() {
+                sync_dir(parent);
+            }
+            Ok(StepOutcome::Done { output, report })
+        }
+        // Another worker finished the same step first: its output stands.
+        Err(_) if output.is_dir() => {
+            let _ = fs::remove_dir_all(&tmp);
+            Ok(StepOutcome::AlreadyDone { output })
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            Err(failed(format!("renaming into {}: {e}", output.display())))
+        }
+    }
+}
+
+fn kind_name(kind: StepKind) -> &'static str {
+    match kind {
+        StepKind::Ingest => "ingest",
+        StepKind::ExactDedup => "exact_dedup",
+        StepKind::NearDedup => "near_dedup",
+        StepKind::QualityFilter => "quality_filter",
+        StepKind::TrainTokenizer => "train_tokenizer",
+        StepKind::Encode => "encode",
+        StepKind::Mix => "mix",
+        StepKind::Train => "train",
+        StepKind::Evaluate => "evaluate",
+        StepKind::Other => "other",
+    }
+}
+
+/// `<output>.tmp-<pid>`.
+fn temp_dir_for(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    PathBuf::from(name)
+}
+
+/// Removes `<output>.tmp-<pid>` directories left by processes that are gone (Linux: no
+/// `/proc/<pid>`); elsewhere only this process's own.
+fn remove_stale_temporaries(output: &Path) {
+    let (Some(parent), Some(name)) = (output.parent(), output.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    let have_proc = Path::new("/proc/self").exists();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        let gone = pid == std::process::id()
+            || (have_proc && !Path::new(&format!("/proc/{pid}")).exists());
+        if gone {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// fsync a directory so a rename in it survives a crash (best effort).
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+fn execute(
+    plan: &Plan,
+    step: &Step,
+    inputs: &[(&Step, PathBuf)],
+    out: &Path,
+    ctx: &StepContext,
+) -> Result<Value, String> {
+    let e = |e: PlanError| e.to_string();
+    match step.kind {
+        StepKind::Ingest => {
+            let p: plan::IngestParams = step.params().map_err(e)?;
+            ingest_step(&p, out, ctx)
+        }
+        StepKind::ExactDedup => {
+            let p: plan::ExactDedupParams = step.params().map_err(e)?;
+            let input = single_input(inputs)?;
+            let expected = p.expected_docs.or_else(|| report_count(input, "kept_docs"));
+            let exact = ExactSettings {
+                false_positive: p.false_positive,
+                expected_docs: expected,
+            };
+            let report = dedup_documents(
+                &docs_config(input),
+                Some(&exact),
+                None,
+                &out.join(DOCS_FILE),
+                ctx.progress,
+            )
+            .map_err(|e| e.to_string())?;
+            to_value(&report)
+        }
+        StepKind::NearDedup => {
+            let p: plan::NearDedupParams = step.params().map_err(e)?;
+            let input = single_input(inputs)?;
+            let near = NearParams {
+                ngram: p.ngram as usize,
+                bands: p.bands as usize,
+                rows: p.rows as usize,
+                seed: MINHASH_SEED,
+            };
+            let report = dedup_documents(
+                &docs_config(input),
+                None,
+                Some(near),
+                &out.join(DOCS_FILE),
+                ctx.progress,
+            )
+            .map_err(|e| e.to_string())?;
+            to_value(&report)
+        }
+        StepKind::QualityFilter => {
+            let p: plan::QualityParams = step.params().map_err(e)?;
+            let config = quality_config(&p.heuristics, p.classifier_threshold)?;
+            let input = single_input(inputs)?;
+            let report = filter_documents(
+                &docs_config(input),
+                &config,
+                &out.join(DOCS_FILE),
+                ctx.progress,
+            )
+            .map_err(|e| e.to_string())?;
+            to_value(&report)
+        }
+        StepKind::TrainTokenizer => {
+            let p: plan::TokenizerParams = step.params().map_err(e)?;
+            let kind = ModelKind::parse(&p.kind).ok_or_else(|| {
+                format!("tokenizer kind `{}`; kiln trains bpe or unigram", p.kind)
+            })?;
+            let pretokenize = match &p.pretokenize {
+                None => kind.default_pretokenize(),
+                Some(name) => Pretokenize::parse(name).ok_or_else(|| {
+                    format!("pre-tokenisation `{name}`; kiln knows byte_level and metaspace")
+                })?,
+            };
+            let dirs: Vec<PathBuf> = inputs.iter().map(|(_, d)| d.join(DOCS_FILE)).collect();
+            let config = TrainConfig {
+                kind,
+                vocab_size: p.vocab,
+                pretokenize,
+            };
+            let report = train_tokenizer(
+                &IngestConfig::new(dirs).with_ids(),
+                config,
+                out,
+                ctx.progress,
+            )
+            .map_err(|e| e.to_string())?;
+            to_value(&report)
+        }
+        StepKind::Encode => {
+            let _p: plan::EncodeParams = step.params().map_err(e)?;
+            let tok_dir = inputs
+                .iter()
+                .find(|(s, _)| s.kind == StepKind::TrainTokenizer)
+                .map(|(_, d)| d)
+                .ok_or("an encode step needs a train_tokenizer input")?;
+            let docs = inputs
+                .iter()
+                .find(|(s, _)| s.kind != StepKind::TrainTokenizer)
+                .ok_or("an encode step needs a documents input")?;
+            let tokenizer = tokenize::load(tok_dir).map_err(|e| e.to_string())?;
+            let (_, eod) = tokenize::eod_token(&tokenizer)
+                .ok_or("the tokenizer has no end-of-document token")?;
+            let report = encode_documents(
+                &docs_config(docs),
+                &tokenizer,
+                eod,
+                &out.join(shards::DATA_PREFIX),
+                ctx.progress,
+            )
+            .map_err(|e| e.to_string())?;
+            for file in [tokenize::TOKENIZER_FILE, tokenize::TOKENIZER_CONFIG_FILE] {
+                let from = tok_dir.join(file);
+                if from.exists() {
+                    fs::copy(&from, out.join(file)).map_err(|e| format!("{file}: {e}"))?;
+                }
+            }
+            to_value(&report)
+        }
+        StepKind::Mix => {
+            let p: plan::MixParams = step.params().map_err(e)?;
+            mix_step(plan, &p, inputs, out, ctx)
+        }
+        StepKind::Train | StepKind::Evaluate | StepKind::Other => {
+            Err(format!("{:?} is not a data step", step.kind))
+        }
+    }
+}
+
+fn to_value<T: Serialize>(report: &T) -> Result<Value, String> {
+    serde_json::to_value(report).map_err(|e| e.to_string())
+}
+
+fn single_input<'a>(inputs: &'a [(&Step, PathBuf)]) -> Result<&'a (&'a Step, PathBuf), String> {
+    match inputs {
+        [one] => Ok(one),
+        _ => Err(format!("expected one input step, found {}", inputs.len())),
+    }
+}
+
+/// Reads the documents a text step wrote (ids carried through).
+fn docs_config(input: &(&Step, PathBuf)) -> IngestConfig {
+    IngestConfig::new(vec![input.1.join(DOCS_FILE)]).with_ids()
+}
+
+/// A count from an input step's report, if it has one.
+fn report_count(input: &(&Step, PathBuf), field: &str) -> Option<u64> {
+    let text = fs::read_to_string(input.1.join(REPORT_FILE)).ok()?;
+    serde_json::from_str::<Value>(&text)
+        .ok()?
+        .get(field)?
+        .as_u64()
+}
+
+/// The first `limit` malformed lines of an ingest report, for the step's report.
+fn malformed_json(report: &IngestReport, source_root: &Path, limit: usize) -> Value {
+    Value::Array(
+        report
+            .malformed
+            .iter()
+            .take(limit)
+            .map(|m| {
+                let path = m.path.strip_prefix(source_root).unwrap_or(&m.path);
+                json!({ "path": path.display().to_string(), "line": m.line, "reason": m.reason })
+            })
+            .collect(),
+    )
+}
+
+fn ingest_step(p: &plan::IngestParams, out: &Path, ctx: &StepContext) -> Result<Value, String> {
+    let path = Path::new(&p.path);
+    let resolved = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        ctx.source_root.join(path)
+    };
+    let mut config = IngestConfig::new(vec![resolved]);
+    config.text_field = p.text_field.clone();
+    let mut ingest = Ingest::open(&config).map_err(|e| e.to_string())?;
+    let mut writer = JsonlWriter::create(&out.join(DOCS_FILE)).map_err(|e| e.to_string())?;
+    let bar = progress_bar(ctx.progress, None, &format!("ingest {}", p.source), "docs");
+    // Ids are `PATH:LINE`; the source root is cut off so they do not depend on where the
+    // project lives.
+    let root = format!("{}/", ctx.source_root.display());
+    for doc in ingest.by_ref() {
+        let mut doc = doc.map_err(|e| e.to_string())?;
+        if let Some(rest) = doc.id.strip_prefix(&root) {
+            doc.id = rest.to_string();
+        }
+        writer.write(&doc).map_err(|e| e.to_string())?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    writer.finish().map_err(|e| e.to_string())?;
+    let report = ingest.into_report();
+    Ok(json!({
+        "source": p.source,
+        "files": report.files,
+        "input_docs": report.docs,
+        "kept_docs": report.docs,
+        "removed": { "malformed_lines": report.malformed_lines },
+        "malformed": malformed_json(&report, &ctx.source_root, 100),
+    }))
+}
+
+/// Exact-dedup settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExactSettings {
+    pub false_positive: f64,
+    /// Documents the Bloom filter is sized for; `None`: counted in a first pass.
+    pub expected_docs: Option<u64>,
+}
+
+/// What [`dedup_documents`] did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DedupReport {
+    pub input_docs: u64,
+    pub kept_docs: u64,
+    /// Documents removed by each stage that ran: `exact`, `near`.
+    pub removed: std::collections::BTreeMap<String, u64>,
+    pub malformed_lines: u64,
+    /// Near dedup: clusters of two or more documents, and documents too short to shingle.
+    pub near_clusters: Option<u64>,
+    pub near_unshingled_docs: Option<u64>,
+    /// Near dedup: the Jaccard similarity at which a pair becomes a candidate half the
+    /// time, `(1/bands)^(1/rows)`.
+    pub near_threshold: Option<f64>,
+    /// Exact dedup: the Bloom filter's false-positive probability at the end.
+    pub exact_false_positive_rate: Option<f64>,
+}
+
+/// A data step failure outside the plan (the `kiln data` commands share these).
+#[derive(Debug)]
+pub struct DataError(pub String);
+
+impl std::fmt::Display for DataError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DataError {}
+
+fn de(e: impl std::fmt::Display) -> DataError {
+    DataError(e.to_string())
+}
+
+/// Exact and/or near dedup of the documents of `config`, kept documents written to
+/// `output` (`.jsonl` or `.jsonl.zst`, atomically). Exact runs first (first occurrence
+/// kept); near dedup then clusters the documents exact kept (the first of each cluster
+/// kept). Reads the inputs once for exact alone, twice when near dedup runs.
+pub fn dedup_documents(
+    config: &IngestConfig,
+    exact: Option<&ExactSettings>,
+    near: Option<NearParams>,
+    output: &Path,
+    progress: bool,
+) -> Result<DedupReport, DataError> {
+    let mut exact_dedup = match exact {
+        Some(s) => {
+            let n = match s.expected_docs {
+                Some(n) => n,
+                None => crate::ingest::count_documents(config).map_err(de)?,
+            };
+            Some(ExactDedup::new(
+                BloomFilter::for_items(n.max(1), s.false_positive).map_err(de)?,
+                ExactKey::Text,
+            ))
+        }
+        None => None,
+    };
+    let mut near_index = match near {
+        Some(p) => Some(NearDedup::new(p).map_err(de)?),
+        None => None,
+    };
+    let mut ingest = Ingest::open(config).map_err(de)?;
+    let bar = progress_bar(progress, None, "dedup", "docs");
+    let mut input_docs = 0u64;
+    let mut exact_kept: Vec<bool> = Vec::new();
+    let mut writer = None;
+    if near_index.is_none() {
+        writer = Some(JsonlWriter::create(output).map_err(de)?);
+    }
+    let mut batch: Vec<String> = Vec::new();
+    for doc in ingest.by_ref() {
+        let doc = doc.map_err(de)?;
+        input_docs += 1;
+        bar.inc(1);
+        let keep = exact_dedup.as_mut().is_none_or(|x| x.keep(&doc.text));
+        match (&mut near_index, &mut writer) {
+            (Some(index), _) => {
+                exact_kept.push(keep);
+                if keep {
+                    batch.push(doc.text);
+                    if batch.len() == BATCH_DOCS {
+                        index.add_batch(&batch).map_err(de)?;
+                        batch.clear();
+                    }
+                }
+            }
+            (None, Some(w)) => {
+                if keep {
+                    w.write(&doc).map_err(de)?;
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    bar.finish_and_clear();
+    let malformed_lines = ingest.report().malformed_lines;
+    let exact_report = exact_dedup.map(|x| x.into_parts().1);
+    let mut removed = std::collections::BTreeMap::new();
+    if let Some(r) = &exact_report {
+        removed.insert("exact".to_string(), r.removed);
+    }
+    let mut report = DedupReport {
+        input_docs,
+        kept_docs: 0,
+        removed,
+        malformed_lines,
+        near_clusters: None,
+        near_unshingled_docs: None,
+        near_threshold: None,
+        exact_false_positive_rate: exact_report.map(|r| r.filter_false_positive_rate),
+    };
+    match near_index {
+        None => {
+            let w = writer.ok_or_else(|| DataError("no writer".into()))?;
+            report.kept_docs = w.finish().map_err(de)?;
+        }
+        Some(mut index) => {
+            index.add_batch(&batch).map_err(de)?;
+            let threshold = index.hasher().threshold();
+            let clusters = index.finish();
+            let mut w = JsonlWriter::create(output).map_err(de)?;
+            let bar = progress_bar(progress, Some(input_docs), "dedup: writing", "docs");
+            let mut second = Ingest::open(config).map_err(de)?;
+            let mut near_index_of = 0u64;
+            let mut near_removed = 0u64;
+            for (i, doc) in second.by_ref().enumerate() {
+                let doc = doc.map_err(de)?;
+                bar.inc(1);
+                if !exact_kept.get(i).copied().unwrap_or(false) {
+                    continue;
+                }
+                if clusters.is_kept(near_index_of) {
+                    w.write(&doc).map_err(de)?;
+                } else {
+                    near_removed += 1;
+                }
+                near_index_of += 1;
+            }
+            bar.finish_and_clear();
+            report.kept_docs = w.finish().map_err(de)?;
+            report.removed.insert("near".to_string(), near_removed);
+            report.near_clusters = Some(clusters.report().clusters);
+            report.near_unshingled_docs = Some(clusters.report().unshingled_docs);
+            report.near_threshold = Some(threshold);
+        }
+    }
+    Ok(report)
+}
+
+/// The quality-filter configuration for the plan's heuristics (`gopher`, `c4`, `fineweb`;
+/// `gopher_repetition` and `gopher_quality` name Gopher's two families alone) and
+/// classifier threshold.
+pub fn quality_config(
+    heuristics: &[String],
+    classifier_threshold: Option<f64>,
+) -> Result<QualityConfig, String> {
+    let mut config = QualityConfig {
+        gopher_repetition: None,
+        gopher_quality: None,
+        c4: None,
+        fineweb: None,
+        kl: None,
+        classifier: None,
+    };
+    for h in heuristics {
+        match h.as_str() {
+            "gopher" => {
+                config.gopher_repetition = Some(Default::default());
+                config.gopher_quality = Some(Default::default());
+            }
+            "gopher_repetition" => config.gopher_repetition = Some(Default::default()),
+            "gopher_quality" => config.gopher_quality = Some(Default::default()),
+            "c4" => config.c4 = Some(Default::default()),
+            "fineweb" => config.fineweb = Some(Default::default()),
+            other => {
+                return Err(format!(
+                    "quality heuristic `{other}`; kiln knows gopher, gopher_repetition, gopher_quality, c4 and fineweb"
+                ))
+            }
+        }
+    }
+    if let Some(t) = classifier_threshold {
+        config.classifier = Some(ClassifierFilterConfig { min_score: t });
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// What [`filter_documents`] did: the filters' report plus the step's common counts.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QualityStepReport {
+    pub input_docs: u64,
+    pub kept_docs: u64,
+    /// Documents removed per rule (`family.rule`), zeros included.
+    pub removed: std::collections::BTreeMap<String, u64>,
+    pub malformed_lines: u64,
+    pub filters: FilterReport,
+}
+
+/// Quality-filters the documents of `config` into `output` (atomically).
+pub fn filter_documents(
+    config: &IngestConfig,
+    quality: &QualityConfig,
+    output: &Path,
+    progress: bool,
+) -> Result<QualityStepReport, DataError> {
+    let mut ingest = Ingest::open(config).map_err(de)?;
+    let mut writer = JsonlWriter::create(output).map_err(de)?;
+    let bar = progress_bar(progress, None, "quality filter", "docs");
+    let mut read_error: Option<IngestError> = None;
+    let mut write_error: Option<IngestError> = None;
+    let docs = ingest.by_ref().map_while(|d| match d {
+        Ok(doc) => {
+            bar.inc(1);
+            Some(doc)
+        }
+        Err(e) => {
+            read_error = Some(e);
+            None
+        }
+    });
+    let report = filters::filter_stream(
+        docs,
+        quality,
+        filters::Models::default(),
+        |doc: Document| {
+            if write_error.is_none() {
+                if let Err(e) = writer.write(&doc) {
+                    write_error = Some(e);
+                }
+            }
+        },
+    )
+    .map_err(de)?;
+    bar.finish_and_clear();
+    if let Some(e) = read_error.or(write_error) {
+        return Err(de(e));
+    }
+    let kept = writer.finish().map_err(de)?;
+    let removed = report
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                format!("{}.{}", r.family.name(), r.rule),
+                r.documents_removed,
+            )
+        })
+        .collect();
+    Ok(QualityStepReport {
+        input_docs: report.documents_in,
+        kept_docs: kept,
+        removed,
+        malformed_lines: ingest.report().malformed_lines,
+        filters: report,
+    })
+}
+
+/// What [`train_tokenizer`] did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TokenizerStepReport {
+    pub input_docs: u64,
+    pub kept_docs: u64,
+    pub tokenizer: tokenize::TrainReport,
+}
+
+/// Trains a tokenizer on the documents of `config` and saves it into `out_dir`.
+pub fn train_tokenizer(
+    config: &IngestConfig,
+    train: TrainConfig,
+    out_dir: &Path,
+    progress: bool,
+) -> Result<TokenizerStepReport, DataError> {
+    let mut counter = WordCounter::new(train).map_err(de)?;
+    let mut ingest = Ingest::open(config).map_err(de)?;
+    let bar = progress_bar(progress, None, "tokenizer: counting words", "docs");
+    let mut batch: Vec<String> = Vec::with_capacity(READ_BATCH_DOCS);
+    for doc in ingest.by_ref() {
+        batch.push(doc.map_err(de)?.text);
+        if batch.len() == READ_BATCH_DOCS {
+            counter.add_batch(&batch).map_err(de)?;
+            bar.inc(batch.len() as u64);
+            batch.clear();
+        }
+    }
+    counter.add_batch(&batch).map_err(de)?;
+    bar.finish_and_clear();
+    let spinner = progress_bar(progress, None, "tokenizer: training", "");
+    let (tokenizer, report) = counter.train().map_err(de)?;
+    spinner.finish_and_clear();
+    tokenize::save(&tokenizer, out_dir).map_err(de)?;
+    Ok(TokenizerStepReport {
+        input_docs: report.docs,
+        kept_docs: report.docs,
+        tokenizer: report,
+    })
+}
+
+/// What [`encode_documents`] did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EncodeReport {
+    pub input_docs: u64,
+    pub kept_docs: u64,
+    /// Tokens written, end-of-document tokens included.
+    pub tokens: u64,
+    pub eod_id: u32,
+    pub vocab_size: u64,
+    pub dtype: shards::TokenDtype,
+    pub tokens_per_doc: f64,
+    pub malformed_lines: u64,
+}
+
+/// Encodes the documents of `config` into the indexed dataset `prefix` (`.bin/.idx`), in
+/// parallel batches on the current rayon pool; byte-identical for any thread count.
+pub fn encode_documents(
+    config: &IngestConfig,
+    tokenizer: &tokenize::Tokenizer,
+    eod: u32,
+    prefix: &Path,
+    progress: bool,
+) -> Result<EncodeReport, DataError> {
+    let mut ingest = Ingest::open(config).map_err(de)?;
+    let mut encoder = ShardEncoder::create(tokenizer, eod, prefix).map_err(de)?;
+    let bar = progress_bar(progress, None, "encode", "docs");
+    let mut batch: Vec<String> = Vec::with_capacity(ENCODE_BATCH_DOCS);
+    for doc in ingest.by_ref() {
+        batch.push(doc.map_err(de)?.text);
+        if batch.len() == ENCODE_BATCH_DOCS {
+            encoder.add_batch(&batch).map_err(de)?;
+            bar.inc(batch.len() as u64);
+            batch.clear();
+        }
+    }
+    encoder.add_batch(&batch).map_err(de)?;
+    bar.finish_and_clear();
+    let summary = encoder.finish().map_err(de)?;
+    Ok(EncodeReport {
+        input_docs: summary.documents,
+        kept_docs: summary.documents,
+        tokens: summary.tokens,
+        eod_id: eod,
+        vocab_size: tokenizer.get_vocab_size(true) as u64,
+        dtype: summary.dtype,
+        tokens_per_doc: if summary.documents == 0 {
+            0.0
+        } else {
+            summary.tokens as f64 / summary.documents as f64
+        },
+        malformed_lines: ingest.report().malformed_lines,
+    })
+}
+
+fn mix_step(
+    plan: &Plan,
+    p: &plan::MixParams,
+    inputs: &[(&Step, PathBuf)],
+    out: &Path,
+    ctx: &StepContext,
+) -> Result<Value, String> {
+    let mut datasets = Vec::new();
+    for (source, weight) in &p.mix {
+        let dir = inputs
+            .iter()
+            .find(|(s, _)| {
+                s.kind == StepKind::Encode
+                    && s.params.get("source").and_then(Value::as_str) == Some(source.as_str())
+            })
+            .map(|(_, d)| d)
+            .ok_or_else(|| format!("no encode step input for source `{source}`"))?;
+        let dataset =
+            IndexedDataset::open(&dir.join(shards::DATA_PREFIX)).map_err(|e| e.to_string())?;
+        let max_epochs = plan
+            .source(source)
+            .map(|s| s.max_epochs)
+            .unwrap_or(f64::INFINITY);
+        datasets.push((source.clone(), *weight, dataset, max_epochs));
+    }
+    let sources: Vec<MixSource> = datasets
+        .iter()
+        .map(|(name, weight, dataset, max_epochs)| MixSource {
+            name: name.clone(),
+            weight: *weight,
+            dataset,
+            max_epochs: *max_epochs,
+        })
+        .collect();
+    let config = MixConfig {
+        phase: p.phase.clone(),
+        train_tokens: p.tokens.max(0.0).ceil() as u64,
+        held_out_tokens: p.held_out_tokens.max(0.0).ceil() as u64,
+        seed: p.seed,
+    };
+    let bar = progress_bar(
+        ctx.progress,
+        Some(config.train_tokens),
+        &format!("mix {}", p.phase),
+        "tokens",
+    );
+    let report = mix::mix(
+        &sources,
+        &config,
+        &out.join(shards::DATA_PREFIX),
+        &out.join(HELD_OUT_PREFIX),
+        |drawn| bar.set_position(drawn.min(config.train_tokens)),
+    )
+    .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut value = to_value(&report)?;
+    if let Value::Object(map) = &mut value {
+        let input_docs: u64 = report.sources.iter().map(|s| s.docs).sum();
+        map.insert("input_docs".into(), json!(input_docs));
+        map.insert("kept_docs".into(), json!(report.train_docs));
+        map.insert("tokens".into(), json!(report.train_tokens));
+    }
+    Ok(value)
+}
