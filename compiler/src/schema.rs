@@ -378,12 +378,74 @@ pub const DEDUP: &[FieldSpec] = &[
     ),
 ];
 
+/// Threshold overrides of the quality rules; a family's block turns it on. Names and
+/// defaults are the runtime's (runtime/data/src/filters: Gopher, Rae et al. 2021 App. A;
+/// C4, Raffel et al. 2020 Sec. 2.2; FineWeb, Penedo et al. 2024).
+pub const GOPHER_QUALITY: &[FieldSpec] = &[
+    f("min_doc_words", Ty::Num(Dim::Count, Whole), Optional),
+    f("max_doc_words", Ty::Num(Dim::Count, Whole), Optional),
+    f("min_mean_word_chars", POSITIVE, Optional),
+    f("max_mean_word_chars", POSITIVE, Optional),
+    f(
+        "max_symbol_word_ratio",
+        Ty::Num(Dim::Count, NonNegative),
+        Optional,
+    ),
+    f("max_bullet_lines_ratio", FRACTION, Optional),
+    f("max_ellipsis_lines_ratio", FRACTION, Optional),
+    f("min_alpha_words_ratio", FRACTION, Optional),
+    f("min_stop_words", Ty::Num(Dim::Count, Whole), Optional),
+];
+
+pub const GOPHER_REPETITION: &[FieldSpec] = &[
+    f("max_duplicate_line_fraction", FRACTION, Optional),
+    f("max_duplicate_paragraph_fraction", FRACTION, Optional),
+    f("max_duplicate_line_char_fraction", FRACTION, Optional),
+    f("max_duplicate_paragraph_char_fraction", FRACTION, Optional),
+];
+
+pub const C4: &[FieldSpec] = &[
+    f("min_sentences", Ty::Num(Dim::Count, Whole), Optional),
+    f("min_words_per_line", Ty::Num(Dim::Count, Whole), Optional),
+    f("max_word_chars", COUNT, Optional),
+];
+
+pub const FINEWEB: &[FieldSpec] = &[
+    f("min_line_punct_ratio", FRACTION, Optional),
+    f("max_short_line_ratio", FRACTION, Optional),
+    f("short_line_max_chars", Ty::Num(Dim::Count, Whole), Optional),
+    f("max_char_duplicates_ratio", FRACTION, Optional),
+    f(
+        "max_newline_word_ratio",
+        Ty::Num(Dim::Count, NonNegative),
+        Optional,
+    ),
+];
+
+/// The families whose thresholds the language sets, by block name.
+pub const QUALITY_FAMILIES: &[(&str, &[FieldSpec])] = &[
+    ("gopher_quality", GOPHER_QUALITY),
+    ("gopher_repetition", GOPHER_REPETITION),
+    ("c4", C4),
+    ("fineweb", FINEWEB),
+];
+
 pub const QUALITY: &[FieldSpec] = &[
     f(
         "heuristic",
-        Ty::List(&Ty::Enum(&["gopher", "c4", "fineweb"])),
+        Ty::List(&Ty::Enum(&[
+            "gopher",
+            "gopher_quality",
+            "gopher_repetition",
+            "c4",
+            "fineweb",
+        ])),
         Value(Const::Empty),
     ),
+    f("gopher_quality", Ty::Block(GOPHER_QUALITY), Optional),
+    f("gopher_repetition", Ty::Block(GOPHER_REPETITION), Optional),
+    f("c4", Ty::Block(C4), Optional),
+    f("fineweb", Ty::Block(FINEWEB), Optional),
     f(
         "classifier",
         Ty::Block(&[f("threshold", REAL, Required)]),

@@ -169,6 +169,9 @@ pub fn quantity(literal: &str, unit_word: Option<&str>) -> Result<(f64, Dim), Un
         if let Some((_, m)) = MAGNITUDES.iter().find(|(s, _)| *s == suffix) {
             value *= m;
             magnitude = true;
+        } else if suffix == "%" {
+            // Divided rather than multiplied by 0.01, so that 70% is exactly 0.7.
+            value /= 100.0;
         } else if let Some((f, d)) = unit(suffix) {
             value *= f;
             dim = d;

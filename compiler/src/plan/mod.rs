@@ -125,6 +125,9 @@ pub struct NearDedupSpec {
 pub struct QualitySpec {
     pub heuristics: Vec<String>,
     pub classifier_threshold: Option<f64>,
+    /// Declared thresholds by family (`gopher_quality`, `gopher_repetition`, `c4`,
+    /// `fineweb`), with the runtime's field names; a family listed here is on.
+    pub thresholds: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Clone, Debug, Serialize, JsonSchema)]
@@ -263,6 +266,25 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
             classifier_threshold: quality
                 .and_then(|q| q.record("classifier"))
                 .and_then(|c| c.num("threshold")),
+            thresholds: crate::schema::QUALITY_FAMILIES
+                .iter()
+                .filter_map(|(family, _)| {
+                    let block = quality?.record(family)?;
+                    let values = block
+                        .fields
+                        .iter()
+                        .filter_map(|(k, slot)| match slot.value {
+                            // Whole numbers as JSON integers: the runtime reads counts as integers.
+                            Value::Num(v, _) if v.fract() == 0.0 && v.abs() < 9e15 => {
+                                Some((k.clone(), json!(v as i64)))
+                            }
+                            Value::Num(v, _) => Some((k.clone(), json!(v))),
+                            _ => None,
+                        })
+                        .collect();
+                    Some((family.to_string(), values))
+                })
+                .collect(),
         },
         gpu: setup.hardware.gpu.clone(),
         values: values(r),
@@ -362,7 +384,10 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
                 cpu(1),
             );
         }
-        if !spec.quality.heuristics.is_empty() || spec.quality.classifier_threshold.is_some() {
+        if !spec.quality.heuristics.is_empty()
+            || spec.quality.classifier_threshold.is_some()
+            || !spec.quality.thresholds.is_empty()
+        {
             last = add(
                 &mut drafts,
                 StepKind::QualityFilter,

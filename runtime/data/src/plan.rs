@@ -104,6 +104,9 @@ pub struct NearDedupParams {
 pub struct QualityParams {
     pub heuristics: Vec<String>,
     pub classifier_threshold: Option<f64>,
+    /// Declared thresholds by family, with the filters' field names; a family here is on.
+    #[serde(default)]
+    pub thresholds: std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `train_tokenizer` parameters.

@@ -342,7 +342,8 @@ fn execute(
         }
         StepKind::QualityFilter => {
             let p: plan::QualityParams = step.params().map_err(e)?;
-            let config = quality_config(&p.heuristics, p.classifier_threshold)?;
+            let mut config = quality_config(&p.heuristics, p.classifier_threshold)?;
+            apply_thresholds(&mut config, &p.thresholds)?;
             let input = single_input(inputs)?;
             let report = filter_documents(
                 &docs_config(input),
@@ -690,6 +691,48 @@ pub fn quality_config(
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
+}
+
+/// Turns on each family the experiment gives thresholds for, with those thresholds over
+/// its defaults. Field names are checked by the configs' `deny_unknown_fields`.
+pub fn apply_thresholds(
+    config: &mut QualityConfig,
+    thresholds: &std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+) -> Result<(), String> {
+    fn merged<T: serde::Serialize + serde::de::DeserializeOwned + Default>(
+        current: &Option<T>,
+        overrides: &serde_json::Map<String, serde_json::Value>,
+        family: &str,
+    ) -> Result<T, String> {
+        let base = current
+            .as_ref()
+            .map(serde_json::to_value)
+            .unwrap_or_else(|| serde_json::to_value(T::default()));
+        let mut value = base.map_err(|e| e.to_string())?;
+        for (k, v) in overrides {
+            value[k] = v.clone();
+        }
+        serde_json::from_value(value).map_err(|e| format!("quality thresholds of `{family}`: {e}"))
+    }
+    for (family, overrides) in thresholds {
+        match family.as_str() {
+            "gopher_quality" => {
+                config.gopher_quality = Some(merged(&config.gopher_quality, overrides, family)?)
+            }
+            "gopher_repetition" => {
+                config.gopher_repetition =
+                    Some(merged(&config.gopher_repetition, overrides, family)?)
+            }
+            "c4" => config.c4 = Some(merged(&config.c4, overrides, family)?),
+            "fineweb" => config.fineweb = Some(merged(&config.fineweb, overrides, family)?),
+            other => {
+                return Err(format!(
+                    "quality thresholds for an unknown family `{other}`"
+                ))
+            }
+        }
+    }
+    config.validate().map_err(|e| e.to_string())
 }
 
 /// What [`filter_documents`] did: the filters' report plus the step's common counts.

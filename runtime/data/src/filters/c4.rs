@@ -7,12 +7,15 @@
 //! it if a word is longer than `max_word_chars` (1000, from TensorFlow Datasets' `c4_utils`),
 //! remove Wikipedia citation marks, drop it if it does not end in terminal punctuation
 //! (`.`, `?`, `!`, `"`, `'`) or ends in `...`, if it has fewer than `min_words_per_line`
-//! words (3: the paper's "at least 3 words"), if it mentions "javascript", or if it holds a
-//! cookie or terms-of-use phrase. The whole document is dropped if a kept line has "lorem
-//! ipsum" or a curly bracket, or if the kept lines hold fewer than `min_sentences` sentences
-//! (5: the paper's "fewer than 5 sentences", counted by spaCy's sentencizer as datatrove
-//! does). A kept document's text becomes its kept lines joined by newlines (spaces with
-//! `split_paragraph: false`).
+//! whitespace-separated words, if it mentions "javascript", or if it holds a cookie or
+//! terms-of-use phrase. The whole document is dropped if a kept line has "lorem ipsum" or a
+//! curly bracket, or if the kept lines hold fewer than `min_sentences` sentences (counted by
+//! spaCy's sentencizer, as datatrove does). A kept document's text becomes its kept lines
+//! joined by newlines (spaces with `split_paragraph: false`).
+//!
+//! The two counts default to datatrove's `min_words_per_line=3` and `min_num_sentences=5`,
+//! which datatrove's docstring gives as the paper's ("fewer than 5 sentences", "at least 3
+//! words"); both are settable for a plan that reads the paper otherwise.
 //!
 //! Field names map to datatrove's arguments: `split_paragraph`, `remove_citations`,
 //! `filter_no_terminal_punct`, `min_sentences` (`min_num_sentences`; `null` for -1),
@@ -50,9 +53,9 @@ pub struct C4Config {
     pub remove_citations: bool,
     /// Drop lines that do not end in terminal punctuation.
     pub filter_no_terminal_punct: bool,
-    /// Fewest sentences in the kept lines (5).
+    /// Fewest sentences in the kept lines (datatrove: 5).
     pub min_sentences: Option<u64>,
-    /// Fewest whitespace-separated words in a kept line (3).
+    /// Fewest whitespace-separated words in a kept line (datatrove: 3).
     pub min_words_per_line: Option<u64>,
     /// Drop lines with a word longer than this many characters (1000).
     pub max_word_chars: Option<u64>,

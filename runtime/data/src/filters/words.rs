@@ -5,13 +5,13 @@
 //! # The tokenizer (spaCy 3.8 `tokenizer.pyx`)
 //! 1. The text is cut into runs of whitespace and of non-whitespace (Python's `str.isspace`);
 //!    a single `' '` after a word is its trailing space, any other whitespace run is a token.
-//! 2. Each non-whitespace run is looked up in the exceptions ([`tables::SPECIAL_CASES`]); if
+//! 2. Each non-whitespace run is looked up in the exceptions (`tables::SPECIAL_CASES`); if
 //!    not there, prefixes and suffixes are peeled off (`_split_affixes`: a prefix, then a
 //!    suffix of the rest, stopping as soon as the remainder or the string less its prefix or
 //!    suffix is an exception), and the remainder is an exception, a URL
-//!    ([`tables::URL_PATTERN`]), or split at its infixes (`_attach_tokens`).
+//!    (`tables::URL_PATTERN`), or split at its infixes (`_attach_tokens`).
 //! 3. The special-case matcher (`_apply_special_cases`) finds exceptions whose own affix
-//!    tokenization ([`tables::MATCHER_PATTERNS`]) occurs as a run of tokens with no space
+//!    tokenization (`tables::MATCHER_PATTERNS`) occurs as a run of tokens with no space
 //!    between them, keeps the longest non-overlapping ones, and retokenizes them.
 //!
 //! datatrove then strips every token and drops the empty ones (`strip_strings`), i.e. drops
@@ -22,7 +22,7 @@
 //! matches at the start; the suffix is the match that starts leftmost (all alternatives end
 //! at `$`); infixes are found left to right, each the first alternative that matches at a
 //! position, with lookbehind and lookahead on the neighbouring characters. Their character
-//! classes are computed from the expressions themselves ([`tables`]), and
+//! classes are computed from the expressions themselves (`tables.rs`), and
 //! `tests/filters.rs` compares the words of every document of a real corpus with datatrove's.
 
 use std::collections::HashMap;
