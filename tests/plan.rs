@@ -15,6 +15,15 @@ fn kiln(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// experiments/tiny.kiln as a text that plans from any directory: its calibrated cluster
+/// (a project file) replaced by a standard-library one.
+fn tiny_anywhere() -> String {
+    std::fs::read_to_string(common::root().join("experiments/tiny.kiln"))
+        .unwrap()
+        .replace("import \"../calibration/this_machine.kiln\"", "import std.clusters.dgx_h100_pod")
+        .replace("cluster = this_machine_cluster", "cluster = dgx_h100_pod { nodes = 1 }")
+}
+
 fn plan_text(path: &str) -> String {
     let out = kiln(&["plan", path]);
     assert!(
@@ -172,7 +181,7 @@ fn ids(plan: &Value) -> Vec<(String, String)> {
 /// other step.
 #[test]
 fn a_changed_parameter_reruns_exactly_the_steps_downstream() {
-    let base = std::fs::read_to_string(common::root().join("experiments/tiny.kiln")).unwrap();
+    let base = tiny_anywhere();
     let before = ids(&plan_of_text("base", &base));
     let cases: [(&str, &str, &[&str]); 3] = [
         // The anneal's learning rate: only its training step and evaluation.
@@ -428,7 +437,7 @@ fn hostile_strings_cannot_inject_commands() {
         "x'; touch {0}; echo '$(touch {0})`touch {0}`\"; touch {0}; \"",
         canary.display()
     );
-    let base = std::fs::read_to_string(common::root().join("experiments/tiny.kiln")).unwrap();
+    let base = tiny_anywhere();
     let text = base.replace(
         "path = \"data/tiny/web.jsonl\"",
         &format!(

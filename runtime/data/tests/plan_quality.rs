@@ -20,7 +20,13 @@ fn declared_thresholds_reach_the_filters() {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("q.kiln");
-    let text = std::fs::read_to_string(root.join("experiments/tiny.kiln")).unwrap().replace(
+    // The calibrated cluster is a project file: use a standard-library one from a temporary
+    // directory.
+    let text = std::fs::read_to_string(root.join("experiments/tiny.kiln"))
+        .unwrap()
+        .replace("import \"../calibration/this_machine.kiln\"", "import std.clusters.dgx_h100_pod")
+        .replace("cluster = this_machine_cluster", "cluster = dgx_h100_pod { nodes = 1 }")
+        .replace(
         "  seed = 0",
         "  seed = 0\n  quality {\n    heuristic = [c4]\n    gopher_quality { min_doc_words = 100, min_alpha_words_ratio = 70% }\n    fineweb { max_short_line_ratio = 50% }\n  }",
     );

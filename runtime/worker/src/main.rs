@@ -1,8 +1,10 @@
 //! `kiln-worker --plan plan.json --step ID`: runs one step of a run plan, from the run
-//! directory, as the plan's step commands say; data steps through `kiln_data::steps`.
+//! directory, as the plan's step commands say: data steps through `kiln_data::steps`,
+//! training and evaluation through `kiln_train`. `kiln-worker calibrate` measures this
+//! machine (JSON on standard output, read by `kiln calibrate`).
 //!
 //! Exit codes: 0 the step is done (now or before), 1 it failed, 2 the plan or the arguments
-//! cannot be used, 3 the step's kind is not built yet (training and evaluation).
+//! cannot be used.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,9 +13,6 @@ use std::time::Instant;
 use clap::Parser;
 use kiln_data::plan::{Plan, StepKind};
 use kiln_data::steps::{run_step, StepContext, StepOutcome};
-
-/// The exit code of a step whose kind this worker cannot run yet.
-const EXIT_NOT_BUILT: u8 = 3;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +43,21 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("calibrate") {
+        return match kiln_train::calibrate(&Default::default()) {
+            Ok(c) => {
+                println!(
+                    "{}",
+                    serde_json::to_string(&c).expect("calibration serialises")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: calibration failed: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let cli = Cli::parse();
     let plan = match Plan::load(&cli.plan) {
         Ok(p) => p,
@@ -60,11 +74,7 @@ fn main() -> ExitCode {
         }
     };
     if matches!(step.kind, StepKind::Train | StepKind::Evaluate) {
-        eprintln!(
-            "error: step `{}`: training steps are not built yet (issue 6)",
-            step.name
-        );
-        return ExitCode::from(EXIT_NOT_BUILT);
+        return train(&cli);
     }
     if step.kind == StepKind::Other {
         eprintln!(
@@ -111,6 +121,40 @@ fn main() -> ExitCode {
         Ok(StepOutcome::AlreadyDone { output }) => {
             eprintln!("{name}: already done ({})", output.display());
             ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs a train or evaluate step with kiln-train (libtorch).
+fn train(cli: &Cli) -> ExitCode {
+    let plan = match kiln_train::Plan::load(&cli.plan) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = kiln_train::TrainOptions {
+        threads: cli.threads,
+        progress: cli.quiet.then_some(false),
+        predicted_tokens_per_s: plan.predicted_tokens_per_s(),
+        ..Default::default()
+    };
+    match kiln_train::run_step(&plan, &cli.step, &cli.run_dir, &options) {
+        Ok(kiln_train::StepOutcome::Done(_) | kiln_train::StepOutcome::AlreadyDone(_)) => {
+            ExitCode::SUCCESS
+        }
+        Ok(kiln_train::StepOutcome::Halted { next_step }) => {
+            eprintln!("kiln-worker: halted before step {next_step}");
+            ExitCode::from(1)
+        }
+        Err(e @ (kiln_train::TrainError::Plan(_) | kiln_train::TrainError::Unsupported(_))) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("error: {e}");

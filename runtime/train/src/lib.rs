@@ -1,0 +1,26 @@
+//! kiln-train: runs a run plan's train and evaluate steps with libtorch (tch).
+//!
+//! It builds the decoder from the plan's model spec and trains it with AdamW on the plan's
+//! schedule, in fp32 or mixed precision, with atomic checkpoints, exact resume and metrics;
+//! and it measures the machine for `kiln calibrate`.
+//!
+//! Modules in the order a step uses them: [`spec`] (the plan's fields), [`model`],
+//! [`optim`], [`schedule`], [`data`], [`trainer`] (one optimizer step), [`checkpoint`],
+//! [`metrics`], [`steps`] (the worker's entry points), and [`calibrate`].
+
+pub mod calibrate;
+pub mod checkpoint;
+pub mod data;
+pub mod error;
+pub mod metrics;
+pub mod model;
+pub mod optim;
+pub mod schedule;
+pub mod spec;
+pub mod steps;
+pub mod trainer;
+
+pub use calibrate::{calibrate, predicted_tokens_per_s, Calibration, CalibrationConfig};
+pub use error::TrainError;
+pub use spec::Plan;
+pub use steps::{run_evaluate_step, run_step, run_train_step, StepOutcome, Summary, TrainOptions};

@@ -1,0 +1,761 @@
+//! The worker's entry points: a plan's `train` step (one phase) and its `evaluate` step.
+//!
+//! A train step resumes a killed run from its last checkpoint.
+//!
+//! # Directories (paths in the plan are relative to the run directory)
+//! A train step reads its mix step's output (`text_document` to train on,
+//! `held_out_document` to evaluate on) and, for a phase after the first, the previous train
+//! step's output, whose newest checkpoint must be at the phase's `start_step`. It works in
+//! `<output>.partial/` — `checkpoints/`, `metrics.jsonl` — which survives a kill, and when the
+//! phase is done writes [`SUMMARY_FILE`] there and renames the directory to `<output>`, so
+//! an existing output means the step is done (`kiln run` skips it). A `.lock` file, held
+//! with `flock` while the step runs, keeps a second process out of the same directory.
+//!
+//! An evaluate step reads the last train step's newest checkpoint and the last mix step's
+//! held-out set, and writes [`SUMMARY_FILE`] into `<output>.tmp-PID/`, renamed to `<output>`.
+//!
+//! # One process
+//! The plan's global batch (micro_batch × accumulation × data-parallel ranks sequences) runs
+//! here as global_batch / micro_batch micro-batches; tensor, pipeline and context
+//! parallelism and ZeRO do not change the arithmetic, so one process trains the same model
+//! (the summary's notes say what was folded in).
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use crate::checkpoint::{self, fsync_dir, write_atomic, RngState, TrainState, STATE_FORMAT};
+use crate::data::{SampleOrder, Samples};
+use crate::error::{catch_torch, io_at, TrainError};
+use crate::metrics::{
+    peak_rss_bytes, progress_bar, read_metrics, MetricsLog, StepMetrics, METRICS_FILE,
+};
+use crate::model::Model;
+use crate::schedule::lr_for_step;
+use crate::spec::{EvaluateParams, Plan, Precision, Step, TrainParams};
+use crate::trainer::{evaluate, step_seed, to_batch, Trainer};
+
+/// The summary a finished step leaves in its output directory.
+pub const SUMMARY_FILE: &str = "summary.json";
+/// The checkpoints' directory inside a train step's directory.
+pub const CHECKPOINT_DIR: &str = "checkpoints";
+/// The mix step's training stream (kiln-data's `shards::DATA_PREFIX`).
+pub const TRAIN_PREFIX: &str = kiln_data::shards::DATA_PREFIX;
+/// The mix step's held-out set (kiln-data's `steps::HELD_OUT_PREFIX`).
+pub const HELD_OUT_PREFIX: &str = kiln_data::steps::HELD_OUT_PREFIX;
+/// The suffix of a train step's working directory.
+const PARTIAL_SUFFIX: &str = ".partial";
+/// The lock file in a working directory.
+const LOCK_FILE: &str = ".lock";
+
+/// How a step runs on this machine (nothing here changes the numbers a step computes,
+/// except `threads`, which fixes libtorch's reduction order).
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub device: Device,
+    /// libtorch's intra-op threads; `None` keeps libtorch's default (one per core). Fix it
+    /// for bit-identical resumes.
+    pub threads: Option<usize>,
+    /// Show the progress bar: `None` on a terminal only.
+    pub progress: Option<bool>,
+    /// The tokens/s the summary compares the measured rate with: the plan's analysis for
+    /// the declared hardware, or `calibrate::predicted_tokens_per_s` on this machine.
+    pub predicted_tokens_per_s: Option<f64>,
+    /// Stop after this many optimizer steps in this process, as a kill would (no checkpoint
+    /// beyond the periodic ones, no output): tests of resume use it, and so can a
+    /// time-boxed run.
+    pub halt_after_steps: Option<u64>,
+    /// At most this many held-out tokens per evaluation (default: the plan's).
+    pub eval_max_tokens: Option<u64>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            device: Device::Cpu,
+            threads: None,
+            progress: None,
+            predicted_tokens_per_s: None,
+            halt_after_steps: None,
+            eval_max_tokens: None,
+        }
+    }
+}
+
+/// What a train or evaluate step reports (also [`SUMMARY_FILE`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The step's name and id in the plan.
+    pub step: String,
+    pub id: String,
+    pub kind: String,
+    pub phase: Option<String>,
+    pub precision: String,
+    pub device: String,
+    pub threads: i64,
+    pub params: u64,
+    /// Global steps `[start_step, end_step)` of the phase.
+    pub start_step: u64,
+    pub end_step: u64,
+    /// The step this process resumed from, when it did.
+    pub resumed_at: Option<u64>,
+    /// Optimizer steps this process ran (the last process, for a resumed run).
+    pub steps_run: u64,
+    pub tokens_per_step: u64,
+    /// Tokens this process trained (or evaluated).
+    pub tokens: u64,
+    pub final_loss: Option<f64>,
+    pub final_eval_loss: Option<f64>,
+    /// The learning rate of the phase's last step (0 at the end of an anneal to 0).
+    pub final_lr: Option<f64>,
+    /// Seconds in training steps (or evaluation), without evaluations and checkpoints.
+    pub compute_seconds: f64,
+    pub wall_seconds: f64,
+    /// tokens / compute_seconds.
+    pub measured_tokens_per_s: Option<f64>,
+    pub predicted_tokens_per_s: Option<f64>,
+    /// measured / predicted.
+    pub measured_over_predicted: Option<f64>,
+    /// The process's resident-set high-water mark (VmHWM).
+    pub peak_rss_bytes: Option<u64>,
+    /// The final checkpoint, relative to the step's output directory.
+    pub checkpoint: Option<String>,
+    /// What the run folded in or left out (one process for many ranks, …).
+    pub notes: Vec<String>,
+}
+
+impl Summary {
+    /// The summary as a few lines for stderr.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "{} ({}): {} steps, {} tokens in {:.1} s",
+            self.step, self.kind, self.steps_run, self.tokens, self.wall_seconds
+        );
+        if let Some(l) = self.final_loss {
+            s += &format!(", loss {l:.4}");
+        }
+        if let Some(l) = self.final_eval_loss {
+            s += &format!(", held-out loss {l:.4}");
+        }
+        s += "\n";
+        match (self.measured_tokens_per_s, self.predicted_tokens_per_s) {
+            (Some(m), Some(p)) => {
+                s += &format!(
+                    "  throughput {m:.0} tokens/s measured, {p:.0} predicted ({:.2}×)\n",
+                    m / p
+                )
+            }
+            (Some(m), None) => s += &format!("  throughput {m:.0} tokens/s measured\n"),
+            _ => {}
+        }
+        if let Some(b) = self.peak_rss_bytes {
+            s += &format!("  peak memory {:.1} MiB (VmHWM)\n", b as f64 / 1048576.0);
+        }
+        for n in &self.notes {
+            s += &format!("  note: {n}\n");
+        }
+        s
+    }
+}
+
+/// How a step ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    Done(Summary),
+    /// Its output existed already (its summary).
+    AlreadyDone(Summary),
+    /// Stopped by [`TrainOptions::halt_after_steps`] before the phase's end.
+    Halted {
+        next_step: u64,
+    },
+}
+
+/// Runs a `train` or `evaluate` step of `plan` (by id or name).
+pub fn run_step(
+    plan: &Plan,
+    step_id: &str,
+    run_dir: &Path,
+    options: &TrainOptions,
+) -> Result<StepOutcome, TrainError> {
+    let step = plan.step(step_id)?;
+    match step.kind.as_str() {
+        "train" => run_train_step(plan, step_id, run_dir, options),
+        "evaluate" => run_evaluate_step(plan, step_id, run_dir, options),
+        other => Err(TrainError::Plan(format!(
+            "step `{}` is a {other} step, not a training step",
+            step.name
+        ))),
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn read_summary(output: &Path) -> Result<Summary, TrainError> {
+    let path = output.join(SUMMARY_FILE);
+    let text = fs::read_to_string(&path).map_err(io_at(&path))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Input(format!("{}: {e}", path.display())))
+}
+
+/// The output directories of a step's inputs of `kind`, checked to be done.
+fn inputs_of<'p>(
+    plan: &'p Plan,
+    step: &Step,
+    kind: &str,
+    run_dir: &Path,
+) -> Result<Vec<(&'p Step, PathBuf)>, TrainError> {
+    let mut out = Vec::new();
+    for id in &step.inputs {
+        let input = plan.step(id)?;
+        if input.kind != kind {
+            continue;
+        }
+        let dir = input.output(run_dir)?;
+        if !dir.is_dir() {
+            return Err(TrainError::Input(format!(
+                "step `{}` needs `{}`, which is not done ({} does not exist)",
+                step.name,
+                input.name,
+                dir.display()
+            )));
+        }
+        out.push((input, dir));
+    }
+    Ok(out)
+}
+
+/// Holds an exclusive `flock` on `dir/.lock` while alive.
+struct DirLock {
+    _file: File,
+}
+
+fn lock_dir(dir: &Path) -> Result<DirLock, TrainError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_at(&path))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(TrainError::Busy(dir.to_path_buf()));
+    }
+    Ok(DirLock { _file: file })
+}
+
+fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// The sequences of one optimizer step and how they are split, with notes on what one
+/// process folds in.
+struct BatchLayout {
+    global_batch: u64,
+    micro_batch: u64,
+    micro_batches: u64,
+    tokens_per_step: u64,
+    notes: Vec<String>,
+}
+
+fn batch_layout(p: &TrainParams) -> Result<BatchLayout, TrainError> {
+    let seq_len = p.model.seq_len;
+    let sequences = p.batch_tokens / seq_len as f64;
+    if !(sequences >= 1.0 && sequences.fract() == 0.0) {
+        return Err(TrainError::Plan(format!(
+            "batch_tokens = {} is not a whole number of {seq_len}-token sequences",
+            p.batch_tokens
+        )));
+    }
+    let global_batch = sequences as u64;
+    let micro_batch = p.parallel.micro_batch.max(1);
+    if !global_batch.is_multiple_of(micro_batch) {
+        return Err(TrainError::Plan(format!(
+            "the global batch of {global_batch} sequences is not a whole number of micro-batches of {micro_batch}"
+        )));
+    }
+    let mut notes = Vec::new();
+    let data = p.topology.data.max(1.0);
+    let declared = micro_batch as f64 * p.parallel.accumulation.max(1) as f64 * data;
+    if declared != global_batch as f64 {
+        notes.push(format!(
+            "micro_batch × accumulation × data = {declared} sequences, but the step's batch is {global_batch}: the batch is used"
+        ));
+    }
+    let ranks = p.topology.tensor * p.topology.pipeline * p.topology.context * data;
+    if ranks > 1.0 {
+        notes.push(format!(
+            "the plan's {ranks} ranks (tensor {}, pipeline {}, context {}, data {}) run as one process: {} micro-batches of {micro_batch} sequences per step",
+            p.topology.tensor,
+            p.topology.pipeline,
+            p.topology.context,
+            p.topology.data,
+            global_batch / micro_batch
+        ));
+    }
+    if p.parallel.zero > 0 {
+        notes.push(format!(
+            "ZeRO stage {} shards state across data-parallel ranks; one process holds it all",
+            p.parallel.zero
+        ));
+    }
+    if let Some(r) = p.parallel.recompute.as_deref().filter(|r| *r != "none") {
+        notes.push(format!(
+            "recompute = {r} saves activation memory only; this runtime keeps activations"
+        ));
+    }
+    Ok(BatchLayout {
+        global_batch,
+        micro_batch,
+        micro_batches: global_batch / micro_batch,
+        tokens_per_step: global_batch * seq_len,
+        notes,
+    })
+}
+
+/// Runs a plan's `train` step (see the module doc).
+pub fn run_train_step(
+    plan: &Plan,
+    step_id: &str,
+    run_dir: &Path,
+    options: &TrainOptions,
+) -> Result<StepOutcome, TrainError> {
+    catch_torch(|| train(plan, step_id, run_dir, options))
+}
+
+fn train(
+    plan: &Plan,
+    step_id: &str,
+    run_dir: &Path,
+    options: &TrainOptions,
+) -> Result<StepOutcome, TrainError> {
+    let wall = Instant::now();
+    let step = plan.step(step_id)?;
+    if step.kind != "train" {
+        return Err(TrainError::Plan(format!(
+            "step `{}` is a {} step, not a train step",
+            step.name, step.kind
+        )));
+    }
+    let p: TrainParams = step.params()?;
+    let output = step.output(run_dir)?;
+    if output.is_dir() {
+        return Ok(StepOutcome::AlreadyDone(read_summary(&output)?));
+    }
+    let mixes = inputs_of(plan, step, "mix", run_dir)?;
+    let Some((_, mix_dir)) = mixes.first() else {
+        return Err(TrainError::Plan(format!(
+            "train step `{}` has no mix step among its inputs",
+            step.name
+        )));
+    };
+    let previous = inputs_of(plan, step, "train", run_dir)?;
+    let layout = batch_layout(&p)?;
+    let mut notes = layout.notes.clone();
+    if let Some(n) = options.threads {
+        tch::set_num_threads(n.clamp(1, i32::MAX as usize) as i32);
+    }
+    let device = options.device;
+
+    let work = with_suffix(&output, PARTIAL_SUFFIX);
+    fs::create_dir_all(&work).map_err(io_at(&work))?;
+    let lock = lock_dir(&work)?;
+    let ckpt_root = work.join(CHECKPOINT_DIR);
+
+    let model = Model::new(&p.model, p.precision, p.seed, device)?;
+    let mut trainer = Trainer::new(model, &p.optimizer, p.precision, p.seed, device)?;
+    let phase_start = p.schedule.start_step;
+    let phase_end = phase_start + p.schedule.steps;
+
+    // Where to start: this step's own checkpoint, else the previous phase's final one.
+    let own = checkpoint::latest(&ckpt_root).filter(|f| f.state.step_id == step.id);
+    let (next_step, resumed_at, mut last_loss, mut last_eval) = if let Some(found) = own {
+        restore(&mut trainer, &found, p.precision)?;
+        let s = found.state.global_step;
+        (s, Some(s), Some(found.state.loss), None)
+    } else if let Some((prev, prev_dir)) = previous.last() {
+        let root = prev_dir.join(CHECKPOINT_DIR);
+        let found = checkpoint::latest(&root).ok_or_else(|| {
+            TrainError::Input(format!(
+                "the previous phase `{}` left no checkpoint in {}",
+                prev.name,
+                root.display()
+            ))
+        })?;
+        if found.state.global_step != phase_start {
+            return Err(TrainError::Input(format!(
+                "the previous phase's last checkpoint is at step {}, but phase `{}` starts at step {phase_start}",
+                found.state.global_step, p.phase
+            )));
+        }
+        restore(&mut trainer, &found, p.precision)?;
+        (phase_start, None, None, None)
+    } else if phase_start > 0 {
+        return Err(TrainError::Plan(format!(
+            "phase `{}` starts at step {phase_start} but step `{}` has no previous train step to continue from",
+            p.phase, step.name
+        )));
+    } else {
+        (0, None, None, None)
+    };
+
+    let train_samples = Samples::open(&mix_dir.join(TRAIN_PREFIX), p.model.seq_len, p.model.vocab)?;
+    if train_samples.count() == 0 {
+        return Err(TrainError::Input(format!(
+            "the mix output {} has {} tokens, fewer than one {}-token sample",
+            mix_dir.display(),
+            train_samples.tokens(),
+            p.model.seq_len + 1
+        )));
+    }
+    let held_out_prefix = mix_dir.join(HELD_OUT_PREFIX);
+    let held_out = if kiln_data::shards::dataset_paths(&held_out_prefix)
+        .1
+        .exists()
+    {
+        Some(Samples::open(
+            &held_out_prefix,
+            p.model.seq_len,
+            p.model.vocab,
+        )?)
+    } else {
+        notes.push(format!(
+            "{} has no held-out set: no eval_loss",
+            mix_dir.display()
+        ));
+        None
+    };
+    let eval_tokens = options
+        .eval_max_tokens
+        .or_else(|| plan.eval_tokens())
+        .unwrap_or(u64::MAX);
+    let mut order = SampleOrder::new(p.seed, &p.phase, train_samples.count());
+    let mut log = MetricsLog::open(&work, next_step)?;
+    let bar = progress_bar(
+        phase_end.saturating_sub(next_step),
+        &step.name,
+        options.progress,
+    );
+
+    let seq_len = p.model.seq_len;
+    let mut ids: Vec<i64> = Vec::with_capacity((layout.micro_batch * (seq_len + 1)) as usize);
+    let mut compute_seconds = 0.0;
+    let mut steps_run = 0u64;
+    let mut final_checkpoint = None;
+    for global in next_step..phase_end {
+        if options.halt_after_steps.is_some_and(|h| steps_run >= h) {
+            bar.finish_and_clear();
+            return Ok(StepOutcome::Halted { next_step: global });
+        }
+        let in_phase = global - phase_start;
+        let lr = lr_for_step(
+            &p.schedule.lr,
+            in_phase,
+            p.schedule.steps,
+            p.schedule.anneal,
+        );
+        let started = Instant::now();
+        let report = trainer.step(global, layout.micro_batches as usize, lr, |i| {
+            ids.clear();
+            let first = in_phase * layout.global_batch + i as u64 * layout.micro_batch;
+            for position in first..first + layout.micro_batch {
+                train_samples.read(order.sample(position), &mut ids)?;
+            }
+            to_batch(&ids, layout.micro_batch as i64, seq_len as i64, device)
+        })?;
+        let seconds = started.elapsed().as_secs_f64();
+        compute_seconds += seconds;
+        steps_run += 1;
+        last_loss = Some(report.loss);
+        let done = global + 1;
+        let eval_now =
+            done == phase_end || (p.eval_every_steps > 0 && done % p.eval_every_steps == 0);
+        let eval_loss = match (&held_out, eval_now) {
+            (Some(h), true) => {
+                evaluate(&trainer.model, h, eval_tokens, layout.micro_batch, device)?
+                    .map(|r| r.loss)
+            }
+            _ => None,
+        };
+        if eval_loss.is_some() {
+            last_eval = eval_loss;
+        }
+        log.append(&StepMetrics {
+            step: global,
+            phase: p.phase.clone(),
+            lr,
+            loss: report.loss,
+            tokens: done * layout.tokens_per_step,
+            tokens_per_s: layout.tokens_per_step as f64 / seconds.max(f64::MIN_POSITIVE),
+            grad_norm: report.grad_norm,
+            loss_scale: report.loss_scale,
+            skipped: report.skipped,
+            eval_loss,
+        })?;
+        bar.set_message(format!(
+            "loss {:.4} {:.0} tokens/s",
+            report.loss,
+            layout.tokens_per_step as f64 / seconds.max(f64::MIN_POSITIVE)
+        ));
+        bar.inc(1);
+        let every = p.checkpoint.every_steps;
+        if done == phase_end || (every > 0 && done % every == 0) {
+            log.sync()?;
+            let state = TrainState {
+                format: STATE_FORMAT,
+                step_id: step.id.clone(),
+                phase: p.phase.clone(),
+                global_step: done,
+                phase_step: done - phase_start,
+                samples_consumed: (done - phase_start) * layout.global_batch,
+                tokens_trained: done * layout.tokens_per_step,
+                adam_step: trainer.optimizer.step,
+                rng: RngState {
+                    rule: "libtorch's generator reseeded before each step from (seed, global step)"
+                        .into(),
+                    seed: p.seed,
+                    next_step_seed: step_seed(p.seed, done),
+                },
+                loss_scale: trainer.scaler.clone(),
+                precision: p.precision.name().into(),
+                lr,
+                loss: report.loss,
+                files: Vec::new(),
+            };
+            let params = trainer.model.named_parameters();
+            let dir = checkpoint::write(
+                &ckpt_root,
+                params,
+                &trainer.optimizer.named_state(params),
+                &state,
+                p.checkpoint.keep,
+            )?;
+            final_checkpoint = Some(dir);
+        }
+    }
+    bar.finish_and_clear();
+    let epochs = order.epoch(p.schedule.steps * layout.global_batch);
+    if epochs > 0 {
+        notes.push(format!(
+            "the phase read its {} samples {:.2} times",
+            train_samples.count(),
+            (p.schedule.steps * layout.global_batch) as f64 / train_samples.count() as f64
+        ));
+    }
+    // The phase's last loss and evaluation, from the log (a resumed run that found its
+    // last step done runs none itself).
+    let logged = read_metrics(&work.join(METRICS_FILE))?;
+    if let Some(last) = logged.last() {
+        last_loss = Some(last.loss);
+    }
+    if let Some(e) = logged.iter().rev().find_map(|m| m.eval_loss) {
+        last_eval = Some(e);
+    }
+    // A resumed run whose checkpoint was already the last step writes no new one.
+    let final_checkpoint = match final_checkpoint {
+        Some(d) => Some(d),
+        None => checkpoint::latest(&ckpt_root).map(|f| f.dir),
+    };
+    let tokens = steps_run * layout.tokens_per_step;
+    let measured = (compute_seconds > 0.0).then(|| tokens as f64 / compute_seconds);
+    let predicted = options.predicted_tokens_per_s;
+    let summary = Summary {
+        step: step.name.clone(),
+        id: step.id.clone(),
+        kind: "train".into(),
+        phase: Some(p.phase.clone()),
+        precision: p.precision.name().into(),
+        device: device_name(device),
+        threads: tch::get_num_threads() as i64,
+        params: trainer.model.param_count(),
+        start_step: phase_start,
+        end_step: phase_end,
+        resumed_at,
+        steps_run,
+        tokens_per_step: layout.tokens_per_step,
+        tokens,
+        final_loss: last_loss,
+        final_eval_loss: last_eval,
+        final_lr: Some(lr_for_step(
+            &p.schedule.lr,
+            p.schedule.steps.saturating_sub(1),
+            p.schedule.steps,
+            p.schedule.anneal,
+        )),
+        compute_seconds,
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        measured_tokens_per_s: measured,
+        predicted_tokens_per_s: predicted,
+        measured_over_predicted: measured.zip(predicted).map(|(m, p)| m / p),
+        peak_rss_bytes: peak_rss_bytes(),
+        checkpoint: final_checkpoint.and_then(|d| {
+            d.strip_prefix(&work)
+                .ok()
+                .map(|r| r.to_string_lossy().into_owned())
+        }),
+        notes,
+    };
+    finish(&work, &output, &summary)?;
+    drop(lock);
+    eprint!("{}", summary.render());
+    Ok(StepOutcome::Done(summary))
+}
+
+/// Loads a checkpoint into the trainer.
+fn restore(
+    trainer: &mut Trainer,
+    found: &checkpoint::Found,
+    precision: Precision,
+) -> Result<(), TrainError> {
+    let loaded = checkpoint::load(&found.dir)?;
+    let params = trainer.model.named_parameters();
+    checkpoint::restore_params(params, &loaded.model)?;
+    trainer
+        .optimizer
+        .load_state(params, &loaded.optimizer, found.state.adam_step)?;
+    if precision == Precision::Fp16Mixed {
+        // A phase after an fp32 or bf16 one starts a fresh scale.
+        trainer.scaler = Some(found.state.loss_scale.clone().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Writes the summary into the working directory and renames it to the output.
+fn finish(work: &Path, output: &Path, summary: &Summary) -> Result<(), TrainError> {
+    let text = serde_json::to_string_pretty(summary)
+        .map_err(|e| TrainError::Plan(format!("cannot serialise the summary: {e}")))?;
+    write_atomic(&work.join(SUMMARY_FILE), (text + "\n").as_bytes())?;
+    let _ = fs::remove_file(work.join(LOCK_FILE));
+    fsync_dir(work)?;
+    fs::rename(work, output).map_err(io_at(output))?;
+    if let Some(parent) = output.parent() {
+        fsync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Runs a plan's `evaluate` step (see the module doc).
+pub fn run_evaluate_step(
+    plan: &Plan,
+    step_id: &str,
+    run_dir: &Path,
+    options: &TrainOptions,
+) -> Result<StepOutcome, TrainError> {
+    catch_torch(|| evaluate_step(plan, step_id, run_dir, options))
+}
+
+fn evaluate_step(
+    plan: &Plan,
+    step_id: &str,
+    run_dir: &Path,
+    options: &TrainOptions,
+) -> Result<StepOutcome, TrainError> {
+    let wall = Instant::now();
+    let step = plan.step(step_id)?;
+    if step.kind != "evaluate" {
+        return Err(TrainError::Plan(format!(
+            "step `{}` is a {} step, not an evaluate step",
+            step.name, step.kind
+        )));
+    }
+    let params: EvaluateParams = step.params()?;
+    let output = step.output(run_dir)?;
+    if output.is_dir() {
+        return Ok(StepOutcome::AlreadyDone(read_summary(&output)?));
+    }
+    let trains = inputs_of(plan, step, "train", run_dir)?;
+    let mixes = inputs_of(plan, step, "mix", run_dir)?;
+    let (Some((train_step, train_dir)), Some((_, mix_dir))) = (trains.last(), mixes.last()) else {
+        return Err(TrainError::Plan(format!(
+            "evaluate step `{}` needs a train step and a mix step among its inputs",
+            step.name
+        )));
+    };
+    let tp: TrainParams = train_step.params()?;
+    if let Some(n) = options.threads {
+        tch::set_num_threads(n.clamp(1, i32::MAX as usize) as i32);
+    }
+    let device = options.device;
+    let root = train_dir.join(CHECKPOINT_DIR);
+    let found = checkpoint::latest(&root)
+        .ok_or_else(|| TrainError::Input(format!("{} holds no checkpoint", root.display())))?;
+    let model = Model::new(&tp.model, tp.precision, tp.seed, device)?;
+    let loaded = checkpoint::load(&found.dir)?;
+    checkpoint::restore_params(model.named_parameters(), &loaded.model)?;
+    let samples = Samples::open(
+        &mix_dir.join(HELD_OUT_PREFIX),
+        tp.model.seq_len,
+        tp.model.vocab,
+    )?;
+    let max_tokens = options
+        .eval_max_tokens
+        .unwrap_or_else(|| params.held_out_tokens.max(1.0) as u64);
+    let started = Instant::now();
+    let result = evaluate(
+        &model,
+        &samples,
+        max_tokens,
+        tp.parallel.micro_batch,
+        device,
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    let tokens = result.map_or(0, |r| r.tokens);
+    let mut notes = vec![format!(
+        "checkpoint at global step {} of `{}`",
+        found.state.global_step, train_step.name
+    )];
+    if result.is_none() {
+        notes.push("the held-out set is shorter than one sample: no loss".into());
+    }
+    let measured = (seconds > 0.0 && tokens > 0).then(|| tokens as f64 / seconds);
+    let summary = Summary {
+        step: step.name.clone(),
+        id: step.id.clone(),
+        kind: "evaluate".into(),
+        phase: Some(found.state.phase.clone()),
+        precision: tp.precision.name().into(),
+        device: device_name(device),
+        threads: tch::get_num_threads() as i64,
+        params: model.param_count(),
+        start_step: found.state.global_step,
+        end_step: found.state.global_step,
+        resumed_at: None,
+        steps_run: 0,
+        tokens_per_step: 0,
+        tokens,
+        final_loss: None,
+        final_eval_loss: result.map(|r| r.loss),
+        final_lr: None,
+        compute_seconds: seconds,
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        measured_tokens_per_s: measured,
+        predicted_tokens_per_s: options.predicted_tokens_per_s,
+        measured_over_predicted: measured
+            .zip(options.predicted_tokens_per_s)
+            .map(|(m, p)| m / p),
+        peak_rss_bytes: peak_rss_bytes(),
+        checkpoint: None,
+        notes,
+    };
+    let tmp = with_suffix(&output, &format!(".tmp-{}", std::process::id()));
+    fs::create_dir_all(&tmp).map_err(io_at(&tmp))?;
+    let result = finish(&tmp, &output, &summary);
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result?;
+    eprint!("{}", summary.render());
+    Ok(StepOutcome::Done(summary))
+}

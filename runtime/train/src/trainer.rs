@@ -1,0 +1,207 @@
+//! One optimizer step and one held-out evaluation of a model, independent of files.
+//!
+//! A step is the loss over a global batch's micro-batches, gradient accumulation, loss
+//! scaling, clipping and the AdamW update.
+//!
+//! # Gradient accumulation
+//! A global batch of B sequences runs as B / micro_batch micro-batches; each micro-batch's
+//! mean loss is multiplied by 1/(number of micro-batches) (and by the loss scale under fp16)
+//! before its backward pass, so the accumulated gradient is that of the mean loss over the
+//! whole batch, as Megatron-LM and PyTorch's recipes accumulate.
+//!
+//! # Determinism
+//! libtorch's generator is reseeded before every step from (seed, global step) (see
+//! [`step_seed`]), so dropout masks depend on nothing else; with the data order of `data`,
+//! fp32 on CPU with a fixed thread count gives the same losses, bit for bit, whatever
+//! steps a process resumed from.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::data::{derive_key, Samples};
+use crate::error::TrainError;
+use crate::model::Model;
+use crate::optim::{clip_grads, grad_norm, scale_grads, zero_grads, AdamW, LossScaler};
+use crate::spec::{OptimizerSpec, Precision};
+
+/// The generator's seed for global step `step`.
+pub fn step_seed(seed: u64, step: u64) -> u64 {
+    derive_key(seed, &[b"step-rng", &step.to_le_bytes()])
+}
+
+/// What one optimizer step did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepReport {
+    /// Mean loss over the global batch (nats).
+    pub loss: f64,
+    /// Gradient norm before clipping (unscaled); `None` when it was not finite.
+    pub grad_norm: Option<f64>,
+    /// The step found an overflow under loss scaling and did not update.
+    pub skipped: bool,
+    /// The loss scale the step ran with (fp16).
+    pub loss_scale: Option<f64>,
+}
+
+/// Held-out loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EvalResult {
+    /// Mean cross-entropy per target token (nats).
+    pub loss: f64,
+    pub tokens: u64,
+}
+
+/// A model with its optimizer and loss scaler.
+pub struct Trainer {
+    pub model: Model,
+    pub optimizer: AdamW,
+    /// Present under fp16 mixed precision.
+    pub scaler: Option<LossScaler>,
+    pub seed: u64,
+    pub grad_clip: f64,
+    pub device: Device,
+}
+
+impl Trainer {
+    pub fn new(
+        model: Model,
+        optimizer: &OptimizerSpec,
+        precision: Precision,
+        seed: u64,
+        device: Device,
+    ) -> Result<Trainer, TrainError> {
+        let optimizer_state = AdamW::new(optimizer, model.named_parameters())?;
+        Ok(Trainer {
+            model,
+            optimizer: optimizer_state,
+            scaler: (precision == Precision::Fp16Mixed).then(LossScaler::default),
+            seed,
+            grad_clip: optimizer.grad_clip,
+            device,
+        })
+    }
+
+    /// One optimizer step at `global_step` over `micro_batches` micro-batches, the `i`-th
+    /// given by `batch(i)` as (inputs, targets), each `[micro_batch, seq_len]` of ids.
+    pub fn step(
+        &mut self,
+        global_step: u64,
+        micro_batches: usize,
+        lr: f64,
+        mut batch: impl FnMut(usize) -> Result<(Tensor, Tensor), TrainError>,
+    ) -> Result<StepReport, TrainError> {
+        if micro_batches == 0 {
+            return Err(TrainError::Plan(
+                "a step needs at least one micro-batch".into(),
+            ));
+        }
+        tch::manual_seed(step_seed(self.seed, global_step) as i64);
+        let params = self.model.named_parameters();
+        zero_grads(params);
+        let scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
+        let mut loss_sum = 0.0;
+        for i in 0..micro_batches {
+            let (inputs, targets) = batch(i)?;
+            let loss = self.model.loss(&inputs, &targets, true, false);
+            loss_sum += loss.f_double_value(&[])?;
+            (loss * (scale / micro_batches as f64)).f_backward()?;
+        }
+        let loss = loss_sum / micro_batches as f64;
+        if self.scaler.is_some() {
+            scale_grads(params, 1.0 / scale);
+        }
+        let norm = grad_norm(params).filter(|n| n.is_finite());
+        let Some(norm) = norm else {
+            zero_grads(params);
+            return match &mut self.scaler {
+                Some(scaler) => {
+                    scaler.update(true);
+                    Ok(StepReport {
+                        loss,
+                        grad_norm: None,
+                        skipped: true,
+                        loss_scale: Some(scale),
+                    })
+                }
+                None => Err(TrainError::Diverged {
+                    step: global_step,
+                    why: format!(
+                        "the gradients are not finite (loss {loss}); lower the learning rate or use bf16_mixed/fp32"
+                    ),
+                }),
+            };
+        };
+        clip_grads(params, norm, self.grad_clip);
+        self.optimizer.update(params, lr);
+        zero_grads(params);
+        if let Some(scaler) = &mut self.scaler {
+            scaler.update(false);
+        }
+        Ok(StepReport {
+            loss,
+            grad_norm: Some(norm),
+            skipped: false,
+            loss_scale: self.scaler.as_ref().map(|_| scale),
+        })
+    }
+
+    /// The held-out loss (see [`evaluate`]).
+    pub fn evaluate(
+        &self,
+        samples: &Samples,
+        max_tokens: u64,
+        micro_batch: u64,
+    ) -> Result<Option<EvalResult>, TrainError> {
+        evaluate(&self.model, samples, max_tokens, micro_batch, self.device)
+    }
+}
+
+/// Builds one `[rows, seq_len + 1]` batch of token ids into (inputs, targets) on `device`.
+pub fn to_batch(
+    ids: &[i64],
+    rows: i64,
+    seq_len: i64,
+    device: Device,
+) -> Result<(Tensor, Tensor), TrainError> {
+    let all = Tensor::f_from_slice(ids)?
+        .f_view([rows, seq_len + 1])?
+        .f_to_device(device)?;
+    Ok((all.narrow(1, 0, seq_len), all.narrow(1, 1, seq_len)))
+}
+
+/// Mean loss over the first held-out windows covering up to `max_tokens` target tokens (at
+/// least one window), in batches of `micro_batch`, without dropout; `None` when the
+/// held-out stream is shorter than one window.
+pub fn evaluate(
+    model: &Model,
+    samples: &Samples,
+    max_tokens: u64,
+    micro_batch: u64,
+    device: Device,
+) -> Result<Option<EvalResult>, TrainError> {
+    let seq_len = model.spec().seq_len;
+    let windows = samples.count().min((max_tokens / seq_len).max(1));
+    if windows == 0 {
+        return Ok(None);
+    }
+    let mut total = 0.0;
+    let mut ids = Vec::new();
+    let mut start = 0;
+    tch::no_grad(|| -> Result<(), TrainError> {
+        while start < windows {
+            let rows = micro_batch.max(1).min(windows - start);
+            ids.clear();
+            for i in start..start + rows {
+                samples.read(i, &mut ids)?;
+            }
+            let (x, y) = to_batch(&ids, rows as i64, seq_len as i64, device)?;
+            let loss = model.loss(&x, &y, false, true);
+            total += loss.to_kind(Kind::Double).f_double_value(&[])?;
+            start += rows;
+        }
+        Ok(())
+    })?;
+    let tokens = windows * seq_len;
+    Ok(Some(EvalResult {
+        loss: total / tokens as f64,
+        tokens,
+    }))
+}
