@@ -20,8 +20,14 @@ fn kiln(args: &[&str]) -> std::process::Output {
 fn tiny_anywhere() -> String {
     std::fs::read_to_string(common::root().join("experiments/tiny.kiln"))
         .unwrap()
-        .replace("import \"../calibration/this_machine.kiln\"", "import std.clusters.dgx_h100_pod")
-        .replace("cluster = this_machine_cluster", "cluster = dgx_h100_pod { nodes = 1 }")
+        .replace(
+            "import \"../calibration/this_machine.kiln\"",
+            "import std.clusters.dgx_h100_pod",
+        )
+        .replace(
+            "cluster = this_machine_cluster",
+            "cluster = dgx_h100_pod { nodes = 1 }",
+        )
 }
 
 fn plan_text(path: &str) -> String {
