@@ -381,7 +381,18 @@ fn filtering_steps_run_from_a_plan() {
     }
     fs::write(&web_path, planted).unwrap();
 
-    let tiny = fs::read_to_string(workspace_root().join("experiments/tiny.kiln")).unwrap();
+    // The calibrated cluster is a project file: use a standard-library one from the
+    // temporary directory.
+    let tiny = fs::read_to_string(workspace_root().join("experiments/tiny.kiln"))
+        .unwrap()
+        .replace(
+            "import \"../calibration/this_machine.kiln\"",
+            "import std.clusters.dgx_h100_pod",
+        )
+        .replace(
+            "cluster = this_machine_cluster",
+            "cluster = dgx_h100_pod { nodes = 1 }",
+        );
     let blocks = "  seed = 0\n  dedup {\n    exact = bloom { false_positive = 1e-6 }\n    near = minhash { ngram = 5, bands = 14, rows = 8 }\n  }\n  quality { heuristic = [gopher, c4, fineweb] }\n";
     assert!(tiny.contains("  seed = 0\n"));
     let kiln_file = src.join("filtered.kiln");
