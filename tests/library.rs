@@ -101,6 +101,8 @@ fn experiments_check_with_only_deserved_warnings() {
             "llama3_8b" => &["K-S002"],
             // The CPU demo trains for minutes, far short of its compute-optimal tokens.
             "tiny" => &["K-S001"],
+            // The GPU check trains a few dozen steps of a 316M model.
+            "gpu_check" => &["K-S001"],
             _ => &[],
         };
         assert_eq!(codes, expected, "{name}:\n{}", common::render(&checked));

@@ -16,7 +16,8 @@ fn kiln(args: &[&str]) -> std::process::Output {
 }
 
 /// experiments/tiny.kiln as a text that plans from any directory: its calibrated cluster
-/// (a project file) replaced by a standard-library one.
+/// (a project file) replaced by a standard-library one of 8 GPUs, with micro-batches of 4
+/// so that its 64 sequences per step still split (4 × 8 data × 2 accumulation).
 fn tiny_anywhere() -> String {
     std::fs::read_to_string(common::root().join("experiments/tiny.kiln"))
         .unwrap()
@@ -28,6 +29,7 @@ fn tiny_anywhere() -> String {
             "cluster = this_machine_cluster",
             "cluster = dgx_h100_pod { nodes = 1 }",
         )
+        .replace("micro_batch = 32", "micro_batch = 4")
 }
 
 fn plan_text(path: &str) -> String {
@@ -242,20 +244,22 @@ fn schedules_in_optimizer_steps() {
     let total: u64 = phases.iter().map(|p| p["steps"].as_u64().unwrap()).sum();
     assert_eq!(s["total_steps"].as_u64().unwrap(), total);
     // Phase boundaries carry the learning rate over: the anneal starts where the cosine ends.
+    // tiny.kiln: cosine { peak = 1e-2, warmup = 30 steps, final = 1e-3 }, then linear to 0.
     let lr0: kiln::plan::schedule::LrSchedule = kiln::plan::schedule::LrSchedule::Cosine {
-        peak: 2e-3,
-        warmup_steps: 50,
-        final_lr: 2e-4,
+        peak: 1e-2,
+        warmup_steps: 30,
+        final_lr: 1e-3,
     };
+    assert_eq!(phases[0]["lr"]["peak"].as_f64().unwrap(), 1e-2);
     let steps0 = phases[0]["steps"].as_u64().unwrap();
     assert!(
-        (lr0.at(49, steps0) - 2e-3).abs() < 1e-15,
+        (lr0.at(29, steps0) - 1e-2).abs() < 1e-15,
         "warm-up reaches the peak at its last step"
     );
-    assert!((lr0.at(steps0, steps0) - 2e-4).abs() < 1e-15);
-    assert_eq!(phases[1]["lr"]["from"].as_f64().unwrap(), 2e-4);
+    assert!((lr0.at(steps0, steps0) - 1e-3).abs() < 1e-15);
+    assert_eq!(phases[1]["lr"]["from"].as_f64().unwrap(), 1e-3);
     let lr1 = kiln::plan::schedule::LrSchedule::Linear {
-        from: 2e-4,
+        from: 1e-3,
         to: 0.0,
     };
     assert_eq!(

@@ -142,9 +142,12 @@ pub fn calibrate(out: &Path) -> ExitCode {
     let text = format!(
         "# This machine, measured by `kiln calibrate` ({date}; {threads} threads). Regenerate it with\n\
          # `kiln calibrate -o {path}`. Peaks are the median matmul rates the worker measured\n\
-         # with libtorch, bandwidth the median of large tensor copies (bytes read + written / s).\n\n\
+         # with libtorch, bandwidth the median of large tensor copies (bytes read + written / s),\n\
+         # matmul_half_dim the width at which [4096, d] x [d, d] fp32 matmuls reach half the rate\n\
+         # (Hockney's n1/2, fitted), runtime_memory the worker's resident memory before any model.\n\n\
          gpu this_cpu {{\n  arch = cpu\n  memory = {mem} GB  # MemTotal\n  hbm_bandwidth = {bw} GB/s  # measured copy bandwidth\n  \
-         peak_fp32 = {fp32} TFLOP/s  # measured fp32 matmul\n  peak_bf16 = {bf16} TFLOP/s  # measured bf16 matmul\n  peak_fp16 = {fp16} TFLOP/s  # measured fp16 matmul\n}}\n\n\
+         peak_fp32 = {fp32} TFLOP/s  # measured fp32 matmul\n  peak_bf16 = {bf16} TFLOP/s  # measured bf16 matmul\n  peak_fp16 = {fp16} TFLOP/s  # measured fp16 matmul\n  \
+         matmul_half_dim = {half}  # fitted to measured matmuls of widths 64 to 1024\n  runtime_memory = {runtime} MB  # measured VmRSS\n}}\n\n\
          node this_machine {{\n  gpu = this_cpu\n  gpus_per_node = 1\n  nvlink_bandwidth = {bw} GB/s  # ranks on one machine share memory\n  network_bandwidth = {bw} GB/s\n}}\n\n\
          cluster this_machine_cluster {{\n  node = this_machine\n  nodes = 1\n}}\n",
         date = m["date"].as_str().unwrap_or("unknown date"),
@@ -155,6 +158,8 @@ pub fn calibrate(out: &Path) -> ExitCode {
         fp32 = trim(num("matmul_fp32_flops_per_s") / 1e12),
         bf16 = trim(num("matmul_bf16_flops_per_s") / 1e12),
         fp16 = trim(num("matmul_fp16_flops_per_s") / 1e12),
+        half = num("matmul_half_dim").round(),
+        runtime = trim(num("runtime_bytes") / 1e6),
     );
     if let Some(dir) = out.parent() {
         let _ = std::fs::create_dir_all(dir);

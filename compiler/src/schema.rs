@@ -199,6 +199,8 @@ pub const GPU: KindSpec = KindSpec {
         f("peak_bf16", FLOPS_PER_S, Optional),
         f("peak_fp16", FLOPS_PER_S, Optional),
         f("peak_fp8", FLOPS_PER_S, Optional),
+        f("matmul_half_dim", POSITIVE, Optional),
+        f("runtime_memory", BYTES, Optional),
         SOURCE,
     ],
     named: &[],

@@ -64,6 +64,12 @@ pub struct Hardware {
     pub peak_bf16: Option<f64>,
     pub peak_fp16: Option<f64>,
     pub peak_fp8: Option<f64>,
+    /// Hockney's n½ of the matmuls, measured by `kiln calibrate` (calibrate.rs): the width
+    /// at which they reach half the peak; `None` for a datasheet GPU.
+    pub matmul_half_dim: Option<f64>,
+    /// The runtime's own resident memory (measured by `kiln calibrate`); `None`:
+    /// [`super::memory::RUNTIME_RESERVE_BYTES`].
+    pub runtime_bytes: Option<f64>,
     pub gpus_per_node: f64,
     pub nvlink_bytes_per_s: f64,
     pub network_bytes_per_s: f64,
@@ -186,6 +192,8 @@ impl Setup {
                 peak_bf16: gpu.num("peak_bf16"),
                 peak_fp16: gpu.num("peak_fp16"),
                 peak_fp8: gpu.num("peak_fp8"),
+                matmul_half_dim: gpu.num("matmul_half_dim"),
+                runtime_bytes: gpu.num("runtime_memory"),
                 gpus_per_node: node.num("gpus_per_node")?,
                 nvlink_bytes_per_s: node.num("nvlink_bandwidth")?,
                 network_bytes_per_s: node.num("network_bandwidth")?,

@@ -38,6 +38,32 @@ pub fn matmul_efficiency(arch: &str) -> f64 {
 /// at the GPU's HBM bandwidth.
 pub const MEMORY_PASSES_PER_ACTIVATION: f64 = 4.0;
 
+/// The fraction of its asymptotic rate a matmul of width `dim` reaches when the device
+/// declares Hockney's half-performance width n½ (`matmul_half_dim`, measured by `kiln
+/// calibrate`): dim / (dim + n½) (Hockney & Jesshope 1988, Sec. 1.3.3, r = r∞ · n / (n +
+/// n½)). 1 for a datasheet GPU, whose per-family efficiency already stands for its shapes.
+pub fn size_efficiency(dim: f64, half_dim: Option<f64>) -> f64 {
+    match half_dim {
+        Some(h) if dim > 0.0 => dim / (dim + h),
+        _ => 1.0,
+    }
+}
+
+/// How many times more element-wise memory traffic kiln-train's eager libtorch makes on a
+/// CPU (`arch = cpu`) than the fused GPU kernels the passes above count: every op (the
+/// composite RMSNorm, rotary embeddings' slices and concatenation, SiLU, the gating
+/// product, residual adds, the softmax of the loss) reads whole tensors and writes a fresh
+/// one, forward and backward. *Calibrated*, not derived: fitted to kiln-train's measured
+/// step of `experiments/tiny.kiln` on this 2-core machine (`cargo bench -p kiln-train
+/// --bench step`) and checked on a second shape, `runtime/train/benches/cpu_wide.kiln`.
+pub const EAGER_CPU_ELEMENTWISE_FACTOR: f64 = 4.5;
+
+/// Passes over the fp32 logits of a micro-batch on the last stage: the output matmul
+/// writes them, log-softmax reads them and writes its output, the loss reads that; the
+/// backward writes the gradient of the log-softmax from its output and the incoming
+/// gradient (three passes) — 6, each at the HBM bandwidth.
+pub const LOGITS_PASSES: f64 = 6.0;
+
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Throughput {
     pub step_time_s: f64,
@@ -79,7 +105,11 @@ pub fn analyse(
 ) -> Option<(Throughput, Cost)> {
     let peak = setup.peak_flops()?;
     let par = &setup.parallel;
-    let efficiency = matmul_efficiency(&setup.hardware.arch);
+    // The narrowest side of a layer's matmuls on one GPU: the hidden width, split by tensor
+    // parallelism for the sharded ones.
+    let dim = setup.shape.hidden / par.tensor;
+    let efficiency = matmul_efficiency(&setup.hardware.arch)
+        * size_efficiency(dim, setup.hardware.matmul_half_dim);
     let f = &flops.forward;
     // Per token of one layer: forward + backward, plus what recomputation runs again.
     let recompute = match par.recompute {
@@ -117,8 +147,18 @@ pub fn analyse(
             } else {
                 0.0
             };
-        let memory = layers * passes * written * sequences_per_gpu
-            / par.micro_batch
+        let logits_bytes = if i == p - 1 {
+            LOGITS_PASSES * 4.0 * tokens_per_gpu * setup.shape.vocab / par.tensor
+        } else {
+            0.0
+        };
+        let eager = if setup.hardware.arch == "cpu" {
+            EAGER_CPU_ELEMENTWISE_FACTOR
+        } else {
+            1.0
+        };
+        let memory = eager
+            * (layers * passes * written * sequences_per_gpu / par.micro_batch + logits_bytes)
             / setup.hardware.hbm_bytes_per_s;
         (matmul, memory)
     };

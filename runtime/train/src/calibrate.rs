@@ -1,7 +1,17 @@
 //! Measures this machine's matmul FLOP/s (fp32, bf16, fp16) and memory bandwidth with libtorch.
 //!
 //! Each matmul rate is the median of repeats at several sizes; bandwidth is a large tensor
-//! copy.
+//! copy. Two more measurements let kiln predict small models, whose matrices are far below
+//! the sizes that reach the peak:
+//! - the half-performance dimension n½ (Hockney & Jesshope, "Parallel Computers 2", 1988,
+//!   Sec. 1.3.3: the vector length at which a pipeline reaches half its asymptotic rate),
+//!   fitted here to training-shaped fp32 matmuls, [`TRAINING_MATMUL_ROWS`] rows (tokens) of
+//!   width d times a d×d weight, at the widths [`TRAINING_MATMUL_DIMS`]: with r(d) = r∞ ·
+//!   d / (d + n½), 1/r is linear in 1/d, 1/r = 1/r∞ + (n½/r∞)·(1/d), so a least-squares
+//!   line through (1/d, 1/r) gives r∞ (1 / intercept) and n½ (slope / intercept);
+//! - the runtime's own resident memory: libtorch's code pages and allocator pools after one
+//!   optimizer step of a negligible decoder (20,640 parameters, one 16-token sequence), which
+//!   touches every kernel a training step runs; a run adds its tensors to it.
 //!
 //! A matmul of two n×n matrices is 2n³ FLOPs (n³ multiply-adds). Bandwidth counts the bytes
 //! read and written by a copy (2 × its size) over its time. Each measurement is timed after
@@ -15,10 +25,20 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{catch_torch, TrainError};
-use crate::spec::{Activation, ModelSpec, Precision};
+use crate::model::Model;
+use crate::spec::{ModelSpec, OptimizerSpec, Precision};
+use crate::trainer::Trainer;
 
 /// Square matmul sizes measured by default (the ones the brief of `kiln calibrate` names).
 pub const DEFAULT_MATMUL_SIZES: [i64; 3] = [1024, 2048, 4096];
+/// Rows (tokens) of the training-shaped matmuls: one micro-batch of the tiny demo (32 × 128).
+pub const TRAINING_MATMUL_ROWS: i64 = 4096;
+/// Widths d of the training-shaped matmuls `[rows, d] × [d, d]`.
+pub const TRAINING_MATMUL_DIMS: [i64; 5] = [64, 128, 256, 512, 1024];
+/// Timed repeats of each training-shaped matmul. Small matmuls are bimodal at first (the
+/// allocator's page faults on fresh outputs, until glibc's mmap threshold adapts): the median
+/// of many repeats is the steady state a training run sees.
+pub const TRAINING_MATMUL_REPEATS: usize = 25;
 /// Timed repeats per measurement; the median is kept.
 pub const DEFAULT_REPEATS: usize = 5;
 /// Bytes of the copied tensor: 256 MiB, far beyond any CPU's last-level cache (assumption:
@@ -79,6 +99,15 @@ pub struct Calibration {
     /// Every size measured.
     pub matmuls: Vec<MatmulRate>,
     pub copy_bytes: u64,
+    /// The fitted half-performance width n½ of fp32 training-shaped matmuls (module doc).
+    pub matmul_half_dim: f64,
+    /// The asymptotic fp32 rate of the same fit.
+    pub matmul_fit_flops_per_s: f64,
+    /// The training-shaped matmuls measured, `size` being the width d.
+    pub training_matmuls: Vec<MatmulRate>,
+    /// Resident memory of this process after libtorch's first operations, before any
+    /// large tensor (VmRSS).
+    pub runtime_bytes: u64,
 }
 
 impl Calibration {
@@ -131,6 +160,30 @@ pub fn calibrate(config: &CalibrationConfig) -> Result<Calibration, TrainError> 
 
 fn measure(config: &CalibrationConfig) -> Result<Calibration, TrainError> {
     let device = config.device;
+    touch_training_kernels(device)?;
+    let runtime_bytes = crate::metrics::rss_bytes().unwrap_or(0);
+    let mut training_matmuls = Vec::new();
+    for d in TRAINING_MATMUL_DIMS {
+        let x = Tensor::f_randn([TRAINING_MATMUL_ROWS, d], (Kind::Float, device))?;
+        let w = Tensor::f_randn([d, d], (Kind::Float, device))?;
+        let mut failed = None;
+        let mut seconds = time_runs(device, TRAINING_MATMUL_REPEATS, || {
+            if let Err(e) = x.f_matmul(&w) {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        let m = median(&mut seconds);
+        training_matmuls.push(MatmulRate {
+            dtype: "fp32".into(),
+            size: d,
+            flops_per_s: 2.0 * (TRAINING_MATMUL_ROWS * d * d) as f64 / m,
+            seconds,
+        });
+    }
+    let (matmul_fit_flops_per_s, matmul_half_dim) = fit_half_dim(&training_matmuls);
     let mut matmuls = Vec::new();
     for (kind, name) in [
         (Kind::Float, "fp32"),
@@ -203,7 +256,58 @@ fn measure(config: &CalibrationConfig) -> Result<Calibration, TrainError> {
         matmul_fp16_flops_per_s: best("fp16"),
         matmuls,
         copy_bytes,
+        matmul_half_dim,
+        matmul_fit_flops_per_s,
+        training_matmuls,
+        runtime_bytes,
     })
+}
+
+/// One fp32 optimizer step of a negligible decoder (module doc).
+fn touch_training_kernels(device: Device) -> Result<(), TrainError> {
+    let spec: ModelSpec = serde_json::from_value(serde_json::json!({
+        "activation": "swiglu", "bias": false, "dropout": 0.0, "ffn_hidden": 64,
+        "head_dim": 8, "heads": 4, "hidden": 32, "kv_heads": 2, "layers": 2,
+        "norm": "rmsnorm", "params": 20_640, "position": "rope", "seq_len": 16,
+        "tied_embeddings": true, "vocab": 64}))
+    .map_err(|e| TrainError::Plan(e.to_string()))?;
+    let optimizer: OptimizerSpec = serde_json::from_value(serde_json::json!({
+        "kind": "adamw", "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "grad_clip": 1.0,
+        "weight_decay": 0.1}))
+    .map_err(|e| TrainError::Plan(e.to_string()))?;
+    let model = Model::new(&spec, Precision::Fp32, 0, device)?;
+    let mut trainer = Trainer::new(model, &optimizer, Precision::Fp32, 0, device)?;
+    trainer.step(0, 1, 1e-3, |_| {
+        let ids = Tensor::f_randint(64, [1, 17], (Kind::Int64, device))?;
+        Ok((ids.narrow(1, 0, 16), ids.narrow(1, 1, 16)))
+    })?;
+    Ok(())
+}
+
+/// Least-squares fit of r(d) = r∞ · d / (d + n½) through the rates (module doc): returns
+/// (r∞, n½). n½ is 0 when the rates do not fall with smaller d.
+pub fn fit_half_dim(rates: &[MatmulRate]) -> (f64, f64) {
+    let points: Vec<(f64, f64)> = rates
+        .iter()
+        .filter(|r| r.flops_per_s > 0.0 && r.size > 0)
+        .map(|r| (1.0 / r.size as f64, 1.0 / r.flops_per_s))
+        .collect();
+    let n = points.len() as f64;
+    if n < 2.0 {
+        return (points.first().map_or(0.0, |p| 1.0 / p.1), 0.0);
+    }
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    let slope = (sxy / sxx).max(0.0);
+    let intercept = mean_y - slope * mean_x;
+    if intercept <= 0.0 {
+        // Rates still rising at the widest d: no asymptote in range; keep the best rate.
+        let best = rates.iter().map(|r| r.flops_per_s).fold(0.0, f64::max);
+        return (best, 0.0);
+    }
+    (1.0 / intercept, slope / intercept)
 }
 
 /// `MemTotal` from `/proc/meminfo`, in bytes.
@@ -237,28 +341,4 @@ pub fn utc_date(t: SystemTime) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}")
-}
-
-/// Training FLOPs per token: 3 × the forward pass (the backward is twice the forward) of
-/// Kaplan et al. 2020, Table 1, C_forward ≈ 2N + 2·n_layer·n_ctx·d_attn, with N the weights
-/// that multiply activations: every block matrix and the output projection (the input
-/// embedding is a lookup).
-pub fn training_flops_per_token(spec: &ModelSpec) -> f64 {
-    let h = spec.hidden as f64;
-    let q = (spec.heads * spec.head_dim) as f64;
-    let kv = (spec.kv_heads * spec.head_dim) as f64;
-    let ffn_matrices = if spec.activation == Activation::Swiglu {
-        3.0
-    } else {
-        2.0
-    };
-    let per_layer = 2.0 * h * q + 2.0 * h * kv + ffn_matrices * h * spec.ffn_hidden as f64;
-    let n = spec.layers as f64 * per_layer + spec.vocab as f64 * h;
-    3.0 * (2.0 * n + 2.0 * spec.layers as f64 * spec.seq_len as f64 * q)
-}
-
-/// The tokens/s a model would train at if its matmuls ran at the measured rate: an upper
-/// bound (small matrices, attention and element-wise work run below it).
-pub fn predicted_tokens_per_s(cal: &Calibration, spec: &ModelSpec, precision: Precision) -> f64 {
-    cal.matmul_flops_per_s(precision) / training_flops_per_token(spec)
 }

@@ -197,6 +197,11 @@ impl Samples {
         self.stream.tokens()
     }
 
+    /// Target tokens per sample.
+    pub fn seq_len(&self) -> u64 {
+        self.seq_len
+    }
+
     /// Appends sample `i`'s `seq_len + 1` token ids to `out`.
     pub fn read(&self, i: u64, out: &mut Vec<i64>) -> Result<(), TrainError> {
         let before = out.len();

@@ -6,8 +6,9 @@
 //!
 //! Modules in the order a step uses them: [`spec`] (the plan's fields), [`model`],
 //! [`optim`], [`schedule`], [`data`], [`trainer`] (one optimizer step), [`checkpoint`],
-//! [`metrics`], [`steps`] (the worker's entry points), and [`calibrate`].
+//! [`metrics`], [`steps`] (the worker's entry points), [`calibrate`] and [`bench`].
 
+pub mod bench;
 pub mod calibrate;
 pub mod checkpoint;
 pub mod data;
@@ -20,7 +21,7 @@ pub mod spec;
 pub mod steps;
 pub mod trainer;
 
-pub use calibrate::{calibrate, predicted_tokens_per_s, Calibration, CalibrationConfig};
+pub use calibrate::{calibrate, Calibration, CalibrationConfig};
 pub use error::TrainError;
 pub use spec::Plan;
 pub use steps::{run_evaluate_step, run_step, run_train_step, StepOutcome, Summary, TrainOptions};

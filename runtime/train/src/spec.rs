@@ -288,6 +288,14 @@ impl Plan {
 
     /// The cluster-wide tokens/s the compiler predicts for the declared hardware
     /// (`analysis.throughput.tokens_per_s`), when the plan has it.
+    pub fn predicted_memory_bytes(&self) -> Option<f64> {
+        self.analysis
+            .get("memory")
+            .and_then(|m| m.get("per_gpu"))
+            .and_then(|m| m.get("total"))
+            .and_then(|v| v.as_f64())
+    }
+
     pub fn predicted_tokens_per_s(&self) -> Option<f64> {
         self.analysis
             .get("throughput")

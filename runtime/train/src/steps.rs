@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use crate::checkpoint::{self, fsync_dir, write_atomic, RngState, TrainState, STATE_FORMAT};
-use crate::data::{SampleOrder, Samples};
+use crate::data::{SampleOrder, Samples, TokenStream};
 use crate::error::{catch_torch, io_at, TrainError};
 use crate::metrics::{
     peak_rss_bytes, progress_bar, read_metrics, MetricsLog, StepMetrics, METRICS_FILE,
@@ -36,7 +36,7 @@ use crate::metrics::{
 use crate::model::Model;
 use crate::schedule::lr_for_step;
 use crate::spec::{EvaluateParams, Plan, Precision, Step, TrainParams};
-use crate::trainer::{evaluate, step_seed, to_batch, Trainer};
+use crate::trainer::{evaluate, step_seed, to_batch, unigram_loss, Trainer};
 
 /// The summary a finished step leaves in its output directory.
 pub const SUMMARY_FILE: &str = "summary.json";
@@ -62,8 +62,11 @@ pub struct TrainOptions {
     /// Show the progress bar: `None` on a terminal only.
     pub progress: Option<bool>,
     /// The tokens/s the summary compares the measured rate with: the plan's analysis for
-    /// the declared hardware, or `calibrate::predicted_tokens_per_s` on this machine.
+    /// the declared hardware.
     pub predicted_tokens_per_s: Option<f64>,
+    /// The peak memory the summary compares the measured one with (the plan's
+    /// `memory.per_gpu.total`).
+    pub predicted_memory_bytes: Option<f64>,
     /// Stop after this many optimizer steps in this process, as a kill would (no checkpoint
     /// beyond the periodic ones, no output): tests of resume use it, and so can a
     /// time-boxed run.
@@ -79,6 +82,7 @@ impl Default for TrainOptions {
             threads: None,
             progress: None,
             predicted_tokens_per_s: None,
+            predicted_memory_bytes: None,
             halt_after_steps: None,
             eval_max_tokens: None,
         }
@@ -109,6 +113,9 @@ pub struct Summary {
     pub tokens: u64,
     pub final_loss: Option<f64>,
     pub final_eval_loss: Option<f64>,
+    /// The held-out loss of token frequencies alone (evaluate steps; `trainer::unigram_loss`).
+    #[serde(default)]
+    pub unigram_loss: Option<f64>,
     /// The learning rate of the phase's last step (0 at the end of an anneal to 0).
     pub final_lr: Option<f64>,
     /// Seconds in training steps (or evaluation), without evaluations and checkpoints.
@@ -121,6 +128,9 @@ pub struct Summary {
     pub measured_over_predicted: Option<f64>,
     /// The process's resident-set high-water mark (VmHWM).
     pub peak_rss_bytes: Option<u64>,
+    /// The plan's predicted peak memory per rank.
+    #[serde(default)]
+    pub predicted_memory_bytes: Option<f64>,
     /// The final checkpoint, relative to the step's output directory.
     pub checkpoint: Option<String>,
     /// What the run folded in or left out (one process for many ranks, …).
@@ -140,6 +150,9 @@ impl Summary {
         if let Some(l) = self.final_eval_loss {
             s += &format!(", held-out loss {l:.4}");
         }
+        if let Some(u) = self.unigram_loss {
+            s += &format!(" (unigram baseline {u:.4})");
+        }
         s += "\n";
         match (self.measured_tokens_per_s, self.predicted_tokens_per_s) {
             (Some(m), Some(p)) => {
@@ -151,8 +164,19 @@ impl Summary {
             (Some(m), None) => s += &format!("  throughput {m:.0} tokens/s measured\n"),
             _ => {}
         }
-        if let Some(b) = self.peak_rss_bytes {
-            s += &format!("  peak memory {:.1} MiB (VmHWM)\n", b as f64 / 1048576.0);
+        match (self.peak_rss_bytes, self.predicted_memory_bytes) {
+            (Some(b), Some(p)) => {
+                s += &format!(
+                    "  peak memory {:.1} MiB measured (VmHWM), {:.1} MiB predicted ({:.2}×)\n",
+                    b as f64 / 1048576.0,
+                    p / 1048576.0,
+                    b as f64 / p
+                )
+            }
+            (Some(b), None) => {
+                s += &format!("  peak memory {:.1} MiB (VmHWM)\n", b as f64 / 1048576.0)
+            }
+            _ => {}
         }
         for n in &self.notes {
             s += &format!("  note: {n}\n");
@@ -588,6 +612,7 @@ fn train(
         tokens,
         final_loss: last_loss,
         final_eval_loss: last_eval,
+        unigram_loss: None,
         final_lr: Some(lr_for_step(
             &p.schedule.lr,
             p.schedule.steps.saturating_sub(1),
@@ -600,6 +625,7 @@ fn train(
         predicted_tokens_per_s: predicted,
         measured_over_predicted: measured.zip(predicted).map(|(m, p)| m / p),
         peak_rss_bytes: peak_rss_bytes(),
+        predicted_memory_bytes: options.predicted_memory_bytes,
         checkpoint: final_checkpoint.and_then(|d| {
             d.strip_prefix(&work)
                 .ok()
@@ -711,6 +737,8 @@ fn evaluate_step(
         device,
     )?;
     let seconds = started.elapsed().as_secs_f64();
+    let train_stream = TokenStream::open(&mix_dir.join(TRAIN_PREFIX))?;
+    let unigram = unigram_loss(&train_stream, &samples, max_tokens, tp.model.vocab)?;
     let tokens = result.map_or(0, |r| r.tokens);
     let mut notes = vec![format!(
         "checkpoint at global step {} of `{}`",
@@ -737,6 +765,7 @@ fn evaluate_step(
         tokens,
         final_loss: None,
         final_eval_loss: result.map(|r| r.loss),
+        unigram_loss: unigram,
         final_lr: None,
         compute_seconds: seconds,
         wall_seconds: wall.elapsed().as_secs_f64(),
@@ -746,6 +775,7 @@ fn evaluate_step(
             .zip(options.predicted_tokens_per_s)
             .map(|(m, p)| m / p),
         peak_rss_bytes: peak_rss_bytes(),
+        predicted_memory_bytes: options.predicted_memory_bytes,
         checkpoint: None,
         notes,
     };

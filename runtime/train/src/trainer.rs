@@ -17,7 +17,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::data::{derive_key, Samples};
+use crate::data::{derive_key, Samples, TokenStream};
 use crate::error::TrainError;
 use crate::model::Model;
 use crate::optim::{clip_grads, grad_norm, scale_grads, zero_grads, AdamW, LossScaler};
@@ -204,4 +204,49 @@ pub fn evaluate(
         loss: total / tokens as f64,
         tokens,
     }))
+}
+
+/// The held-out loss of the unigram model: token frequencies counted over the whole
+/// training stream `train` with add-one (Laplace) smoothing, p(t) = (c_t + 1) / (N + V),
+/// scored on the target tokens of the same held-out windows as [`evaluate`]. The loss a
+/// model reaches by learning token frequencies alone: the baseline a trained model's
+/// held-out loss is read against (nats per token; `None` without a held-out window).
+pub fn unigram_loss(
+    train: &TokenStream,
+    held_out: &Samples,
+    max_tokens: u64,
+    vocab: u64,
+) -> Result<Option<f64>, TrainError> {
+    let windows = held_out
+        .count()
+        .min((max_tokens / held_out.seq_len().max(1)).max(1));
+    if windows == 0 {
+        return Ok(None);
+    }
+    let mut counts = vec![0u64; vocab as usize];
+    let mut ids = Vec::new();
+    const CHUNK: u64 = 1 << 20;
+    let mut start = 0;
+    while start < train.tokens() {
+        ids.clear();
+        train.read(start, CHUNK, &mut ids);
+        for &t in &ids {
+            if let Some(c) = counts.get_mut(t as usize) {
+                *c += 1;
+            }
+        }
+        start += CHUNK;
+    }
+    let denominator = (train.tokens() + vocab) as f64;
+    let (mut total, mut n) = (0.0, 0u64);
+    for i in 0..windows {
+        ids.clear();
+        held_out.read(i, &mut ids)?;
+        for &t in ids.iter().skip(1) {
+            let c = counts.get(t as usize).copied().unwrap_or(0);
+            total -= ((c + 1) as f64 / denominator).ln();
+            n += 1;
+        }
+    }
+    Ok((n > 0).then(|| total / n as f64))
 }

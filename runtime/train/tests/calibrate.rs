@@ -1,9 +1,8 @@
 //! Calibration measures positive rates and writes the keys `kiln calibrate` reads.
 
 use kiln_train::calibrate::{
-    calibrate, predicted_tokens_per_s, training_flops_per_token, utc_date, CalibrationConfig,
+    calibrate, fit_half_dim, utc_date, CalibrationConfig, MatmulRate, TRAINING_MATMUL_DIMS,
 };
-use kiln_train::spec::{ModelSpec, Precision};
 
 #[test]
 fn measures_this_machine() {
@@ -22,6 +21,13 @@ fn measures_this_machine() {
     assert!(cal.matmul_bf16_flops_per_s > 0.0);
     assert!(cal.matmul_fp16_flops_per_s > 0.0);
     assert!(cal.memory_bytes_per_s > 0.0 && cal.memory_bytes > 0);
+    assert_eq!(cal.training_matmuls.len(), TRAINING_MATMUL_DIMS.len());
+    assert!(cal.matmul_half_dim >= 0.0 && cal.matmul_fit_flops_per_s > 0.0);
+    assert!(
+        cal.runtime_bytes > 10 << 20,
+        "libtorch's resident memory: {}",
+        cal.runtime_bytes
+    );
     let json = serde_json::to_value(&cal).unwrap();
     for key in [
         "date",
@@ -31,44 +37,34 @@ fn measures_this_machine() {
         "matmul_fp32_flops_per_s",
         "matmul_bf16_flops_per_s",
         "matmul_fp16_flops_per_s",
+        "matmul_half_dim",
+        "runtime_bytes",
     ] {
         assert!(!json[key].is_null(), "{key}");
     }
     assert_eq!(cal.date.len(), 10);
 }
 
+/// Rates drawn exactly from r(d) = r∞ · d / (d + n½) give back r∞ and n½; rates that do
+/// not fall with d give n½ = 0.
 #[test]
-fn flops_per_token_and_prediction() {
-    let spec: ModelSpec = serde_json::from_value(serde_json::json!({
-        "activation": "swiglu", "bias": false, "dropout": 0.0, "ffn_hidden": 384,
-        "head_dim": 32, "heads": 4, "hidden": 128, "kv_heads": 2, "layers": 4,
-        "norm": "rmsnorm", "params": 1049728, "position": "rope", "seq_len": 128,
-        "tied_embeddings": true, "vocab": 2048}))
-    .unwrap();
-    // Per layer 2·128·128 + 2·128·64 + 3·128·384 = 196,608; N = 4 × that + 2048 · 128.
-    let n = 4.0 * 196_608.0 + 2048.0 * 128.0;
-    let expected = 3.0 * (2.0 * n + 2.0 * 4.0 * 128.0 * 128.0);
-    assert_eq!(training_flops_per_token(&spec), expected);
-    let cal = kiln_train::Calibration {
-        date: "2026-01-01".into(),
-        device: "cpu".into(),
-        threads: 2,
-        memory_bytes: 1,
-        memory_bytes_per_s: 1.0,
-        matmul_fp32_flops_per_s: 1e11,
-        matmul_bf16_flops_per_s: 2e11,
-        matmul_fp16_flops_per_s: 3e11,
-        matmuls: vec![],
-        copy_bytes: 1,
+fn half_performance_width_fit() {
+    let rate = |d: i64, r_inf: f64, half: f64| MatmulRate {
+        dtype: "fp32".into(),
+        size: d,
+        flops_per_s: r_inf * d as f64 / (d as f64 + half),
+        seconds: vec![],
     };
-    assert_eq!(
-        predicted_tokens_per_s(&cal, &spec, Precision::Fp32),
-        1e11 / expected
-    );
-    assert_eq!(
-        predicted_tokens_per_s(&cal, &spec, Precision::Bf16Mixed),
-        2e11 / expected
-    );
+    let rates: Vec<_> = [64, 128, 256, 512, 1024]
+        .iter()
+        .map(|&d| rate(d, 3e11, 85.0))
+        .collect();
+    let (r_inf, half) = fit_half_dim(&rates);
+    assert!((r_inf / 3e11 - 1.0).abs() < 1e-9, "{r_inf}");
+    assert!((half - 85.0).abs() < 1e-6, "{half}");
+    let flat: Vec<_> = [64, 128, 256].iter().map(|&d| rate(d, 1e11, 0.0)).collect();
+    let (r_inf, half) = fit_half_dim(&flat);
+    assert!((r_inf / 1e11 - 1.0).abs() < 1e-9 && half.abs() < 1e-6);
 }
 
 #[test]

@@ -67,3 +67,24 @@ fn samples_are_overlapping_windows() {
     out.clear();
     assert!(narrow.read(2, &mut out).is_err(), "ids ≥ vocab");
 }
+
+/// The unigram baseline: frequencies from the training stream with add-one smoothing,
+/// scored on the held-out windows' targets.
+#[test]
+fn unigram_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("text_document");
+    let held = dir.path().join("held_out_document");
+    // Training stream: token 0 ×6, token 1 ×2 (vocab 4): p = (c + 1) / (8 + 4).
+    write_shard(&train, &[vec![0, 0, 0, 0, 0, 0, 1, 1]], 4);
+    // Held out: one window of seq_len 4 → targets 0, 1, 2, 0.
+    write_shard(&held, &[vec![3, 0, 1, 2, 0]], 4);
+    let stream = TokenStream::open(&train).unwrap();
+    let samples = Samples::open(&held, 4, 4).unwrap();
+    let loss = kiln_train::trainer::unigram_loss(&stream, &samples, 1000, 4)
+        .unwrap()
+        .unwrap();
+    let p = |c: f64| (c + 1.0) / 12.0;
+    let expected = -(2.0 * p(6.0).ln() + p(2.0).ln() + p(0.0).ln()) / 4.0;
+    assert!((loss - expected).abs() < 1e-12, "{loss} vs {expected}");
+}

@@ -1,7 +1,9 @@
 //! `kiln-worker --plan plan.json --step ID`: runs one step of a run plan, from the run
 //! directory, as the plan's step commands say: data steps through `kiln_data::steps`,
 //! training and evaluation through `kiln_train`. `kiln-worker calibrate` measures this
-//! machine (JSON on standard output, read by `kiln calibrate`).
+//! machine (JSON on standard output, read by `kiln calibrate`); `kiln-worker bench --plan
+//! plan.json` times steps of the plan's first train step on random tokens (JSON beside the
+//! plan's predictions; scripts/gpu-check runs it on a GPU).
 //!
 //! Exit codes: 0 the step is done (now or before), 1 it failed, 2 the plan or the arguments
 //! cannot be used.
@@ -42,7 +44,105 @@ struct Cli {
     quiet: bool,
 }
 
+/// `kiln-worker bench`: times optimizer steps of a plan's first train step.
+#[derive(Debug, Parser)]
+#[command(name = "kiln-worker bench")]
+struct BenchCli {
+    /// The run plan.
+    #[arg(long)]
+    plan: PathBuf,
+    /// Timed optimizer steps.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Untimed steps before them.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// `cpu`, `cuda` (the first GPU) or `auto` (CUDA when libtorch sees a GPU).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// libtorch's intra-op threads on the CPU.
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn bench() -> ExitCode {
+    let cli = BenchCli::parse_from(std::env::args().skip(1));
+    let device = match cli.device.as_str() {
+        "cpu" => tch::Device::Cpu,
+        "cuda" if tch::Cuda::is_available() => tch::Device::Cuda(0),
+        "cuda" => {
+            eprintln!("error: --device cuda, but libtorch sees no CUDA GPU (check the driver and LD_LIBRARY_PATH to torch/lib)");
+            return ExitCode::from(2);
+        }
+        "auto" => tch::Device::cuda_if_available(),
+        other => {
+            eprintln!("error: --device {other}: use cpu, cuda or auto");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(n) = cli.threads {
+        tch::set_num_threads(n as i32);
+    }
+    let plan = match kiln_train::Plan::load(&cli.plan) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(step) = plan.steps.iter().find(|s| s.kind == "train") else {
+        eprintln!("error: the plan has no train step");
+        return ExitCode::from(2);
+    };
+    let p: kiln_train::spec::TrainParams = match step.params() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let times = match kiln_train::bench::time_steps(&p, device, cli.warmup, cli.steps) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let step_s = kiln_train::bench::median(&times);
+    let tokens = (p.parallel.micro_batch * p.parallel.accumulation * p.model.seq_len) as f64;
+    let t = &plan.analysis["throughput"];
+    let predicted_step_s = t["step_time_s"].as_f64();
+    // MFU scales inversely with the step time at a fixed batch: measured MFU = predicted
+    // MFU × predicted step / measured step (world 1: the bench runs one rank).
+    let mfu = t["mfu"]
+        .as_f64()
+        .zip(predicted_step_s)
+        .map(|(m, s)| m * s / step_s);
+    let out = serde_json::json!({
+        "device": format!("{device:?}").to_lowercase(),
+        "precision": p.precision.name(),
+        "params": p.model.params,
+        "tokens_per_step": tokens,
+        "step_s": times,
+        "median_step_s": step_s,
+        "tokens_per_s": tokens / step_s,
+        "mfu": mfu,
+        "peak_rss_bytes": kiln_train::metrics::peak_rss_bytes(),
+        "predicted": {
+            "step_time_s": predicted_step_s,
+            "tokens_per_s": t["tokens_per_s"],
+            "mfu": t["mfu"],
+            "memory_per_gpu_bytes": plan.analysis["memory"]["per_gpu"]["total"],
+        },
+    });
+    println!("{out}");
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("bench") {
+        return bench();
+    }
     if std::env::args().nth(1).as_deref() == Some("calibrate") {
         return match kiln_train::calibrate(&Default::default()) {
             Ok(c) => {
@@ -142,6 +242,7 @@ fn train(cli: &Cli) -> ExitCode {
         threads: cli.threads,
         progress: cli.quiet.then_some(false),
         predicted_tokens_per_s: plan.predicted_tokens_per_s(),
+        predicted_memory_bytes: plan.predicted_memory_bytes(),
         ..Default::default()
     };
     match kiln_train::run_step(&plan, &cli.step, &cli.run_dir, &options) {
