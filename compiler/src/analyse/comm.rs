@@ -76,14 +76,24 @@ pub fn analyse(setup: &Setup) -> Communication {
         },
     };
 
-    // Data: gradients of the GPU's shard of the model. ZeRO 0 all-reduces them, 2(n−1)/n·Φ;
-    // ZeRO-1/2 reduce-scatter gradients and all-gather parameters, the same volume; ZeRO-3
-    // all-gathers parameters for the forward and again for the backward and reduce-scatters
-    // gradients, 3(n−1)/n·Φ (Rajbhandari et al. 2020, Sec. 7.2).
+    // Data: gradients of the GPU's shard of the model, per optimizer step of m micro-batches.
+    // ZeRO 0 all-reduces them once, 2(n−1)/n·Φ; ZeRO-1 reduce-scatters gradients and
+    // all-gathers parameters, the same volume (Rajbhandari et al. 2020, Sec. 7.2). ZeRO-2
+    // keeps only its shard of the gradients, so each micro-batch's gradients are
+    // reduce-scattered when its backward ends (DeepSpeed's stage 2 reduces in every
+    // backward; kiln-train too): (m + 1)(n−1)/n·Φ. ZeRO-3 all-gathers the parameters for
+    // every micro-batch's forward and again for its backward and reduce-scatters its
+    // gradients: 3m(n−1)/n·Φ. With m = 1 these are the paper's 2Φ and 3Φ.
     let shards = d * c;
     let local_params = setup.stage_params().into_iter().fold(0.0, f64::max) / t;
     let grad_bytes = local_params * e;
-    let data_bytes = grad_bytes * ring(shards) * if par.zero >= 3 { 3.0 } else { 2.0 };
+    let m_batches = setup.micro_batches();
+    let passes = match par.zero as u32 {
+        0 | 1 => 2.0,
+        2 => m_batches + 1.0,
+        _ => 3.0 * m_batches,
+    };
+    let data_bytes = grad_bytes * ring(shards) * passes;
 
     // Tensor: Megatron-LM all-reduces the activations twice per layer in the forward (after
     // attention and after the MLP) and twice in the backward (Shoeybi et al. 2019, Sec. 3,

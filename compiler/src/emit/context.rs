@@ -63,6 +63,14 @@ fn job_name(plan: &RunPlan, step: &Step) -> String {
         .collect()
 }
 
+/// Whether the plan's device is a CPU (`cluster.node.gpu.arch = cpu`).
+fn runs_on_cpu(plan: &RunPlan) -> bool {
+    plan.experiment
+        .values
+        .iter()
+        .any(|v| v.path == "cluster.node.gpu.arch" && v.value == "cpu")
+}
+
 /// `submit.sh` and one sbatch script per step, chained with --dependency=afterok.
 pub fn slurm(plan: &RunPlan) -> (Value, Vec<(String, Value)>) {
     let mut jobs = Vec::new();
@@ -76,7 +84,9 @@ pub fn slurm(plan: &RunPlan) -> (Value, Vec<(String, Value)>) {
             .collect();
         let training = s.kind.is_training();
         let r = &s.resources;
-        let gpus_per_node = if training {
+        // A CPU device (`arch = cpu`, as `kiln calibrate` writes) runs its ranks as
+        // processes: no GPUs to request.
+        let gpus_per_node = if training && !runs_on_cpu(plan) {
             plan.topology.gpus_per_node
         } else {
             0

@@ -77,6 +77,121 @@ pub struct TrainState {
     pub loss: f64,
     /// File name → bytes, checked when the checkpoint is read.
     pub files: Vec<(String, u64)>,
+    /// Data-parallel ranks that wrote it (1: one process, `optimizer.safetensors`; more:
+    /// one optimizer file per rank, see [`write_sharded`]).
+    #[serde(default = "one")]
+    pub world: u64,
+    /// The ZeRO stage of a sharded checkpoint (0: one replicated optimizer file).
+    #[serde(default)]
+    pub zero: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// The optimizer file of data-parallel rank `rank` of `world` (ZeRO 0 writes rank 0's only:
+/// every rank's states are the same).
+pub fn shard_file(rank: usize, world: usize) -> String {
+    format!("optimizer-rank-{rank:05}-of-{world:05}.safetensors")
+}
+
+/// Writes a checkpoint of a data-parallel run under `root`, every rank calling it: rank 0
+/// writes the weights (every rank holds them whole) and the state, each rank its optimizer
+/// shard (`shard_file`; rank 0's alone under ZeRO 0), into one temporary directory that
+/// rank 0 renames into place when every rank has written and fsynced its file — the same
+/// all-or-nothing rule as [`write`], with the ranks' barriers between the phases.
+#[allow(clippy::too_many_arguments)]
+pub fn write_sharded(
+    root: &Path,
+    model: &[(String, Tensor)],
+    shard: &[(String, Tensor)],
+    state: &TrainState,
+    keep: u64,
+    comm: &crate::collective::Collective,
+) -> Result<PathBuf, TrainError> {
+    let (rank, world) = (comm.rank(), comm.size());
+    let name = step_dir_name(state.global_step);
+    let dest = root.join(&name);
+    let tmp = root.join(format!(".{name}.tmp-ranks"));
+    if rank == 0 {
+        fs::create_dir_all(root).map_err(io_at(root))?;
+        remove_temporaries(root);
+        fs::create_dir_all(&tmp).map_err(io_at(&tmp))?;
+    }
+    comm.barrier();
+    let mut files = Vec::new();
+    if rank == 0 || state.zero > 0 {
+        let file = shard_file(rank, world);
+        let path = tmp.join(&file);
+        Tensor::write_safetensors(shard, &path)?;
+        fsync_file(&path)?;
+    }
+    if rank == 0 {
+        let path = tmp.join(MODEL_FILE);
+        Tensor::write_safetensors(model, &path)?;
+        fsync_file(&path)?;
+    }
+    comm.barrier();
+    if rank == 0 {
+        let writers = if state.zero > 0 { world } else { 1 };
+        for file in std::iter::once(MODEL_FILE.to_string())
+            .chain((0..writers).map(|r| shard_file(r, world)))
+        {
+            let path = tmp.join(&file);
+            let len = fs::metadata(&path).map_err(io_at(&path))?.len();
+            files.push((file, len));
+        }
+        let mut state = state.clone();
+        state.files = files;
+        state.world = world as u64;
+        let text = serde_json::to_string_pretty(&state)
+            .map_err(|e| TrainError::Plan(format!("cannot serialise the training state: {e}")))?;
+        let state_path = tmp.join(STATE_FILE);
+        fs::write(&state_path, text + "\n").map_err(io_at(&state_path))?;
+        fsync_file(&state_path)?;
+        fsync_dir(&tmp)?;
+        if dest.exists() {
+            let old = root.join(format!(".{name}.old-ranks"));
+            fs::rename(&dest, &old).map_err(io_at(&dest))?;
+            fs::rename(&tmp, &dest).map_err(io_at(&dest))?;
+            let _ = fs::remove_dir_all(&old);
+        } else {
+            fs::rename(&tmp, &dest).map_err(io_at(&dest))?;
+        }
+        fsync_dir(root)?;
+        prune(root, keep.max(1))?;
+    }
+    comm.barrier();
+    Ok(dest)
+}
+
+/// Reads the weights and this rank's optimizer shard of a checkpoint written by
+/// [`write_sharded`] with the same world size.
+pub fn load_sharded(
+    dir: &Path,
+    state: &TrainState,
+    rank: usize,
+    world: usize,
+) -> Result<Loaded, TrainError> {
+    if state.world != world as u64 {
+        return Err(TrainError::Input(format!(
+            "{}: written by {} data-parallel ranks, resumed with {world}: resume with {} ranks (`kiln run --ranks {}`)",
+            dir.display(),
+            state.world,
+            state.world,
+            state.world
+        )));
+    }
+    let read = |file: &str| {
+        let p = dir.join(file);
+        Tensor::read_safetensors(&p).map_err(|e| TrainError::Input(format!("{}: {e}", p.display())))
+    };
+    let shard_rank = if state.zero > 0 { rank } else { 0 };
+    Ok(Loaded {
+        model: read(MODEL_FILE)?,
+        optimizer: read(&shard_file(shard_rank, world))?,
+    })
 }
 
 /// A checkpoint that was found and checked.

@@ -5,17 +5,20 @@
 //! and it measures the machine for `kiln calibrate`.
 //!
 //! Modules in the order a step uses them: [`spec`] (the plan's fields), [`model`],
-//! [`optim`], [`schedule`], [`data`], [`trainer`] (one optimizer step), [`checkpoint`],
+//! [`optim`], [`collective`] and [`parallel`] (data parallelism with ZeRO across
+//! processes), [`schedule`], [`data`], [`trainer`] (one optimizer step), [`checkpoint`],
 //! [`metrics`], [`steps`] (the worker's entry points), [`calibrate`] and [`bench`].
 
 pub mod bench;
 pub mod calibrate;
 pub mod checkpoint;
+pub mod collective;
 pub mod data;
 pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod parallel;
 pub mod schedule;
 pub mod spec;
 pub mod steps;

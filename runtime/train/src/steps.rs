@@ -28,12 +28,14 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use crate::checkpoint::{self, fsync_dir, write_atomic, RngState, TrainState, STATE_FORMAT};
+use crate::collective::Collective;
 use crate::data::{SampleOrder, Samples, TokenStream};
 use crate::error::{catch_torch, io_at, TrainError};
 use crate::metrics::{
     peak_rss_bytes, progress_bar, read_metrics, MetricsLog, StepMetrics, METRICS_FILE,
 };
 use crate::model::Model;
+use crate::parallel::{DataParallel, StateBytes};
 use crate::schedule::lr_for_step;
 use crate::spec::{EvaluateParams, Plan, Precision, Step, TrainParams};
 use crate::trainer::{evaluate, step_seed, to_batch, unigram_loss, Trainer};
@@ -131,10 +133,72 @@ pub struct Summary {
     /// The plan's predicted peak memory per rank.
     #[serde(default)]
     pub predicted_memory_bytes: Option<f64>,
+    /// Data parallelism across processes: what each rank sent and keeps, beside kiln's
+    /// prediction.
+    #[serde(default)]
+    pub data_parallel: Option<DataParallelReport>,
     /// The final checkpoint, relative to the step's output directory.
     pub checkpoint: Option<String>,
     /// What the run folded in or left out (one process for many ranks, …).
     pub notes: Vec<String>,
+}
+
+/// What a data-parallel train step measured against the plan's analysis.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataParallelReport {
+    pub ranks: u64,
+    pub zero: u64,
+    /// The plan's data-parallel degree, which its predictions are for.
+    pub planned_data: f64,
+    /// Gradient and parameter traffic each rank sent per optimizer step (`collective`).
+    pub sent_bytes_per_step: Option<f64>,
+    /// `communication.per_step.data` of the plan's analysis.
+    pub predicted_bytes_per_step: Option<f64>,
+    /// Weights, gradients and optimizer states this rank keeps.
+    pub state_bytes: StateBytes,
+    /// `memory.per_gpu.{weights, gradients, optimizer}` of the plan's analysis.
+    pub predicted_state_bytes: [Option<f64>; 3],
+}
+
+impl DataParallelReport {
+    fn render(&self) -> String {
+        let ratio = |m: f64, p: Option<f64>| match p {
+            Some(p) if p > 0.0 => format!("{:.1} MB predicted ({:.3}×)", p / 1e6, m / p),
+            _ => "no prediction".into(),
+        };
+        let mut s = format!("  data parallel: {} ranks, ZeRO {}", self.ranks, self.zero);
+        if self.planned_data != self.ranks as f64 {
+            s += &format!(
+                " (the plan's predictions are for data = {})",
+                self.planned_data
+            );
+        }
+        s += "\n";
+        if let Some(sent) = self.sent_bytes_per_step {
+            s += &format!(
+                "  sent per rank per step {:.1} MB measured, {}\n",
+                sent / 1e6,
+                ratio(sent, self.predicted_bytes_per_step)
+            );
+        }
+        let b = &self.state_bytes;
+        for (name, m, p) in [
+            ("weights", b.weights, self.predicted_state_bytes[0]),
+            ("gradients", b.gradients, self.predicted_state_bytes[1]),
+            (
+                "optimizer states",
+                b.optimizer,
+                self.predicted_state_bytes[2],
+            ),
+        ] {
+            s += &format!(
+                "  {name} per rank {:.1} MB, {}\n",
+                m as f64 / 1e6,
+                ratio(m as f64, p)
+            );
+        }
+        s
+    }
 }
 
 impl Summary {
@@ -178,6 +242,9 @@ impl Summary {
             }
             _ => {}
         }
+        if let Some(dp) = &self.data_parallel {
+            s += &dp.render();
+        }
         for n in &self.notes {
             s += &format!("  note: {n}\n");
         }
@@ -195,6 +262,8 @@ pub enum StepOutcome {
     Halted {
         next_step: u64,
     },
+    /// Rank 0 of the world runs this step (an evaluation); this rank had nothing to do.
+    OtherRank,
 }
 
 /// Runs a `train` or `evaluate` step of `plan` (by id or name).
@@ -204,10 +273,22 @@ pub fn run_step(
     run_dir: &Path,
     options: &TrainOptions,
 ) -> Result<StepOutcome, TrainError> {
+    run_step_on(plan, step_id, run_dir, options, Collective::single())
+}
+
+/// [`run_step`] as one rank of `comm`'s world: every rank trains; rank 0 alone evaluates.
+pub fn run_step_on(
+    plan: &Plan,
+    step_id: &str,
+    run_dir: &Path,
+    options: &TrainOptions,
+    comm: Collective,
+) -> Result<StepOutcome, TrainError> {
     let step = plan.step(step_id)?;
     match step.kind.as_str() {
-        "train" => run_train_step(plan, step_id, run_dir, options),
-        "evaluate" => run_evaluate_step(plan, step_id, run_dir, options),
+        "train" => run_train_step_on(plan, step_id, run_dir, options, comm),
+        "evaluate" if comm.rank() == 0 => run_evaluate_step(plan, step_id, run_dir, options),
+        "evaluate" => Ok(StepOutcome::OtherRank),
         other => Err(TrainError::Plan(format!(
             "step `{}` is a {other} step, not a training step",
             step.name
@@ -288,13 +369,15 @@ fn device_name(device: Device) -> String {
 /// process folds in.
 struct BatchLayout {
     global_batch: u64,
+    /// Sequences per step on one rank: global_batch / ranks.
+    rank_batch: u64,
     micro_batch: u64,
     micro_batches: u64,
     tokens_per_step: u64,
     notes: Vec<String>,
 }
 
-fn batch_layout(p: &TrainParams) -> Result<BatchLayout, TrainError> {
+fn batch_layout(p: &TrainParams, ranks: u64) -> Result<BatchLayout, TrainError> {
     let seq_len = p.model.seq_len;
     let sequences = p.batch_tokens / seq_len as f64;
     if !(sequences >= 1.0 && sequences.fract() == 0.0) {
@@ -305,11 +388,12 @@ fn batch_layout(p: &TrainParams) -> Result<BatchLayout, TrainError> {
     }
     let global_batch = sequences as u64;
     let micro_batch = p.parallel.micro_batch.max(1);
-    if !global_batch.is_multiple_of(micro_batch) {
+    if !global_batch.is_multiple_of(micro_batch * ranks) {
         return Err(TrainError::Plan(format!(
-            "the global batch of {global_batch} sequences is not a whole number of micro-batches of {micro_batch}"
+            "the global batch of {global_batch} sequences does not split into {ranks} rank(s) × micro-batches of {micro_batch}: choose a world size and micro_batch whose product divides it"
         )));
     }
+    let rank_batch = global_batch / ranks;
     let mut notes = Vec::new();
     let data = p.topology.data.max(1.0);
     let declared = micro_batch as f64 * p.parallel.accumulation.max(1) as f64 * data;
@@ -318,10 +402,10 @@ fn batch_layout(p: &TrainParams) -> Result<BatchLayout, TrainError> {
             "micro_batch × accumulation × data = {declared} sequences, but the step's batch is {global_batch}: the batch is used"
         ));
     }
-    let ranks = p.topology.tensor * p.topology.pipeline * p.topology.context * data;
-    if ranks > 1.0 {
+    let planned = p.topology.tensor * p.topology.pipeline * p.topology.context * data;
+    if planned > 1.0 && ranks == 1 {
         notes.push(format!(
-            "the plan's {ranks} ranks (tensor {}, pipeline {}, context {}, data {}) run as one process: {} micro-batches of {micro_batch} sequences per step",
+            "the plan's {planned} ranks (tensor {}, pipeline {}, context {}, data {}) run as one process: {} micro-batches of {micro_batch} sequences per step",
             p.topology.tensor,
             p.topology.pipeline,
             p.topology.context,
@@ -329,7 +413,15 @@ fn batch_layout(p: &TrainParams) -> Result<BatchLayout, TrainError> {
             global_batch / micro_batch
         ));
     }
-    if p.parallel.zero > 0 {
+    if ranks > 1
+        && (p.topology.tensor > 1.0 || p.topology.pipeline > 1.0 || p.topology.context > 1.0)
+    {
+        return Err(TrainError::Unsupported(format!(
+            "the plan has tensor {}, pipeline {} and context {} parallelism; this runtime runs data parallelism across processes only",
+            p.topology.tensor, p.topology.pipeline, p.topology.context
+        )));
+    }
+    if p.parallel.zero > 0 && ranks == 1 {
         notes.push(format!(
             "ZeRO stage {} shards state across data-parallel ranks; one process holds it all",
             p.parallel.zero
@@ -342,8 +434,9 @@ fn batch_layout(p: &TrainParams) -> Result<BatchLayout, TrainError> {
     }
     Ok(BatchLayout {
         global_batch,
+        rank_batch,
         micro_batch,
-        micro_batches: global_batch / micro_batch,
+        micro_batches: rank_batch / micro_batch,
         tokens_per_step: global_batch * seq_len,
         notes,
     })
@@ -356,7 +449,18 @@ pub fn run_train_step(
     run_dir: &Path,
     options: &TrainOptions,
 ) -> Result<StepOutcome, TrainError> {
-    catch_torch(|| train(plan, step_id, run_dir, options))
+    run_train_step_on(plan, step_id, run_dir, options, Collective::single())
+}
+
+/// [`run_train_step`] as one rank of `comm`'s data-parallel world (every rank calls it).
+pub fn run_train_step_on(
+    plan: &Plan,
+    step_id: &str,
+    run_dir: &Path,
+    options: &TrainOptions,
+    comm: Collective,
+) -> Result<StepOutcome, TrainError> {
+    catch_torch(|| train(plan, step_id, run_dir, options, comm))
 }
 
 fn train(
@@ -364,6 +468,7 @@ fn train(
     step_id: &str,
     run_dir: &Path,
     options: &TrainOptions,
+    comm: Collective,
 ) -> Result<StepOutcome, TrainError> {
     let wall = Instant::now();
     let step = plan.step(step_id)?;
@@ -386,7 +491,9 @@ fn train(
         )));
     };
     let previous = inputs_of(plan, step, "train", run_dir)?;
-    let layout = batch_layout(&p)?;
+    let (rank, ranks) = (comm.rank(), comm.size());
+    let leader = rank == 0;
+    let layout = batch_layout(&p, ranks as u64)?;
     let mut notes = layout.notes.clone();
     if let Some(n) = options.threads {
         tch::set_num_threads(n.clamp(1, i32::MAX as usize) as i32);
@@ -395,11 +502,23 @@ fn train(
 
     let work = with_suffix(&output, PARTIAL_SUFFIX);
     fs::create_dir_all(&work).map_err(io_at(&work))?;
-    let lock = lock_dir(&work)?;
+    // One process owns the working directory: rank 0 of a data-parallel world.
+    let lock = if leader { Some(lock_dir(&work)?) } else { None };
+    comm.barrier();
     let ckpt_root = work.join(CHECKPOINT_DIR);
 
     let model = Model::new(&p.model, p.precision, p.seed, device)?;
-    let mut trainer = Trainer::new(model, &p.optimizer, p.precision, p.seed, device)?;
+    let mut trainer = if ranks > 1 {
+        let dp = DataParallel::new(
+            model.named_parameters(),
+            p.parallel.zero,
+            &p.optimizer,
+            comm,
+        )?;
+        Trainer::data_parallel(model, &p.optimizer, p.precision, p.seed, device, dp)?
+    } else {
+        Trainer::new(model, &p.optimizer, p.precision, p.seed, device)?
+    };
     let phase_start = p.schedule.start_step;
     let phase_end = phase_start + p.schedule.steps;
 
@@ -466,12 +585,21 @@ fn train(
         .or_else(|| plan.eval_tokens())
         .unwrap_or(u64::MAX);
     let mut order = SampleOrder::new(p.seed, &p.phase, train_samples.count());
-    let mut log = MetricsLog::open(&work, next_step)?;
+    let mut log = if leader {
+        Some(MetricsLog::open(&work, next_step)?)
+    } else {
+        None
+    };
     let bar = progress_bar(
         phase_end.saturating_sub(next_step),
         &step.name,
-        options.progress,
+        if leader {
+            options.progress
+        } else {
+            Some(false)
+        },
     );
+    let sent_before = trainer.dp.as_ref().map(|dp| dp.comm.sent);
 
     let seq_len = p.model.seq_len;
     let mut ids: Vec<i64> = Vec::with_capacity((layout.micro_batch * (seq_len + 1)) as usize);
@@ -493,7 +621,10 @@ fn train(
         let started = Instant::now();
         let report = trainer.step(global, layout.micro_batches as usize, lr, |i| {
             ids.clear();
-            let first = in_phase * layout.global_batch + i as u64 * layout.micro_batch;
+            // This rank's contiguous slice of the global batch (the order is the ranks').
+            let first = in_phase * layout.global_batch
+                + rank as u64 * layout.rank_batch
+                + i as u64 * layout.micro_batch;
             for position in first..first + layout.micro_batch {
                 train_samples.read(order.sample(position), &mut ids)?;
             }
@@ -506,7 +637,7 @@ fn train(
         let done = global + 1;
         let eval_now =
             done == phase_end || (p.eval_every_steps > 0 && done % p.eval_every_steps == 0);
-        let eval_loss = match (&held_out, eval_now) {
+        let eval_loss = match (&held_out, eval_now && leader) {
             (Some(h), true) => {
                 evaluate(&trainer.model, h, eval_tokens, layout.micro_batch, device)?
                     .map(|r| r.loss)
@@ -516,18 +647,20 @@ fn train(
         if eval_loss.is_some() {
             last_eval = eval_loss;
         }
-        log.append(&StepMetrics {
-            step: global,
-            phase: p.phase.clone(),
-            lr,
-            loss: report.loss,
-            tokens: done * layout.tokens_per_step,
-            tokens_per_s: layout.tokens_per_step as f64 / seconds.max(f64::MIN_POSITIVE),
-            grad_norm: report.grad_norm,
-            loss_scale: report.loss_scale,
-            skipped: report.skipped,
-            eval_loss,
-        })?;
+        if let Some(log) = &mut log {
+            log.append(&StepMetrics {
+                step: global,
+                phase: p.phase.clone(),
+                lr,
+                loss: report.loss,
+                tokens: done * layout.tokens_per_step,
+                tokens_per_s: layout.tokens_per_step as f64 / seconds.max(f64::MIN_POSITIVE),
+                grad_norm: report.grad_norm,
+                loss_scale: report.loss_scale,
+                skipped: report.skipped,
+                eval_loss,
+            })?;
+        }
         bar.set_message(format!(
             "loss {:.4} {:.0} tokens/s",
             report.loss,
@@ -536,7 +669,9 @@ fn train(
         bar.inc(1);
         let every = p.checkpoint.every_steps;
         if done == phase_end || (every > 0 && done % every == 0) {
-            log.sync()?;
+            if let Some(log) = &mut log {
+                log.sync()?;
+            }
             let state = TrainState {
                 format: STATE_FORMAT,
                 step_id: step.id.clone(),
@@ -545,7 +680,10 @@ fn train(
                 phase_step: done - phase_start,
                 samples_consumed: (done - phase_start) * layout.global_batch,
                 tokens_trained: done * layout.tokens_per_step,
-                adam_step: trainer.optimizer.step,
+                adam_step: trainer
+                    .dp
+                    .as_ref()
+                    .map_or(trainer.optimizer.step, |dp| dp.adam_step),
                 rng: RngState {
                     rule: "libtorch's generator reseeded before each step from (seed, global step)"
                         .into(),
@@ -557,15 +695,27 @@ fn train(
                 lr,
                 loss: report.loss,
                 files: Vec::new(),
+                world: ranks as u64,
+                zero: if ranks > 1 { p.parallel.zero } else { 0 },
             };
             let params = trainer.model.named_parameters();
-            let dir = checkpoint::write(
-                &ckpt_root,
-                params,
-                &trainer.optimizer.named_state(params),
-                &state,
-                p.checkpoint.keep,
-            )?;
+            let dir = match &trainer.dp {
+                Some(dp) => checkpoint::write_sharded(
+                    &ckpt_root,
+                    params,
+                    &dp.optimizer_state(),
+                    &state,
+                    p.checkpoint.keep,
+                    &dp.comm,
+                )?,
+                None => checkpoint::write(
+                    &ckpt_root,
+                    params,
+                    &trainer.optimizer.named_state(params),
+                    &state,
+                    p.checkpoint.keep,
+                )?,
+            };
             final_checkpoint = Some(dir);
         }
     }
@@ -577,6 +727,62 @@ fn train(
             train_samples.count(),
             (p.schedule.steps * layout.global_batch) as f64 / train_samples.count() as f64
         ));
+    }
+    // What the data-parallel ranks sent and keep, beside kiln's prediction.
+    let data_parallel = trainer.dp.as_ref().map(|dp| {
+        let sent = dp.comm.sent;
+        let before = sent_before.unwrap_or_default();
+        let training = sent.training() - before.training();
+        let per_gpu = &plan.analysis["memory"]["per_gpu"];
+        DataParallelReport {
+            ranks: ranks as u64,
+            zero: dp.zero,
+            planned_data: p.topology.data,
+            sent_bytes_per_step: (steps_run > 0).then(|| training as f64 / steps_run as f64),
+            predicted_bytes_per_step: plan.analysis["communication"]["per_step"]["data"].as_f64(),
+            state_bytes: dp.state_bytes(),
+            predicted_state_bytes: [
+                per_gpu["weights"].as_f64(),
+                per_gpu["gradients"].as_f64(),
+                per_gpu["optimizer"].as_f64(),
+            ],
+        }
+    });
+    if let Some(dp) = &trainer.dp {
+        dp.comm.barrier();
+    }
+    if !leader {
+        // Rank 0 writes the summary and renames the output.
+        return Ok(StepOutcome::Done(Summary {
+            step: step.name.clone(),
+            id: step.id.clone(),
+            kind: "train".into(),
+            phase: Some(p.phase.clone()),
+            precision: p.precision.name().into(),
+            device: device_name(device),
+            threads: tch::get_num_threads() as i64,
+            params: trainer.model.param_count(),
+            start_step: phase_start,
+            end_step: phase_end,
+            resumed_at,
+            steps_run,
+            tokens_per_step: layout.tokens_per_step,
+            tokens: steps_run * layout.tokens_per_step,
+            final_loss: last_loss,
+            final_eval_loss: None,
+            unigram_loss: None,
+            final_lr: None,
+            compute_seconds,
+            wall_seconds: wall.elapsed().as_secs_f64(),
+            measured_tokens_per_s: None,
+            predicted_tokens_per_s: None,
+            measured_over_predicted: None,
+            peak_rss_bytes: peak_rss_bytes(),
+            predicted_memory_bytes: None,
+            data_parallel,
+            checkpoint: None,
+            notes,
+        }));
     }
     // The phase's last loss and evaluation, from the log (a resumed run that found its
     // last step done runs none itself).
@@ -626,6 +832,7 @@ fn train(
         measured_over_predicted: measured.zip(predicted).map(|(m, p)| m / p),
         peak_rss_bytes: peak_rss_bytes(),
         predicted_memory_bytes: options.predicted_memory_bytes,
+        data_parallel,
         checkpoint: final_checkpoint.and_then(|d| {
             d.strip_prefix(&work)
                 .ok()
@@ -645,6 +852,28 @@ fn restore(
     found: &checkpoint::Found,
     precision: Precision,
 ) -> Result<(), TrainError> {
+    if let Some(dp) = &mut trainer.dp {
+        let (rank, world) = (dp.comm.rank(), dp.comm.size());
+        let loaded = checkpoint::load_sharded(&found.dir, &found.state, rank, world)?;
+        checkpoint::restore_params(trainer.model.named_parameters(), &loaded.model)?;
+        if found.state.zero != dp.zero {
+            return Err(TrainError::Input(format!(
+                "{}: written with ZeRO stage {}, resumed with {}: resume with the stage that wrote it",
+                found.dir.display(),
+                found.state.zero,
+                dp.zero
+            )));
+        }
+        return dp.load_optimizer_state(&loaded.optimizer, found.state.adam_step);
+    }
+    if found.state.world > 1 {
+        return Err(TrainError::Input(format!(
+            "{}: written by {} data-parallel ranks; resume with them (`kiln run --ranks {}`)",
+            found.dir.display(),
+            found.state.world,
+            found.state.world
+        )));
+    }
     let loaded = checkpoint::load(&found.dir)?;
     let params = trainer.model.named_parameters();
     checkpoint::restore_params(params, &loaded.model)?;
@@ -770,12 +999,12 @@ fn evaluate_step(
         compute_seconds: seconds,
         wall_seconds: wall.elapsed().as_secs_f64(),
         measured_tokens_per_s: measured,
-        predicted_tokens_per_s: options.predicted_tokens_per_s,
-        measured_over_predicted: measured
-            .zip(options.predicted_tokens_per_s)
-            .map(|(m, p)| m / p),
+        // The plan predicts training, not evaluation.
+        predicted_tokens_per_s: None,
+        measured_over_predicted: None,
         peak_rss_bytes: peak_rss_bytes(),
-        predicted_memory_bytes: options.predicted_memory_bytes,
+        predicted_memory_bytes: None,
+        data_parallel: None,
         checkpoint: None,
         notes,
     };

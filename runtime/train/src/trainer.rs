@@ -21,11 +21,25 @@ use crate::data::{derive_key, Samples, TokenStream};
 use crate::error::TrainError;
 use crate::model::Model;
 use crate::optim::{clip_grads, grad_norm, scale_grads, zero_grads, AdamW, LossScaler};
+use crate::parallel::DataParallel;
 use crate::spec::{OptimizerSpec, Precision};
 
 /// The generator's seed for global step `step`.
 pub fn step_seed(seed: u64, step: u64) -> u64 {
     derive_key(seed, &[b"step-rng", &step.to_le_bytes()])
+}
+
+/// The generator's seed for global step `step` on data-parallel rank `rank` of a world
+/// larger than one: each rank draws its own dropout masks.
+pub fn rank_step_seed(seed: u64, step: u64, rank: usize) -> u64 {
+    derive_key(
+        seed,
+        &[
+            b"step-rng",
+            &step.to_le_bytes(),
+            &(rank as u64).to_le_bytes(),
+        ],
+    )
 }
 
 /// What one optimizer step did.
@@ -58,6 +72,8 @@ pub struct Trainer {
     pub seed: u64,
     pub grad_clip: f64,
     pub device: Device,
+    /// Data parallelism across processes (`parallel`); `None` on one rank.
+    pub dp: Option<DataParallel>,
 }
 
 impl Trainer {
@@ -76,6 +92,33 @@ impl Trainer {
             seed,
             grad_clip: optimizer.grad_clip,
             device,
+            dp: None,
+        })
+    }
+
+    /// A trainer whose optimizer runs data-parallel over `dp` (see `parallel`): the AdamW
+    /// states live in `dp`, sharded by its ZeRO stage.
+    pub fn data_parallel(
+        model: Model,
+        optimizer: &OptimizerSpec,
+        precision: Precision,
+        seed: u64,
+        device: Device,
+        dp: DataParallel,
+    ) -> Result<Trainer, TrainError> {
+        if precision == Precision::Fp16Mixed {
+            return Err(TrainError::Unsupported(
+                "fp16_mixed with dynamic loss scaling runs on one rank only in this runtime; use bf16_mixed or fp32 across ranks".into(),
+            ));
+        }
+        Ok(Trainer {
+            optimizer: AdamW::new(optimizer, &[])?,
+            model,
+            scaler: None,
+            seed,
+            grad_clip: optimizer.grad_clip,
+            device,
+            dp: Some(dp),
         })
     }
 
@@ -92,6 +135,9 @@ impl Trainer {
             return Err(TrainError::Plan(
                 "a step needs at least one micro-batch".into(),
             ));
+        }
+        if self.dp.is_some() {
+            return self.step_data_parallel(global_step, micro_batches, lr, batch);
         }
         tch::manual_seed(step_seed(self.seed, global_step) as i64);
         let params = self.model.named_parameters();
@@ -141,6 +187,55 @@ impl Trainer {
             skipped: false,
             loss_scale: self.scaler.as_ref().map(|_| scale),
         })
+    }
+
+    /// [`Trainer::step`] across data-parallel ranks: this rank's `micro_batches`
+    /// micro-batches, its gradients reduced by its ZeRO stage (`parallel`).
+    fn step_data_parallel(
+        &mut self,
+        global_step: u64,
+        micro_batches: usize,
+        lr: f64,
+        mut batch: impl FnMut(usize) -> Result<(Tensor, Tensor), TrainError>,
+    ) -> Result<StepReport, TrainError> {
+        let dp = self.dp.as_mut().expect("a data-parallel trainer");
+        let (rank, ranks) = (dp.comm.rank(), dp.comm.size());
+        let seed = if ranks > 1 {
+            rank_step_seed(self.seed, global_step, rank)
+        } else {
+            step_seed(self.seed, global_step)
+        };
+        tch::manual_seed(seed as i64);
+        let params: Vec<&Tensor> = self
+            .model
+            .named_parameters()
+            .iter()
+            .map(|(_, p)| p)
+            .collect();
+        let share = 1.0 / (micro_batches * ranks) as f64;
+        let mut loss_sum = 0.0;
+        for i in 0..micro_batches {
+            let (inputs, targets) = batch(i)?;
+            let loss = self.model.loss(&inputs, &targets, true, false);
+            loss_sum += loss.f_double_value(&[])?;
+            let grads = Tensor::f_run_backward(&[loss * share], &params, false, false)?;
+            dp.accumulate(&grads)?;
+        }
+        let loss = dp.comm.all_reduce_scalar(loss_sum) * share;
+        match dp.update(lr)? {
+            Some(norm) => Ok(StepReport {
+                loss,
+                grad_norm: Some(norm),
+                skipped: false,
+                loss_scale: None,
+            }),
+            None => Err(TrainError::Diverged {
+                step: global_step,
+                why: format!(
+                    "the gradients are not finite (loss {loss}); lower the learning rate or use fp32"
+                ),
+            }),
+        }
     }
 
     /// The held-out loss (see [`evaluate`]).

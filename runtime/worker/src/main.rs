@@ -229,7 +229,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs a train or evaluate step with kiln-train (libtorch).
+/// Runs a train or evaluate step with kiln-train (libtorch): one process, or one rank of
+/// an MPI job (`mpirun`, `srun --mpi=pmix`), the ranks training data-parallel.
 fn train(cli: &Cli) -> ExitCode {
     let plan = match kiln_train::Plan::load(&cli.plan) {
         Ok(p) => p,
@@ -238,28 +239,62 @@ fn train(cli: &Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mpi = match kiln_train::collective::init_mpi() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let comm = match &mpi {
+        Some(rt) => kiln_train::collective::Collective::mpi(rt),
+        None => kiln_train::collective::Collective::single(),
+    };
+    let (rank, size) = (comm.rank(), comm.size());
+    // Ranks on one machine share its cores.
+    let threads = cli.threads.or_else(|| {
+        (size > 1).then(|| {
+            let local = std::env::var("OMPI_COMM_WORLD_LOCAL_SIZE")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(size);
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores / local.max(1)).max(1)
+        })
+    });
     let options = kiln_train::TrainOptions {
-        threads: cli.threads,
-        progress: cli.quiet.then_some(false),
+        threads,
+        progress: (cli.quiet || rank > 0).then_some(false),
         predicted_tokens_per_s: plan.predicted_tokens_per_s(),
         predicted_memory_bytes: plan.predicted_memory_bytes(),
         ..Default::default()
     };
-    match kiln_train::run_step(&plan, &cli.step, &cli.run_dir, &options) {
-        Ok(kiln_train::StepOutcome::Done(_) | kiln_train::StepOutcome::AlreadyDone(_)) => {
-            ExitCode::SUCCESS
-        }
+    let result = kiln_train::steps::run_step_on(&plan, &cli.step, &cli.run_dir, &options, comm);
+    let (code, message) = match result {
+        Ok(
+            kiln_train::StepOutcome::Done(_)
+            | kiln_train::StepOutcome::AlreadyDone(_)
+            | kiln_train::StepOutcome::OtherRank,
+        ) => (0, None),
         Ok(kiln_train::StepOutcome::Halted { next_step }) => {
-            eprintln!("kiln-worker: halted before step {next_step}");
-            ExitCode::from(1)
+            (1, Some(format!("halted before step {next_step}")))
         }
         Err(e @ (kiln_train::TrainError::Plan(_) | kiln_train::TrainError::Unsupported(_))) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
+            (2, Some(e.to_string()))
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
+        Err(e) => (1, Some(e.to_string())),
+    };
+    if let Some(m) = message {
+        if size > 1 {
+            eprintln!("error: rank {rank} of {size}: {m}");
+            // The other ranks wait in a collective: end the whole job now.
+            if let Some(rt) = &mpi {
+                use mpi::traits::Communicator;
+                rt.universe.world().abort(code);
+            }
+        } else {
+            eprintln!("error: {m}");
         }
     }
+    ExitCode::from(code as u8)
 }
