@@ -36,7 +36,7 @@ model slurm_small {
   ffn_hidden = 192
   heads = 4
   kv_heads = 2
-  vocab = 256
+  vocab = 512
   seq_len = 32
   activation = swiglu
   tied_embeddings = true
@@ -55,7 +55,7 @@ experiment slurm_check {
     zero = 1
   }
   precision = fp32
-  tokenizer = bpe { vocab = 256 }
+  tokenizer = bpe { vocab = 512 }
   seed = 3
   checkpoint { every = 4 steps, keep = 2 }
   eval { every = 4 steps, tokens = 2K }
@@ -148,23 +148,48 @@ fn the_emitted_sbatch_pipeline_trains_on_two_ranks() {
     // Wait until none of this run's jobs is queued or running.
     let start = Instant::now();
     loop {
-        let q = Command::new("squeue")
-            .args(["-h", "-n", "slurm_check", "-o", "%i %j %T"])
-            .env("SLURM_CONF", &conf)
-            .output()
-            .unwrap();
-        let queued = String::from_utf8_lossy(&q.stdout).trim().to_string();
         let all = Command::new("squeue")
             .args(["-h", "-o", "%i %j %T"])
             .env("SLURM_CONF", &conf)
             .output()
             .unwrap();
-        if String::from_utf8_lossy(&all.stdout).trim().is_empty() {
+        let queue = String::from_utf8_lossy(&all.stdout).trim().to_string();
+        if queue.is_empty() {
             break;
+        }
+        let stuck = Command::new("squeue")
+            .args(["-h", "-o", "%i %j %r"])
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        let stuck = String::from_utf8_lossy(&stuck.stdout).to_string();
+        if stuck.contains("DependencyNeverSatisfied") {
+            let ids: Vec<&str> = stuck
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .collect();
+            let _ = Command::new("scancel")
+                .args(&ids)
+                .env("SLURM_CONF", &conf)
+                .status();
+            let logs: String = std::fs::read_dir(out_dir.join("logs"))
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| {
+                            format!(
+                                "== {}\n{}",
+                                e.path().display(),
+                                std::fs::read_to_string(e.path()).unwrap_or_default()
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            panic!("a job failed, so its dependents can never run:\n{stuck}\n{logs}");
         }
         assert!(
             start.elapsed() < Duration::from_secs(900),
-            "jobs still queued after 15 minutes: {queued}"
+            "jobs still queued after 15 minutes: {queue}"
         );
         std::thread::sleep(Duration::from_secs(1));
     }

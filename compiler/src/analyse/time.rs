@@ -178,8 +178,15 @@ pub fn analyse(
     let bubble_s = busy * bubble_fraction;
     // Gradient reduction overlaps the backward of the last micro-batch (bucketed all-reduce
     // or reduce-scatter as layers finish, as DDP, FSDP and Megatron-LM's --overlap-grad-reduce
-    // do): two thirds of one micro-batch's compute can hide it.
-    let hide = busy / setup.micro_batches() * 2.0 / 3.0;
+    // do): two thirds of one micro-batch's compute can hide it. ZeRO-2 and ZeRO-3
+    // communicate during every micro-batch (analyse/comm.rs), so two thirds of every
+    // micro-batch's compute can.
+    let hiding = if par.zero >= 2 {
+        busy
+    } else {
+        busy / setup.micro_batches()
+    };
+    let hide = hiding * 2.0 / 3.0;
     let exposed = comm.tensor.seconds + comm.pipeline.seconds + (comm.data.seconds - hide).max(0.0);
     let step = busy + bubble_s + exposed;
     let world = setup.world();

@@ -385,6 +385,12 @@ pub fn latest(root: &Path) -> Option<Found> {
         .find_map(|(_, dir)| check(&dir).ok().map(|state| Found { dir, state }))
 }
 
+/// Reads a checkpoint's weights only (one process or sharded: rank 0 wrote them whole).
+pub fn load_model(dir: &Path) -> Result<Vec<(String, Tensor)>, TrainError> {
+    let p = dir.join(MODEL_FILE);
+    Tensor::read_safetensors(&p).map_err(|e| TrainError::Input(format!("{}: {e}", p.display())))
+}
+
 /// Reads a checkpoint's tensors.
 pub fn load(dir: &Path) -> Result<Loaded, TrainError> {
     let read = |file: &str| {

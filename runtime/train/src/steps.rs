@@ -947,8 +947,10 @@ fn evaluate_step(
     let found = checkpoint::latest(&root)
         .ok_or_else(|| TrainError::Input(format!("{} holds no checkpoint", root.display())))?;
     let model = Model::new(&tp.model, tp.precision, tp.seed, device)?;
-    let loaded = checkpoint::load(&found.dir)?;
-    checkpoint::restore_params(model.named_parameters(), &loaded.model)?;
+    checkpoint::restore_params(
+        model.named_parameters(),
+        &checkpoint::load_model(&found.dir)?,
+    )?;
     let samples = Samples::open(
         &mix_dir.join(HELD_OUT_PREFIX),
         tp.model.seq_len,
