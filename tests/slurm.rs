@@ -94,6 +94,23 @@ fn corpus(path: &Path) {
     std::fs::write(path, lines).unwrap();
 }
 
+/// Every job's output file, for a failure message.
+fn job_logs(out_dir: &Path) -> String {
+    std::fs::read_dir(out_dir.join("logs"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    format!(
+                        "== {}\n{}",
+                        e.path().display(),
+                        std::fs::read_to_string(e.path()).unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 #[ignore = "needs a running Slurm cluster: scripts/slurm up (scripts/test runs it)"]
 fn the_emitted_sbatch_pipeline_trains_on_two_ranks() {
@@ -172,19 +189,7 @@ fn the_emitted_sbatch_pipeline_trains_on_two_ranks() {
                 .args(&ids)
                 .env("SLURM_CONF", &conf)
                 .status();
-            let logs: String = std::fs::read_dir(out_dir.join("logs"))
-                .map(|d| {
-                    d.flatten()
-                        .map(|e| {
-                            format!(
-                                "== {}\n{}",
-                                e.path().display(),
-                                std::fs::read_to_string(e.path()).unwrap_or_default()
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let logs = job_logs(&out_dir);
             panic!("a job failed, so its dependents can never run:\n{stuck}\n{logs}");
         }
         assert!(
@@ -193,19 +198,7 @@ fn the_emitted_sbatch_pipeline_trains_on_two_ranks() {
         );
         std::thread::sleep(Duration::from_secs(1));
     }
-    let logs: String = std::fs::read_dir(out_dir.join("logs"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| {
-                    format!(
-                        "== {}\n{}",
-                        e.path().display(),
-                        std::fs::read_to_string(e.path()).unwrap_or_default()
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let logs = job_logs(&out_dir);
     let plan: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("plan.json")).unwrap()).unwrap();
     let steps = plan["steps"].as_array().unwrap();

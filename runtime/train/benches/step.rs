@@ -10,6 +10,7 @@
 //! time for the plan's device.
 
 use kiln_train::bench::{median, time_steps};
+use kiln_train::collective::Collective;
 use kiln_train::spec::{Plan, TrainParams};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,8 +74,12 @@ fn main() {
     let python = root.join(env_or("KILN_BENCH_PYTHON", ".venv/bin/python".to_string()));
     let script = root.join("scripts/eager_train.py");
 
-    let (checked, plans) =
-        kiln::plan_paths(&[experiment.clone()], &kiln::load::FsLoader, &[]).expect("plan");
+    let (checked, plans) = kiln::plan_paths(
+        std::slice::from_ref(&experiment),
+        &kiln::load::FsLoader,
+        &[],
+    )
+    .expect("plan");
     assert!(
         checked.errors() == 0 && !plans.is_empty(),
         "{} does not plan",
@@ -106,7 +111,9 @@ fn main() {
     );
     let (mut kiln_all, mut eager_all) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let k = time_steps(&p, Device::Cpu, 1, steps).expect("kiln-train steps");
+        let k = time_steps(&p, Device::Cpu, 1, steps, Collective::single(), 0)
+            .expect("kiln-train steps")
+            .step_s;
         let e = eager_steps(&python, &script, &params_file, steps, threads);
         println!(
             "round {round}: kiln-train {:.3} s/step ({:.0} tokens/s), PyTorch eager {:.3} s/step ({:.0} tokens/s)",

@@ -151,16 +151,7 @@ pub fn write_sharded(
         fs::write(&state_path, text + "\n").map_err(io_at(&state_path))?;
         fsync_file(&state_path)?;
         fsync_dir(&tmp)?;
-        if dest.exists() {
-            let old = root.join(format!(".{name}.old-ranks"));
-            fs::rename(&dest, &old).map_err(io_at(&dest))?;
-            fs::rename(&tmp, &dest).map_err(io_at(&dest))?;
-            let _ = fs::remove_dir_all(&old);
-        } else {
-            fs::rename(&tmp, &dest).map_err(io_at(&dest))?;
-        }
-        fsync_dir(root)?;
-        prune(root, keep.max(1))?;
+        publish(root, &tmp, &dest, &format!(".{name}.old-ranks"), keep)?;
     }
     comm.barrier();
     Ok(dest)
@@ -306,18 +297,30 @@ pub fn write_with(
     fsync_dir(&tmp)?;
     at(WritePoint::BeforeRename)?;
 
+    publish(
+        root,
+        &tmp,
+        &dest,
+        &format!(".{name}.old-{}", std::process::id()),
+        keep,
+    )?;
+    Ok(dest)
+}
+
+/// Renames the complete temporary directory `tmp` to `dest` (the same step written again,
+/// by a resumed run that reached it, replaces the older one through `old`), fsyncs `root`
+/// and keeps the newest `keep` checkpoints.
+fn publish(root: &Path, tmp: &Path, dest: &Path, old: &str, keep: u64) -> Result<(), TrainError> {
     if dest.exists() {
-        // The same step written again (a resumed run that reached it): the newer replaces it.
-        let old = root.join(format!(".{name}.old-{}", std::process::id()));
-        fs::rename(&dest, &old).map_err(io_at(&dest))?;
-        fs::rename(&tmp, &dest).map_err(io_at(&dest))?;
+        let old = root.join(old);
+        fs::rename(dest, &old).map_err(io_at(dest))?;
+        fs::rename(tmp, dest).map_err(io_at(dest))?;
         let _ = fs::remove_dir_all(&old);
     } else {
-        fs::rename(&tmp, &dest).map_err(io_at(&dest))?;
+        fs::rename(tmp, dest).map_err(io_at(dest))?;
     }
     fsync_dir(root)?;
-    prune(root, keep.max(1))?;
-    Ok(dest)
+    prune(root, keep.max(1))
 }
 
 /// Removes temporary directories of writes that did not finish, except this process's

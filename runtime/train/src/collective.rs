@@ -58,6 +58,8 @@ pub struct Collective {
     rank: usize,
     size: usize,
     pub sent: SentBytes,
+    /// Wall-clock seconds spent in gradient and parameter collectives (waiting included).
+    pub seconds: f64,
 }
 
 /// The MPI environment of this process, kept alive while collectives run (dropping it
@@ -120,6 +122,7 @@ impl Collective {
             rank: 0,
             size: 1,
             sent: SentBytes::default(),
+            seconds: 0.0,
         }
     }
 
@@ -132,6 +135,7 @@ impl Collective {
             size: world.size() as usize,
             backend: Backend::Mpi(world),
             sent: SentBytes::default(),
+            seconds: 0.0,
         }
     }
 
@@ -152,7 +156,10 @@ impl Collective {
     pub fn all_reduce(&mut self, t: &Tensor) -> Result<(), TrainError> {
         let n = check_flat(t, "all-reduce")?;
         self.sent.all_reduce += 2 * self.ring(n * 4);
-        self.all_reduce_uncounted(t, n)
+        let start = std::time::Instant::now();
+        let r = self.all_reduce_uncounted(t, n);
+        self.seconds += start.elapsed().as_secs_f64();
+        r
     }
 
     fn all_reduce_uncounted(&mut self, t: &Tensor, n: usize) -> Result<(), TrainError> {
@@ -197,6 +204,18 @@ impl Collective {
             )));
         }
         self.sent.reduce_scatter += self.ring(n_in * 4);
+        let start = std::time::Instant::now();
+        let r = self.reduce_scatter_uncounted(input, output, n_out);
+        self.seconds += start.elapsed().as_secs_f64();
+        r
+    }
+
+    fn reduce_scatter_uncounted(
+        &mut self,
+        input: &Tensor,
+        output: &Tensor,
+        n_out: usize,
+    ) -> Result<(), TrainError> {
         let Backend::Mpi(world) = &self.backend else {
             tch::no_grad(|| output.shallow_clone().copy_(input));
             return Ok(());
@@ -236,6 +255,18 @@ impl Collective {
             )));
         }
         self.sent.all_gather += self.ring(n_out * 4);
+        let start = std::time::Instant::now();
+        let r = self.all_gather_uncounted(input, output, n_in);
+        self.seconds += start.elapsed().as_secs_f64();
+        r
+    }
+
+    fn all_gather_uncounted(
+        &mut self,
+        input: &Tensor,
+        output: &Tensor,
+        n_in: usize,
+    ) -> Result<(), TrainError> {
         let Backend::Mpi(world) = &self.backend else {
             tch::no_grad(|| output.shallow_clone().copy_(input));
             return Ok(());

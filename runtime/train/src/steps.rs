@@ -751,39 +751,6 @@ fn train(
     if let Some(dp) = &trainer.dp {
         dp.comm.barrier();
     }
-    if !leader {
-        // Rank 0 writes the summary and renames the output.
-        return Ok(StepOutcome::Done(Summary {
-            step: step.name.clone(),
-            id: step.id.clone(),
-            kind: "train".into(),
-            phase: Some(p.phase.clone()),
-            precision: p.precision.name().into(),
-            device: device_name(device),
-            threads: tch::get_num_threads() as i64,
-            params: trainer.model.param_count(),
-            start_step: phase_start,
-            end_step: phase_end,
-            resumed_at,
-            steps_run,
-            tokens_per_step: layout.tokens_per_step,
-            tokens: steps_run * layout.tokens_per_step,
-            final_loss: last_loss,
-            final_eval_loss: None,
-            unigram_loss: None,
-            final_lr: None,
-            compute_seconds,
-            wall_seconds: wall.elapsed().as_secs_f64(),
-            measured_tokens_per_s: None,
-            predicted_tokens_per_s: None,
-            measured_over_predicted: None,
-            peak_rss_bytes: peak_rss_bytes(),
-            predicted_memory_bytes: None,
-            data_parallel,
-            checkpoint: None,
-            notes,
-        }));
-    }
     // The phase's last loss and evaluation, from the log (a resumed run that found its
     // last step done runs none itself).
     let logged = read_metrics(&work.join(METRICS_FILE))?;
@@ -840,6 +807,10 @@ fn train(
         }),
         notes,
     };
+    if !leader {
+        // Rank 0 writes the summary and renames the output.
+        return Ok(StepOutcome::Done(summary));
+    }
     finish(&work, &output, &summary)?;
     drop(lock);
     eprint!("{}", summary.render());

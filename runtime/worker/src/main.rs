@@ -44,6 +44,26 @@ struct Cli {
     quiet: bool,
 }
 
+/// This process's world: the MPI job that started it (kept alive until the process ends)
+/// and its collectives, or one rank alone.
+fn world() -> Result<
+    (
+        Option<kiln_train::collective::MpiRuntime>,
+        kiln_train::collective::Collective,
+    ),
+    ExitCode,
+> {
+    let mpi = kiln_train::collective::init_mpi().map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })?;
+    let comm = match &mpi {
+        Some(rt) => kiln_train::collective::Collective::mpi(rt),
+        None => kiln_train::collective::Collective::single(),
+    };
+    Ok((mpi, comm))
+}
+
 /// `kiln-worker bench`: times optimizer steps of a plan's first train step.
 #[derive(Debug, Parser)]
 #[command(name = "kiln-worker bench")]
@@ -63,10 +83,18 @@ struct BenchCli {
     /// libtorch's intra-op threads on the CPU.
     #[arg(long)]
     threads: Option<usize>,
+    /// The ZeRO stage across ranks (under mpirun); default: the plan's.
+    #[arg(long)]
+    zero: Option<u64>,
 }
 
 fn bench() -> ExitCode {
     let cli = BenchCli::parse_from(std::env::args().skip(1));
+    let (_mpi, comm) = match world() {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    let (rank, ranks) = (comm.rank(), comm.size());
     let device = match cli.device.as_str() {
         "cpu" => tch::Device::Cpu,
         "cuda" if tch::Cuda::is_available() => tch::Device::Cuda(0),
@@ -101,24 +129,34 @@ fn bench() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let times = match kiln_train::bench::time_steps(&p, device, cli.warmup, cli.steps) {
+    let zero = cli.zero.unwrap_or(p.parallel.zero);
+    let timing = match kiln_train::bench::time_steps(&p, device, cli.warmup, cli.steps, comm, zero)
+    {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: rank {rank} of {ranks}: {e}");
             return ExitCode::from(1);
         }
     };
+    if rank > 0 {
+        return ExitCode::SUCCESS;
+    }
+    let times = timing.step_s;
     let step_s = kiln_train::bench::median(&times);
-    let tokens = (p.parallel.micro_batch * p.parallel.accumulation * p.model.seq_len) as f64;
+    let tokens = p.batch_tokens;
     let t = &plan.analysis["throughput"];
     let predicted_step_s = t["step_time_s"].as_f64();
     // MFU scales inversely with the step time at a fixed batch: measured MFU = predicted
-    // MFU × predicted step / measured step (world 1: the bench runs one rank).
+    // MFU × predicted step / measured step (for the plan's own world size).
     let mfu = t["mfu"]
         .as_f64()
         .zip(predicted_step_s)
         .map(|(m, s)| m * s / step_s);
+    let total: f64 = times.iter().sum();
     let out = serde_json::json!({
+        "ranks": ranks,
+        "zero": if ranks > 1 { Some(zero) } else { None },
+        "collective_share": (total > 0.0).then(|| timing.collective_s / total),
         "device": format!("{device:?}").to_lowercase(),
         "precision": p.precision.name(),
         "params": p.model.params,
@@ -239,16 +277,9 @@ fn train(cli: &Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mpi = match kiln_train::collective::init_mpi() {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let comm = match &mpi {
-        Some(rt) => kiln_train::collective::Collective::mpi(rt),
-        None => kiln_train::collective::Collective::single(),
+    let (mpi, comm) = match world() {
+        Ok(w) => w,
+        Err(code) => return code,
     };
     let (rank, size) = (comm.rank(), comm.size());
     // Ranks on one machine share its cores.
