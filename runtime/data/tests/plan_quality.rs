@@ -20,12 +20,14 @@ fn declared_thresholds_reach_the_filters() {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("q.kiln");
-    // The calibrated cluster is a project file: use a standard-library one from a temporary
-    // directory.
+    // The calibrated cluster is a project file: use a standard-library one (of 8 GPUs) from
+    // a temporary directory.
     let text = std::fs::read_to_string(root.join("experiments/tiny.kiln"))
         .unwrap()
         .replace("import \"../calibration/this_machine.kiln\"", "import std.clusters.dgx_h100_pod")
         .replace("cluster = this_machine_cluster", "cluster = dgx_h100_pod { nodes = 1 }")
+        // 64 sequences per step over 8 GPUs: micro-batches of 4.
+        .replace("micro_batch = 32", "micro_batch = 4")
         .replace(
         "  seed = 0",
         "  seed = 0\n  quality {\n    heuristic = [c4]\n    gopher_quality { min_doc_words = 100, min_alpha_words_ratio = 70% }\n    fineweb { max_short_line_ratio = 50% }\n  }",

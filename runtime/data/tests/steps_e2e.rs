@@ -375,7 +375,9 @@ fn filtering_steps_run_from_a_plan() {
         .replace(
             "cluster = this_machine_cluster",
             "cluster = dgx_h100_pod { nodes = 1 }",
-        );
+        )
+        // 64 sequences per step over 8 GPUs: micro-batches of 4.
+        .replace("micro_batch = 32", "micro_batch = 4");
     let blocks = "  seed = 0\n  dedup {\n    exact = bloom { false_positive = 1e-6 }\n    near = minhash { ngram = 5, bands = 14, rows = 8 }\n  }\n  quality { heuristic = [gopher, c4, fineweb] }\n";
     assert!(tiny.contains("  seed = 0\n"));
     let kiln_file = src.join("filtered.kiln");
