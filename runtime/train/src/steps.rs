@@ -748,9 +748,6 @@ fn train(
             ],
         }
     });
-    if let Some(dp) = &trainer.dp {
-        dp.comm.barrier();
-    }
     // The phase's last loss and evaluation, from the log (a resumed run that found its
     // last step done runs none itself).
     let logged = read_metrics(&work.join(METRICS_FILE))?;
@@ -807,6 +804,10 @@ fn train(
         }),
         notes,
     };
+    // Every rank has read the working directory before rank 0 renames it.
+    if let Some(dp) = &trainer.dp {
+        dp.comm.barrier();
+    }
     if !leader {
         // Rank 0 writes the summary and renames the output.
         return Ok(StepOutcome::Done(summary));
