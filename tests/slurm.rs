@@ -6,93 +6,11 @@
 //! with `--ignored`), `SLURM_CONF` set (default /tmp/kiln-slurm/slurm.conf), and
 //! `kiln-worker` built beside `kiln` (`cargo build --all-targets` does).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-const EXPERIMENT: &str = r#"
-gpu cpu_rank {
-  arch = cpu
-  memory = 4 GB
-  hbm_bandwidth = 10 GB/s
-  peak_fp32 = 0.1 TFLOP/s
-}
-
-node cpu_pair {
-  gpu = cpu_rank
-  gpus_per_node = 2
-  nvlink_bandwidth = 10 GB/s
-  network_bandwidth = 10 GB/s
-}
-
-cluster cpu_pair_cluster {
-  node = cpu_pair
-  nodes = 1
-}
-
-model slurm_small {
-  layers = 2
-  hidden = 64
-  ffn_hidden = 192
-  heads = 4
-  kv_heads = 2
-  vocab = 512
-  seq_len = 32
-  activation = swiglu
-  tied_embeddings = true
-}
-
-experiment slurm_check {
-  model = slurm_small
-  objective = fixed
-  tokens = 8192
-  batch = 1024 tokens
-  cluster = cpu_pair_cluster
-  parallel {
-    data = auto
-    micro_batch = 4
-    accumulation = auto
-    zero = 1
-  }
-  precision = fp32
-  tokenizer = bpe { vocab = 512 }
-  seed = 3
-  checkpoint { every = 4 steps, keep = 2 }
-  eval { every = 4 steps, tokens = 2K }
-  source web { path = "web.jsonl", unique_tokens = 100K }
-
-  phase main {
-    tokens = auto
-    mix { web = 100% }
-    lr = cosine { peak = 3e-3, warmup = 2 steps, final = 3e-4 }
-  }
-}
-"#;
-
-/// A small corpus of distinct documents (the data steps deduplicate and filter it).
-fn corpus(path: &Path) {
-    let words = [
-        "the", "model", "reads", "tokens", "from", "shards", "and", "learns", "which", "word",
-        "comes", "next", "in", "every", "sentence", "of", "this", "small", "corpus", "written",
-        "for", "a", "test", "run", "on", "two", "ranks", "under", "slurm", "today",
-    ];
-    let mut state = 11u64;
-    let mut lines = String::new();
-    for doc in 0..600 {
-        let mut text = format!("Document {doc}.");
-        for _ in 0..80 {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            text.push(' ');
-            text.push_str(words[(state >> 33) as usize % words.len()]);
-        }
-        text.push('.');
-        lines += &serde_json::json!({ "id": doc, "text": text }).to_string();
-        lines.push('\n');
-    }
-    std::fs::write(path, lines).unwrap();
-}
 
 /// Every job's output file, for a failure message.
 fn job_logs(out_dir: &Path) -> String {
@@ -130,7 +48,7 @@ fn the_emitted_sbatch_pipeline_trains_on_two_ranks() {
         .tempdir_in(std::env::temp_dir())
         .unwrap();
     let file = dir.path().join("slurm_check.kiln");
-    std::fs::write(&file, EXPERIMENT).unwrap();
+    std::fs::write(&file, common::TWO_RANK_CPU_EXPERIMENT).unwrap();
     let out_dir = dir.path().join("emitted");
     let emit = Command::new(kiln)
         .args(["emit", "--target", "slurm", "-o"])
@@ -143,7 +61,7 @@ fn the_emitted_sbatch_pipeline_trains_on_two_ranks() {
         "{}",
         String::from_utf8_lossy(&emit.stderr)
     );
-    corpus(&out_dir.join("web.jsonl"));
+    common::small_corpus(&out_dir.join("web.jsonl"));
     let path = format!(
         "{}:{}",
         bin_dir.display(),

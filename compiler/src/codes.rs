@@ -162,6 +162,10 @@ codes! {
         what "An experiment without any phase (a phase without its mix or learning rate is K-R004)."
         why "Training needs at least one phase with its data mix and schedule."
         example "experiment e { model = tiny, tokens = 1B, … }  # no phase";
+    TOKENIZER_TOO_SMALL = "K-C015" "tokenizer-too-small" Error
+        what "A byte-level BPE tokenizer of 256 tokens or fewer."
+        why "Byte-level BPE starts from the 256 byte values and adds merges; with no room beyond them the tokenizer step fails hours into the data pipeline."
+        example "tokenizer = bpe { vocab = 256 }";
     UNDER_TRAINED = "K-S001" "under-trained" Warning
         what "Fewer tokens per parameter than the objective's optimum, by enough to cost more than 0.01 nats of predicted loss: against the compute-optimal N and D of the chosen law (Hoffmann et al. 2022 by default) for `chinchilla` and `fixed`, against Sardana et al.'s optimum for `inference_aware`."
         why "For the same compute, a smaller model on more tokens reaches a lower loss; the help gives that N and D and the loss difference."

@@ -1,4 +1,4 @@
-//! K-C010 tokenizer-vocab, K-C011 vocab-padding.
+//! K-C010 tokenizer-vocab, K-C011 vocab-padding, K-C015 tokenizer-too-small.
 
 use super::at;
 use crate::codes;
@@ -9,6 +9,11 @@ use crate::ir::Record;
 /// (`--make-vocab-size-divisible-by`, default 128, times the tensor-parallel size).
 pub const VOCAB_PAD_MULTIPLE: f64 = 128.0;
 
+/// The tokens a byte-level BPE starts from, one per byte value (Radford et al. 2019,
+/// "Language Models are Unsupervised Multitask Learners", Sec. 2.2); its vocabulary must
+/// hold more than these.
+pub const BYTE_LEVEL_TOKENS: f64 = 256.0;
+
 pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
     let (Some(tokenizer), Some(model)) = (exp.record("tokenizer"), exp.record("model")) else {
         return;
@@ -16,6 +21,17 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
     let (Some(tok_vocab), Some(model_vocab)) = (tokenizer.num("vocab"), model.num("vocab")) else {
         return;
     };
+    if tokenizer.kind == "bpe" && tok_vocab <= BYTE_LEVEL_TOKENS {
+        out.push(
+            Diagnostic::new(
+                codes::TOKENIZER_TOO_SMALL,
+                format!("a byte-level BPE of {tok_vocab} tokens has no room for merges beyond the 256 byte tokens"),
+            )
+            .at(at(tokenizer, "vocab", exp), format!("{tok_vocab} tokens"))
+            .help("give the tokenizer more than 256 tokens (and the model as many embedding rows)"),
+        );
+        return;
+    }
     if tok_vocab > model_vocab {
         out.push(
             Diagnostic::new(codes::TOKENIZER_VOCAB, format!("the tokenizer's {tok_vocab} tokens do not fit the model's {model_vocab}-row embedding"))
