@@ -54,14 +54,16 @@ pub fn size_efficiency(dim: f64, half_dim: Option<f64>) -> f64 {
 /// composite RMSNorm, rotary embeddings' slices and concatenation, SiLU, the gating
 /// product, residual adds, the softmax of the loss) reads whole tensors and writes a fresh
 /// one, forward and backward. *Calibrated*, not derived: fitted to kiln-train's measured
-/// step of `experiments/tiny.kiln` on this 2-core machine (`cargo bench -p kiln-train
-/// --bench step`) and checked on a second shape, `runtime/train/benches/cpu_wide.kiln`.
+/// step of `experiments/tiny.kiln` on this 2-core machine (`kiln-worker bench`: 0.549 s
+/// measured, 0.557 s predicted) and checked on a second shape,
+/// `runtime/train/benches/cpu_wide.kiln` (0.987 s measured, 0.976 s predicted).
 pub const EAGER_CPU_ELEMENTWISE_FACTOR: f64 = 4.5;
 
-/// Passes over the fp32 logits of a micro-batch on the last stage: the output matmul
-/// writes them, log-softmax reads them and writes its output, the loss reads that; the
-/// backward writes the gradient of the log-softmax from its output and the incoming
-/// gradient (three passes) — 6, each at the HBM bandwidth.
+/// Passes over the fp32 logits of a micro-batch on the last stage, each at the HBM
+/// bandwidth: the output matmul writes them (1), log-softmax reads them and writes the
+/// log-probabilities (2, 3); in the backward, log-softmax's gradient reads its output and
+/// the incoming gradient and writes the logits' gradient (4, 5, 6). The loss itself reads
+/// one entry per row.
 pub const LOGITS_PASSES: f64 = 6.0;
 
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
