@@ -157,6 +157,60 @@ pub fn write_sharded(
     Ok(dest)
 }
 
+/// AdamW's two moments of every parameter, as flat fp32 tensors of `numel` elements in the
+/// parameters' order, from a checkpoint of any world size and ZeRO stage: one process's
+/// per-parameter `optimizer.safetensors` (`names` in order), rank 0's replicated file (ZeRO
+/// 0), or every rank's shard concatenated (ZeRO 1 and 2, whose shards are consecutive
+/// parts of the padded flat buffer). What resuming with another world size starts from.
+pub fn load_full_optimizer(
+    dir: &Path,
+    state: &TrainState,
+    names: &[String],
+    numel: usize,
+) -> Result<(Tensor, Tensor), TrainError> {
+    let read = |file: &str| {
+        let p = dir.join(file);
+        Tensor::read_safetensors(&p).map_err(|e| TrainError::Input(format!("{}: {e}", p.display())))
+    };
+    let find = |tensors: &[(String, Tensor)], key: &str, file: &str| {
+        tensors
+            .iter()
+            .find(|(n, _)| n == key)
+            .map(|(_, t)| t.reshape([-1]))
+            .ok_or_else(|| TrainError::Input(format!("{}: no `{key}` in {file}", dir.display())))
+    };
+    let mut moments = Vec::with_capacity(2);
+    for moment in ["exp_avg", "exp_avg_sq"] {
+        let parts: Vec<Tensor> = if state.world <= 1 {
+            let tensors = read(OPTIMIZER_FILE)?;
+            names
+                .iter()
+                .map(|n| find(&tensors, &format!("{moment}.{n}"), OPTIMIZER_FILE))
+                .collect::<Result<_, _>>()?
+        } else {
+            let writers = if state.zero > 0 { state.world } else { 1 };
+            (0..writers as usize)
+                .map(|r| {
+                    let file = shard_file(r, state.world as usize);
+                    find(&read(&file)?, moment, &file)
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let flat = Tensor::cat(&parts, 0);
+        if (flat.numel()) < numel {
+            return Err(TrainError::Input(format!(
+                "{}: the optimizer state holds {} elements, the model {numel}",
+                dir.display(),
+                flat.numel()
+            )));
+        }
+        moments.push(flat.narrow(0, 0, numel as i64));
+    }
+    let v = moments.pop().expect("two moments");
+    let m = moments.pop().expect("two moments");
+    Ok((m, v))
+}
+
 /// Reads the weights and this rank's optimizer shard of a checkpoint written by
 /// [`write_sharded`] with the same world size.
 pub fn load_sharded(

@@ -282,6 +282,41 @@ impl DataParallel {
         ]
     }
 
+    /// Restores this rank's part of AdamW's moments from the whole model's (`numel`
+    /// elements each, `checkpoint::load_full_optimizer`), whatever world size wrote them.
+    pub fn load_full_optimizer_state(
+        &mut self,
+        exp_avg: &Tensor,
+        exp_avg_sq: &Tensor,
+        adam_step: u64,
+    ) -> Result<(), TrainError> {
+        let start = if self.zero == 0 {
+            0
+        } else {
+            self.comm.rank() * self.shard
+        };
+        for (src, dest) in [
+            (exp_avg, &mut self.exp_avg),
+            (exp_avg_sq, &mut self.exp_avg_sq),
+        ] {
+            if src.numel() != self.numel {
+                return Err(TrainError::Input(format!(
+                    "the optimizer state holds {} elements, the model {}",
+                    src.numel(),
+                    self.numel
+                )));
+            }
+            let padded = Tensor::zeros([self.padded as i64], (Kind::Float, tch::Device::Cpu));
+            tch::no_grad(|| -> Result<(), TrainError> {
+                padded.narrow(0, 0, self.numel as i64).f_copy_(src)?;
+                dest.f_copy_(&padded.narrow(0, start as i64, dest.numel() as i64))?;
+                Ok(())
+            })?;
+        }
+        self.adam_step = adam_step;
+        Ok(())
+    }
+
     /// Restores this rank's optimizer states and AdamW's step count.
     pub fn load_optimizer_state(
         &mut self,

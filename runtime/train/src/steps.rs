@@ -824,34 +824,55 @@ fn restore(
     found: &checkpoint::Found,
     precision: Precision,
 ) -> Result<(), TrainError> {
+    let names: Vec<String> = trainer
+        .model
+        .named_parameters()
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    let numel = trainer.model.param_count() as usize;
+    let adam_step = found.state.adam_step;
     if let Some(dp) = &mut trainer.dp {
         let (rank, world) = (dp.comm.rank(), dp.comm.size());
-        let loaded = checkpoint::load_sharded(&found.dir, &found.state, rank, world)?;
-        checkpoint::restore_params(trainer.model.named_parameters(), &loaded.model)?;
-        if found.state.zero != dp.zero {
-            return Err(TrainError::Input(format!(
-                "{}: written with ZeRO stage {}, resumed with {}: resume with the stage that wrote it",
-                found.dir.display(),
-                found.state.zero,
-                dp.zero
-            )));
+        checkpoint::restore_params(
+            trainer.model.named_parameters(),
+            &checkpoint::load_model(&found.dir)?,
+        )?;
+        if found.state.world == world as u64 && found.state.zero == dp.zero {
+            let loaded = checkpoint::load_sharded(&found.dir, &found.state, rank, world)?;
+            return dp.load_optimizer_state(&loaded.optimizer, adam_step);
         }
-        return dp.load_optimizer_state(&loaded.optimizer, found.state.adam_step);
+        // Another world size or stage: this rank's part of the whole state.
+        let (m, v) = checkpoint::load_full_optimizer(&found.dir, &found.state, &names, numel)?;
+        return dp.load_full_optimizer_state(&m, &v, adam_step);
     }
-    if found.state.world > 1 {
-        return Err(TrainError::Input(format!(
-            "{}: written by {} data-parallel ranks; resume with them (`kiln run --ranks {}`)",
-            found.dir.display(),
-            found.state.world,
-            found.state.world
-        )));
-    }
-    let loaded = checkpoint::load(&found.dir)?;
     let params = trainer.model.named_parameters();
-    checkpoint::restore_params(params, &loaded.model)?;
-    trainer
-        .optimizer
-        .load_state(params, &loaded.optimizer, found.state.adam_step)?;
+    if found.state.world > 1 {
+        // A sharded checkpoint resumed by one process: the whole state, split by parameter.
+        checkpoint::restore_params(params, &checkpoint::load_model(&found.dir)?)?;
+        let (m, v) = checkpoint::load_full_optimizer(&found.dir, &found.state, &names, numel)?;
+        let mut state = Vec::with_capacity(2 * params.len());
+        let mut off = 0i64;
+        for (name, p) in params {
+            let n = p.numel() as i64;
+            state.push((
+                format!("exp_avg.{name}"),
+                m.narrow(0, off, n).view(p.size().as_slice()),
+            ));
+            state.push((
+                format!("exp_avg_sq.{name}"),
+                v.narrow(0, off, n).view(p.size().as_slice()),
+            ));
+            off += n;
+        }
+        trainer.optimizer.load_state(params, &state, adam_step)?;
+    } else {
+        let loaded = checkpoint::load(&found.dir)?;
+        checkpoint::restore_params(params, &loaded.model)?;
+        trainer
+            .optimizer
+            .load_state(params, &loaded.optimizer, adam_step)?;
+    }
     if precision == Precision::Fp16Mixed {
         // A phase after an fp32 or bf16 one starts a fresh scale.
         trainer.scaler = Some(found.state.loss_scale.clone().unwrap_or_default());
