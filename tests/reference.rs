@@ -70,9 +70,13 @@ fn zero_paper_model_states_7_5b_on_64_gpus() {
         let states = num(&v, "memory.per_gpu.weights")
             + num(&v, "memory.per_gpu.gradients")
             + num(&v, "memory.per_gpu.optimizer");
-        // ZeRO-3 also holds two gathered layers while computing; the paper's figure is the shards.
+        // ZeRO-3 also holds two gathered layers while computing, and the parameters outside
+        // the layers (embeddings and final norm) from forward to backward; the paper's
+        // figure is the shards.
         let gathered = if zero == 3 {
-            2.0 * (num(&v, "model.params_non_embedding") / 36.0) * 2.0
+            let non_embedding = num(&v, "model.params_non_embedding");
+            let root = num(&v, "model.params") - non_embedding;
+            (2.0 * non_embedding / 36.0 + root) * 2.0
         } else {
             0.0
         };

@@ -81,19 +81,31 @@ pub fn analyse(setup: &Setup) -> Communication {
     // all-gathers parameters, the same volume (Rajbhandari et al. 2020, Sec. 7.2). ZeRO-2
     // keeps only its shard of the gradients, so each micro-batch's gradients are
     // reduce-scattered when its backward ends (DeepSpeed's stage 2 reduces in every
-    // backward; kiln-train too): (m + 1)(n−1)/n·Φ. ZeRO-3 all-gathers the parameters for
-    // every micro-batch's forward and again for its backward and reduce-scatters its
-    // gradients: 3m(n−1)/n·Φ. With m = 1 these are the paper's 2Φ and 3Φ.
+    // backward; kiln-train too): (m + 1)(n−1)/n·Φ. ZeRO-3 all-gathers each block's
+    // parameters for every micro-batch's forward and again for its backward and
+    // reduce-scatters their gradients, 3m(n−1)/n·Φ_blocks; the parameters outside the blocks
+    // (embeddings, final norm, output projection: FSDP's root unit, kiln-train's too) are
+    // gathered once for the forward and kept through the backward, 2m(n−1)/n·Φ_root. With
+    // m = 1 and no root these are the paper's 2Φ and 3Φ. The most loaded stage counts.
     let shards = d * c;
-    let local_params = setup.stage_params().into_iter().fold(0.0, f64::max) / t;
-    let grad_bytes = local_params * e;
     let m_batches = setup.micro_batches();
-    let passes = match par.zero as u32 {
-        0 | 1 => 2.0,
-        2 => m_batches + 1.0,
-        _ => 3.0 * m_batches,
-    };
-    let data_bytes = grad_bytes * ring(shards) * passes;
+    let per_layer = setup.layer_params();
+    let data_bytes = setup
+        .stage_params()
+        .into_iter()
+        .zip(setup.stage_layers())
+        .map(|(params, layers)| {
+            let local = params / t;
+            let blocks = layers * per_layer / t;
+            let root = local - blocks;
+            let sent = match par.zero as u32 {
+                0 | 1 => 2.0 * local,
+                2 => (m_batches + 1.0) * local,
+                _ => m_batches * (3.0 * blocks + 2.0 * root),
+            };
+            sent * e * ring(shards)
+        })
+        .fold(0.0, f64::max);
 
     // Tensor: Megatron-LM all-reduces the activations twice per layer in the forward (after
     // attention and after the MLP) and twice in the backward (Shoeybi et al. 2019, Sec. 3,

@@ -168,10 +168,13 @@ pub fn analyse(setup: &Setup) -> Memory {
         let weights = local * w_bytes / if par.zero >= 3 { shards } else { 1.0 };
         let gradients = local * g_bytes / if par.zero >= 2 { shards } else { 1.0 };
         let optimizer = local * o_bytes / if par.zero >= 1 { shards } else { 1.0 };
-        // ZeRO-3 gathers each layer's full weights for its forward and backward, with the
-        // next layer prefetched: two layers in 16 bits beside the shards.
+        // ZeRO-3 gathers each block's whole weights for its forward and backward, the next
+        // block prefetched: two blocks beside the shards, and the parameters outside the
+        // blocks (embeddings, final norm, output projection), which FSDP's root unit and
+        // kiln-train keep whole from the forward to the end of the backward.
         let gathered = if par.zero >= 3 {
-            2.0 * per_layer_params / par.tensor * w_bytes
+            let blocks = layers * per_layer_params / par.tensor;
+            (local - blocks + 2.0 * per_layer_params / par.tensor) * w_bytes
         } else {
             0.0
         };

@@ -26,6 +26,7 @@ use tch::Tensor;
 
 use crate::error::{io_at, TrainError};
 use crate::optim::LossScaler;
+use crate::parallel::ShardLayout;
 
 /// The weights' file in a checkpoint.
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -157,16 +158,16 @@ pub fn write_sharded(
     Ok(dest)
 }
 
-/// AdamW's two moments of every parameter, as flat fp32 tensors of `numel` elements in the
-/// parameters' order, from a checkpoint of any world size and ZeRO stage: one process's
-/// per-parameter `optimizer.safetensors` (`names` in order), rank 0's replicated file (ZeRO
-/// 0), or every rank's shard concatenated (ZeRO 1 and 2, whose shards are consecutive
-/// parts of the padded flat buffer). What resuming with another world size starts from.
+/// AdamW's two moments of every parameter, as flat fp32 tensors over the whole model in the
+/// parameters' order (`names`, of `numels` elements each), from a checkpoint of any world
+/// size and ZeRO stage: one process's per-parameter `optimizer.safetensors`, rank 0's
+/// replicated file (ZeRO 0), or every rank's part put back in place by the writer's
+/// [`ShardLayout`] (ZeRO 1–3). What resuming with another world size or stage starts from.
 pub fn load_full_optimizer(
     dir: &Path,
     state: &TrainState,
     names: &[String],
-    numel: usize,
+    numels: &[usize],
 ) -> Result<(Tensor, Tensor), TrainError> {
     let read = |file: &str| {
         let p = dir.join(file);
@@ -179,32 +180,37 @@ pub fn load_full_optimizer(
             .map(|(_, t)| t.reshape([-1]))
             .ok_or_else(|| TrainError::Input(format!("{}: no `{key}` in {file}", dir.display())))
     };
+    let layout = ShardLayout::new(names, numels, state.zero, state.world as usize);
     let mut moments = Vec::with_capacity(2);
     for moment in ["exp_avg", "exp_avg_sq"] {
-        let parts: Vec<Tensor> = if state.world <= 1 {
+        let full = if state.world <= 1 {
             let tensors = read(OPTIMIZER_FILE)?;
-            names
+            let parts: Vec<Tensor> = names
                 .iter()
                 .map(|n| find(&tensors, &format!("{moment}.{n}"), OPTIMIZER_FILE))
-                .collect::<Result<_, _>>()?
+                .collect::<Result<_, _>>()?;
+            Tensor::cat(&parts, 0)
         } else {
             let writers = if state.zero > 0 { state.world } else { 1 };
-            (0..writers as usize)
+            let parts: Vec<Tensor> = (0..writers as usize)
                 .map(|r| {
                     let file = shard_file(r, state.world as usize);
                     find(&read(&file)?, moment, &file)
                 })
-                .collect::<Result<_, _>>()?
+                .collect::<Result<_, _>>()?;
+            layout
+                .whole(&parts)
+                .map_err(|e| TrainError::Input(format!("{}: {e}", dir.display())))?
         };
-        let flat = Tensor::cat(&parts, 0);
-        if (flat.numel()) < numel {
+        let numel: usize = numels.iter().sum();
+        if full.numel() != numel {
             return Err(TrainError::Input(format!(
                 "{}: the optimizer state holds {} elements, the model {numel}",
                 dir.display(),
-                flat.numel()
+                full.numel()
             )));
         }
-        moments.push(flat.narrow(0, 0, numel as i64));
+        moments.push(full);
     }
     let v = moments.pop().expect("two moments");
     let m = moments.pop().expect("two moments");

@@ -35,6 +35,9 @@ pub struct SentBytes {
     pub broadcast: u64,
     /// Scalars for the metrics (loss, gradient norm), not part of the training traffic.
     pub metrics: u64,
+    /// All-gathers of the whole model for checkpoints and evaluations under ZeRO 3, not
+    /// part of the training traffic either.
+    pub io: u64,
 }
 
 impl SentBytes {
@@ -259,6 +262,17 @@ impl Collective {
         let r = self.all_gather_uncounted(input, output, n_in);
         self.seconds += start.elapsed().as_secs_f64();
         r
+    }
+
+    /// [`Collective::all_gather`] for a checkpoint or an evaluation, counted in
+    /// [`SentBytes::io`].
+    pub fn all_gather_io(&mut self, input: &Tensor, output: &Tensor) -> Result<(), TrainError> {
+        let (before, seconds) = (self.sent, self.seconds);
+        self.all_gather(input, output)?;
+        self.sent.io += self.sent.all_gather - before.all_gather;
+        self.sent.all_gather = before.all_gather;
+        self.seconds = seconds;
+        Ok(())
     }
 
     fn all_gather_uncounted(

@@ -224,6 +224,8 @@ pub struct Model {
     rope: Option<Rope>,
     /// `[1, heads, seq_len, seq_len]`: ALiBi's biases with −∞ above the diagonal.
     alibi: Option<Tensor>,
+    /// Elements over all parameters, counted when built (ZeRO 3 frees the tensors).
+    param_count: u64,
 }
 
 /// The libtorch type the matrix multiplications run in.
@@ -431,7 +433,9 @@ impl Model {
         let rope =
             (spec.position == Position::Rope).then(|| Rope::new(t, spec.head_dim as i64, device));
         let alibi = (spec.position == Position::Alibi).then(|| alibi_bias(spec, device));
+        let built: u64 = b.params.iter().map(|(_, t)| t.numel() as u64).sum();
         let model = Model {
+            param_count: built,
             spec: spec.clone(),
             compute,
             params: b.params,
@@ -443,7 +447,6 @@ impl Model {
             rope,
             alibi,
         };
-        let built = model.param_count();
         if built != spec.params {
             return Err(TrainError::Plan(format!(
                 "the model built from the spec has {built} parameters but the plan's model.params is {}: the runtime and the compiler disagree on the architecture",
@@ -469,17 +472,47 @@ impl Model {
 
     /// Elements over all parameters.
     pub fn param_count(&self) -> u64 {
-        self.params.iter().map(|(_, t)| t.numel() as u64).sum()
+        self.param_count
+    }
+
+    /// The transformer blocks.
+    pub fn layers(&self) -> usize {
+        self.blocks.len()
     }
 
     /// Logits `[batch, t, vocab]` (in the compute type) for token ids `[batch, t]`,
-    /// `t ≤ seq_len`; dropout only when `train`.
+    /// `t ≤ seq_len`; dropout only when `train`. The same pieces as [`Model::embed`],
+    /// [`Model::block`] and [`Model::head`], which ZeRO 3 runs one at a time.
+    pub fn logits(&self, tokens: &Tensor, train: bool) -> Tensor {
+        let mut x = self.embed(tokens, train);
+        for i in 0..self.blocks.len() {
+            x = self.block(i, &x, train);
+        }
+        self.head(&x)
+    }
+
+    /// The residual stream entering the first block, `[batch, t, hidden]` in fp32: token
+    /// (and learned position) embeddings, with dropout when `train`.
     // The residual adds make new tensors on purpose: tch's `+=` is an in-place add, which
     // would overwrite activations that autograd saved for the backward pass.
     #[allow(clippy::assign_op_pattern)]
-    pub fn logits(&self, tokens: &Tensor, train: bool) -> Tensor {
+    pub fn embed(&self, tokens: &Tensor, train: bool) -> Tensor {
+        let t = tokens.size()[1];
+        let p = if train { self.spec.dropout } else { 0.0 };
+        let mut x = Tensor::embedding(&self.embed, tokens, -1, false, false);
+        if let Some(pos) = &self.positions {
+            x = x + pos.narrow(0, 0, t);
+        }
+        x.dropout(p, train)
+    }
+
+    /// Block `i` (attention and feed-forward, each pre-norm with a residual add) on the
+    /// residual stream `x`, `[batch, t, hidden]`.
+    #[allow(clippy::assign_op_pattern)]
+    pub fn block(&self, i: usize, x: &Tensor, train: bool) -> Tensor {
         let kind = self.compute;
-        let size = tokens.size();
+        let block = &self.blocks[i];
+        let size = x.size();
         let (batch, t) = (size[0], size[1]);
         let p = if train { self.spec.dropout } else { 0.0 };
         let (heads, kv_heads, head_dim) = (
@@ -487,56 +520,55 @@ impl Model {
             self.spec.kv_heads as i64,
             self.spec.head_dim as i64,
         );
-        let mut x = Tensor::embedding(&self.embed, tokens, -1, false, false);
-        if let Some(pos) = &self.positions {
-            x = x + pos.narrow(0, 0, t);
-        }
-        x = x.dropout(p, train);
         let alibi = self
             .alibi
             .as_ref()
             .map(|a| a.narrow(2, 0, t).narrow(3, 0, t).to_kind(kind));
-        for block in &self.blocks {
-            let h = block.attn_norm.forward(&x);
-            let q = block
-                .q
-                .forward(&h, kind)
-                .view([batch, t, heads, head_dim])
-                .transpose(1, 2);
-            let k = block
-                .k
-                .forward(&h, kind)
-                .view([batch, t, kv_heads, head_dim])
-                .transpose(1, 2);
-            let v = block
-                .v
-                .forward(&h, kind)
-                .view([batch, t, kv_heads, head_dim])
-                .transpose(1, 2);
-            let (q, k) = match &self.rope {
-                Some(rope) => (rope.apply(&q), rope.apply(&k)),
-                None => (q, k),
-            };
-            // The causal mask is libtorch's own (`is_causal`), or part of ALiBi's biases.
-            let y = Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                alibi.as_ref(),
-                p,
-                alibi.is_none(),
-                None::<f64>,
-                kv_heads != heads,
-            );
-            let y = y
-                .transpose(1, 2)
-                .contiguous()
-                .view([batch, t, heads * head_dim]);
-            x = x + block.o.forward(&y, kind).dropout(p, train);
-            let h = block.mlp_norm.forward(&x);
-            x = x + block.mlp.forward(&h, kind).dropout(p, train);
-        }
-        let x = self.final_norm.forward(&x);
+        let h = block.attn_norm.forward(x);
+        let q = block
+            .q
+            .forward(&h, kind)
+            .view([batch, t, heads, head_dim])
+            .transpose(1, 2);
+        let k = block
+            .k
+            .forward(&h, kind)
+            .view([batch, t, kv_heads, head_dim])
+            .transpose(1, 2);
+        let v = block
+            .v
+            .forward(&h, kind)
+            .view([batch, t, kv_heads, head_dim])
+            .transpose(1, 2);
+        let (q, k) = match &self.rope {
+            Some(rope) => (rope.apply(&q), rope.apply(&k)),
+            None => (q, k),
+        };
+        // The causal mask is libtorch's own (`is_causal`), or part of ALiBi's biases.
+        let y = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            alibi.as_ref(),
+            p,
+            alibi.is_none(),
+            None::<f64>,
+            kv_heads != heads,
+        );
+        let y = y
+            .transpose(1, 2)
+            .contiguous()
+            .view([batch, t, heads * head_dim]);
+        let mut x = x + block.o.forward(&y, kind).dropout(p, train);
+        let h = block.mlp_norm.forward(&x);
+        x = x + block.mlp.forward(&h, kind).dropout(p, train);
+        x
+    }
+
+    /// The final norm and the output projection: logits in the compute type.
+    pub fn head(&self, x: &Tensor) -> Tensor {
+        let kind = self.compute;
+        let x = self.final_norm.forward(x);
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         x.to_kind(kind).linear(&head.to_kind(kind), None::<Tensor>)
     }
@@ -544,7 +576,12 @@ impl Model {
     /// The cross-entropy of `targets` under the model given `inputs` (both `[batch, t]`),
     /// in fp32, averaged over tokens (`Reduction::Mean`) or summed.
     pub fn loss(&self, inputs: &Tensor, targets: &Tensor, train: bool, sum: bool) -> Tensor {
-        let logits = self.logits(inputs, train).to_kind(Kind::Float);
+        self.cross_entropy(&self.logits(inputs, train), targets, sum)
+    }
+
+    /// The cross-entropy of `targets` under `logits`, in fp32, averaged or summed.
+    pub fn cross_entropy(&self, logits: &Tensor, targets: &Tensor, sum: bool) -> Tensor {
+        let logits = logits.to_kind(Kind::Float);
         let v = self.spec.vocab as i64;
         let reduction = if sum { Reduction::Sum } else { Reduction::Mean };
         logits.reshape([-1, v]).cross_entropy_loss::<Tensor>(

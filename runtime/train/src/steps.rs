@@ -637,6 +637,11 @@ fn train(
         let done = global + 1;
         let eval_now =
             done == phase_end || (p.eval_every_steps > 0 && done % p.eval_every_steps == 0);
+        // ZeRO 3 gathers the whole model on every rank for rank 0's evaluation.
+        let gather = eval_now && held_out.is_some();
+        if let (Some(dp), true) = (&mut trainer.dp, gather) {
+            dp.gather_all()?;
+        }
         let eval_loss = match (&held_out, eval_now && leader) {
             (Some(h), true) => {
                 evaluate(&trainer.model, h, eval_tokens, layout.micro_batch, device)?
@@ -644,6 +649,9 @@ fn train(
             }
             _ => None,
         };
+        if let (Some(dp), true) = (&mut trainer.dp, gather) {
+            dp.release_all(false);
+        }
         if eval_loss.is_some() {
             last_eval = eval_loss;
         }
@@ -699,15 +707,20 @@ fn train(
                 zero: if ranks > 1 { p.parallel.zero } else { 0 },
             };
             let params = trainer.model.named_parameters();
-            let dir = match &trainer.dp {
-                Some(dp) => checkpoint::write_sharded(
-                    &ckpt_root,
-                    params,
-                    &dp.optimizer_state(),
-                    &state,
-                    p.checkpoint.keep,
-                    &dp.comm,
-                )?,
+            let dir = match &mut trainer.dp {
+                Some(dp) => {
+                    dp.gather_all()?;
+                    let dir = checkpoint::write_sharded(
+                        &ckpt_root,
+                        params,
+                        &dp.optimizer_state(),
+                        &state,
+                        p.checkpoint.keep,
+                        &dp.comm,
+                    )?;
+                    dp.release_all(false);
+                    dir
+                }
                 None => checkpoint::write(
                     &ckpt_root,
                     params,
@@ -830,27 +843,40 @@ fn restore(
         .iter()
         .map(|(n, _)| n.clone())
         .collect();
-    let numel = trainer.model.param_count() as usize;
     let adam_step = found.state.adam_step;
+    // ZeRO 3 frees the parameters between steps: their sizes come from its layout.
+    let numels: Vec<usize> = match &trainer.dp {
+        Some(dp) => dp.layout.numels().to_vec(),
+        None => trainer
+            .model
+            .named_parameters()
+            .iter()
+            .map(|(_, p)| p.numel())
+            .collect(),
+    };
     if let Some(dp) = &mut trainer.dp {
         let (rank, world) = (dp.comm.rank(), dp.comm.size());
+        // Under ZeRO 3 the parameters are whole only while gathered: restored into the
+        // gathered buffers, each rank keeps its shards of them.
+        dp.gather_all()?;
         checkpoint::restore_params(
             trainer.model.named_parameters(),
             &checkpoint::load_model(&found.dir)?,
         )?;
+        dp.release_all(true);
         if found.state.world == world as u64 && found.state.zero == dp.zero {
             let loaded = checkpoint::load_sharded(&found.dir, &found.state, rank, world)?;
             return dp.load_optimizer_state(&loaded.optimizer, adam_step);
         }
         // Another world size or stage: this rank's part of the whole state.
-        let (m, v) = checkpoint::load_full_optimizer(&found.dir, &found.state, &names, numel)?;
+        let (m, v) = checkpoint::load_full_optimizer(&found.dir, &found.state, &names, &numels)?;
         return dp.load_full_optimizer_state(&m, &v, adam_step);
     }
     let params = trainer.model.named_parameters();
     if found.state.world > 1 {
         // A sharded checkpoint resumed by one process: the whole state, split by parameter.
         checkpoint::restore_params(params, &checkpoint::load_model(&found.dir)?)?;
-        let (m, v) = checkpoint::load_full_optimizer(&found.dir, &found.state, &names, numel)?;
+        let (m, v) = checkpoint::load_full_optimizer(&found.dir, &found.state, &names, &numels)?;
         let mut state = Vec::with_capacity(2 * params.len());
         let mut off = 0i64;
         for (name, p) in params {

@@ -216,6 +216,12 @@ impl Trainer {
         let mut loss_sum = 0.0;
         for i in 0..micro_batches {
             let (inputs, targets) = batch(i)?;
+            if dp.zero == 3 {
+                let micro_seed = derive_key(seed, &[b"micro-batch", &(i as u64).to_le_bytes()]);
+                loss_sum +=
+                    dp.micro_batch_zero3(&self.model, &inputs, &targets, share, micro_seed)?;
+                continue;
+            }
             let loss = self.model.loss(&inputs, &targets, true, false);
             loss_sum += loss.f_double_value(&[])?;
             let grads = Tensor::f_run_backward(&[loss * share], &params, false, false)?;

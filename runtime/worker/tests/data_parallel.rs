@@ -1,5 +1,5 @@
 //! Data parallelism across processes: kiln-worker under `mpirun` with 2 and 4 ranks and
-//! ZeRO 0, 1 and 2 follows the 1-rank loss curve of the same global batch (fp32, CPU:
+//! ZeRO 0, 1, 2 and 3 follows the 1-rank loss curve of the same global batch (fp32, CPU:
 //! relative difference under 1e-5 at every step); each rank's sent bytes per step and its
 //! weights, gradients and optimizer states equal kiln's predictions (1 % and 5 %); a run
 //! resumes from its sharded checkpoint; a killed rank ends the job with an error naming a
@@ -207,7 +207,7 @@ fn ranks_follow_one_rank_and_send_what_kiln_predicts() {
     );
 
     for ranks in [2u32, 4] {
-        for zero in [0u32, 1, 2] {
+        for zero in [0u32, 1, 2, 3] {
             let dir = root.path().join(format!("r{ranks}z{zero}"));
             let (plan, id) = prepare(&dir, ranks, zero, steps);
             run(&dir, ranks, &id);
@@ -309,36 +309,41 @@ fn kill_after_a_checkpoint(dir: &Path, plan: &Value, id: &str) -> u64 {
 
 /// A sharded run killed after a checkpoint resumes from its newest complete one: with the
 /// same 2 ranks, the losses of an uninterrupted run exactly; with 4 ranks or one process
-/// (the whole optimizer state re-sharded), within 1e-5.
+/// (the whole optimizer state re-sharded), within 1e-5. Under ZeRO 1 and ZeRO 3 (whose
+/// shards are per unit).
 #[test]
 fn a_sharded_run_resumes_from_its_checkpoint() {
     let root = tempfile::tempdir().unwrap();
     let steps = 30;
-    let whole = root.path().join("whole");
-    let (plan, id) = prepare(&whole, 2, 1, steps);
-    run(&whole, 2, &id);
-    let expected = losses(&output_dir(&whole, &plan));
-    for resume_ranks in [2u32, 4, 1] {
-        let dir = root.path().join(format!("resumed-on-{resume_ranks}"));
-        let (plan, id) = prepare(&dir, 2, 1, steps);
-        let saved = kill_after_a_checkpoint(&dir, &plan, &id);
-        run(&dir, resume_ranks, &id);
-        let out = output_dir(&dir, &plan);
-        let got = losses(&out);
-        if resume_ranks == 2 {
-            assert_eq!(got, expected);
-        } else {
-            assert_eq!(got.len(), expected.len());
-            for (step, (a, b)) in got.iter().zip(&expected).enumerate() {
-                let rel = (a - b).abs() / b.abs();
-                assert!(
-                    rel < 1e-5,
-                    "resumed on {resume_ranks} rank(s), step {step}: loss {a} vs {b}"
-                );
+    for (zero, resume_on) in [(1u32, vec![2u32, 4, 1]), (3, vec![2, 4, 1])] {
+        let whole = root.path().join(format!("whole-z{zero}"));
+        let (plan, id) = prepare(&whole, 2, zero, steps);
+        run(&whole, 2, &id);
+        let expected = losses(&output_dir(&whole, &plan));
+        for resume_ranks in resume_on {
+            let dir = root
+                .path()
+                .join(format!("z{zero}-resumed-on-{resume_ranks}"));
+            let (plan, id) = prepare(&dir, 2, zero, steps);
+            let saved = kill_after_a_checkpoint(&dir, &plan, &id);
+            run(&dir, resume_ranks, &id);
+            let out = output_dir(&dir, &plan);
+            let got = losses(&out);
+            if resume_ranks == 2 {
+                assert_eq!(got, expected, "ZeRO {zero}");
+            } else {
+                assert_eq!(got.len(), expected.len());
+                for (step, (a, b)) in got.iter().zip(&expected).enumerate() {
+                    let rel = (a - b).abs() / b.abs();
+                    assert!(
+                        rel < 1e-5,
+                        "ZeRO {zero} resumed on {resume_ranks} rank(s), step {step}: loss {a} vs {b}"
+                    );
+                }
             }
+            let s = summary(&out);
+            assert_eq!(s["resumed_at"].as_u64(), Some(saved), "{s}");
         }
-        let s = summary(&out);
-        assert_eq!(s["resumed_at"].as_u64(), Some(saved), "{s}");
     }
 }
 
