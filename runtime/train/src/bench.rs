@@ -35,7 +35,8 @@ pub fn time_steps(
 ) -> Result<Timing, TrainError> {
     let model = Model::new(&p.model, p.precision, p.seed, device)?;
     let ranks = comm.size() as u64;
-    let mut trainer = if ranks > 1 {
+    // NCCL is data-parallel even on one rank, so that its collectives run.
+    let mut trainer = if ranks > 1 || comm.backend_name() == "nccl" {
         let dp = DataParallel::new(model.named_parameters(), zero, &p.optimizer, comm)?;
         Trainer::data_parallel(model, &p.optimizer, p.precision, p.seed, device, dp)?
     } else {

@@ -1,6 +1,7 @@
 //! Collectives for data-parallel training: all-reduce, reduce-scatter, all-gather and
-//! broadcast of flat fp32 buffers, in buckets, through MPI between CPU processes (OpenMPI,
-//! through the `mpi` crate), with a count of the bytes each rank sends.
+//! broadcast of flat fp32 buffers, through MPI between CPU processes (OpenMPI, through the
+//! `mpi` crate; in buckets) or NCCL between GPUs (`nccl`, its unique id broadcast over
+//! MPI), with a count of the bytes each rank sends.
 //!
 //! # What is counted
 //! Each rank's sent bytes are counted as the bandwidth-optimal algorithms send them, the
@@ -53,6 +54,12 @@ pub enum Backend {
     Single,
     /// MPI processes (the world communicator of `mpirun` or `srun --mpi=pmix`).
     Mpi(mpi::topology::SimpleCommunicator),
+    /// NCCL between GPUs for the buffers; MPI (when there is more than one rank) for the
+    /// metrics' scalars, barriers and aborts.
+    Nccl {
+        nccl: crate::nccl::Communicator,
+        mpi: Option<mpi::topology::SimpleCommunicator>,
+    },
 }
 
 /// The collective layer (see the module doc).
@@ -93,6 +100,16 @@ pub fn init_mpi() -> Result<Option<MpiRuntime>, TrainError> {
 }
 
 fn check_flat(t: &Tensor, what: &str) -> Result<usize, TrainError> {
+    if t.kind() != Kind::Float || !t.is_contiguous() {
+        return Err(TrainError::Unsupported(format!(
+            "{what}: collectives take contiguous fp32 buffers, got {:?}",
+            t.kind()
+        )));
+    }
+    Ok(t.numel())
+}
+
+fn check_cpu(t: &Tensor, what: &str) -> Result<usize, TrainError> {
     if t.kind() != Kind::Float || t.device() != Device::Cpu || !t.is_contiguous() {
         return Err(TrainError::Unsupported(format!(
             "{what}: MPI collectives take contiguous fp32 CPU buffers, got {:?} on {:?}",
@@ -142,6 +159,55 @@ impl Collective {
         }
     }
 
+    /// NCCL on GPU `device` among the ranks of `runtime` (or alone): rank 0's unique id
+    /// broadcast over MPI. Errors, rather than panics, when there is no GPU or no NCCL
+    /// (`nccl::probe`).
+    pub fn nccl(runtime: Option<&MpiRuntime>, device: usize) -> Result<Collective, TrainError> {
+        use mpi::traits::{Communicator, Root};
+        let world = runtime.map(|rt| rt.universe.world());
+        let (rank, size) = world
+            .as_ref()
+            .map_or((0, 1), |w| (w.rank() as usize, w.size() as usize));
+        let nccl = crate::nccl::Communicator::new(rank, size, device, |id| {
+            if let Some(w) = &world {
+                w.process_at_rank(0).broadcast_into(&mut id[..]);
+            }
+        })?;
+        Ok(Collective {
+            backend: Backend::Nccl { nccl, mpi: world },
+            rank,
+            size,
+            sent: SentBytes::default(),
+            seconds: 0.0,
+        })
+    }
+
+    /// `single`, `mpi` or `nccl`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Single => "single",
+            Backend::Mpi(_) => "mpi",
+            Backend::Nccl { .. } => "nccl",
+        }
+    }
+
+    /// The device the buffers must be on (CPU for MPI).
+    pub fn device(&self) -> Device {
+        match &self.backend {
+            Backend::Nccl { nccl, .. } => nccl.device,
+            _ => Device::Cpu,
+        }
+    }
+
+    /// The MPI communicator for scalars, barriers and aborts, when there is one.
+    fn mpi_world(&self) -> Option<&mpi::topology::SimpleCommunicator> {
+        match &self.backend {
+            Backend::Mpi(w) => Some(w),
+            Backend::Nccl { mpi, .. } => mpi.as_ref(),
+            Backend::Single => None,
+        }
+    }
+
     pub fn rank(&self) -> usize {
         self.rank
     }
@@ -166,9 +232,12 @@ impl Collective {
     }
 
     fn all_reduce_uncounted(&mut self, t: &Tensor, n: usize) -> Result<(), TrainError> {
-        let Backend::Mpi(world) = &self.backend else {
-            return Ok(());
+        let world = match &self.backend {
+            Backend::Mpi(world) => world,
+            Backend::Nccl { nccl, .. } => return nccl.all_reduce(t),
+            Backend::Single => return Ok(()),
         };
+        check_cpu(t, "all-reduce")?;
         use mpi::collective::SystemOperation;
         use mpi::traits::CommunicatorCollectives;
         // SAFETY: `t` is a contiguous fp32 CPU tensor owned by the caller for this call.
@@ -184,12 +253,13 @@ impl Collective {
 
     /// A scalar summed over the ranks, counted as metrics traffic.
     pub fn all_reduce_scalar(&mut self, value: f64) -> f64 {
-        let Backend::Mpi(world) = &self.backend else {
+        if self.mpi_world().is_none() {
             return value;
-        };
+        }
+        self.sent.metrics += 2 * self.ring(8);
+        let world = self.mpi_world().expect("checked above");
         use mpi::collective::SystemOperation;
         use mpi::traits::CommunicatorCollectives;
-        self.sent.metrics += 2 * self.ring(8);
         let mut out = 0f64;
         world.all_reduce_into(&value, &mut out, SystemOperation::sum());
         out
@@ -219,10 +289,16 @@ impl Collective {
         output: &Tensor,
         n_out: usize,
     ) -> Result<(), TrainError> {
-        let Backend::Mpi(world) = &self.backend else {
-            tch::no_grad(|| output.shallow_clone().copy_(input));
-            return Ok(());
+        let world = match &self.backend {
+            Backend::Mpi(world) => world,
+            Backend::Nccl { nccl, .. } => return nccl.reduce_scatter(input, output),
+            Backend::Single => {
+                tch::no_grad(|| output.shallow_clone().copy_(input));
+                return Ok(());
+            }
         };
+        check_cpu(input, "reduce-scatter input")?;
+        check_cpu(output, "reduce-scatter output")?;
         use mpi::collective::SystemOperation;
         use mpi::traits::CommunicatorCollectives;
         // SAFETY: contiguous fp32 CPU tensors owned by the caller; input and output differ.
@@ -281,10 +357,16 @@ impl Collective {
         output: &Tensor,
         n_in: usize,
     ) -> Result<(), TrainError> {
-        let Backend::Mpi(world) = &self.backend else {
-            tch::no_grad(|| output.shallow_clone().copy_(input));
-            return Ok(());
+        let world = match &self.backend {
+            Backend::Mpi(world) => world,
+            Backend::Nccl { nccl, .. } => return nccl.all_gather(input, output),
+            Backend::Single => {
+                tch::no_grad(|| output.shallow_clone().copy_(input));
+                return Ok(());
+            }
         };
+        check_cpu(input, "all-gather input")?;
+        check_cpu(output, "all-gather output")?;
         use mpi::traits::CommunicatorCollectives;
         // SAFETY: contiguous fp32 CPU tensors owned by the caller; input and output differ.
         let (src, dst) = unsafe { (as_slice(input), as_slice_mut(output)) };
@@ -308,9 +390,12 @@ impl Collective {
     pub fn broadcast(&mut self, t: &Tensor, root: usize) -> Result<(), TrainError> {
         let n = check_flat(t, "broadcast")?;
         self.sent.broadcast += 2 * self.ring(n * 4);
-        let Backend::Mpi(world) = &self.backend else {
-            return Ok(());
+        let world = match &self.backend {
+            Backend::Mpi(world) => world,
+            Backend::Nccl { nccl, .. } => return nccl.broadcast(t, root),
+            Backend::Single => return Ok(()),
         };
+        check_cpu(t, "broadcast")?;
         use mpi::traits::{Communicator, Root};
         // SAFETY: a contiguous fp32 CPU tensor owned by the caller for this call.
         let data = unsafe { as_slice_mut(t) };
@@ -323,7 +408,7 @@ impl Collective {
 
     /// Waits for every rank.
     pub fn barrier(&self) {
-        if let Backend::Mpi(world) = &self.backend {
+        if let Some(world) = self.mpi_world() {
             use mpi::traits::CommunicatorCollectives;
             world.barrier();
         }
@@ -332,7 +417,7 @@ impl Collective {
     /// Ends every rank of the job with `code` (MPI_Abort): a failing rank calls it so the
     /// others stop instead of waiting in a collective.
     pub fn abort(&self, code: i32) -> ! {
-        if let Backend::Mpi(world) = &self.backend {
+        if let Some(world) = self.mpi_world() {
             use mpi::traits::Communicator;
             world.abort(code)
         }

@@ -5,7 +5,7 @@
 //! and it measures the machine for `kiln calibrate`.
 //!
 //! Modules in the order a step uses them: [`spec`] (the plan's fields), [`model`],
-//! [`optim`], [`collective`] and [`parallel`] (data parallelism with ZeRO across
+//! [`optim`], [`collective`] (MPI, and [`nccl`]) and [`parallel`] (data parallelism with ZeRO across
 //! processes), [`schedule`], [`data`], [`trainer`] (one optimizer step), [`checkpoint`],
 //! [`metrics`], [`steps`] (the worker's entry points), [`calibrate`] and [`bench`].
 
@@ -17,6 +17,7 @@ pub mod data;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod nccl;
 pub mod optim;
 pub mod parallel;
 pub mod schedule;

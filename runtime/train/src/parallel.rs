@@ -41,7 +41,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::collective::Collective;
 use crate::data::derive_key;
@@ -246,6 +246,8 @@ pub struct DataParallel {
     pub comm: Collective,
     pub zero: u64,
     pub layout: ShardLayout,
+    /// Where the parameters and every buffer live (the collectives' device).
+    device: Device,
     /// Handles to the model's parameters, in its order, and their shapes.
     params: Vec<Tensor>,
     shapes: Vec<Vec<i64>>,
@@ -274,8 +276,8 @@ pub struct DataParallel {
     grad_clip: f64,
 }
 
-fn zeros(n: usize) -> Tensor {
-    Tensor::zeros([n as i64], (Kind::Float, tch::Device::Cpu))
+fn zeros(n: usize, device: Device) -> Tensor {
+    Tensor::zeros([n as i64], (Kind::Float, device))
 }
 
 /// The generator's seed for unit `unit`'s forward (and its recomputation) in the
@@ -285,8 +287,8 @@ pub fn unit_seed(seed: u64, unit: usize) -> u64 {
 }
 
 /// An empty stand-in for a freed parameter's storage.
-fn freed() -> Tensor {
-    Tensor::empty([0], (Kind::Float, tch::Device::Cpu))
+fn freed(device: Device) -> Tensor {
+    Tensor::empty([0], (Kind::Float, device))
 }
 
 /// `a + b` where either may be undefined (a parameter that a backward did not reach).
@@ -323,8 +325,16 @@ impl DataParallel {
         let numels: Vec<usize> = params.iter().map(|(_, p)| p.numel()).collect();
         let layout = ShardLayout::new(&names, &numels, zero, comm.size());
         let rank = comm.rank();
+        let device = params.first().map_or(Device::Cpu, |(_, p)| p.device());
+        if device != comm.device() {
+            return Err(TrainError::Unsupported(format!(
+                "the model is on {device:?} but the collectives run on {:?}: MPI takes CPU buffers, NCCL those of its GPU",
+                comm.device()
+            )));
+        }
         let units = layout.units.len();
         let mut dp = DataParallel {
+            device,
             params: params.iter().map(|(_, p)| p.shallow_clone()).collect(),
             shapes: params.iter().map(|(_, p)| p.size()).collect(),
             full: Vec::with_capacity(units),
@@ -347,7 +357,7 @@ impl DataParallel {
             zero,
         };
         for (u, unit) in layout.units.iter().enumerate() {
-            let flat = zeros(unit.padded);
+            let flat = zeros(unit.padded, device);
             let mut mask = vec![0f32; unit.padded];
             tch::no_grad(|| {
                 for (k, &i) in unit.params.iter().enumerate() {
@@ -362,11 +372,14 @@ impl DataParallel {
             });
             comm.broadcast(&flat, 0)?;
             let owned = layout.owned(u, rank);
-            dp.decay_mask.push(Tensor::from_slice(&mask[owned.clone()]));
-            dp.exp_avg.push(zeros(owned.len()));
-            dp.exp_avg_sq.push(zeros(owned.len()));
-            dp.flat_grad.push((zero <= 1).then(|| zeros(unit.padded)));
-            dp.grad_shard.push((zero >= 2).then(|| zeros(unit.shard)));
+            dp.decay_mask
+                .push(Tensor::from_slice(&mask[owned.clone()]).to_device(device));
+            dp.exp_avg.push(zeros(owned.len(), device));
+            dp.exp_avg_sq.push(zeros(owned.len(), device));
+            dp.flat_grad
+                .push((zero <= 1).then(|| zeros(unit.padded, device)));
+            dp.grad_shard
+                .push((zero >= 2).then(|| zeros(unit.shard, device)));
             if zero < 3 {
                 dp.full.push(Some(flat));
                 dp.shards.push(None);
@@ -403,7 +416,7 @@ impl DataParallel {
             return;
         }
         for &i in &self.layout.units[u].params {
-            self.params[i].set_data(&freed());
+            self.params[i].set_data(&freed(self.device));
         }
         self.full[u] = None;
     }
@@ -417,7 +430,7 @@ impl DataParallel {
             return Ok(());
         }
         let unit = &self.layout.units[u];
-        let flat = zeros(unit.padded);
+        let flat = zeros(unit.padded, self.device);
         let shard = self.shards[u].as_ref().expect("ZeRO 3 keeps shards");
         if training {
             self.comm.all_gather(shard, &flat)?;
@@ -520,7 +533,7 @@ impl DataParallel {
         tch::no_grad(|| -> Result<(), TrainError> {
             let target = match &self.flat_grad[u] {
                 Some(flat) => flat.shallow_clone(),
-                None => zeros(unit.padded),
+                None => zeros(unit.padded, self.device),
             };
             for (g, &off) in grads.iter().zip(&unit.offsets) {
                 if g.defined() {
@@ -530,7 +543,7 @@ impl DataParallel {
                 }
             }
             if self.flat_grad[u].is_none() {
-                let part = zeros(unit.shard);
+                let part = zeros(unit.shard, self.device);
                 self.comm.reduce_scatter(&target, &part)?;
                 if let Some(s) = &self.grad_shard[u] {
                     let _ = s.shallow_clone().g_add_(&part);
@@ -653,7 +666,7 @@ impl DataParallel {
                 }
                 (1, Some(flat), _) => {
                     // The reduced shard is transient: the whole gradient is what ZeRO 1 keeps.
-                    let shard = zeros(self.layout.units[u].shard);
+                    let shard = zeros(self.layout.units[u].shard, self.device);
                     self.comm.reduce_scatter(flat, &shard)?;
                     shard
                 }
@@ -755,8 +768,14 @@ impl DataParallel {
     /// checkpoint file.
     pub fn optimizer_state(&self) -> Vec<(String, Tensor)> {
         vec![
-            ("exp_avg".into(), Tensor::cat(&self.exp_avg, 0)),
-            ("exp_avg_sq".into(), Tensor::cat(&self.exp_avg_sq, 0)),
+            (
+                "exp_avg".into(),
+                Tensor::cat(&self.exp_avg, 0).to_device(Device::Cpu),
+            ),
+            (
+                "exp_avg_sq".into(),
+                Tensor::cat(&self.exp_avg_sq, 0).to_device(Device::Cpu),
+            ),
         ]
     }
 

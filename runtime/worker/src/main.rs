@@ -3,7 +3,9 @@
 //! training and evaluation through `kiln_train`. `kiln-worker calibrate` measures this
 //! machine (JSON on standard output, read by `kiln calibrate`); `kiln-worker bench --plan
 //! plan.json` times steps of the plan's first train step on random tokens (JSON beside the
-//! plan's predictions; scripts/gpu-check runs it on a GPU).
+//! plan's predictions; scripts/gpu-check runs it on a GPU); `kiln-worker collectives
+//! --backend mpi|nccl` checks the collective layer's four operations on this world (the
+//! NCCL smoke test of scripts/gpu-check).
 //!
 //! Exit codes: 0 the step is done (now or before), 1 it failed, 2 the plan or the arguments
 //! cannot be used.
@@ -45,23 +47,147 @@ struct Cli {
 }
 
 /// This process's world: the MPI job that started it (kept alive until the process ends)
-/// and its collectives, or one rank alone.
-fn world() -> Result<
+/// and its collectives, or one rank alone. With `nccl`, the buffers' collectives go
+/// through NCCL on this rank's GPU (its local rank among the node's GPUs).
+fn world(
+    nccl: bool,
+) -> Result<
     (
         Option<kiln_train::collective::MpiRuntime>,
         kiln_train::collective::Collective,
     ),
     ExitCode,
 > {
+    use kiln_train::collective::Collective;
     let mpi = kiln_train::collective::init_mpi().map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)
     })?;
-    let comm = match &mpi {
-        Some(rt) => kiln_train::collective::Collective::mpi(rt),
-        None => kiln_train::collective::Collective::single(),
+    let comm = if nccl {
+        let gpus = tch::Cuda::device_count().max(1) as usize;
+        let local = ["OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok()?.parse::<usize>().ok())
+            .unwrap_or(0);
+        Collective::nccl(mpi.as_ref(), local % gpus).map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        })?
+    } else {
+        match &mpi {
+            Some(rt) => Collective::mpi(rt),
+            None => Collective::single(),
+        }
     };
     Ok((mpi, comm))
+}
+
+/// Whether `--backend` asks for NCCL (`mpi` or `nccl`; anything else is an error).
+fn nccl_backend(backend: &str) -> Result<bool, ExitCode> {
+    match backend {
+        "mpi" => Ok(false),
+        "nccl" => {
+            // Before MPI starts: NCCL from PyTorch's wheel needs LD_LIBRARY_PATH at start-up.
+            kiln_train::nccl::reexec_with_nccl();
+            Ok(true)
+        }
+        other => {
+            eprintln!("error: --backend {other}: use mpi (CPU) or nccl (GPU)");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// `kiln-worker collectives`: each collective of the layer on known values, checked on
+/// every rank.
+#[derive(Debug, Parser)]
+#[command(name = "kiln-worker collectives")]
+struct CollectivesCli {
+    /// `mpi` (CPU buffers) or `nccl` (this rank's GPU).
+    #[arg(long, default_value = "mpi")]
+    backend: String,
+    /// Elements per rank in each collective.
+    #[arg(long, default_value_t = 1 << 20)]
+    elements: usize,
+}
+
+/// Runs all-reduce, reduce-scatter, all-gather and broadcast on values whose results are
+/// known, and prints (rank 0) what each gave, the bytes sent and the seconds.
+fn collectives() -> ExitCode {
+    let cli = CollectivesCli::parse_from(std::env::args().skip(1));
+    let nccl = match nccl_backend(&cli.backend) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    let (_mpi, mut comm) = match world(nccl) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    match check_collectives(&mut comm, cli.elements) {
+        Ok(report) => {
+            if comm.rank() == 0 {
+                println!("{report}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: rank {} of {}: {e}", comm.rank(), comm.size());
+            comm.abort(1)
+        }
+    }
+}
+
+fn check_collectives(
+    comm: &mut kiln_train::collective::Collective,
+    k: usize,
+) -> Result<serde_json::Value, String> {
+    use tch::{Kind, Tensor};
+    let (rank, n, device) = (comm.rank(), comm.size(), comm.device());
+    let opts = (Kind::Float, device);
+    let sum = (n * (n + 1) / 2) as f64;
+    let err = |e: kiln_train::TrainError| e.to_string();
+    // Every element of `t` equals `want`, or says where not.
+    let expect = |what: &str, t: &Tensor, want: &Tensor| -> Result<(), String> {
+        let diff = (t - want).abs().max().double_value(&[]);
+        if diff == 0.0 {
+            Ok(())
+        } else {
+            Err(format!("{what}: off by up to {diff}"))
+        }
+    };
+    let start = Instant::now();
+    let x = Tensor::full([k as i64], (rank + 1) as f64, opts);
+    comm.all_reduce(&x).map_err(err)?;
+    expect("all-reduce", &x, &Tensor::full([k as i64], sum, opts))?;
+    // Rank r contributes r + 1 to every part; each rank's part sums to n(n+1)/2.
+    let input = Tensor::full([(k * n) as i64], (rank + 1) as f64, opts);
+    let part = Tensor::zeros([k as i64], opts);
+    comm.reduce_scatter(&input, &part).map_err(err)?;
+    expect(
+        "reduce-scatter",
+        &part,
+        &Tensor::full([k as i64], sum, opts),
+    )?;
+    // Part r of the gathered buffer is rank r's r + 1.
+    let mine = Tensor::full([k as i64], (rank + 1) as f64, opts);
+    let all = Tensor::zeros([(k * n) as i64], opts);
+    comm.all_gather(&mine, &all).map_err(err)?;
+    let want =
+        Tensor::arange_start(1, n as i64 + 1, opts).repeat_interleave_self_int(k as i64, 0, None);
+    expect("all-gather", &all, &want)?;
+    let b = Tensor::full([k as i64], (rank + 1) as f64, opts);
+    comm.broadcast(&b, 0).map_err(err)?;
+    expect("broadcast", &b, &Tensor::ones([k as i64], opts))?;
+    let sent = comm.sent;
+    Ok(serde_json::json!({
+        "backend": comm.backend_name(),
+        "ranks": n,
+        "device": format!("{device:?}").to_lowercase(),
+        "elements": k,
+        "checked": ["all_reduce", "reduce_scatter", "all_gather", "broadcast"],
+        "sent_bytes": sent,
+        "seconds": start.elapsed().as_secs_f64(),
+    }))
 }
 
 /// `kiln-worker bench`: times optimizer steps of a plan's first train step.
@@ -86,16 +212,26 @@ struct BenchCli {
     /// The ZeRO stage across ranks (under mpirun); default: the plan's.
     #[arg(long)]
     zero: Option<u64>,
+    /// The collectives: `mpi` (CPU) or `nccl` (GPU; data-parallel even on one rank, so
+    /// that its collectives run).
+    #[arg(long, default_value = "mpi")]
+    backend: String,
 }
 
 fn bench() -> ExitCode {
     let cli = BenchCli::parse_from(std::env::args().skip(1));
-    let (_mpi, comm) = match world() {
+    let nccl = match nccl_backend(&cli.backend) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    let (_mpi, comm) = match world(nccl) {
         Ok(w) => w,
         Err(code) => return code,
     };
+    let backend = comm.backend_name();
     let (rank, ranks) = (comm.rank(), comm.size());
     let device = match cli.device.as_str() {
+        _ if nccl => comm.device(),
         "cpu" => tch::Device::Cpu,
         "cuda" if tch::Cuda::is_available() => tch::Device::Cuda(0),
         "cuda" => {
@@ -155,7 +291,8 @@ fn bench() -> ExitCode {
     let total: f64 = times.iter().sum();
     let out = serde_json::json!({
         "ranks": ranks,
-        "zero": if ranks > 1 { Some(zero) } else { None },
+        "backend": backend,
+        "zero": if ranks > 1 || nccl { Some(zero) } else { None },
         "collective_share": (total > 0.0).then(|| timing.collective_s / total),
         "device": format!("{device:?}").to_lowercase(),
         "precision": p.precision.name(),
@@ -180,6 +317,9 @@ fn bench() -> ExitCode {
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("bench") {
         return bench();
+    }
+    if std::env::args().nth(1).as_deref() == Some("collectives") {
+        return collectives();
     }
     if std::env::args().nth(1).as_deref() == Some("calibrate") {
         return match kiln_train::calibrate(&Default::default()) {
@@ -277,7 +417,7 @@ fn train(cli: &Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (mpi, comm) = match world() {
+    let (mpi, comm) = match world(false) {
         Ok(w) => w,
         Err(code) => return code,
     };
