@@ -46,7 +46,9 @@ pub struct Resources {
     /// Processes (ranks) the step runs as.
     pub ranks: u32,
     pub nodes: u32,
-    /// Accelerators per rank; 0 for CPU-only data steps.
+    /// Accelerators per rank: 1 for training and evaluation on GPUs (kiln-worker then runs
+    /// them on CUDA, its ranks' collectives through NCCL); 0 for data steps and for every
+    /// step on a CPU device (`arch = cpu`).
     pub gpus_per_rank: u32,
     /// Predicted duration in seconds, where kiln predicts one (training steps).
     pub predicted_seconds: Option<f64>,

@@ -333,6 +333,8 @@ fn values(record: &Record) -> Vec<PlanValue> {
 /// step per phase (each resuming from the one before); evaluation.
 fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) -> Vec<Step> {
     let mut drafts: Vec<Draft> = Vec::new();
+    // Training and evaluation take one accelerator per rank, none on a CPU device.
+    let gpus_per_rank = if setup.hardware.arch == "cpu" { 0 } else { 1 };
     let cpu = |ranks: u32| Resources {
         ranks,
         nodes: 1,
@@ -468,7 +470,7 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
             Resources {
                 ranks: world,
                 nodes,
-                gpus_per_rank: 1,
+                gpus_per_rank,
                 predicted_seconds: step_time(phase.steps),
             },
         );
@@ -484,7 +486,7 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
             Resources {
                 ranks: world,
                 nodes,
-                gpus_per_rank: 1,
+                gpus_per_rank,
                 predicted_seconds: None,
             },
         );

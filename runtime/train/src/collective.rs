@@ -199,6 +199,14 @@ impl Collective {
         }
     }
 
+    /// The NCCL communicator's GPU, or the first GPU for a rank alone.
+    pub fn device_or_first_gpu(&self) -> Device {
+        match &self.backend {
+            Backend::Nccl { nccl, .. } => nccl.device,
+            _ => Device::Cuda(0),
+        }
+    }
+
     /// The MPI communicator for scalars, barriers and aborts, when there is one.
     fn mpi_world(&self) -> Option<&mpi::topology::SimpleCommunicator> {
         match &self.backend {

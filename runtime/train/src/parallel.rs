@@ -646,15 +646,16 @@ impl DataParallel {
         Ok(loss_value)
     }
 
-    /// Reduces the accumulated gradients, clips them by their global norm, runs AdamW at
-    /// `lr` and brings the parameters up to date (every rank's under ZeRO 0–2; this rank's
-    /// shards under ZeRO 3). Returns the gradient norm before clipping, or `None` (and no
-    /// update) when it is not finite.
-    pub fn update(&mut self, lr: f64) -> Result<Option<f64>, TrainError> {
-        tch::no_grad(|| self.update_inner(lr))
+    /// Reduces the accumulated gradients, multiplies them by `unscale` (1 / the fp16 loss
+    /// scale; 1 otherwise), clips them by their global norm, runs AdamW at `lr` and brings
+    /// the parameters up to date (every rank's under ZeRO 0–2; this rank's shards under
+    /// ZeRO 3). Returns the gradient norm before clipping, or `None` (and no update) when it
+    /// is not finite — the same on every rank, as the norm is global.
+    pub fn update(&mut self, lr: f64, unscale: f64) -> Result<Option<f64>, TrainError> {
+        tch::no_grad(|| self.update_inner(lr, unscale))
     }
 
-    fn update_inner(&mut self, lr: f64) -> Result<Option<f64>, TrainError> {
+    fn update_inner(&mut self, lr: f64, unscale: f64) -> Result<Option<f64>, TrainError> {
         let rank = self.comm.rank();
         // The gradient of the part of each unit this rank updates.
         let mut grads = Vec::with_capacity(self.layout.units.len());
@@ -673,6 +674,9 @@ impl DataParallel {
                 (_, _, Some(shard)) => shard.shallow_clone(),
                 _ => unreachable!("each stage keeps its gradients"),
             };
+            if unscale != 1.0 {
+                let _ = grad.shallow_clone().g_mul_scalar_(unscale);
+            }
             grads.push(grad);
         }
         let local_sq: f64 = grads

@@ -47,6 +47,16 @@ pub struct Step {
     /// Directories relative to the run directory; the first is the step's output.
     pub outputs: Vec<String>,
     pub params: serde_json::Value,
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// What a step runs on (the compiler's `Resources`).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Resources {
+    /// Accelerators per rank: 1 for training and evaluation on GPUs, 0 on CPUs.
+    #[serde(default)]
+    pub gpus_per_rank: u32,
 }
 
 /// A `train` step's parameters (one phase).

@@ -854,6 +854,10 @@ fn restore(
             .map(|(_, p)| p.numel())
             .collect(),
     };
+    if precision == Precision::Fp16Mixed {
+        // A phase after an fp32 or bf16 one starts a fresh scale.
+        trainer.scaler = Some(found.state.loss_scale.clone().unwrap_or_default());
+    }
     if let Some(dp) = &mut trainer.dp {
         let (rank, world) = (dp.comm.rank(), dp.comm.size());
         // Under ZeRO 3 the parameters are whole only while gathered: restored into the
@@ -898,10 +902,6 @@ fn restore(
         trainer
             .optimizer
             .load_state(params, &loaded.optimizer, adam_step)?;
-    }
-    if precision == Precision::Fp16Mixed {
-        // A phase after an fp32 or bf16 one starts a fresh scale.
-        trainer.scaler = Some(found.state.loss_scale.clone().unwrap_or_default());
     }
     Ok(())
 }

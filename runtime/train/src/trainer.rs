@@ -106,15 +106,10 @@ impl Trainer {
         device: Device,
         dp: DataParallel,
     ) -> Result<Trainer, TrainError> {
-        if precision == Precision::Fp16Mixed {
-            return Err(TrainError::Unsupported(
-                "fp16_mixed with dynamic loss scaling runs on one rank only in this runtime; use bf16_mixed or fp32 across ranks".into(),
-            ));
-        }
         Ok(Trainer {
             optimizer: AdamW::new(optimizer, &[])?,
             model,
-            scaler: None,
+            scaler: (precision == Precision::Fp16Mixed).then(LossScaler::default),
             seed,
             grad_clip: optimizer.grad_clip,
             device,
@@ -213,27 +208,46 @@ impl Trainer {
             .map(|(_, p)| p)
             .collect();
         let share = 1.0 / (micro_batches * ranks) as f64;
+        // fp16: every rank scales its loss by the same scale; the update unscales the
+        // reduced gradients, and a non-finite global norm (the same on every rank) skips
+        // the step on all of them and lowers the scale.
+        let scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
         let mut loss_sum = 0.0;
         for i in 0..micro_batches {
             let (inputs, targets) = batch(i)?;
             if dp.zero == 3 {
                 let micro_seed = derive_key(seed, &[b"micro-batch", &(i as u64).to_le_bytes()]);
-                loss_sum +=
-                    dp.micro_batch_zero3(&self.model, &inputs, &targets, share, micro_seed)?;
+                loss_sum += dp.micro_batch_zero3(
+                    &self.model,
+                    &inputs,
+                    &targets,
+                    share * scale,
+                    micro_seed,
+                )?;
                 continue;
             }
             let loss = self.model.loss(&inputs, &targets, true, false);
             loss_sum += loss.f_double_value(&[])?;
-            let grads = Tensor::f_run_backward(&[loss * share], &params, false, false)?;
+            let grads = Tensor::f_run_backward(&[loss * (share * scale)], &params, false, false)?;
             dp.accumulate(&grads)?;
         }
         let loss = dp.comm.all_reduce_scalar(loss_sum) * share;
-        match dp.update(lr)? {
+        let norm = dp.update(lr, 1.0 / scale)?;
+        if let Some(scaler) = &mut self.scaler {
+            scaler.update(norm.is_none());
+        }
+        match norm {
             Some(norm) => Ok(StepReport {
                 loss,
                 grad_norm: Some(norm),
                 skipped: false,
-                loss_scale: None,
+                loss_scale: self.scaler.as_ref().map(|_| scale),
+            }),
+            None if self.scaler.is_some() => Ok(StepReport {
+                loss,
+                grad_norm: None,
+                skipped: true,
+                loss_scale: Some(scale),
             }),
             None => Err(TrainError::Diverged {
                 step: global_step,

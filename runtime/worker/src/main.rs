@@ -44,6 +44,11 @@ struct Cli {
     /// Hide progress bars (they are shown only on a terminal anyway).
     #[arg(long)]
     quiet: bool,
+    /// Where a train or evaluate step runs: `plan` (its GPU per rank, CUDA device = the
+    /// node-local rank, ranks joined by NCCL; the CPU when the plan's device is one), `cpu`
+    /// or `cuda`.
+    #[arg(long, default_value = "plan")]
+    device: String,
 }
 
 /// This process's world: the MPI job that started it (kept alive until the process ends)
@@ -417,9 +422,39 @@ fn train(cli: &Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (mpi, comm) = match world(false) {
+    let gpus = plan
+        .steps
+        .iter()
+        .find(|s| s.id == cli.step || s.name == cli.step)
+        .map_or(0, |s| s.resources.gpus_per_rank);
+    let cuda = match (cli.device.as_str(), gpus) {
+        ("plan", 0) | ("cpu", _) => false,
+        ("plan" | "cuda", _) => true,
+        (other, _) => {
+            eprintln!("error: --device {other}: use plan, cpu or cuda");
+            return ExitCode::from(2);
+        }
+    };
+    if cuda && !tch::Cuda::is_available() {
+        eprintln!(
+            "error: step {} runs on a GPU per rank, and libtorch sees none here: run it on the plan's cluster, check the driver and LD_LIBRARY_PATH to torch/lib, or pass --device cpu to run it on this CPU",
+            cli.step
+        );
+        return ExitCode::from(2);
+    }
+    // Ranks on GPUs exchange their buffers through NCCL.
+    let nccl = cuda && kiln_train::collective::launched_by_mpi();
+    if nccl {
+        kiln_train::nccl::reexec_with_nccl();
+    }
+    let (mpi, comm) = match world(nccl) {
         Ok(w) => w,
         Err(code) => return code,
+    };
+    let device = if cuda {
+        comm.device_or_first_gpu()
+    } else {
+        tch::Device::Cpu
     };
     let (rank, size) = (comm.rank(), comm.size());
     // Ranks on one machine share its cores.
@@ -438,6 +473,7 @@ fn train(cli: &Cli) -> ExitCode {
         progress: (cli.quiet || rank > 0).then_some(false),
         predicted_tokens_per_s: plan.predicted_tokens_per_s(),
         predicted_memory_bytes: plan.predicted_memory_bytes(),
+        device,
         ..Default::default()
     };
     let result = kiln_train::steps::run_step_on(&plan, &cli.step, &cli.run_dir, &options, comm);

@@ -73,3 +73,35 @@ fn nccl_says_what_is_missing_instead_of_panicking() {
     // worker's link; the error reports the version that loaded.
     assert!(stderr.contains("NCCL 2."), "{stderr}");
 }
+
+/// A plan for GPUs gives its train step a GPU per rank; on a machine without one the worker
+/// says so (exit 2) before touching any data, and names `--device cpu`.
+#[test]
+fn a_gpu_plans_train_step_needs_a_gpu() {
+    if tch::Cuda::is_available() {
+        return;
+    }
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/gpu_check.kiln");
+    let (checked, plans) = kiln::plan_paths(&[file], &kiln::load::FsLoader, &[]).unwrap();
+    assert!(checked.errors() == 0 && plans.len() == 1);
+    let plan = serde_json::to_value(&plans[0].1).unwrap();
+    let train = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "train")
+        .unwrap();
+    assert_eq!(train["resources"]["gpus_per_rank"], 1);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plan.json"), plan.to_string()).unwrap();
+    let out = Command::new(WORKER)
+        .args(["--plan", "plan.json", "--step", train["id"].as_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("runs on a GPU per rank"), "{stderr}");
+    assert!(stderr.contains("--device cpu"), "{stderr}");
+}
