@@ -96,7 +96,12 @@ fn a_gpu_plans_train_step_needs_a_gpu() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("plan.json"), plan.to_string()).unwrap();
     let out = Command::new(WORKER)
-        .args(["--plan", "plan.json", "--step", train["id"].as_str().unwrap()])
+        .args([
+            "--plan",
+            "plan.json",
+            "--step",
+            train["id"].as_str().unwrap(),
+        ])
         .current_dir(dir.path())
         .output()
         .unwrap();

@@ -83,9 +83,14 @@ experiment dp_check {{
 /// Plans the experiment in `dir`, writes synthetic shards where its mix step's output goes,
 /// and returns the plan and the train step's id.
 fn prepare(dir: &Path, ranks: u32, zero: u32, steps: u32) -> (Value, String) {
+    prepare_text(dir, &experiment(ranks, zero, steps))
+}
+
+/// [`prepare`] for an experiment's text.
+fn prepare_text(dir: &Path, text: &str) -> (Value, String) {
     std::fs::create_dir_all(dir).unwrap();
     let file = dir.join("dp.kiln");
-    std::fs::write(&file, experiment(ranks, zero, steps)).unwrap();
+    std::fs::write(&file, text).unwrap();
     let (checked, plans) = kiln::plan_paths(&[file], &kiln::load::FsLoader, &[]).unwrap();
     assert!(
         checked.errors() == 0 && plans.len() == 1,
@@ -251,6 +256,44 @@ fn ranks_follow_one_rank_and_send_what_kiln_predicts() {
             }
         }
     }
+}
+
+/// ZeRO 3 with tied embeddings: the embedding matrix is both the root unit's input table and
+/// its output projection, so its gradient sums both uses before the reduce-scatter; 2 ranks
+/// follow 1 rank, and the bytes sent equal kiln's prediction.
+#[test]
+fn zero3_with_tied_embeddings_follows_one_rank() {
+    let root = tempfile::tempdir().unwrap();
+    let steps = 4;
+    let tied = |ranks, zero| {
+        experiment(ranks, zero, steps).replace("tied_embeddings = false", "tied_embeddings = true")
+    };
+    let (plan, id) = prepare_text(&root.path().join("one"), &tied(1, 0));
+    run(&root.path().join("one"), 1, &id);
+    let reference = losses(&output_dir(&root.path().join("one"), &plan));
+    let dir = root.path().join("zero3");
+    let (plan, id) = prepare_text(&dir, &tied(2, 3));
+    run(&dir, 2, &id);
+    let out = output_dir(&dir, &plan);
+    let got = losses(&out);
+    assert_eq!(
+        (got.len(), reference.len()),
+        (steps as usize, steps as usize)
+    );
+    for (step, (a, b)) in got.iter().zip(&reference).enumerate() {
+        let rel = (a - b).abs() / b.abs();
+        assert!(
+            rel < 1e-5,
+            "step {step}: loss {a} vs {b} (1 rank), relative {rel:e}"
+        );
+    }
+    let dp = &summary(&out)["data_parallel"];
+    let sent = dp["sent_bytes_per_step"].as_f64().unwrap();
+    let predicted = dp["predicted_bytes_per_step"].as_f64().unwrap();
+    assert!(
+        (sent / predicted - 1.0).abs() < 0.01,
+        "sent {sent}, predicted {predicted}"
+    );
 }
 
 /// Starts a 2-rank run of `dir`'s plan and kills the whole job (both ranks, then mpirun,
