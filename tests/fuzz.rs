@@ -136,3 +136,12 @@ fn deep_nesting_and_long_input() {
         survive(&text);
     }
 }
+
+/// Found by `arbitrary_bytes`: a comment holding U+0001, which `kiln fmt` once used as its
+/// own in-band marker of trailing comments, was split on the second pass.
+#[test]
+fn control_characters_in_comments_and_strings_format_stably() {
+    survive("#\0\u{1}");
+    survive("# leading \u{1} comment\nmodel m {\n  layers = 2 # trailing \u{1} one\n  hidden = 64  # two\n}\n");
+    survive("experiment e {\n  note = \"a\u{1}b\" # c\n}\n");
+}

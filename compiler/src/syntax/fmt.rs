@@ -19,6 +19,7 @@ pub fn format(file: &File, text: &str) -> String {
         next_comment: 0,
         out: String::new(),
         last_end: 0,
+        trailing_at: Vec::new(),
     };
     for (i, item) in file.items.iter().enumerate() {
         let start = item.span().start as usize;
@@ -43,7 +44,7 @@ pub fn format(file: &File, text: &str) -> String {
         p.out.push('\n');
     }
     p.leading(text.len(), 0, !file.items.is_empty());
-    let out = align_trailing(p.out.trim_end());
+    let out = align_trailing(p.out.trim_end(), &p.trailing_at);
     if out.is_empty() {
         out
     } else {
@@ -51,20 +52,25 @@ pub fn format(file: &File, text: &str) -> String {
     }
 }
 
-/// Marks where a trailing comment starts until [`align_trailing`] places it.
-const TRAILING: char = '\u{1}';
-
 /// Aligns the trailing comments of consecutive lines at the same indentation in one column,
-/// two spaces after the longest line of code among them (as gofmt does).
-fn align_trailing(text: &str) -> String {
+/// two spaces after the longest line of code among them (as gofmt does). `trailing_at` holds
+/// (line, byte column) where each trailing comment starts, in order: positions, not a marker
+/// character, since a comment or a string may hold any character.
+fn align_trailing(text: &str, trailing_at: &[(usize, usize)]) -> String {
     let lines: Vec<&str> = text.split('\n').collect();
+    let starts: std::collections::HashMap<usize, usize> = trailing_at.iter().copied().collect();
+    let split = |i: usize| -> Option<(&str, &str)> {
+        let at = *starts.get(&i)?;
+        let line = lines[i];
+        line.is_char_boundary(at.min(line.len()))
+            .then(|| line.split_at(at.min(line.len())))
+    };
     let mut out = Vec::with_capacity(lines.len());
     let mut i = 0;
     while i < lines.len() {
         let indent = |l: &str| l.len() - l.trim_start().len();
         let mut j = i;
-        while j < lines.len() && lines[j].contains(TRAILING) && indent(lines[j]) == indent(lines[i])
-        {
+        while j < lines.len() && split(j).is_some() && indent(lines[j]) == indent(lines[i]) {
             j += 1;
         }
         if j == i {
@@ -72,13 +78,13 @@ fn align_trailing(text: &str) -> String {
             i += 1;
             continue;
         }
-        let width = lines[i..j]
-            .iter()
-            .map(|l| l.split(TRAILING).next().unwrap_or("").chars().count())
+        let width = (i..j)
+            .filter_map(split)
+            .map(|(code, _)| code.chars().count())
             .max()
             .unwrap_or(0);
-        for line in &lines[i..j] {
-            let (code, comment) = line.split_once(TRAILING).unwrap_or((line, ""));
+        for k in i..j {
+            let (code, comment) = split(k).unwrap_or((lines[k], ""));
             out.push(format!("{code:<width$}  {comment}"));
         }
         i = j;
@@ -93,6 +99,8 @@ struct Printer<'a> {
     out: String,
     /// Source offset of the end of the last thing printed.
     last_end: usize,
+    /// (line, byte column) in `out` where each trailing comment starts.
+    trailing_at: Vec<(usize, usize)>,
 }
 
 fn join(path: &[Ident]) -> String {
@@ -150,7 +158,8 @@ impl Printer<'_> {
         if let Some(c) = self.comments.get(self.next_comment) {
             let start = c.span.start as usize;
             if start >= self.last_end && !self.text[self.last_end..start].contains('\n') {
-                self.out.push(TRAILING);
+                let line = self.out.bytes().filter(|&b| b == b'\n').count();
+                self.trailing_at.push((line, self.column()));
                 self.out += &c.text;
                 self.last_end = c.span.end as usize;
                 self.next_comment += 1;
