@@ -84,9 +84,10 @@ pub fn analyse(setup: &Setup) -> Communication {
     // backward; kiln-train too): (m + 1)(n−1)/n·Φ. ZeRO-3 all-gathers each block's
     // parameters for every micro-batch's forward and again for its backward and
     // reduce-scatters their gradients, 3m(n−1)/n·Φ_blocks; the parameters outside the blocks
-    // (embeddings, final norm, output projection: FSDP's root unit, kiln-train's too) are
-    // gathered once for the forward and kept through the backward, 2m(n−1)/n·Φ_root. With
-    // m = 1 and no root these are the paper's 2Φ and 3Φ. The most loaded stage counts.
+    // (embeddings, final norm, output projection) are gathered once for the forward and kept
+    // through the backward, 2m(n−1)/n·Φ_root, as PyTorch FSDP treats its root unit (Zhao et
+    // al. 2023, "PyTorch FSDP", Sec. 3.2) and kiln-train does. With m = 1 and no root these
+    // are the paper's 2Φ and 3Φ. The most loaded stage counts.
     let shards = d * c;
     let m_batches = setup.micro_batches();
     let per_layer = setup.layer_params();
