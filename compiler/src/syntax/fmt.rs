@@ -83,8 +83,8 @@ fn align_trailing(text: &str, trailing_at: &[(usize, usize)]) -> String {
             .map(|(code, _)| code.chars().count())
             .max()
             .unwrap_or(0);
-        for k in i..j {
-            let (code, comment) = split(k).unwrap_or((lines[k], ""));
+        for (k, line) in lines.iter().enumerate().take(j).skip(i) {
+            let (code, comment) = split(k).unwrap_or((line, ""));
             out.push(format!("{code:<width$}  {comment}"));
         }
         i = j;

@@ -9,20 +9,9 @@ use common::*;
 use kiln_train::collective::Collective;
 use kiln_train::model::Model;
 use kiln_train::parallel::DataParallel;
-use kiln_train::spec::{ModelSpec, OptimizerSpec, Precision};
+use kiln_train::spec::{ModelSpec, Precision};
 use kiln_train::trainer::Trainer;
 use tch::{Device, Kind, Tensor};
-
-fn optimizer() -> OptimizerSpec {
-    OptimizerSpec {
-        kind: "adamw".into(),
-        beta1: 0.9,
-        beta2: 0.95,
-        eps: 1e-8,
-        grad_clip: 1.0,
-        weight_decay: 0.1,
-    }
-}
 
 fn batch(spec: &ModelSpec, step: u64, micro: usize) -> (Tensor, Tensor) {
     tch::manual_seed(500 + step as i64 * 10 + micro as i64);

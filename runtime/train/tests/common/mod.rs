@@ -268,3 +268,15 @@ pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// AdamW as the test plans configure it (β = 0.9/0.95, ε 1e-8, clip 1, weight decay 0.1).
+pub fn optimizer() -> kiln_train::spec::OptimizerSpec {
+    kiln_train::spec::OptimizerSpec {
+        kind: "adamw".into(),
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        grad_clip: 1.0,
+        weight_decay: 0.1,
+    }
+}
