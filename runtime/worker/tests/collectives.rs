@@ -8,22 +8,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const WORKER: &str = env!("CARGO_BIN_EXE_kiln-worker");
+mod common;
+
+use common::{launch, WORKER};
 
 fn collectives(ranks: u32, backend: &str, elements: usize) -> std::process::Output {
-    let mut c = if ranks > 1 {
-        let mut c = Command::new("mpirun");
-        c.args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "-np",
-            &ranks.to_string(),
-        ])
-        .arg(WORKER);
-        c
-    } else {
-        Command::new(WORKER)
-    };
+    let mut c = launch(ranks);
     c.args(["collectives", "--backend", backend, "--elements"])
         .arg(elements.to_string())
         .env_remove("KILN_NCCL_REEXEC")

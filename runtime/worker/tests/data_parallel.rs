@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use kiln_data::shards::{IndexedWriter, TokenDtype};
 use serde_json::Value;
 
-const WORKER: &str = env!("CARGO_BIN_EXE_kiln-worker");
+mod common;
+
+use common::launch;
 
 fn experiment(ranks: u32, zero: u32, steps: u32) -> String {
     format!(
@@ -124,19 +126,7 @@ fn prepare_text(dir: &Path, text: &str) -> (Value, String) {
 }
 
 fn worker(dir: &Path, ranks: u32, step: &str) -> Command {
-    let mut c = if ranks > 1 {
-        let mut c = Command::new("mpirun");
-        c.args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "-np",
-            &ranks.to_string(),
-        ])
-        .arg(WORKER);
-        c
-    } else {
-        Command::new(WORKER)
-    };
+    let mut c = launch(ranks);
     c.args([
         "--plan",
         "plan.json",
