@@ -78,6 +78,10 @@ enum Command {
         target: String,
         #[arg(short, long)]
         output: PathBuf,
+        /// Replace files in the output directory that kiln did not write there (or that
+        /// were changed since it did).
+        #[arg(long)]
+        force: bool,
         #[arg(long, value_name = "CODE")]
         allow: Vec<String>,
     },
@@ -186,8 +190,9 @@ fn main() -> ExitCode {
             file,
             target,
             output,
+            force,
             allow,
-        } => emit(&file, &target, &output, &allow),
+        } => emit(&file, &target, &output, force, &allow),
         Command::Codes { markdown } => {
             if markdown {
                 print!("{}", kiln::codes::docs_markdown());
@@ -302,8 +307,8 @@ fn fmt(files: &[PathBuf], check: bool) -> ExitCode {
         if check {
             eprintln!("{} is not formatted", path.display());
             status = ExitCode::from(1);
-        } else if let Err(e) = std::fs::write(path, formatted) {
-            eprintln!("error: cannot write `{}`: {e}", path.display());
+        } else if let Err(e) = kiln_fsio::write(path, formatted.as_bytes()) {
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     }
@@ -393,21 +398,16 @@ fn plan(file: &std::path::Path, output: Option<&std::path::Path>, allow: &[Strin
     let json = serde_json::to_string_pretty(&plans[0].1).expect("plans serialise") + "\n";
     match output {
         Some(path) => {
-            if let Err(e) = kiln_write(path, &json) {
-                eprintln!("error: cannot write `{}`: {e}", path.display());
+            let written = kiln_fsio::refuse_inputs(path, &[file], None)
+                .and_then(|()| kiln_fsio::write(path, json.as_bytes()));
+            if let Err(e) = written {
+                eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
         }
         None => print!("{json}"),
     }
     ExitCode::SUCCESS
-}
-
-/// Writes a file whole: to a temporary file beside it, then renamed over it.
-fn kiln_write(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("kiln-tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
 }
 
 fn graph(file: &std::path::Path, format: GraphFormat) -> ExitCode {
@@ -428,6 +428,7 @@ fn emit(
     file: &std::path::Path,
     target: &str,
     output: &std::path::Path,
+    force: bool,
     allow: &[String],
 ) -> ExitCode {
     let Some(target) = kiln::emit::Target::parse(target) else {
@@ -470,21 +471,9 @@ fn emit(
         "{}",
         kiln::diagnostic::render_text(&checked.program.sources, &diags, color)
     );
-    if let Err(e) = std::fs::create_dir_all(output) {
-        eprintln!("error: cannot create `{}`: {e}", output.display());
+    if let Err(e) = kiln::emit::write::write(output, &files, force, &[file]) {
+        eprintln!("error: {e}");
         return ExitCode::from(2);
-    }
-    for f in &files {
-        let path = output.join(&f.path);
-        if let Err(e) = kiln_write(&path, &f.text) {
-            eprintln!("error: cannot write `{}`: {e}", path.display());
-            return ExitCode::from(2);
-        }
-        #[cfg(unix)]
-        if f.executable {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755));
-        }
     }
     eprintln!(
         "kiln: wrote {} files for {} to {}",

@@ -104,11 +104,9 @@ pub fn run(
     ExitCode::SUCCESS
 }
 
-/// Writes a file whole: a temporary file beside it, then a rename.
+/// Writes a file whole through kiln's safe-write rule (kiln-fsio).
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("kiln-tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    kiln_fsio::write(path, text.as_bytes()).map_err(std::io::Error::from)
 }
 
 /// Measures this machine with the worker and writes it as a kiln preset (a `cpu` GPU, a

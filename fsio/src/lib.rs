@@ -89,7 +89,7 @@ impl fmt::Display for Error {
             }
             ErrorKind::Exists { flag } => write!(
                 f,
-                "`{p}` exists and kiln did not write it; move it away or pass {flag} to replace it"
+                "`{p}` exists and is not a file kiln wrote there unchanged; move it away or pass {flag} to replace it"
             ),
             ErrorKind::IsInput { input, flag } => {
                 write!(
@@ -108,12 +108,12 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The operating system's error as it is (the caller names the path), or the refusal's
+/// whole message.
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         match e.kind {
-            ErrorKind::Io(inner) => {
-                io::Error::new(inner.kind(), format!("{}: {inner}", e.path.display()))
-            }
+            ErrorKind::Io(inner) => inner,
             _ => io::Error::other(e.to_string()),
         }
     }

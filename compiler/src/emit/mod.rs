@@ -4,6 +4,7 @@
 
 mod context;
 mod engines;
+pub mod write;
 
 use crate::codes;
 use crate::diagnostic::Diagnostic;

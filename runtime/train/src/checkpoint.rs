@@ -18,7 +18,6 @@
 //! checkpoints are deleted only after the new one is durable.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -118,7 +117,7 @@ pub fn write_sharded(
     if rank == 0 {
         fs::create_dir_all(root).map_err(io_at(root))?;
         remove_temporaries(root);
-        fs::create_dir_all(&tmp).map_err(io_at(&tmp))?;
+        fs::create_dir(&tmp).map_err(io_at(&tmp))?;
     }
     comm.barrier();
     let mut files = Vec::new();
@@ -284,24 +283,13 @@ pub fn fsync_dir(dir: &Path) -> Result<(), TrainError> {
         .map_err(io_at(dir))
 }
 
-/// Writes a file whole: a temporary name beside it, fsync, rename, fsync of the directory.
+/// Writes a file whole through kiln's safe-write rule (kiln-fsio): an exclusive temporary
+/// name beside it, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    write().map_err(io_at(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_at(path))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fsync_dir(dir)?;
-    }
-    Ok(())
+    kiln_fsio::write(path, bytes).map_err(|e| TrainError::Io {
+        path: e.path.clone(),
+        source: std::io::Error::from(e),
+    })
 }
 
 /// Writes a checkpoint under `root` (see the module doc) and keeps the newest `keep`
@@ -331,7 +319,8 @@ pub fn write_with(
     let name = step_dir_name(state.global_step);
     let dest = root.join(&name);
     let tmp = root.join(format!(".{name}.tmp-{}", std::process::id()));
-    fs::create_dir_all(&tmp).map_err(io_at(&tmp))?;
+    // Exclusive: the temporaries were just removed, so one that exists now was planted.
+    fs::create_dir(&tmp).map_err(io_at(&tmp))?;
 
     let model_path = tmp.join(MODEL_FILE);
     Tensor::write_safetensors(model, &model_path)?;
