@@ -93,8 +93,8 @@ enum Command {
         /// The run directory (default: runs/EXPERIMENT).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Run the training steps as this many ranks under mpirun.
-        #[arg(long)]
+        /// Run the training steps as this many ranks under mpirun (at least 1).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         ranks: Option<u32>,
         #[arg(long, value_name = "CODE")]
         allow: Vec<String>,
