@@ -2,7 +2,16 @@
 //! quality filter, tokenizer training and encoding), with text or JSON summaries.
 //!
 //! The `kiln` binary nests [`DataCommand`] as its `data` subcommand and calls [`run`].
-//! Exit codes follow `kiln`'s: 0 done, 1 the work failed, 2 unusable inputs or arguments.
+//! Exit codes follow `kiln`'s: 0 done, 1 the work failed, 2 unusable inputs or arguments
+//! (checked before any work: inputs that are missing or of unknown format, settings out of
+//! range, an output of the wrong kind or one that would replace an input).
+//!
+//! Outputs are written whole or not at all (`kiln_fsio`): a failed command leaves the old
+//! output as it was. `dedup` and `filter` refuse an output that is one of their inputs
+//! unless `--in-place` is given (the input is then replaced once the new file is complete);
+//! `tokenize` refuses an output directory that holds an input, and replaces the directory
+//! whole. A command that reads no document because every line was malformed or too large
+//! fails (exit 1) naming the first such line, rather than writing an empty output.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,11 +20,18 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
-use crate::ingest::{expand_inputs, IngestConfig, DEFAULT_TEXT_FIELD};
-use crate::near::{NearParams, DEFAULT_BANDS, DEFAULT_NGRAM, DEFAULT_ROWS, MINHASH_SEED};
+use kiln_fsio::AtomicDir;
+
+use crate::exact::BloomFilter;
+use crate::ingest::{
+    expand_inputs, format_of, Format, IngestConfig, DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_TEXT_FIELD,
+};
+use crate::near::{
+    MinHasher, NearParams, DEFAULT_BANDS, DEFAULT_NGRAM, DEFAULT_ROWS, MINHASH_SEED,
+};
 use crate::shards::DATA_PREFIX;
 use crate::steps::{self, ExactSettings};
-use crate::tokenize::{self, ModelKind, Pretokenize, TrainConfig};
+use crate::tokenize::{self, ModelKind, Pretokenize, TrainConfig, WordCounter};
 
 /// The exact-dedup false-positive rate when none is given (the DESIGN.md example's
 /// `bloom { false_positive = 1e-6 }`; assumption: one unique document lost per million).
@@ -47,13 +63,16 @@ pub struct CommonArgs {
     /// The JSONL field holding the text.
     #[arg(long, default_value = DEFAULT_TEXT_FIELD)]
     pub text_field: String,
-    /// Worker threads (default: one per core).
+    /// Worker threads (default: one per core; at most one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Skip (and count) documents whose text is longer than this many bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_DOCUMENT_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_document_bytes: u64,
     /// The summary's format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
-    /// Hide progress bars (they are shown only on a terminal anyway).
+    /// Hide progress (a bar on a terminal, a line every few seconds otherwise).
     #[arg(long)]
     pub quiet: bool,
 }
@@ -84,6 +103,9 @@ pub struct DedupArgs {
     /// Hashes per band.
     #[arg(long, default_value_t = DEFAULT_ROWS)]
     pub rows: usize,
+    /// Allow --out to be one of the inputs (replaced once the output is complete).
+    #[arg(long)]
+    pub in_place: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -99,6 +121,9 @@ pub struct FilterArgs {
     /// Rule families, comma-separated: gopher, gopher_repetition, gopher_quality, c4, fineweb.
     #[arg(long, value_delimiter = ',', default_value = "gopher")]
     pub rules: Vec<String>,
+    /// Allow --out to be one of the inputs (replaced once the output is complete).
+    #[arg(long)]
+    pub in_place: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -108,7 +133,8 @@ pub struct TokenizeArgs {
     /// Input files, directories or `*` patterns.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// The output directory (tokenizer.json, text_document.bin/.idx, report.json).
+    /// The output directory (tokenizer.json, text_document.bin/.idx, report.json), replaced
+    /// whole.
     #[arg(long)]
     pub out: PathBuf,
     /// Train a tokenizer with this vocabulary size (special and byte tokens included).
@@ -150,6 +176,10 @@ fn fail(e: impl std::fmt::Display) -> Failure {
     Failure(e.to_string(), 1)
 }
 
+fn usage(e: impl std::fmt::Display) -> Failure {
+    Failure(e.to_string(), 2)
+}
+
 /// Runs a `kiln data` command; prints the summary on stdout and errors on stderr.
 pub fn run(cmd: DataCommand) -> ExitCode {
     let common = match &cmd {
@@ -158,13 +188,13 @@ pub fn run(cmd: DataCommand) -> ExitCode {
         DataCommand::Tokenize(a) => &a.common,
     };
     let format = common.format;
-    let result = match common.threads {
-        Some(0) => Err(Failure("--threads must be at least 1".into(), 2)),
-        Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
+    let result = match thread_count(common.threads) {
+        Err(failure) => Err(failure),
+        Ok(None) => execute(&cmd),
+        Ok(Some(n)) => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
             Ok(pool) => pool.install(|| execute(&cmd)),
             Err(e) => Err(fail(e)),
         },
-        None => execute(&cmd),
     };
     match result {
         Ok(summary) => {
@@ -187,16 +217,63 @@ pub fn run(cmd: DataCommand) -> ExitCode {
     }
 }
 
-/// Checks the inputs exist and have known formats (exit 2 otherwise).
-fn ingest_config(inputs: &[PathBuf], common: &CommonArgs) -> Result<IngestConfig, Failure> {
-    expand_inputs(inputs).map_err(|e| Failure(e.to_string(), 2))?;
-    let mut config = IngestConfig::new(inputs.to_vec()).with_ids();
-    config.text_field = common.text_field.clone();
-    Ok(config)
+/// The threads `--threads` asks for, at most one per core of this machine (more only
+/// wait for a core, and a huge number stalls starting them): a note on stderr when capped.
+pub fn thread_count(asked: Option<usize>) -> Result<Option<usize>, Failure> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match asked {
+        None => Ok(None),
+        Some(0) => Err(usage("--threads must be at least 1")),
+        Some(n) if n > cores => {
+            eprintln!("note: --threads {n} is more than the {cores} cores here; using {cores}");
+            Ok(Some(cores))
+        }
+        Some(n) => Ok(Some(n)),
+    }
 }
 
+/// What the commands read: kiln's ids carried through, the common options applied.
+fn ingest_config(inputs: &[PathBuf], common: &CommonArgs) -> IngestConfig {
+    let mut config = IngestConfig::new(inputs.to_vec()).with_ids();
+    config.text_field = common.text_field.clone();
+    config.max_document_bytes = common.max_document_bytes;
+    config
+}
+
+/// The expanded input files (exit 2 when any cannot be used).
+fn input_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
+    Ok(expand_inputs(inputs)
+        .map_err(usage)?
+        .into_iter()
+        .map(|f| f.path)
+        .collect())
+}
+
+/// Checks a JSONL output file before any work: its name, that it is not a directory, and
+/// that it is none of the inputs unless `in_place` (exit 2 otherwise).
+fn check_output_file(out: &Path, inputs: &[PathBuf], in_place: bool) -> Result<(), Failure> {
+    if !matches!(format_of(out), Some((Format::Jsonl, _))) {
+        return Err(usage(format!(
+            "output `{}` must end in .jsonl or .jsonl.zst",
+            out.display()
+        )));
+    }
+    if out.is_dir() {
+        return Err(usage(format!(
+            "`{}` is a directory; name a file to write instead",
+            out.display()
+        )));
+    }
+    if !in_place {
+        let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+        kiln_fsio::refuse_inputs(out, &inputs, Some("--in-place")).map_err(usage)?;
+    }
+    Ok(())
+}
+
+/// Whether to show progress (a bar on a terminal, log lines otherwise).
 fn progress(common: &CommonArgs) -> bool {
-    !common.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
+    !common.quiet
 }
 
 /// Runs a command (on the current rayon pool; `--threads` is [`run`]'s) and returns the
@@ -204,7 +281,9 @@ fn progress(common: &CommonArgs) -> bool {
 pub fn execute(cmd: &DataCommand) -> Result<Value, Failure> {
     match cmd {
         DataCommand::Dedup(a) => {
-            let config = ingest_config(&a.inputs, &a.common)?;
+            let files = input_files(&a.inputs)?;
+            let config = ingest_config(&a.inputs, &a.common);
+            check_output_file(&a.out, &files, a.in_place)?;
             let (exact, near) = if !a.exact && !a.near {
                 (true, true)
             } else {
@@ -214,12 +293,18 @@ pub fn execute(cmd: &DataCommand) -> Result<Value, Failure> {
                 false_positive: a.false_positive,
                 expected_docs: None,
             });
+            if exact.is_some() {
+                BloomFilter::for_items(1, a.false_positive).map_err(usage)?;
+            }
             let near = near.then_some(NearParams {
                 ngram: a.ngram,
                 bands: a.bands,
                 rows: a.rows,
                 seed: MINHASH_SEED,
             });
+            if let Some(p) = near {
+                MinHasher::new(p).map_err(usage)?;
+            }
             let report =
                 steps::dedup_documents(&config, exact.as_ref(), near, &a.out, progress(&a.common))
                     .map_err(fail)?;
@@ -228,8 +313,10 @@ pub fn execute(cmd: &DataCommand) -> Result<Value, Failure> {
             Ok(v)
         }
         DataCommand::Filter(a) => {
-            let config = ingest_config(&a.inputs, &a.common)?;
-            let quality = steps::quality_config(&a.rules, None).map_err(|e| Failure(e, 2))?;
+            let files = input_files(&a.inputs)?;
+            let config = ingest_config(&a.inputs, &a.common);
+            check_output_file(&a.out, &files, a.in_place)?;
+            let quality = steps::quality_config(&a.rules, None).map_err(usage)?;
             let report = steps::filter_documents(&config, &quality, &a.out, progress(&a.common))
                 .map_err(fail)?;
             let mut v = serde_json::to_value(&report).map_err(fail)?;
@@ -252,61 +339,95 @@ fn annotate(v: &mut Value, command: &str, out: &Path) {
 }
 
 fn tokenize_command(a: &TokenizeArgs) -> Result<Value, Failure> {
-    let config = ingest_config(&a.inputs, &a.common)?;
+    let files = input_files(&a.inputs)?;
+    let config = ingest_config(&a.inputs, &a.common);
+    let inputs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    kiln_fsio::refuse_inputs(&a.out, &inputs, None).map_err(usage)?;
+    if a.out.exists() && !a.out.is_dir() {
+        return Err(usage(format!(
+            "`{}` exists and is not a directory; name a directory",
+            a.out.display()
+        )));
+    }
     let show = progress(&a.common);
-    let mut summary = serde_json::Map::new();
-    let tokenizer = match (a.vocab, &a.tokenizer) {
+    let train = match (a.vocab, &a.tokenizer) {
         (Some(vocab), _) => {
             let train = TrainConfig {
                 kind: a.kind,
                 vocab_size: vocab,
                 pretokenize: a.pretokenize.unwrap_or(a.kind.default_pretokenize()),
             };
-            let report = steps::train_tokenizer(&config, train, &a.out, show).map_err(fail)?;
+            WordCounter::new(train).map_err(usage)?;
+            Some(train)
+        }
+        (None, Some(_)) => None,
+        (None, None) => {
+            return Err(usage(
+                "give --vocab N to train a tokenizer or --tokenizer FILE to use one",
+            ))
+        }
+    };
+    let loaded = match &a.tokenizer {
+        Some(path) => Some(tokenize::load(path).map_err(usage)?),
+        None => None,
+    };
+    let eod_of = |tokenizer: &tokenize::Tokenizer| {
+        tokenize::eod_token(tokenizer)
+            .map(|(_, id)| id)
+            .ok_or_else(|| {
+                format!(
+                    "the tokenizer has none of the end-of-document tokens {:?}",
+                    tokenize::EOD_CANDIDATES
+                )
+            })
+    };
+    if let Some(tokenizer) = &loaded {
+        if !a.no_encode {
+            eod_of(tokenizer).map_err(usage)?;
+        }
+    }
+    // The whole directory is built beside the old one and swapped in at the end: a failure
+    // leaves the old directory as it was.
+    let work = AtomicDir::create(&a.out).map_err(usage)?;
+    let dir = work.path();
+    let mut summary = serde_json::Map::new();
+    let tokenizer = match (train, loaded) {
+        (Some(train), _) => {
+            let report = steps::train_tokenizer(&config, train, dir, show).map_err(fail)?;
             summary.insert("input_docs".into(), json!(report.input_docs));
             summary.insert("kept_docs".into(), json!(report.kept_docs));
+            summary.insert("too_large_docs".into(), json!(report.too_large_docs));
+            summary.insert("malformed_lines".into(), json!(report.malformed_lines));
             summary.insert(
                 "tokenizer".into(),
                 serde_json::to_value(&report.tokenizer).map_err(fail)?,
             );
-            tokenize::load(&a.out).map_err(fail)?
+            tokenize::load(dir).map_err(fail)?
         }
-        (None, Some(path)) => tokenize::load(path).map_err(|e| Failure(e.to_string(), 2))?,
-        (None, None) => {
-            return Err(Failure(
-                "give --vocab N to train a tokenizer or --tokenizer FILE to use one".into(),
-                2,
-            ))
+        (None, Some(tokenizer)) => {
+            tokenize::save(&tokenizer, dir).map_err(fail)?;
+            tokenizer
         }
+        (None, None) => unreachable!("checked above"),
     };
     if !a.no_encode {
-        let (_, eod) = tokenize::eod_token(&tokenizer).ok_or_else(|| {
-            Failure(
-                format!(
-                    "the tokenizer has none of the end-of-document tokens {:?}",
-                    tokenize::EOD_CANDIDATES
-                ),
-                2,
-            )
-        })?;
+        let eod = eod_of(&tokenizer).map_err(fail)?;
         let report =
-            steps::encode_documents(&config, &tokenizer, eod, &a.out.join(DATA_PREFIX), show)
+            steps::encode_documents(&config, &tokenizer, eod, &dir.join(DATA_PREFIX), show)
                 .map_err(fail)?;
-        if let Some(path) = &a.tokenizer {
-            tokenize::save(&tokenizer, &a.out)
-                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-        }
         let encode = serde_json::to_value(&report).map_err(fail)?;
         summary.insert("input_docs".into(), json!(report.input_docs));
         summary.insert("kept_docs".into(), json!(report.kept_docs));
+        summary.insert("too_large_docs".into(), json!(report.too_large_docs));
+        summary.insert("malformed_lines".into(), json!(report.malformed_lines));
         summary.insert("tokens".into(), json!(report.tokens));
         summary.insert("encode".into(), encode);
     }
     let mut v = Value::Object(summary);
     annotate(&mut v, "tokenize", &a.out);
     let text = serde_json::to_string_pretty(&v).map_err(fail)? + "\n";
-    std::fs::create_dir_all(&a.out).map_err(fail)?;
-    tokenize::write_atomic(&a.out.join(steps::REPORT_FILE), text.as_bytes()).map_err(fail)?;
+    kiln_fsio::write(&dir.join(steps::REPORT_FILE), text.as_bytes()).map_err(fail)?;
+    work.commit().map_err(fail)?;
     Ok(v)
 }
 
@@ -348,5 +469,37 @@ fn text_summary(v: &Value) -> String {
     if let Some(tokens) = get("tokens") {
         out += &format!("  tokens: {tokens} (end-of-document tokens included)\n");
     }
+    if let Some(n) = get("malformed_lines").filter(|&n| n > 0) {
+        out += &format!("  skipped {n} malformed lines");
+        out += &first_of(v, "malformed");
+    }
+    if let Some(n) = get("too_large_docs").filter(|&n| n > 0) {
+        out += &format!("  skipped {n} documents above --max-document-bytes");
+        out += &first_of(v, "too_large");
+    }
     out
+}
+
+/// `(the first: PATH:LINE: reason)` from a report's list of skipped lines, and a newline.
+fn first_of(v: &Value, list: &str) -> String {
+    let first = v
+        .get(list)
+        .and_then(Value::as_array)
+        .and_then(|l| l.first())
+        .or_else(|| v.get("encode").and_then(|e| first_of_value(e, list)));
+    match first {
+        Some(m) => format!(
+            " (the first: {}:{}: {})\n",
+            m.get("path").and_then(Value::as_str).unwrap_or("?"),
+            m.get("line").and_then(Value::as_u64).unwrap_or(0),
+            m.get("reason").and_then(Value::as_str).unwrap_or("?"),
+        ),
+        None => "\n".to_string(),
+    }
+}
+
+fn first_of_value<'v>(v: &'v Value, list: &str) -> Option<&'v Value> {
+    v.get(list)
+        .and_then(Value::as_array)
+        .and_then(|l| l.first())
 }

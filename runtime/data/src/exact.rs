@@ -264,30 +264,28 @@ impl BloomFilter {
         w.write_all(&checksum.digest().to_le_bytes())
     }
 
-    /// Saves the filter to `path` through a temporary file renamed into place.
+    /// Saves the filter to `path` through a temporary file renamed into place
+    /// (`kiln_fsio::AtomicFile`): the old file or the whole new one, never a part.
     pub fn save(&self, path: &Path) -> Result<(), BloomError> {
         let io_err = |p: &Path| {
             let p = p.to_path_buf();
             move |source| BloomError::Io { path: p, source }
         };
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("bloom");
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-        if let Some(dir) = dir {
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
-        let temp_name = format!(".{name}.tmp-{}", std::process::id());
-        let temp = dir.map_or_else(|| PathBuf::from(&temp_name), |d| d.join(&temp_name));
-        let result = (|| -> io::Result<()> {
-            let mut w = BufWriter::with_capacity(1 << 20, File::create(&temp)?);
-            self.write_to(&mut w)?;
-            let file = w.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()
-        })();
-        if let Err(source) = result {
-            let _ = fs::remove_file(&temp);
-            return Err(BloomError::Io { path: temp, source });
-        }
-        fs::rename(&temp, path).map_err(io_err(path))
+        let fsio = |e: kiln_fsio::Error| BloomError::Io {
+            path: e.path.clone(),
+            source: e.into(),
+        };
+        let file = kiln_fsio::AtomicFile::create(path).map_err(fsio)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        self.write_to(&mut w).map_err(io_err(path))?;
+        let file = w.into_inner().map_err(|e| BloomError::Io {
+            path: path.to_path_buf(),
+            source: e.into_error(),
+        })?;
+        file.commit().map_err(fsio)
     }
 
     /// Reads a filter in the version-1 format; `path` only names the source in errors.

@@ -24,10 +24,26 @@
 //!
 //! A `.zst` file may hold several concatenated zstd frames (as `zstd` and `pzstd` write).
 //!
+//! Inputs that yield no document although they have lines — every one malformed or too
+//! large — end the iteration with [`IngestError::NothingRead`], naming the first such line:
+//! a wrong `text_field` or a corrupt file is an error, not an empty corpus.
+//!
+//! # Document size
+//! A document whose text is longer than [`IngestConfig::max_document_bytes`] (UTF-8 bytes;
+//! [`DEFAULT_MAX_DOCUMENT_BYTES`] unless configured) is *too large*: skipped, counted in
+//! [`IngestReport::too_large_docs`] with its file, line and size, like a malformed line
+//! (with `strict`, an error). The reader never holds such a document: a `.txt` file is read
+//! up to the limit and the rest only counted; a JSONL line is read into a buffer of at most
+//! [`max_line_bytes`] (the limit times [`JSON_BYTES_PER_TEXT_BYTE`], the most JSON's escapes
+//! can add, plus [`LINE_SLACK_BYTES`] for the other fields), and a longer line is skipped
+//! to its end without being kept. A shorter line whose text is still above the limit is
+//! too large once parsed.
+//!
 //! # Memory
 //! [`Ingest`] is an iterator: it holds one open file and one line (or one `.txt` document)
-//! at a time, never the corpus. The malformed-line list keeps the first
-//! [`MAX_MALFORMED_KEPT`] entries; the count covers them all.
+//! at a time, never the corpus, and never a line longer than [`max_line_bytes`]. The
+//! malformed-line and too-large lists keep the first [`MAX_MALFORMED_KEPT`] entries each;
+//! the counts cover them all.
 //!
 //! # Documents
 //! [`Document::id`] is `PATH:LINE` — the file's path as expanded from the input (so
@@ -39,10 +55,11 @@
 //!
 //! # Outputs
 //! [`JsonlWriter`] writes `{"id": …, "text": …}` lines to `.jsonl` or `.jsonl.zst` (zstd
-//! level [`ZSTD_LEVEL`]) through a hidden temporary file in the destination's directory,
-//! synced and renamed into place by [`JsonlWriter::finish`]: the destination either does
-//! not exist or is complete. A writer dropped without `finish` removes its temporary file;
-//! one left by a killed process is hidden, so no input expansion picks it up.
+//! level [`ZSTD_LEVEL`]) through `kiln_fsio::AtomicFile`: a hidden temporary file in the
+//! destination's directory, synced and renamed into place by [`JsonlWriter::finish`], so the
+//! destination is the old file or the complete new one. A writer dropped without `finish`
+//! removes its temporary file; one left by a killed process is hidden (no input expansion
+//! picks it up) and removed by the next write to the same destination.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -50,6 +67,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use kiln_fsio::AtomicFile;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +81,34 @@ pub const MAX_MALFORMED_KEPT: usize = 1000;
 
 /// The read buffer per open file (assumption: large enough to amortise system calls).
 const READ_BUFFER_BYTES: usize = 1 << 20;
+
+/// The largest document read when none is configured: 8 MiB of UTF-8 text. Assumption: it
+/// holds a long book (War and Peace is 3.2 MB) and all but the rarest web pages and source
+/// files (The Stack drops files above 1 MB; Kocetkov et al. 2022, Sec. 3.2), while a
+/// document in flight costs the steps a bounded amount of memory (the tokenizer's word
+/// counting and encoding work on pieces of it, see `tokenize` and `shards`).
+pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 8 << 20;
+
+/// The most text the steps hold in one parallel batch (a larger document is a batch of its
+/// own). Assumption: batches of thousands of typical documents stay far below it, and the
+/// memory a batch needs stays a small multiple of it.
+pub const MAX_BATCH_BYTES: u64 = 64 << 20;
+
+/// The most bytes of JSON one byte of text can take: a control character written as
+/// `\u00XX`.
+pub const JSON_BYTES_PER_TEXT_BYTE: u64 = 6;
+
+/// Room in a JSONL line for the fields other than the text (assumption: ids and metadata are
+/// far smaller than this).
+pub const LINE_SLACK_BYTES: u64 = 64 << 10;
+
+/// The longest JSONL line the reader holds for a document limit of `max_document_bytes`:
+/// any line whose text can be within the limit fits.
+pub fn max_line_bytes(max_document_bytes: u64) -> u64 {
+    max_document_bytes
+        .saturating_mul(JSON_BYTES_PER_TEXT_BYTE)
+        .saturating_add(LINE_SLACK_BYTES)
+}
 
 /// zstd compression level of written `.zst` outputs: zstd's own default.
 pub const ZSTD_LEVEL: i32 = 3;
@@ -122,6 +168,9 @@ pub struct IngestConfig {
     /// `PATH:LINE`. The steps after ingest set it to `id` to carry the original ids through
     /// kiln's own outputs.
     pub id_field: Option<String>,
+    /// Documents whose text has more bytes than this are skipped and counted (see the module
+    /// doc).
+    pub max_document_bytes: u64,
 }
 
 impl IngestConfig {
@@ -132,6 +181,7 @@ impl IngestConfig {
             text_field: DEFAULT_TEXT_FIELD.to_string(),
             strict: false,
             id_field: None,
+            max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
         }
     }
 
@@ -162,6 +212,25 @@ pub struct IngestReport {
     pub malformed_lines: u64,
     /// The first [`MAX_MALFORMED_KEPT`] of them.
     pub malformed: Vec<Malformed>,
+    /// Documents skipped for being longer than the limit, all of them.
+    pub too_large_docs: u64,
+    /// The first [`MAX_MALFORMED_KEPT`] of them (the reason gives the size).
+    pub too_large: Vec<Malformed>,
+    /// The first line skipped for either reason.
+    #[serde(skip)]
+    pub first_problem: Option<Malformed>,
+}
+
+impl IngestReport {
+    /// The first line skipped, malformed or too large, in reading order (for messages).
+    pub fn first_problem(&self) -> Option<&Malformed> {
+        self.first_problem.as_ref()
+    }
+
+    /// Lines or files skipped, malformed or too large.
+    pub fn skipped(&self) -> u64 {
+        self.malformed_lines + self.too_large_docs
+    }
 }
 
 /// Why an input could not be used.
@@ -211,10 +280,21 @@ pub enum IngestError {
     NoInputs,
     /// A malformed line in strict mode.
     Malformed(Malformed),
+    /// A document above the size limit in strict mode.
+    TooLarge(Malformed),
+    /// Not one document was read: every line was malformed or too large.
+    NothingRead {
+        malformed: u64,
+        too_large: u64,
+        /// The first line skipped.
+        first: Malformed,
+    },
     /// An IO failure reading or writing a file (a corrupt zstd stream included).
     Io { path: PathBuf, source: io::Error },
     /// An output name that is not `.jsonl` or `.jsonl.zst`.
     OutputFormat(PathBuf),
+    /// The output could not be written (or was refused) by `kiln_fsio`.
+    Output(kiln_fsio::Error),
 }
 
 impl fmt::Display for IngestError {
@@ -237,7 +317,27 @@ impl fmt::Display for IngestError {
                 m.line,
                 m.reason
             ),
+            IngestError::TooLarge(m) => write!(
+                f,
+                "{}:{}: document too large: {}",
+                m.path.display(),
+                m.line,
+                m.reason
+            ),
+            IngestError::NothingRead {
+                malformed,
+                too_large,
+                first,
+            } => write!(
+                f,
+                "no document could be read from `{}`: every line was skipped ({malformed} \
+                 malformed, {too_large} too large); the first, line {}: {}",
+                first.path.display(),
+                first.line,
+                first.reason
+            ),
             IngestError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            IngestError::Output(e) => e.fmt(f),
             IngestError::OutputFormat(path) => write!(
                 f,
                 "output `{}` must end in .jsonl or .jsonl.zst",
@@ -251,6 +351,7 @@ impl std::error::Error for IngestError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             IngestError::Io { source, .. } => Some(source),
+            IngestError::Output(e) => Some(e),
             _ => None,
         }
     }
@@ -438,6 +539,7 @@ pub struct Ingest {
     text_field: String,
     id_field: Option<String>,
     strict: bool,
+    max_document_bytes: u64,
     report: IngestReport,
     line: Vec<u8>,
     done: bool,
@@ -454,6 +556,7 @@ impl Ingest {
             text_field: config.text_field.clone(),
             id_field: config.id_field.clone(),
             strict: config.strict,
+            max_document_bytes: config.max_document_bytes,
             report: IngestReport::default(),
             line: Vec::new(),
             done: false,
@@ -483,6 +586,9 @@ impl Ingest {
             reason,
         };
         self.report.malformed_lines += 1;
+        if self.report.first_problem.is_none() {
+            self.report.first_problem = Some(entry.clone());
+        }
         if self.strict {
             return Some(IngestError::Malformed(entry));
         }
@@ -492,15 +598,142 @@ impl Ingest {
         None
     }
 
+    /// Records a document above the size limit; in strict mode returns the error to yield.
+    fn too_large(&mut self, path: &Path, line: u64, reason: String) -> Option<IngestError> {
+        let entry = Malformed {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        };
+        self.report.too_large_docs += 1;
+        if self.report.first_problem.is_none() {
+            self.report.first_problem = Some(entry.clone());
+        }
+        if self.strict {
+            return Some(IngestError::TooLarge(entry));
+        }
+        if self.report.too_large.len() < MAX_MALFORMED_KEPT {
+            self.report.too_large.push(entry);
+        }
+        None
+    }
+
     fn fail(&mut self, error: IngestError) -> Option<Result<Document, IngestError>> {
         self.done = true;
         self.current = None;
         Some(Err(error))
     }
+
+    /// Reads the open `.txt` file whole as one document, holding at most the limit; `None`
+    /// when it was skipped (malformed or too large, not strict).
+    fn next_text(&mut self) -> Option<Result<Document, IngestError>> {
+        let limit = self.max_document_bytes;
+        let open = self.current.as_mut()?;
+        let path = open.file.path.clone();
+        let mut bytes = Vec::new();
+        let read = (&mut open.reader)
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .and_then(|n| {
+                if n as u64 > limit {
+                    // Too large: count the rest without keeping it.
+                    bytes = Vec::new();
+                    io::copy(&mut open.reader, &mut io::sink()).map(|rest| n as u64 + rest)
+                } else {
+                    Ok(n as u64)
+                }
+            });
+        self.current = None;
+        let size = match read {
+            Ok(size) => size,
+            Err(source) => return self.fail(IngestError::Io { path, source }),
+        };
+        if size > limit {
+            let reason = too_large_reason(size, limit);
+            let err = self.too_large(&path, 1, reason)?;
+            return self.fail(err);
+        }
+        match String::from_utf8(bytes) {
+            Ok(text) => {
+                self.report.docs += 1;
+                Some(Ok(Document {
+                    id: document_id(&path, 1),
+                    text,
+                }))
+            }
+            Err(e) => {
+                let reason = format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to());
+                let err = self.malformed(&path, 1, reason)?;
+                self.fail(err)
+            }
+        }
+    }
 }
 
 fn document_id(path: &Path, line: u64) -> String {
     format!("{}:{}", path.display(), line)
+}
+
+fn too_large_reason(text_bytes: u64, limit: u64) -> String {
+    format!("{text_bytes} bytes of text, more than the limit of {limit} (--max-document-bytes)")
+}
+
+/// What [`read_line_bounded`] found.
+enum Line {
+    /// The end of the file.
+    End,
+    /// A line, held in the buffer (with its `\n` when it has one).
+    Held,
+    /// A line longer than the bound, read to its end without being kept: its length in
+    /// bytes, the `\n` not counted.
+    Skipped(u64),
+}
+
+/// Reads the next line into `buf` as `read_until(b'\n')` does, unless it has more than
+/// `max` bytes (the `\n` not counted): such a line is consumed to its end, counted and
+/// not kept, so `buf` never grows past `max + 1` bytes.
+fn read_line_bounded(reader: &mut dyn BufRead, buf: &mut Vec<u8>, max: u64) -> io::Result<Line> {
+    buf.clear();
+    let mut total = 0u64;
+    let mut newline = false;
+    let mut over = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            break;
+        }
+        let (n, found) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        total += n as u64;
+        if !over {
+            if (buf.len() + n) as u64 > max.saturating_add(1) {
+                over = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(&available[..n]);
+            }
+        }
+        reader.consume(n);
+        if found {
+            newline = true;
+            break;
+        }
+    }
+    let content = total - u64::from(newline);
+    Ok(if total == 0 {
+        Line::End
+    } else if over || content > max {
+        buf.clear();
+        Line::Skipped(content)
+    } else {
+        Line::Held
+    })
 }
 
 impl Iterator for Ingest {
@@ -514,6 +747,16 @@ impl Iterator for Ingest {
             let Some(open) = self.current.as_mut() else {
                 let Some(file) = self.files.get(self.next_file).cloned() else {
                     self.done = true;
+                    // Every line skipped: an error, not an empty corpus.
+                    if self.report.docs == 0 {
+                        if let Some(first) = self.report.first_problem.clone() {
+                            return self.fail(IngestError::NothingRead {
+                                malformed: self.report.malformed_lines,
+                                too_large: self.report.too_large_docs,
+                                first,
+                            });
+                        }
+                    }
                     return None;
                 };
                 self.next_file += 1;
@@ -531,50 +774,47 @@ impl Iterator for Ingest {
             };
 
             if open.file.format == Format::Text {
-                let mut bytes = Vec::new();
-                let read = open.reader.read_to_end(&mut bytes);
-                let path = open.file.path.clone();
-                self.current = None;
-                if let Err(source) = read {
-                    return self.fail(IngestError::Io { path, source });
-                }
-                match String::from_utf8(bytes) {
-                    Ok(text) => {
-                        self.report.docs += 1;
-                        return Some(Ok(Document {
-                            id: document_id(&path, 1),
-                            text,
-                        }));
-                    }
-                    Err(e) => {
-                        let reason =
-                            format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to());
-                        if let Some(err) = self.malformed(&path, 1, reason) {
-                            return self.fail(err);
-                        }
-                        continue;
-                    }
+                match self.next_text() {
+                    Some(item) => return Some(item),
+                    None => continue,
                 }
             }
 
-            self.line.clear();
-            let read = open.reader.read_until(b'\n', &mut self.line);
-            let n = match read {
-                Ok(n) => n,
+            let limit = self.max_document_bytes;
+            let read =
+                read_line_bounded(open.reader.as_mut(), &mut self.line, max_line_bytes(limit));
+            let line = match read {
+                Ok(line) => line,
                 Err(source) => {
                     let path = open.file.path.clone();
                     return self.fail(IngestError::Io { path, source });
                 }
             };
-            if n == 0 {
+            if let Line::End = line {
                 self.current = None;
                 continue;
             }
             open.line += 1;
             let line_no = open.line;
             let path = open.file.path.clone();
+            if let Line::Skipped(bytes) = line {
+                let reason = format!(
+                    "a line of {bytes} bytes, longer than any document within the limit of \
+                     {limit} bytes of text (--max-document-bytes)"
+                );
+                if let Some(err) = self.too_large(&path, line_no, reason) {
+                    return self.fail(err);
+                }
+                continue;
+            }
             match parse_line(&self.line, &self.text_field, self.id_field.as_deref()) {
                 Ok(None) => continue,
+                Ok(Some((text, _))) if text.len() as u64 > limit => {
+                    let reason = too_large_reason(text.len() as u64, limit);
+                    if let Some(err) = self.too_large(&path, line_no, reason) {
+                        return self.fail(err);
+                    }
+                }
                 Ok(Some((text, id))) => {
                     self.report.docs += 1;
                     return Some(Ok(Document {
@@ -734,8 +974,8 @@ impl<'de> Visitor<'de> for TextField<'_> {
 }
 
 enum Sink {
-    Plain(BufWriter<File>),
-    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+    Plain(BufWriter<AtomicFile>),
+    Zstd(zstd::stream::write::Encoder<'static, BufWriter<AtomicFile>>),
 }
 
 impl Sink {
@@ -763,28 +1003,16 @@ impl JsonlWriter {
             Some((Format::Jsonl, zstd)) => zstd,
             _ => return Err(IngestError::OutputFormat(dest.to_path_buf())),
         };
-        let name = dest
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| IngestError::OutputFormat(dest.to_path_buf()))?;
-        let dir = dest.parent().filter(|p| !p.as_os_str().is_empty());
-        if let Some(dir) = dir {
+        if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(io_error(dir))?;
         }
-        let temp_name = format!(".{name}.tmp-{}", std::process::id());
-        let temp = match dir {
-            Some(dir) => dir.join(temp_name),
-            None => PathBuf::from(temp_name),
-        };
-        let file = File::create(&temp).map_err(io_error(&temp))?;
+        let file = AtomicFile::create(dest).map_err(IngestError::Output)?;
+        let temp = file.temp_path().to_path_buf();
         let buffered = BufWriter::with_capacity(READ_BUFFER_BYTES, file);
         let sink = if zstd {
             match zstd::stream::write::Encoder::new(buffered, ZSTD_LEVEL) {
                 Ok(encoder) => Sink::Zstd(encoder),
-                Err(source) => {
-                    let _ = fs::remove_file(&temp);
-                    return Err(IngestError::Io { path: temp, source });
-                }
+                Err(source) => return Err(IngestError::Io { path: temp, source }),
             }
         } else {
             Sink::Plain(buffered)
@@ -804,7 +1032,7 @@ impl JsonlWriter {
 
     /// Appends one document as a `{"id": …, "text": …}` line.
     pub fn write(&mut self, doc: &Document) -> Result<(), IngestError> {
-        let temp = &self.temp;
+        let dest = &self.dest;
         let Some(sink) = self.sink.as_mut() else {
             return Ok(());
         };
@@ -812,48 +1040,27 @@ impl JsonlWriter {
         serde_json::to_writer(&mut *w, doc)
             .map_err(io::Error::from)
             .and_then(|()| w.write_all(b"\n"))
-            .map_err(io_error(temp))?;
+            .map_err(io_error(dest))?;
         self.docs += 1;
         Ok(())
     }
 
     /// Flushes, syncs and renames the output into place; returns the documents written.
+    /// On failure the destination is as it was and the temporary file is removed.
     pub fn finish(mut self) -> Result<u64, IngestError> {
         let Some(sink) = self.sink.take() else {
             return Ok(self.docs);
         };
-        let result = (|| -> io::Result<()> {
-            let buffered = match sink {
-                Sink::Plain(w) => w,
-                Sink::Zstd(encoder) => encoder.finish()?,
-            };
-            let file = buffered.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            Ok(())
-        })();
-        if let Err(source) = result {
-            let _ = fs::remove_file(&self.temp);
-            return Err(IngestError::Io {
-                path: self.temp.clone(),
-                source,
-            });
-        }
-        fs::rename(&self.temp, &self.dest).map_err(io_error(&self.dest))?;
-        // Make the rename durable where the platform allows syncing a directory.
-        if let Some(dir) = self.dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        let buffered = match sink {
+            Sink::Plain(w) => w,
+            Sink::Zstd(encoder) => encoder.finish().map_err(io_error(&self.dest))?,
+        };
+        let file = buffered.into_inner().map_err(|e| IngestError::Io {
+            path: self.dest.clone(),
+            source: e.into_error(),
+        })?;
+        file.commit().map_err(IngestError::Output)?;
         Ok(self.docs)
-    }
-}
-
-impl Drop for JsonlWriter {
-    fn drop(&mut self) {
-        if self.sink.take().is_some() {
-            let _ = fs::remove_file(&self.temp);
-        }
     }
 }
 

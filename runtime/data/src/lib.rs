@@ -9,6 +9,7 @@ pub mod mix;
 pub mod near;
 pub mod normalize;
 pub mod plan;
+pub mod progress;
 pub mod shards;
 pub mod steps;
 pub mod tokenize;

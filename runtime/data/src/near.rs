@@ -517,11 +517,15 @@ pub fn near_dedup_step(
     let mut dedup = NearDedup::new(params)?;
     let mut ingest = Ingest::open(config)?;
     let mut batch: Vec<String> = Vec::with_capacity(BATCH_DOCS);
+    let mut bytes = 0u64;
     for doc in ingest.by_ref() {
-        batch.push(doc?.text);
-        if batch.len() == BATCH_DOCS {
+        let text = doc?.text;
+        bytes += text.len() as u64;
+        batch.push(text);
+        if batch.len() == BATCH_DOCS || bytes >= crate::ingest::MAX_BATCH_BYTES {
             dedup.add_batch(&batch)?;
             batch.clear();
+            bytes = 0;
         }
     }
     dedup.add_batch(&batch)?;

@@ -82,6 +82,10 @@ pub struct IngestParams {
     pub source: String,
     pub path: String,
     pub text_field: String,
+    /// Documents with more bytes of text are skipped and counted; absent: the runtime's
+    /// default, `ingest::DEFAULT_MAX_DOCUMENT_BYTES` (the compiler does not write it yet).
+    #[serde(default)]
+    pub max_document_bytes: Option<u64>,
 }
 
 /// `exact_dedup` parameters.

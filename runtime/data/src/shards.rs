@@ -29,19 +29,21 @@
 //! [`encode_texts`] encodes a batch in parallel on the current rayon pool and returns the
 //! documents in input order; [`ShardEncoder`] writes them in that order, so the bytes do not
 //! depend on the thread count. [`IndexedWriter`] writes hidden temporary files beside the
-//! destination and renames them into place in [`IndexedWriter::finish`] (`.bin` first, then
-//! `.idx`): a reader never sees a half-written index.
+//! destination (`kiln_fsio::AtomicFile`) and renames them into place in
+//! [`IndexedWriter::finish`] (`.bin` first, then `.idx`): a reader never sees a half-written
+//! index, and a writer dropped unfinished leaves nothing.
 
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use kiln_fsio::AtomicFile;
 use memmap2::Mmap;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::tokenize::Tokenizer;
+use crate::tokenize::{self, Tokenizer};
 
 /// The index file's magic bytes.
 pub const INDEX_MAGIC: [u8; 9] = *b"MMIDIDX\x00\x00";
@@ -122,6 +124,8 @@ pub enum ShardError {
     OutOfRange(String),
     /// The tokenizer failed on a document.
     Tokenizer(String),
+    /// An output could not be written (or was refused) by `kiln_fsio`.
+    Output(kiln_fsio::Error),
 }
 
 impl fmt::Display for ShardError {
@@ -133,6 +137,7 @@ impl fmt::Display for ShardError {
             }
             ShardError::OutOfRange(why) => write!(f, "{why}"),
             ShardError::Tokenizer(why) => write!(f, "tokenizer: {why}"),
+            ShardError::Output(e) => e.fmt(f),
         }
     }
 }
@@ -156,14 +161,6 @@ pub fn dataset_paths(prefix: &Path) -> (PathBuf, PathBuf) {
     (with(".bin"), with(".idx"))
 }
 
-fn hidden_temp(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
 /// What a written dataset holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DatasetSummary {
@@ -177,9 +174,7 @@ pub struct IndexedWriter {
     dtype: TokenDtype,
     bin_path: PathBuf,
     idx_path: PathBuf,
-    bin_tmp: PathBuf,
-    idx_tmp: PathBuf,
-    bin: Option<BufWriter<File>>,
+    bin: Option<BufWriter<AtomicFile>>,
     lengths: Vec<i32>,
     tokens: u64,
     scratch: Vec<u8>,
@@ -195,15 +190,11 @@ impl IndexedWriter {
                 fs::create_dir_all(dir).map_err(io_error(dir))?;
             }
         }
-        let bin_tmp = hidden_temp(&bin_path);
-        let idx_tmp = hidden_temp(&idx_path);
-        let file = File::create(&bin_tmp).map_err(io_error(&bin_tmp))?;
+        let file = AtomicFile::create(&bin_path).map_err(ShardError::Output)?;
         Ok(IndexedWriter {
             dtype,
             bin_path,
             idx_path,
-            bin_tmp,
-            idx_tmp,
             bin: Some(BufWriter::with_capacity(1 << 20, file)),
             lengths: Vec::new(),
             tokens: 0,
@@ -254,11 +245,11 @@ impl IndexedWriter {
             }
         }
         let bin = self.bin.as_mut().ok_or_else(|| ShardError::Io {
-            path: self.bin_tmp.clone(),
+            path: self.bin_path.clone(),
             source: std::io::Error::other("writer already finished"),
         })?;
         bin.write_all(&self.scratch)
-            .map_err(io_error(&self.bin_tmp))?;
+            .map_err(io_error(&self.bin_path))?;
         self.lengths.push(len);
         self.tokens += tokens.len() as u64;
         Ok(())
@@ -267,15 +258,13 @@ impl IndexedWriter {
     /// Writes the index, syncs both files and renames them into place.
     pub fn finish(mut self) -> Result<DatasetSummary, ShardError> {
         let bin = self.bin.take().ok_or_else(|| ShardError::Io {
-            path: self.bin_tmp.clone(),
+            path: self.bin_path.clone(),
             source: std::io::Error::other("writer already finished"),
         })?;
-        let file = bin.into_inner().map_err(|e| ShardError::Io {
-            path: self.bin_tmp.clone(),
+        let bin = bin.into_inner().map_err(|e| ShardError::Io {
+            path: self.bin_path.clone(),
             source: e.into_error(),
         })?;
-        file.sync_all().map_err(io_error(&self.bin_tmp))?;
-        drop(file);
 
         let s = self.lengths.len();
         let mut idx = Vec::with_capacity(INDEX_HEADER_BYTES + 12 * s + 8 * (s + 1));
@@ -296,27 +285,15 @@ impl IndexedWriter {
         for d in 0..=s as i64 {
             idx.extend_from_slice(&d.to_le_bytes());
         }
-        let write_idx = || -> std::io::Result<()> {
-            let mut f = File::create(&self.idx_tmp)?;
-            f.write_all(&idx)?;
-            f.sync_all()
-        };
-        write_idx().map_err(io_error(&self.idx_tmp))?;
-        fs::rename(&self.bin_tmp, &self.bin_path).map_err(io_error(&self.bin_path))?;
-        fs::rename(&self.idx_tmp, &self.idx_path).map_err(io_error(&self.idx_path))?;
+        let mut idx_file = AtomicFile::create(&self.idx_path).map_err(ShardError::Output)?;
+        idx_file.write_all(&idx).map_err(io_error(&self.idx_path))?;
+        bin.commit().map_err(ShardError::Output)?;
+        idx_file.commit().map_err(ShardError::Output)?;
         Ok(DatasetSummary {
             documents: s as u64,
             tokens: self.tokens,
             dtype: self.dtype,
         })
-    }
-}
-
-impl Drop for IndexedWriter {
-    fn drop(&mut self) {
-        // Not finished: leave nothing behind. (After finish the temporary names are gone.)
-        let _ = fs::remove_file(&self.bin_tmp);
-        let _ = fs::remove_file(&self.idx_tmp);
     }
 }
 
@@ -516,21 +493,33 @@ impl IndexedDataset {
 }
 
 /// Encodes texts on the current rayon pool, in input order, each followed by `eod` when
-/// given. The result does not depend on the pool's size.
+/// given. The result does not depend on the pool's size. A tokenizer kiln trained encodes a
+/// long text in pieces (`tokenize::pieces`), with the same ids, in bounded memory.
 pub fn encode_texts<S: AsRef<str> + Sync>(
     tokenizer: &Tokenizer,
     texts: &[S],
     eod: Option<u32>,
 ) -> Result<Vec<Vec<u32>>, ShardError> {
+    let in_pieces = tokenize::encodes_in_pieces(tokenizer);
     texts
         .par_iter()
         .map(|text| {
-            let encoding = tokenizer
-                .encode_fast(text.as_ref(), false)
-                .map_err(|e| ShardError::Tokenizer(e.to_string()))?;
-            let ids = encoding.get_ids();
-            let mut out = Vec::with_capacity(ids.len() + 1);
-            out.extend_from_slice(ids);
+            let text = text.as_ref();
+            let encode = |piece: &str, out: &mut Vec<u32>| {
+                let encoding = tokenizer
+                    .encode_fast(piece, false)
+                    .map_err(|e| ShardError::Tokenizer(e.to_string()))?;
+                out.extend_from_slice(encoding.get_ids());
+                Ok::<(), ShardError>(())
+            };
+            let mut out = Vec::new();
+            if in_pieces {
+                for piece in tokenize::pieces(text) {
+                    encode(piece, &mut out)?;
+                }
+            } else {
+                encode(text, &mut out)?;
+            }
             out.extend(eod);
             Ok(out)
         })

@@ -5,11 +5,12 @@
 //! # Directories
 //! Paths in the plan are relative to the run directory ([`StepContext::run_dir`]); source
 //! paths in `ingest` steps that are relative are read from [`StepContext::source_root`]
-//! (the project the experiment came from). A step writes into `<output>.tmp-<pid>` and
-//! renames it to `<output>` when everything in it is complete, so an existing output means
-//! the step is done ([`StepOutcome::AlreadyDone`]) and a killed step leaves only a
-//! temporary directory, which the next run of the step removes (when no live process owns
-//! it) before starting again.
+//! (the project the experiment came from). A step fills a hidden temporary directory beside
+//! `<output>` (`kiln_fsio::AtomicDir`: `.NAME.kiln-PID-RANDOM.tmp`) and renames it to
+//! `<output>` when everything in it is complete, so an existing output means the step is
+//! done ([`StepOutcome::AlreadyDone`]) and a killed step leaves only a temporary directory,
+//! which the next run of the step removes (when the process that made it is gone) before
+//! starting again.
 //!
 //! # What each step leaves in its output directory
 //! | step | files |
@@ -24,24 +25,28 @@
 //! Reports hold no times or machine paths, so a re-run writes the same bytes.
 //!
 //! # Progress
-//! Every step that reads documents or draws tokens shows an indicatif bar on stderr when
-//! [`StepContext::progress`] is on (by default, when stderr is a terminal).
+//! Every step that reads documents or draws tokens shows its progress on stderr when
+//! [`StepContext::progress`] is on (by default): an indicatif bar on a terminal, a line
+//! every few seconds otherwise (see `progress`).
 
 use std::fs;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use kiln_fsio::AtomicDir;
+
 use crate::exact::{BloomFilter, ExactDedup, ExactKey};
 use crate::filters::{self, classifier::ClassifierFilterConfig, FilterReport, QualityConfig};
-use crate::ingest::{Document, Ingest, IngestConfig, IngestError, IngestReport, JsonlWriter};
+use crate::ingest::{
+    Document, Ingest, IngestConfig, IngestError, JsonlWriter, Malformed,
+    DEFAULT_MAX_DOCUMENT_BYTES, MAX_BATCH_BYTES,
+};
 use crate::mix::{self, MixConfig, MixSource};
 use crate::near::{NearDedup, NearParams, BATCH_DOCS, MINHASH_SEED};
 use crate::plan::{self, Plan, PlanError, Step, StepKind};
+use crate::progress::Progress;
 use crate::shards::{self, IndexedDataset, ShardEncoder, ENCODE_BATCH_DOCS};
 use crate::tokenize::{self, ModelKind, Pretokenize, TrainConfig, WordCounter};
 
@@ -61,18 +66,17 @@ pub struct StepContext {
     pub run_dir: PathBuf,
     /// Where relative source paths are read from.
     pub source_root: PathBuf,
-    /// Whether to draw progress bars on stderr.
+    /// Whether to show progress on stderr (a bar on a terminal, log lines otherwise).
     pub progress: bool,
 }
 
 impl StepContext {
-    /// Runs in `run_dir`, reading relative sources from `source_root`, with progress bars
-    /// when stderr is a terminal.
+    /// Runs in `run_dir`, reading relative sources from `source_root`, with progress shown.
     pub fn new(run_dir: PathBuf, source_root: PathBuf) -> Self {
         StepContext {
             run_dir,
             source_root,
-            progress: std::io::stderr().is_terminal(),
+            progress: true,
         }
     }
 }
@@ -131,36 +135,6 @@ impl From<PlanError> for StepError {
     }
 }
 
-/// A progress bar on stderr, or a hidden one. `len` None: a spinner counting `unit`.
-pub fn progress_bar(show: bool, len: Option<u64>, message: &str, unit: &str) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = match len {
-        Some(n) => {
-            let bar = ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template(&format!(
-                "{{msg}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, {{eta}} left)"
-            )) {
-                bar.set_style(style);
-            }
-            bar
-        }
-        None => {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template(&format!(
-                "{{spinner}} {{msg}} [{{elapsed_precise}}] {{human_pos}} {unit} ({{per_sec}})"
-            )) {
-                bar.set_style(style);
-            }
-            bar
-        }
-    };
-    bar.set_message(message.to_string());
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
-}
-
 /// Runs the step `id` (or name) of `plan` (see the module doc).
 pub fn run_step(plan: &Plan, id: &str, ctx: &StepContext) -> Result<StepOutcome, StepError> {
     let step = plan.step(id)?;
@@ -190,20 +164,9 @@ pub fn run_step(plan: &Plan, id: &str, ctx: &StepContext) -> Result<StepOutcome,
         }
         inputs.push((input, dir));
     }
-    remove_stale_temporaries(&output);
-    let tmp = temp_dir_for(&output);
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| failed(format!("{}: {e}", tmp.display())))?;
-    }
-    fs::create_dir_all(&tmp).map_err(|e| failed(format!("{}: {e}", tmp.display())))?;
-    let result = execute(plan, step, &inputs, &tmp, ctx);
-    let mut report = match result {
-        Ok(report) => report,
-        Err(why) => {
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(failed(why));
-        }
-    };
+    // Stale temporaries of killed runs of this step are removed here.
+    let work = AtomicDir::create(&output).map_err(|e| failed(e.to_string()))?;
+    let mut report = execute(plan, step, &inputs, work.path(), ctx).map_err(failed)?;
     if let Value::Object(map) = &mut report {
         let mut head = serde_json::Map::new();
         head.insert("step".into(), json!(step.name));
@@ -213,25 +176,15 @@ pub fn run_step(plan: &Plan, id: &str, ctx: &StepContext) -> Result<StepOutcome,
         *map = head;
     }
     let text = serde_json::to_string_pretty(&report).map_err(|e| failed(e.to_string()))? + "\n";
-    fs::write(tmp.join(REPORT_FILE), text).map_err(|e| failed(format!("{REPORT_FILE}: {e}")))?;
-    sync_dir(&tmp);
-    match fs::rename(&tmp, &output) {
-        Ok(()) => {
-            if let Some(parent) = output.parent() {
-                sync_dir(parent);
-            }
-            Ok(StepOutcome::Done { output, report })
-        }
-        // Another worker finished the same step first: its output stands.
-        Err(_) if output.is_dir() => {
-            let _ = fs::remove_dir_all(&tmp);
-            Ok(StepOutcome::AlreadyDone { output })
-        }
-        Err(e) => {
-            let _ = fs::remove_dir_all(&tmp);
-            Err(failed(format!("renaming into {}: {e}", output.display())))
-        }
+    kiln_fsio::write(&work.path().join(REPORT_FILE), text.as_bytes())
+        .map_err(|e| failed(e.to_string()))?;
+    // Another worker finished the same step first: its output stands (dropping `work`
+    // removes ours).
+    if output.is_dir() {
+        return Ok(StepOutcome::AlreadyDone { output });
     }
+    work.commit().map_err(|e| failed(e.to_string()))?;
+    Ok(StepOutcome::Done { output, report })
 }
 
 fn kind_name(kind: StepKind) -> &'static str {
@@ -246,47 +199,6 @@ fn kind_name(kind: StepKind) -> &'static str {
         StepKind::Train => "train",
         StepKind::Evaluate => "evaluate",
         StepKind::Other => "other",
-    }
-}
-
-/// `<output>.tmp-<pid>`.
-fn temp_dir_for(output: &Path) -> PathBuf {
-    let mut name = output.as_os_str().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    PathBuf::from(name)
-}
-
-/// Removes `<output>.tmp-<pid>` directories left by processes that are gone (Linux: no
-/// `/proc/<pid>`); elsewhere only this process's own.
-fn remove_stale_temporaries(output: &Path) {
-    let (Some(parent), Some(name)) = (output.parent(), output.file_name()) else {
-        return;
-    };
-    let prefix = format!("{}.tmp-", name.to_string_lossy());
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    let have_proc = Path::new("/proc/self").exists();
-    for entry in entries.flatten() {
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file_name.strip_prefix(&prefix) else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        let gone = pid == std::process::id()
-            || (have_proc && !Path::new(&format!("/proc/{pid}")).exists());
-        if gone {
-            let _ = fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-/// fsync a directory so a rename in it survives a crash (best effort).
-fn sync_dir(dir: &Path) {
-    if let Ok(f) = fs::File::open(dir) {
-        let _ = f.sync_all();
     }
 }
 
@@ -312,7 +224,7 @@ fn execute(
                 expected_docs: expected,
             };
             let report = dedup_documents(
-                &docs_config(input),
+                &docs_config(plan, input),
                 Some(&exact),
                 None,
                 &out.join(DOCS_FILE),
@@ -331,7 +243,7 @@ fn execute(
                 seed: MINHASH_SEED,
             };
             let report = dedup_documents(
-                &docs_config(input),
+                &docs_config(plan, input),
                 None,
                 Some(near),
                 &out.join(DOCS_FILE),
@@ -346,7 +258,7 @@ fn execute(
             apply_thresholds(&mut config, &p.thresholds)?;
             let input = single_input(inputs)?;
             let report = filter_documents(
-                &docs_config(input),
+                &docs_config(plan, input),
                 &config,
                 &out.join(DOCS_FILE),
                 ctx.progress,
@@ -366,18 +278,15 @@ fn execute(
                 })?,
             };
             let dirs: Vec<PathBuf> = inputs.iter().map(|(_, d)| d.join(DOCS_FILE)).collect();
-            let config = TrainConfig {
+            let train = TrainConfig {
                 kind,
                 vocab_size: p.vocab,
                 pretokenize,
             };
-            let report = train_tokenizer(
-                &IngestConfig::new(dirs).with_ids(),
-                config,
-                out,
-                ctx.progress,
-            )
-            .map_err(|e| e.to_string())?;
+            let mut config = IngestConfig::new(dirs).with_ids();
+            config.max_document_bytes = plan_document_limit(plan);
+            let report =
+                train_tokenizer(&config, train, out, ctx.progress).map_err(|e| e.to_string())?;
             to_value(&report)
         }
         StepKind::Encode => {
@@ -395,7 +304,7 @@ fn execute(
             let (_, eod) = tokenize::eod_token(&tokenizer)
                 .ok_or("the tokenizer has no end-of-document token")?;
             let report = encode_documents(
-                &docs_config(docs),
+                &docs_config(plan, docs),
                 &tokenizer,
                 eod,
                 &out.join(shards::DATA_PREFIX),
@@ -405,7 +314,8 @@ fn execute(
             for file in [tokenize::TOKENIZER_FILE, tokenize::TOKENIZER_CONFIG_FILE] {
                 let from = tok_dir.join(file);
                 if from.exists() {
-                    fs::copy(&from, out.join(file)).map_err(|e| format!("{file}: {e}"))?;
+                    let bytes = fs::read(&from).map_err(|e| format!("{}: {e}", from.display()))?;
+                    kiln_fsio::write(&out.join(file), &bytes).map_err(|e| e.to_string())?;
                 }
             }
             to_value(&report)
@@ -431,9 +341,24 @@ fn single_input<'a>(inputs: &'a [(&Step, PathBuf)]) -> Result<&'a (&'a Step, Pat
     }
 }
 
-/// Reads the documents a text step wrote (ids carried through).
-fn docs_config(input: &(&Step, PathBuf)) -> IngestConfig {
-    IngestConfig::new(vec![input.1.join(DOCS_FILE)]).with_ids()
+/// Reads the documents a text step wrote (ids carried through), with the plan's largest
+/// document limit, so no step drops a document its ingest step kept.
+fn docs_config(plan: &Plan, input: &(&Step, PathBuf)) -> IngestConfig {
+    let mut config = IngestConfig::new(vec![input.1.join(DOCS_FILE)]).with_ids();
+    config.max_document_bytes = plan_document_limit(plan);
+    config
+}
+
+/// The largest `max_document_bytes` of the plan's ingest steps (the default where a step
+/// gives none).
+fn plan_document_limit(plan: &Plan) -> u64 {
+    plan.steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Ingest)
+        .filter_map(|s| s.params::<plan::IngestParams>().ok())
+        .map(|p| p.max_document_bytes.unwrap_or(DEFAULT_MAX_DOCUMENT_BYTES))
+        .max()
+        .unwrap_or(DEFAULT_MAX_DOCUMENT_BYTES)
 }
 
 /// A count from an input step's report, if it has one.
@@ -445,12 +370,11 @@ fn report_count(input: &(&Step, PathBuf), field: &str) -> Option<u64> {
         .as_u64()
 }
 
-/// The first `limit` malformed lines of an ingest report, for the step's report.
-fn malformed_json(report: &IngestReport, source_root: &Path, limit: usize) -> Value {
+/// The first `limit` lines of `list` (an ingest report's malformed or too-large lines), for
+/// the step's report, their paths relative to the source root.
+fn malformed_json(list: &[Malformed], source_root: &Path, limit: usize) -> Value {
     Value::Array(
-        report
-            .malformed
-            .iter()
+        list.iter()
             .take(limit)
             .map(|m| {
                 let path = m.path.strip_prefix(source_root).unwrap_or(&m.path);
@@ -469,9 +393,10 @@ fn ingest_step(p: &plan::IngestParams, out: &Path, ctx: &StepContext) -> Result<
     };
     let mut config = IngestConfig::new(vec![resolved]);
     config.text_field = p.text_field.clone();
+    config.max_document_bytes = p.max_document_bytes.unwrap_or(DEFAULT_MAX_DOCUMENT_BYTES);
     let mut ingest = Ingest::open(&config).map_err(|e| e.to_string())?;
     let mut writer = JsonlWriter::create(&out.join(DOCS_FILE)).map_err(|e| e.to_string())?;
-    let bar = progress_bar(ctx.progress, None, &format!("ingest {}", p.source), "docs");
+    let bar = Progress::new(ctx.progress, None, &format!("ingest {}", p.source), "docs");
     // Ids are `PATH:LINE`; the source root is cut off so they do not depend on where the
     // project lives.
     let root = format!("{}/", ctx.source_root.display());
@@ -482,6 +407,7 @@ fn ingest_step(p: &plan::IngestParams, out: &Path, ctx: &StepContext) -> Result<
         }
         writer.write(&doc).map_err(|e| e.to_string())?;
         bar.inc(1);
+        bar.add_bytes(doc.text.len() as u64);
     }
     bar.finish_and_clear();
     writer.finish().map_err(|e| e.to_string())?;
@@ -491,8 +417,13 @@ fn ingest_step(p: &plan::IngestParams, out: &Path, ctx: &StepContext) -> Result<
         "files": report.files,
         "input_docs": report.docs,
         "kept_docs": report.docs,
-        "removed": { "malformed_lines": report.malformed_lines },
-        "malformed": malformed_json(&report, &ctx.source_root, 100),
+        "removed": {
+            "malformed_lines": report.malformed_lines,
+            "too_large_docs": report.too_large_docs,
+        },
+        "max_document_bytes": config.max_document_bytes,
+        "malformed": malformed_json(&report.malformed, &ctx.source_root, 100),
+        "too_large": malformed_json(&report.too_large, &ctx.source_root, 100),
     }))
 }
 
@@ -512,6 +443,8 @@ pub struct DedupReport {
     /// Documents removed by each stage that ran: `exact`, `near`.
     pub removed: std::collections::BTreeMap<String, u64>,
     pub malformed_lines: u64,
+    /// Documents skipped for being longer than the limit.
+    pub too_large_docs: u64,
     /// Near dedup: clusters of two or more documents, and documents too short to shingle.
     pub near_clusters: Option<u64>,
     pub near_unshingled_docs: Option<u64>,
@@ -520,6 +453,47 @@ pub struct DedupReport {
     pub near_threshold: Option<f64>,
     /// Exact dedup: the Bloom filter's false-positive probability at the end.
     pub exact_false_positive_rate: Option<f64>,
+    /// The first [`REPORTED_PROBLEMS`] malformed lines and too-large documents.
+    pub malformed: Vec<Malformed>,
+    pub too_large: Vec<Malformed>,
+}
+
+/// How many malformed lines and too-large documents a step's report lists (the counts
+/// cover them all; assumption: enough to see what is wrong with an input).
+pub const REPORTED_PROBLEMS: usize = 10;
+
+fn first_problems(list: &[Malformed]) -> Vec<Malformed> {
+    list.iter().take(REPORTED_PROBLEMS).cloned().collect()
+}
+
+/// Batches of documents for the parallel steps: at most `docs` documents and about
+/// [`MAX_BATCH_BYTES`] of text (a larger document is a batch of its own).
+struct Batcher {
+    docs: usize,
+    texts: Vec<String>,
+    bytes: u64,
+}
+
+impl Batcher {
+    fn new(docs: usize) -> Batcher {
+        Batcher {
+            docs,
+            texts: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds a text; true when the batch is full and should be processed and cleared.
+    fn push(&mut self, text: String) -> bool {
+        self.bytes += text.len() as u64;
+        self.texts.push(text);
+        self.texts.len() >= self.docs || self.bytes >= MAX_BATCH_BYTES
+    }
+
+    fn clear(&mut self) {
+        self.texts.clear();
+        self.bytes = 0;
+    }
 }
 
 /// A data step failure outside the plan (the `kiln data` commands share these).
@@ -567,28 +541,26 @@ pub fn dedup_documents(
         None => None,
     };
     let mut ingest = Ingest::open(config).map_err(de)?;
-    let bar = progress_bar(progress, None, "dedup", "docs");
+    let bar = Progress::new(progress, None, "dedup", "docs");
     let mut input_docs = 0u64;
     let mut exact_kept: Vec<bool> = Vec::new();
     let mut writer = None;
     if near_index.is_none() {
         writer = Some(JsonlWriter::create(output).map_err(de)?);
     }
-    let mut batch: Vec<String> = Vec::new();
+    let mut batch = Batcher::new(BATCH_DOCS);
     for doc in ingest.by_ref() {
         let doc = doc.map_err(de)?;
         input_docs += 1;
         bar.inc(1);
+        bar.add_bytes(doc.text.len() as u64);
         let keep = exact_dedup.as_mut().is_none_or(|x| x.keep(&doc.text));
         match (&mut near_index, &mut writer) {
             (Some(index), _) => {
                 exact_kept.push(keep);
-                if keep {
-                    batch.push(doc.text);
-                    if batch.len() == BATCH_DOCS {
-                        index.add_batch(&batch).map_err(de)?;
-                        batch.clear();
-                    }
+                if keep && batch.push(doc.text) {
+                    index.add_batch(&batch.texts).map_err(de)?;
+                    batch.clear();
                 }
             }
             (None, Some(w)) => {
@@ -600,7 +572,7 @@ pub fn dedup_documents(
         }
     }
     bar.finish_and_clear();
-    let malformed_lines = ingest.report().malformed_lines;
+    let read = ingest.into_report();
     let exact_report = exact_dedup.map(|x| x.into_parts().1);
     let mut removed = std::collections::BTreeMap::new();
     if let Some(r) = &exact_report {
@@ -610,11 +582,14 @@ pub fn dedup_documents(
         input_docs,
         kept_docs: 0,
         removed,
-        malformed_lines,
+        malformed_lines: read.malformed_lines,
+        too_large_docs: read.too_large_docs,
         near_clusters: None,
         near_unshingled_docs: None,
         near_threshold: None,
         exact_false_positive_rate: exact_report.map(|r| r.filter_false_positive_rate),
+        malformed: first_problems(&read.malformed),
+        too_large: first_problems(&read.too_large),
     };
     match near_index {
         None => {
@@ -622,17 +597,19 @@ pub fn dedup_documents(
             report.kept_docs = w.finish().map_err(de)?;
         }
         Some(mut index) => {
-            index.add_batch(&batch).map_err(de)?;
+            index.add_batch(&batch.texts).map_err(de)?;
+            drop(batch);
             let threshold = index.hasher().threshold();
             let clusters = index.finish();
             let mut w = JsonlWriter::create(output).map_err(de)?;
-            let bar = progress_bar(progress, Some(input_docs), "dedup: writing", "docs");
+            let bar = Progress::new(progress, Some(input_docs), "dedup: writing", "docs");
             let mut second = Ingest::open(config).map_err(de)?;
             let mut near_index_of = 0u64;
             let mut near_removed = 0u64;
             for (i, doc) in second.by_ref().enumerate() {
                 let doc = doc.map_err(de)?;
                 bar.inc(1);
+                bar.add_bytes(doc.text.len() as u64);
                 if !exact_kept.get(i).copied().unwrap_or(false) {
                     continue;
                 }
@@ -743,7 +720,12 @@ pub struct QualityStepReport {
     /// Documents removed per rule (`family.rule`), zeros included.
     pub removed: std::collections::BTreeMap<String, u64>,
     pub malformed_lines: u64,
+    /// Documents skipped for being longer than the limit.
+    pub too_large_docs: u64,
     pub filters: FilterReport,
+    /// The first [`REPORTED_PROBLEMS`] malformed lines and too-large documents.
+    pub malformed: Vec<Malformed>,
+    pub too_large: Vec<Malformed>,
 }
 
 /// Quality-filters the documents of `config` into `output` (atomically).
@@ -755,12 +737,13 @@ pub fn filter_documents(
 ) -> Result<QualityStepReport, DataError> {
     let mut ingest = Ingest::open(config).map_err(de)?;
     let mut writer = JsonlWriter::create(output).map_err(de)?;
-    let bar = progress_bar(progress, None, "quality filter", "docs");
+    let bar = Progress::new(progress, None, "quality filter", "docs");
     let mut read_error: Option<IngestError> = None;
     let mut write_error: Option<IngestError> = None;
     let docs = ingest.by_ref().map_while(|d| match d {
         Ok(doc) => {
             bar.inc(1);
+            bar.add_bytes(doc.text.len() as u64);
             Some(doc)
         }
         Err(e) => {
@@ -796,12 +779,16 @@ pub fn filter_documents(
             )
         })
         .collect();
+    let read = ingest.into_report();
     Ok(QualityStepReport {
         input_docs: report.documents_in,
         kept_docs: kept,
         removed,
-        malformed_lines: ingest.report().malformed_lines,
+        malformed_lines: read.malformed_lines,
+        too_large_docs: read.too_large_docs,
         filters: report,
+        malformed: first_problems(&read.malformed),
+        too_large: first_problems(&read.too_large),
     })
 }
 
@@ -810,7 +797,13 @@ pub fn filter_documents(
 pub struct TokenizerStepReport {
     pub input_docs: u64,
     pub kept_docs: u64,
+    pub malformed_lines: u64,
+    /// Documents skipped for being longer than the limit.
+    pub too_large_docs: u64,
     pub tokenizer: tokenize::TrainReport,
+    /// The first [`REPORTED_PROBLEMS`] malformed lines and too-large documents.
+    pub malformed: Vec<Malformed>,
+    pub too_large: Vec<Malformed>,
 }
 
 /// Trains a tokenizer on the documents of `config` and saves it into `out_dir`.
@@ -822,26 +815,33 @@ pub fn train_tokenizer(
 ) -> Result<TokenizerStepReport, DataError> {
     let mut counter = WordCounter::new(train).map_err(de)?;
     let mut ingest = Ingest::open(config).map_err(de)?;
-    let bar = progress_bar(progress, None, "tokenizer: counting words", "docs");
-    let mut batch: Vec<String> = Vec::with_capacity(READ_BATCH_DOCS);
+    let bar = Progress::new(progress, None, "tokenizer: counting words", "docs");
+    let mut batch = Batcher::new(READ_BATCH_DOCS);
     for doc in ingest.by_ref() {
-        batch.push(doc.map_err(de)?.text);
-        if batch.len() == READ_BATCH_DOCS {
-            counter.add_batch(&batch).map_err(de)?;
-            bar.inc(batch.len() as u64);
+        let text = doc.map_err(de)?.text;
+        bar.add_bytes(text.len() as u64);
+        if batch.push(text) {
+            counter.add_batch(&batch.texts).map_err(de)?;
+            bar.inc(batch.texts.len() as u64);
             batch.clear();
         }
     }
-    counter.add_batch(&batch).map_err(de)?;
+    counter.add_batch(&batch.texts).map_err(de)?;
+    drop(batch);
     bar.finish_and_clear();
-    let spinner = progress_bar(progress, None, "tokenizer: training", "");
+    let spinner = Progress::new(progress, None, "tokenizer: training", "");
     let (tokenizer, report) = counter.train().map_err(de)?;
     spinner.finish_and_clear();
     tokenize::save(&tokenizer, out_dir).map_err(de)?;
+    let read = ingest.into_report();
     Ok(TokenizerStepReport {
         input_docs: report.docs,
         kept_docs: report.docs,
+        malformed_lines: read.malformed_lines,
+        too_large_docs: read.too_large_docs,
         tokenizer: report,
+        malformed: first_problems(&read.malformed),
+        too_large: first_problems(&read.too_large),
     })
 }
 
@@ -857,6 +857,11 @@ pub struct EncodeReport {
     pub dtype: shards::TokenDtype,
     pub tokens_per_doc: f64,
     pub malformed_lines: u64,
+    /// Documents skipped for being longer than the limit.
+    pub too_large_docs: u64,
+    /// The first [`REPORTED_PROBLEMS`] malformed lines and too-large documents.
+    pub malformed: Vec<Malformed>,
+    pub too_large: Vec<Malformed>,
 }
 
 /// Encodes the documents of `config` into the indexed dataset `prefix` (`.bin/.idx`), in
@@ -870,19 +875,22 @@ pub fn encode_documents(
 ) -> Result<EncodeReport, DataError> {
     let mut ingest = Ingest::open(config).map_err(de)?;
     let mut encoder = ShardEncoder::create(tokenizer, eod, prefix).map_err(de)?;
-    let bar = progress_bar(progress, None, "encode", "docs");
-    let mut batch: Vec<String> = Vec::with_capacity(ENCODE_BATCH_DOCS);
+    let bar = Progress::new(progress, None, "encode", "docs");
+    let mut batch = Batcher::new(ENCODE_BATCH_DOCS);
     for doc in ingest.by_ref() {
-        batch.push(doc.map_err(de)?.text);
-        if batch.len() == ENCODE_BATCH_DOCS {
-            encoder.add_batch(&batch).map_err(de)?;
-            bar.inc(batch.len() as u64);
+        let text = doc.map_err(de)?.text;
+        bar.add_bytes(text.len() as u64);
+        if batch.push(text) {
+            encoder.add_batch(&batch.texts).map_err(de)?;
+            bar.inc(batch.texts.len() as u64);
             batch.clear();
         }
     }
-    encoder.add_batch(&batch).map_err(de)?;
+    encoder.add_batch(&batch.texts).map_err(de)?;
+    drop(batch);
     bar.finish_and_clear();
     let summary = encoder.finish().map_err(de)?;
+    let read = ingest.into_report();
     Ok(EncodeReport {
         input_docs: summary.documents,
         kept_docs: summary.documents,
@@ -895,7 +903,10 @@ pub fn encode_documents(
         } else {
             summary.tokens as f64 / summary.documents as f64
         },
-        malformed_lines: ingest.report().malformed_lines,
+        malformed_lines: read.malformed_lines,
+        too_large_docs: read.too_large_docs,
+        malformed: first_problems(&read.malformed),
+        too_large: first_problems(&read.too_large),
     })
 }
 
@@ -939,7 +950,7 @@ fn mix_step(
         held_out_tokens: p.held_out_tokens.max(0.0).ceil() as u64,
         seed: p.seed,
     };
-    let bar = progress_bar(
+    let bar = Progress::new(
         ctx.progress,
         Some(config.train_tokens),
         &format!("mix {}", p.phase),

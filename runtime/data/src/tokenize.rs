@@ -44,12 +44,11 @@
 //! and `AutoTokenizer` read it) and `tokenizer_config.json` (the class and the end-of-text
 //! token, so `transformers.AutoTokenizer.from_pretrained(dir)` loads the directory, as
 //! Megatron-LM's `HuggingFaceTokenizer` and torchtitan's `hf_assets_path` do), each through
-//! a temporary file renamed into place.
+//! `kiln_fsio::write` (a temporary file renamed into place).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -93,6 +92,15 @@ pub const MAX_PIECE_CHARS: usize = 16;
 /// The largest vocabulary kiln trains (assumption: ids must fit the shards' `int32`, and no
 /// published model uses more than a few hundred thousand).
 pub const MAX_VOCAB: u64 = 1 << 24;
+/// The most text pre-tokenised at once: a longer document is counted and encoded in pieces
+/// (see [`pieces`]), so its cost in memory — `tokenizers` keeps about a hundred bytes per byte
+/// of text being pre-tokenised — stays bounded whatever its length. Assumption: larger than
+/// nearly every document (the pieces are then the documents), small enough that a piece in
+/// flight per thread costs a few MB.
+pub const PIECE_BYTES: usize = 64 << 10;
+/// The longest piece: a run of text without a cut point (a space after a non-space) longer
+/// than this is cut at a character boundary, which may split one word in two.
+pub const MAX_PIECE_BYTES: usize = 1 << 20;
 /// The Unigram trainer's penalty step for characters its EM pruned (`tokenizers`
 /// `UnigramTrainer::finalize`, `min_score_penalty_delta`).
 const UNIGRAM_PENALTY_DELTA: f64 = 1e-4;
@@ -240,6 +248,13 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TokenizeError + '_ {
     }
 }
 
+fn fsio_error(e: kiln_fsio::Error) -> TokenizeError {
+    TokenizeError::Io {
+        path: e.path.clone(),
+        source: e.into(),
+    }
+}
+
 /// What training did.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrainReport {
@@ -269,6 +284,97 @@ pub struct WordCounter {
     pre_tokenizer: PreTokenizerWrapper,
     counts: HashMap<String, u64>,
     docs: u64,
+}
+
+/// Cuts `text` into pieces of about [`PIECE_BYTES`] whose pre-tokenisations, joined, are the
+/// whole text's: each cut is before a space that follows a non-space character. No word of
+/// GPT-2's byte-level expression crosses such a point (a word never runs from a non-space
+/// into a space, and the expression has no look-behind), and Metaspace starts a word at
+/// every space (a piece that starts with a space gets no `▁` prepended). The last cut point
+/// at most [`PIECE_BYTES`] in is used, else the first after it, else a character boundary
+/// at [`MAX_PIECE_BYTES`].
+pub fn pieces(text: &str) -> Pieces<'_> {
+    Pieces::with_size(text, PIECE_BYTES, MAX_PIECE_BYTES)
+}
+
+/// The pieces of a text (see [`pieces`]).
+pub struct Pieces<'t> {
+    rest: &'t str,
+    size: usize,
+    max: usize,
+}
+
+impl<'t> Pieces<'t> {
+    /// Pieces of about `size` bytes, at most `max` (for tests; [`pieces`] is the default).
+    pub fn with_size(text: &'t str, size: usize, max: usize) -> Pieces<'t> {
+        Pieces {
+            rest: text,
+            size: size.max(1),
+            max: max.max(size.max(1)),
+        }
+    }
+}
+
+/// Whether a piece may start at byte `i` of `text`: a space after a non-space.
+fn cut_point(text: &str, i: usize) -> bool {
+    text.as_bytes()[i] == b' '
+        && text[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| !c.is_whitespace())
+}
+
+impl<'t> Iterator for Pieces<'t> {
+    type Item = &'t str;
+
+    fn next(&mut self) -> Option<&'t str> {
+        let rest = self.rest;
+        if rest.is_empty() {
+            return None;
+        }
+        if rest.len() <= self.size {
+            self.rest = "";
+            return Some(rest);
+        }
+        let bytes = rest.as_bytes();
+        let before = (1..=self.size).rev().find(|&i| cut_point(rest, i));
+        let end = before
+            .or_else(|| {
+                (self.size + 1..rest.len().min(self.max + 1))
+                    .find(|&i| bytes[i] == b' ' && cut_point(rest, i))
+            })
+            .unwrap_or_else(|| {
+                let mut i = self.max.min(rest.len());
+                while !rest.is_char_boundary(i) {
+                    i -= 1;
+                }
+                i
+            });
+        let (piece, tail) = rest.split_at(end);
+        self.rest = tail;
+        Some(piece)
+    }
+}
+
+/// Whether encoding `tokenizer` piece by piece ([`pieces`]) gives the whole text's ids: true
+/// for the tokenizers kiln trains (no normalizer, kiln's byte-level or Metaspace
+/// pre-tokenizer, special tokens without spaces or stripping, no truncation or padding).
+/// Other tokenizers encode each document whole.
+pub fn encodes_in_pieces(tokenizer: &Tokenizer) -> bool {
+    let kiln_pre = [
+        Pretokenize::ByteLevel.pre_tokenizer(),
+        Pretokenize::Metaspace.pre_tokenizer(),
+    ];
+    tokenizer.get_normalizer().is_none()
+        && tokenizer
+            .get_pre_tokenizer()
+            .is_some_and(|p| kiln_pre.contains(p))
+        && tokenizer.get_truncation().is_none()
+        && tokenizer.get_padding().is_none()
+        && tokenizer
+            .get_added_tokens_decoder()
+            .values()
+            .all(|t| !t.lstrip && !t.rstrip && !t.content.chars().any(char::is_whitespace))
 }
 
 /// The words of one text after pre-tokenisation.
@@ -317,8 +423,10 @@ impl WordCounter {
         let partial = texts
             .par_iter()
             .try_fold(HashMap::<String, u64>::new, |mut map, text| {
-                for word in words_of(pre, text.as_ref())? {
-                    *map.entry(word).or_default() += 1;
+                for piece in pieces(text.as_ref()) {
+                    for word in words_of(pre, piece)? {
+                        *map.entry(word).or_default() += 1;
+                    }
                 }
                 Ok::<_, String>(map)
             })
@@ -551,32 +659,12 @@ pub fn train_texts<S: AsRef<str> + Sync>(
     counter.train()
 }
 
-/// Writes `bytes` to `path` through a hidden temporary file renamed into place.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// Saves `tokenizer.json` and `tokenizer_config.json` into `dir` (created if missing).
 pub fn save(tokenizer: &Tokenizer, dir: &Path) -> Result<(), TokenizeError> {
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let json = tokenizer.to_string(true).map_err(tk_error)?;
     let path = dir.join(TOKENIZER_FILE);
-    write_atomic(&path, json.as_bytes()).map_err(io_error(&path))?;
+    kiln_fsio::write(&path, json.as_bytes()).map_err(fsio_error)?;
     let eos = eod_token(tokenizer).map(|(t, _)| t);
     let unk = tokenizer.token_to_id(UNK_TOKEN).map(|_| UNK_TOKEN);
     let config = json!({
@@ -591,7 +679,7 @@ pub fn save(tokenizer: &Tokenizer, dir: &Path) -> Result<(), TokenizeError> {
     });
     let path = dir.join(TOKENIZER_CONFIG_FILE);
     let text = serde_json::to_string_pretty(&config).map_err(tk_error)? + "\n";
-    write_atomic(&path, text.as_bytes()).map_err(io_error(&path))
+    kiln_fsio::write(&path, text.as_bytes()).map_err(fsio_error)
 }
 
 /// Loads a `tokenizer.json` (a file, or a directory holding one).

@@ -188,6 +188,16 @@ fn kill_midway(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
     assert!(!status.success(), "{what} was killed");
 }
 
+/// The first entry of `dir` whose name starts with `prefix`.
+fn find_entry(dir: &Path, prefix: &str) -> Option<PathBuf> {
+    fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .starts_with(prefix)
+            .then(|| e.path())
+    })
+}
+
 /// Whether a file under `dir` has a name starting with `prefix`.
 fn has_file(dir: &Path, prefix: &str) -> bool {
     fs::read_dir(dir).is_ok_and(|entries| {
@@ -242,7 +252,8 @@ fn killed_steps_rerun_to_identical_outputs() {
     for s in &steps {
         let output = run_b.join(&s.output);
         let steps_dir = output.parent().unwrap().to_path_buf();
-        let tmp_prefix = format!("{}.tmp-", output.file_name().unwrap().to_string_lossy());
+        // kiln_fsio's temporary directory: `.NAME.kiln-PID-RANDOM.tmp` beside the output.
+        let tmp_prefix = format!(".{}.kiln-", output.file_name().unwrap().to_string_lossy());
         let kill_this = s.name == "train_tokenizer"
             || s.name.starts_with("encode.") && killed < 2
             || s.name == "mix.main";
@@ -251,29 +262,30 @@ fn killed_steps_rerun_to_identical_outputs() {
                 .spawn()
                 .unwrap();
             let pid = child.id();
-            let tmp_dir = steps_dir.join(format!("{tmp_prefix}{pid}"));
+            let tmp_dir = || find_entry(&steps_dir, &format!("{tmp_prefix}{pid}-"));
             // Killed once the step has begun writing its token shards into the temporary
             // directory (the tokenizer: once the step has started; it writes at the end).
             let want = if s.name == "train_tokenizer" {
                 None
             } else {
-                Some(".text_document.bin.tmp-")
+                Some(".text_document.bin.kiln-")
             };
-            kill_midway(&mut child, &s.name, || match want {
-                None => tmp_dir.is_dir(),
-                Some(prefix) => has_file(&tmp_dir, prefix),
+            kill_midway(&mut child, &s.name, || match (want, tmp_dir()) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(prefix), Some(dir)) => has_file(&dir, prefix),
             });
             killed += 1;
             assert!(!output.exists(), "{}: a killed step left an output", s.name);
             assert!(
-                tmp_dir.is_dir(),
+                tmp_dir().is_some_and(|d| d.is_dir()),
                 "{}: the killed step's temporary directory",
                 s.name
             );
             let stderr = run_ok(worker(&worker_bin, &run_b, &src, &s.id, "2"), &s.name);
             assert!(stderr.contains("done in"), "{}: {stderr}", s.name);
             assert!(
-                !tmp_dir.exists(),
+                find_entry(&steps_dir, &tmp_prefix).is_none(),
                 "{}: the stale temporary directory was removed",
                 s.name
             );

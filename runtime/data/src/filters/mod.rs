@@ -511,7 +511,8 @@ where
     Ok((kept, report))
 }
 
-/// Filters a stream of documents in batches of [`BATCH_DOCUMENTS`], judged in parallel on
+/// Filters a stream of documents in batches of [`BATCH_DOCUMENTS`] (or fewer holding
+/// `ingest::MAX_BATCH_BYTES` of text), judged in parallel on
 /// rayon's pool, passing each kept document (rewritten by C4 if it was) to `keep` in input
 /// order. Holds one batch at a time.
 pub fn filter_stream<I, F>(
@@ -528,7 +529,14 @@ where
     let mut report = filter.empty_report();
     let mut iter = docs.into_iter();
     loop {
-        let batch: Vec<Document> = iter.by_ref().take(BATCH_DOCUMENTS).collect();
+        // At most BATCH_DOCUMENTS documents and about MAX_BATCH_BYTES of text.
+        let mut batch: Vec<Document> = Vec::new();
+        let mut bytes = 0u64;
+        while batch.len() < BATCH_DOCUMENTS && bytes < crate::ingest::MAX_BATCH_BYTES {
+            let Some(doc) = iter.next() else { break };
+            bytes += doc.text.len() as u64;
+            batch.push(doc);
+        }
         if batch.is_empty() {
             break;
         }

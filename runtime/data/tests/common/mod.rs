@@ -1,0 +1,122 @@
+//! Helpers shared by the `kiln data` command tests: running a command in this process
+//! (`kiln_data::cli::execute`) or in a child process (this test binary again, to measure its
+//! peak memory and exit code apart from the tests around it).
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+use clap::Parser;
+use kiln_data::cli::{self, DataCommand, Failure};
+use serde_json::Value;
+
+/// `kiln data …` as the `kiln` binary parses it.
+#[derive(Debug, Parser)]
+#[command(name = "kiln data")]
+pub struct DataCli {
+    #[command(subcommand)]
+    pub cmd: DataCommand,
+}
+
+/// Parses `args` (without `kiln data`), panicking on a usage error.
+pub fn parse(args: &[&str]) -> DataCommand {
+    let mut all = vec!["kiln data"];
+    all.extend_from_slice(args);
+    DataCli::try_parse_from(all)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        .cmd
+}
+
+/// Runs `kiln data ARGS` in this process: the summary, or the failure.
+pub fn execute(args: &[&str]) -> Result<Value, Failure> {
+    cli::execute(&parse(args))
+}
+
+/// The environment variable that makes [`child_main`] run a command.
+pub const CHILD_ARGS: &str = "KILN_DATA_TEST_CHILD_ARGS";
+
+/// Printed by the child before the command's own output.
+const BEGIN: &str = "child-output-begin\n";
+
+/// What a child run of a command gave.
+#[derive(Debug)]
+pub struct ChildRun {
+    pub code: i32,
+    /// What the command printed on stdout (its summary).
+    pub summary: String,
+    pub stdout: String,
+    pub stderr: String,
+    /// The child's peak resident memory (`VmHWM`), in bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Runs `kiln data ARGS` in a child process: this test binary, running only the test
+/// `child_test` (which must call [`child_main`]), with the arguments in [`CHILD_ARGS`].
+pub fn run_child(child_test: &str, args: &[&str], cwd: &Path) -> ChildRun {
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = Command::new(exe)
+        .args(["--exact", child_test, "--nocapture", "--test-threads", "1"])
+        .env(CHILD_ARGS, serde_json::to_string(args).unwrap())
+        .current_dir(cwd)
+        .output()
+        .expect("run the child");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let field = |name: &str| -> Option<i64> {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let code = field("child-exit-code:").unwrap_or_else(|| {
+        panic!(
+            "the child did not finish: {:?}\n{stdout}\n{stderr}",
+            out.status
+        )
+    }) as i32;
+    let summary = match (stdout.find(BEGIN), stdout.find("child-exit-code:")) {
+        (Some(a), Some(b)) if a + BEGIN.len() <= b => stdout[a + BEGIN.len()..b].to_string(),
+        _ => String::new(),
+    };
+    ChildRun {
+        code,
+        summary,
+        peak_rss_bytes: field("child-peak-rss-kib:").unwrap_or(0) as u64 * 1024,
+        stdout,
+        stderr,
+    }
+}
+
+/// The child side of [`run_child`]: runs the command of [`CHILD_ARGS`] through
+/// `kiln_data::cli::run` and prints its exit code and peak memory; does nothing when the
+/// variable is not set (the test then passes trivially).
+pub fn child_main() {
+    let Ok(args) = std::env::var(CHILD_ARGS) else {
+        return;
+    };
+    let args: Vec<String> = serde_json::from_str(&args).expect("child arguments");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cmd = parse(&args);
+    print!("{BEGIN}");
+    let code = cli::run(cmd);
+    // ExitCode has no accessor: compare with the codes kiln uses.
+    let code = [0u8, 1, 2]
+        .into_iter()
+        .find(|c| std::process::ExitCode::from(*c) == code)
+        .map_or(-1, i32::from);
+    println!("child-exit-code: {code}");
+    println!("child-peak-rss-kib: {}", peak_rss_kib());
+}
+
+/// This process's peak resident memory in KiB (`VmHWM` of /proc/self/status).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
