@@ -50,6 +50,10 @@ codes! {
         what "A value outside the range its field allows: ZeRO stage above 3, a percentage above 100 %, a parallel size of 0."
         why "Engines clamp or ignore such values without saying so."
         example "experiment e { … parallel { zero = 4 } }";
+    COUNT_TOO_LARGE = "K-U005" "count-too-large" Error
+        what "A count that kiln derives from the experiment is larger than a plan can hold: optimizer steps (tokens / batch) or sequences per batch above 2^53, a model above 2^53 parameters, more than 2^20 GPUs, more than 100,000 pipeline chunks (pipeline × virtual stages)."
+        why "Steps and sizes are whole numbers in the plan and the engines; past these limits they would round, wrap or saturate silently (a 1e30-token budget once planned 18,446,744,073,709,551,615 steps), and no run is within orders of magnitude of them."
+        example "experiment e { tokens = 1e30, batch = 4M tokens, … }";
     IMPORT_NOT_FOUND = "K-I001" "import-not-found" Error
         what "An import names a module, declaration or file that does not exist."
         why "A preset that silently fails to load would leave the experiment without its model or GPU."
@@ -59,13 +63,25 @@ codes! {
         why "A cycle has no order in which the files can be read; the diagnostic names every file in it."
         example "# a.kiln\nimport \"b.kiln\"\n# b.kiln\nimport \"a.kiln\"";
     IMPORT_ESCAPES = "K-I003" "import-escapes-project" Error
-        what "A relative import reaches outside the project of the importing file (the nearest directory above it with a `kiln.toml` or `.git`)."
+        what "An import reaches outside the project of the importing file (the nearest directory above it with a `kiln.toml` or `.git`), by its path or through a symbolic link inside the project."
         why "An experiment must build the same way on every machine that has the project; files outside it are not part of what is reviewed and versioned."
         example "import \"../../../etc/cluster.kiln\"";
     DUPLICATE_DECLARATION = "K-I004" "duplicate-declaration" Error
         what "Two declarations visible in one file have the same name (declared twice, or declared and imported)."
         why "Which one a reference means would depend on import order."
         example "model m { … }\nmodel m { … }";
+    IMPORT_TOO_DEEP = "K-I005" "import-too-deep" Error
+        what "Imports nested more than 64 files deep (a file that imports a file that imports a file …)."
+        why "Real projects import one or two levels; a chain this deep is generated or a mistake, and kiln reports it rather than stopping to load in silence."
+        example "# f0.kiln imports f1.kiln, which imports f2.kiln, … f70.kiln";
+    UNREADABLE_FILE = "K-I006" "unreadable-file" Error
+        what "An imported file that kiln will not read: not a regular file (a directory, a FIFO, a device), larger than 16 MiB, or not UTF-8 (the message names the first bad byte); an entry file that is not UTF-8."
+        why "Reading a FIFO blocks forever and a device such as /dev/zero never ends; kiln looks at what a path is before opening it, and reads text only."
+        example "import \"pipe.kiln\"  # a FIFO made with mkfifo";
+    SOURCE_ESCAPES = "K-I007" "source-escapes-project" Error
+        what "A relative `path` of a data source that reaches outside the project (the nearest directory above the experiment with a `kiln.toml` or `.git`), by `..` or through a symbolic link."
+        why "Relative source paths are read from the project root wherever the run happens; one that leaves the project reads whatever happens to be there on that machine. Data that lives elsewhere is declared with an absolute path."
+        example "source web { path = \"../../home/me/web.jsonl\" }";
     UNKNOWN_KIND = "K-R001" "unknown-kind" Error
         what "A declaration or named entry of a kind kiln does not have (`modle m { … }`, `sorce web { … }`)."
         why "An unknown kind is almost always a typo; ignoring it would drop a whole block of the experiment."

@@ -128,11 +128,12 @@ impl Deriver {
                 format!("phase `{}` has no tokens either", autos[0].0),
             );
             self.diags.push(d);
-            for (name, _) in autos {
-                let path = vec!["phase".into(), name, "tokens".into()];
-                self.failed.insert(path.clone());
-                nodes.retain(|n| n.path != path);
-            }
+            let paths: HashSet<Path> = autos
+                .into_iter()
+                .map(|(name, _)| vec!["phase".into(), name, "tokens".into()])
+                .collect();
+            nodes.retain(|n| !paths.contains(&n.path));
+            self.failed.extend(paths);
         }
     }
 

@@ -69,7 +69,7 @@ pub fn check_paths(
     allow: &[String],
 ) -> Result<Checked, String> {
     let (program, diags) = load::load(paths, loader)?;
-    Ok(compile(program, diags, allow))
+    Ok(compile(program, diags, loader, allow))
 }
 
 /// Checks one text given in memory, named `name` (imports resolve relative to `name`).
@@ -80,12 +80,18 @@ pub fn check_source(
     allow: &[String],
 ) -> Checked {
     let (program, diags) = load::load_text(name, text, loader);
-    compile(program, diags, allow)
+    compile(program, diags, loader, allow)
 }
 
-fn compile(program: Program, mut diags: Vec<Diagnostic>, allow: &[String]) -> Checked {
+fn compile(
+    program: Program,
+    mut diags: Vec<Diagnostic>,
+    loader: &dyn SourceLoader,
+    allow: &[String],
+) -> Checked {
     let (mut decls, resolve_diags) = resolve::resolve(&program);
     diags.extend(resolve_diags);
+    diags.extend(load::check_source_paths(&program, &decls, loader));
     let cli_allow = allowed_codes(allow.iter().map(|s| (s.as_str(), None)), &mut diags);
     for decl in &mut decls {
         let kind = schema::kind(&decl.record.kind).expect("resolved declarations have known kinds");

@@ -785,8 +785,10 @@ impl<'p> Resolver<'p> {
     }
 }
 
-/// Counts above 2^53 cannot be held exactly in an f64.
-const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
+/// Counts above 2^53 cannot be held exactly in an f64; no count of a real run comes near
+/// (the largest token budgets are about 4e13). Whole-number fields, tokens and steps stay
+/// at or below it, and so do the counts kiln derives from them (check/limits.rs).
+pub const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
 
 /// Range and whole-number checks of a number against its field.
 pub fn check_number(
@@ -823,15 +825,18 @@ pub fn check_number(
         .help("write a smaller number"));
     }
     let whole = v.fract() == 0.0;
+    // Tokens and steps become whole numbers of steps and batches in the plan.
+    let counted =
+        matches!(dim, Dim::Tokens | Dim::Steps) || kind == NumKind::Whole || kind == NumKind::Count;
     let problem = match kind {
+        _ if counted && v > MAX_COUNT => {
+            Some((codes::OUT_OF_RANGE, "is too large to count exactly"))
+        }
         NumKind::Real => None,
         NumKind::Positive if v <= 0.0 => Some((codes::OUT_OF_RANGE, "must be above 0")),
         NumKind::NonNegative if v < 0.0 => Some((codes::OUT_OF_RANGE, "must not be negative")),
         NumKind::Whole if v < 0.0 => Some((codes::OUT_OF_RANGE, "must not be negative")),
         NumKind::Count if v < 1.0 => Some((codes::OUT_OF_RANGE, "must be at least 1")),
-        NumKind::Whole | NumKind::Count if v > MAX_COUNT => {
-            Some((codes::OUT_OF_RANGE, "is too large to count exactly"))
-        }
         NumKind::Whole | NumKind::Count if !whole => {
             Some((codes::NOT_A_WHOLE_NUMBER, "must be a whole number"))
         }
@@ -854,9 +859,15 @@ pub fn check_number(
             Diagnostic::new(code, format!("`{field}` {why}, not {}", shown))
                 .at(span, why)
                 .help(match kind {
-                    NumKind::Whole | NumKind::Count if v > MAX_COUNT => {
-                        format!("`{field}` counts things; write a number below {MAX_COUNT:e}")
-                    }
+                    _ if counted && v > MAX_COUNT => format!(
+                        "`{field}` counts {}; write a number up to {} (2^53)",
+                        match dim {
+                            Dim::Tokens => "tokens",
+                            Dim::Steps => "steps",
+                            _ => "things",
+                        },
+                        units::scientific(MAX_COUNT)
+                    ),
                     NumKind::Whole | NumKind::Count => format!(
                         "`{field}` counts whole things; write e.g. {}",
                         units::trim(v.round().max(1.0))

@@ -200,6 +200,10 @@ pub fn show(value: f64, dim: Dim) -> String {
         if v.fract() == 0.0 && a < 1e7 {
             return format!("{v}");
         }
+        // Past a thousand T the suffixes stop helping: 1e30, 9.007e15.
+        if a >= 1e15 {
+            return scientific(v);
+        }
         let (div, suffix) = if a >= 1e12 {
             (1e12, "T")
         } else if a >= 1e9 {
@@ -223,6 +227,18 @@ pub fn show(value: f64, dim: Dim) -> String {
         Dim::BytesPerSecond => format!("{} GB/s", trim(value / 1e9)),
         Dim::Seconds => format!("{} s", trim(value)),
         Dim::Usd => format!("{} USD", trim(value)),
+    }
+}
+
+/// A number in scientific notation with at most three decimals: `1e30`, `9.007e15`.
+pub fn scientific(v: f64) -> String {
+    let s = format!("{v:.3e}");
+    match s.split_once('e') {
+        Some((mantissa, exponent)) => {
+            let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+            format!("{mantissa}e{exponent}")
+        }
+        None => s,
     }
 }
 

@@ -4,6 +4,8 @@
 
 mod batch;
 mod law;
+mod limits;
+pub use limits::MAX_WORLD;
 mod mix;
 pub mod perf;
 mod phases;
@@ -23,6 +25,7 @@ pub fn check(kind: &str, record: &Record, out: &mut Vec<Diagnostic>) {
             topology::check(record, out);
             batch::check(record, out);
             vocab::check(record, out);
+            limits::check(record, out);
             if let Some(law) = record.record("law") {
                 law::check(law, out);
             }

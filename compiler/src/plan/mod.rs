@@ -144,21 +144,33 @@ pub fn lower(exp: &Resolved, setup: &Setup, analysis: &Analysis) -> Option<RunPl
     let r = &exp.record;
     let spec = experiment_spec(exp, setup)?;
     let par = &setup.parallel;
-    let u = |v: f64| v as u32;
-    let topology = topology::place(
-        topology::Layout {
-            nodes: u(setup.hardware.nodes),
-            gpus_per_node: u(setup.hardware.gpus_per_node),
-            tensor: u(par.tensor),
-            context: u(par.context),
-            data: u(par.data),
-            pipeline: u(par.pipeline),
-            virtual_stages: u(par.virtual_stages),
-        },
-        setup.stage_layers().iter().map(|l| *l as u32).collect(),
-    );
+    let u = |v: f64| schedule::whole(v).and_then(|v| u32::try_from(v).ok());
+    let layout = topology::Layout {
+        nodes: u(setup.hardware.nodes)?,
+        gpus_per_node: u(setup.hardware.gpus_per_node)?,
+        tensor: u(par.tensor)?,
+        context: u(par.context)?,
+        data: u(par.data)?,
+        pipeline: u(par.pipeline)?,
+        virtual_stages: u(par.virtual_stages)?,
+    };
+    // The ranks are listed one by one: their product must be the world, and within bounds
+    // (check/limits.rs reports a larger world before lowering).
+    let world = [layout.tensor, layout.context, layout.data, layout.pipeline]
+        .iter()
+        .try_fold(1u32, |w, &s| w.checked_mul(s))
+        .filter(|w| f64::from(*w) <= crate::check::MAX_WORLD)?;
+    if f64::from(world) != setup.world() {
+        return None;
+    }
+    let stage_layers = setup
+        .stage_layers()
+        .iter()
+        .map(|l| u(*l))
+        .collect::<Option<Vec<u32>>>()?;
+    let topology = topology::place(layout, stage_layers);
     let schedule = schedule::build(r, setup, analysis)?;
-    let steps = steps(&spec, setup, &schedule);
+    let steps = steps(&spec, setup, &schedule)?;
     Some(RunPlan {
         version: PLAN_VERSION,
         experiment: spec,
@@ -172,7 +184,7 @@ pub fn lower(exp: &Resolved, setup: &Setup, analysis: &Analysis) -> Option<RunPl
 fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
     let r = &exp.record;
     let m = r.record("model")?;
-    let n = |rec: &Record, f: &str| rec.num(f).map(|v| v as u64);
+    let n = |rec: &Record, f: &str| rec.num(f).and_then(schedule::whole);
     let par = r.record("parallel")?;
     let opt = r.record("optimizer")?;
     let dedup = r.record("dedup");
@@ -195,7 +207,7 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
             position: m.sym("position")?.into(),
             bias: m.bool("bias")?,
             dropout: m.num("dropout")?,
-            params: setup.params.total as u64,
+            params: schedule::whole(setup.params.total)?,
         },
         optimizer: OptimizerSpec {
             kind: opt.kind.clone(),
@@ -211,8 +223,8 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
             recompute: par.sym("recompute")?.into(),
             sequence_parallel: setup.parallel.sequence_parallel,
             flash_attention: setup.parallel.flash_attention,
-            micro_batch: setup.parallel.micro_batch as u64,
-            accumulation: setup.parallel.accumulation as u64,
+            micro_batch: schedule::whole(setup.parallel.micro_batch)?,
+            accumulation: schedule::whole(setup.parallel.accumulation)?,
             first_stage_layers: n(par, "first_stage_layers"),
             last_stage_layers: n(par, "last_stage_layers"),
         },
@@ -331,7 +343,7 @@ fn values(record: &Record) -> Vec<PlanValue> {
 /// The step graph: per source ingest → exact dedup → near dedup → quality filter; the
 /// tokenizer trained on every filtered source; encoding per source; a mix and a training
 /// step per phase (each resuming from the one before); evaluation.
-fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) -> Vec<Step> {
+fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) -> Option<Vec<Step>> {
     let mut drafts: Vec<Draft> = Vec::new();
     // Training and evaluation take one accelerator per rank, none on a CPU device.
     let gpus_per_rank = if setup.hardware.arch == "cpu" { 0 } else { 1 };
@@ -427,8 +439,8 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
             ),
         );
     }
-    let world = setup.world() as u32;
-    let nodes = setup.hardware.nodes as u32;
+    let world = u32::try_from(schedule::whole(setup.world())?).ok()?;
+    let nodes = u32::try_from(schedule::whole(setup.hardware.nodes)?).ok()?;
     let step_time = |steps: u64| setup_step_time(schedule).map(|t| t * steps as f64);
     let mut previous: Option<usize> = None;
     let mut last_mix = None;
@@ -491,7 +503,7 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
             },
         );
     }
-    graph::build(drafts).0
+    Some(graph::build(drafts).0)
 }
 
 fn setup_step_time(schedule: &schedule::Schedule) -> Option<f64> {

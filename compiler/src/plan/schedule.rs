@@ -4,6 +4,7 @@
 use crate::analyse::setup::Setup;
 use crate::analyse::Analysis;
 use crate::ir::{Record, Value};
+use crate::resolve::MAX_COUNT;
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -125,29 +126,37 @@ pub struct Schedule {
     pub predicted_step_time_s: Option<f64>,
 }
 
+/// A count of the experiment as a whole number of the plan: `None` unless it is finite,
+/// whole, and between 0 and 2^53 ([`MAX_COUNT`], where f64 counts exactly). The checks
+/// report anything else before lowering (K-U004, K-U005), so `None` here is a bug, never a
+/// silently saturated or wrapped count.
+pub fn whole(v: f64) -> Option<u64> {
+    (v.is_finite() && v.fract() == 0.0 && (0.0..=MAX_COUNT).contains(&v)).then_some(v as u64)
+}
+
 pub fn build(exp: &Record, setup: &Setup, analysis: &Analysis) -> Option<Schedule> {
     let batch = setup.batch_tokens;
     let mut start = 0u64;
     let mut phases = Vec::new();
     for (name, p, _) in exp.entries("phase") {
         let tokens = p.num("tokens")?;
-        let steps = (tokens / batch).ceil() as u64;
+        let steps = whole((tokens / batch).ceil())?;
         let lr_record = p.record("lr")?;
         let n = |f: &str| lr_record.num(f);
         let lr = match lr_record.kind.as_str() {
             "constant" => LrSchedule::Constant {
                 value: n("value")?,
-                warmup_steps: n("warmup")? as u64,
+                warmup_steps: whole(n("warmup")?)?,
             },
             "cosine" => LrSchedule::Cosine {
                 peak: n("peak")?,
-                warmup_steps: n("warmup")? as u64,
+                warmup_steps: whole(n("warmup")?)?,
                 final_lr: n("final")?,
             },
             "wsd" => LrSchedule::Wsd {
                 peak: n("peak")?,
-                warmup_steps: n("warmup")? as u64,
-                decay_steps: (n("decay")? * steps as f64).round() as u64,
+                warmup_steps: whole(n("warmup")?)?,
+                decay_steps: whole((n("decay")? * steps as f64).round())?,
             },
             _ => LrSchedule::Linear {
                 from: n("from")?,
@@ -176,21 +185,23 @@ pub fn build(exp: &Record, setup: &Setup, analysis: &Analysis) -> Option<Schedul
             mix,
             lr,
         });
-        start += steps;
+        start = start
+            .checked_add(steps)
+            .filter(|s| *s as f64 <= MAX_COUNT)?;
     }
     let checkpoint = exp.record("checkpoint")?;
     let eval = exp.record("eval")?;
     Some(Schedule {
         batch_tokens: batch,
-        seq_len: setup.seq_len() as u64,
-        global_batch: (batch / setup.seq_len()) as u64,
-        micro_batch: setup.parallel.micro_batch as u64,
-        accumulation: setup.parallel.accumulation as u64,
+        seq_len: whole(setup.seq_len())?,
+        global_batch: whole(batch / setup.seq_len())?,
+        micro_batch: whole(setup.parallel.micro_batch)?,
+        accumulation: whole(setup.parallel.accumulation)?,
         total_steps: start,
         phases,
-        checkpoint_every_steps: checkpoint.num("every")? as u64,
-        checkpoint_keep: checkpoint.num("keep")? as u64,
-        eval_every_steps: eval.num("every")? as u64,
+        checkpoint_every_steps: whole(checkpoint.num("every")?)?,
+        checkpoint_keep: whole(checkpoint.num("keep")?)?,
+        eval_every_steps: whole(eval.num("every")?)?,
         eval_tokens: eval.num("tokens")?,
         predicted_step_time_s: analysis.throughput.as_ref().map(|t| t.step_time_s),
     })
