@@ -51,7 +51,7 @@ codes! {
         why "Engines clamp or ignore such values without saying so."
         example "experiment e { … parallel { zero = 4 } }";
     COUNT_TOO_LARGE = "K-U005" "count-too-large" Error
-        what "A count that kiln derives from the experiment is larger than a plan can hold: optimizer steps (tokens / batch) or sequences per batch above 2^53, a model above 2^53 parameters, more than 2^20 GPUs, more than 100,000 pipeline chunks (pipeline × virtual stages)."
+        what "A count that kiln derives from the experiment is larger than a plan can hold: optimizer steps (tokens / batch) or sequences per batch above 2^53, a model above 2^53 parameters, more than 2^20 GPUs, more than 100,000 pipeline chunks (pipeline × virtual stages), more than 2^32 − 1 layers."
         why "Steps and sizes are whole numbers in the plan and the engines; past these limits they would round, wrap or saturate silently (a 1e30-token budget once planned 18,446,744,073,709,551,615 steps), and no run is within orders of magnitude of them."
         example "experiment e { tokens = 1e30, batch = 4M tokens, … }";
     IMPORT_NOT_FOUND = "K-I001" "import-not-found" Error

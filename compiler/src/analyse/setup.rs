@@ -274,7 +274,7 @@ impl Setup {
             self.parallel.last_stage_layers,
         );
         let fixed = first.unwrap_or(0.0) + last.unwrap_or(0.0);
-        let middle = p - first.is_some() as usize - last.is_some() as usize;
+        let middle = p.saturating_sub(first.is_some() as usize + last.is_some() as usize);
         let each = if middle > 0 {
             (self.shape.layers - fixed) / middle as f64
         } else {
