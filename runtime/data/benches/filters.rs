@@ -11,6 +11,8 @@
 //! is single-threaded. `cargo bench … -- --test` runs the benchmark once as a smoke test,
 //! without the comparison.
 
+#[path = "../tests/reference/corpus.rs"]
+mod corpus;
 #[path = "../tests/reference/filters_corpus.rs"]
 mod filters_corpus;
 

@@ -4,8 +4,8 @@
 //! encoding on its own.
 //!
 //! Texts: about [`SAMPLE_BYTES`] from each demo source (`data/tiny/web.jsonl`,
-//! `code.jsonl`; `bash scripts/corpus`), or Debian's license texts and kiln's Rust sources
-//! when the demo corpus is absent. Tokenizers: BPE with 2048 tokens (tiny.kiln's), trained
+//! `code.jsonl`; `bash scripts/corpus`), or the committed license texts and generated
+//! Python-like modules when the demo corpus is absent. Tokenizers: BPE with 2048 tokens (tiny.kiln's), trained
 //! here, byte-level and Metaspace. Both sides encode a list of documents in parallel on a
 //! pool of N threads (kiln: `shards::encode_texts` on a rayon pool; Python:
 //! `Tokenizer.encode_batch_fast` with `RAYON_NUM_THREADS=N`), in [`ROUNDS`] alternating
@@ -71,16 +71,13 @@ fn texts() -> (Vec<String>, &'static str) {
         .into_iter()
         .map(|(_, x)| x)
         .collect();
-    for dir in ["compiler/src", "compiler/src/check", "compiler/src/analyse"] {
-        let mut files: Vec<PathBuf> = fs::read_dir(workspace_root().join(dir))
-            .expect("kiln's sources")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-            .collect();
-        files.sort();
-        t.extend(files.iter().filter_map(|p| fs::read_to_string(p).ok()));
+    for seed in 0..200 {
+        t.push(corpus::python_module(&mut corpus::Rng(seed)));
     }
-    (t, "license texts and kiln's sources (no data/tiny)")
+    (
+        t,
+        "license texts and generated Python modules (no data/tiny)",
+    )
 }
 
 fn best(xs: Vec<f64>) -> f64 {

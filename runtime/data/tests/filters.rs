@@ -9,6 +9,8 @@
 //! - Thresholds: each rule on a document just passing and one just failing.
 //! - The report, the API, the KL rule and the classifier.
 
+#[path = "reference/corpus.rs"]
+mod corpus;
 #[path = "reference/filters_corpus.rs"]
 mod filters_corpus;
 
@@ -769,7 +771,8 @@ fn kl_divergence_by_hand() {
 
 #[test]
 fn kl_separates_prose_from_code() {
-    // Reference: half of the license paragraphs; prose is the other half, code is Python.
+    // Reference: half of the license paragraphs; prose is the other half, code is a
+    // generated Python module.
     let paragraphs = filters_corpus::license_paragraphs();
     let (train, held): (Vec<_>, Vec<_>) =
         paragraphs.iter().enumerate().partition(|(i, _)| i % 2 == 0);
@@ -780,7 +783,7 @@ fn kl_separates_prose_from_code() {
         .map(|(_, p)| p.as_str())
         .collect::<Vec<_>>()
         .join("\n\n");
-    let code = std::fs::read_to_string("/usr/lib/python3.11/bisect.py").expect("bisect.py");
+    let code = corpus::python_module(&mut corpus::Rng(11));
     let kl = |t: &str| {
         reference
             .kl_divergence_nats(&split_into_words(t), 1.0)
@@ -796,6 +799,11 @@ fn kl_separates_prose_from_code() {
 
 // ---------------------------------------------------------------------------------------
 // The classifier.
+
+/// How far the classifier's held-out accuracy must be above the majority class, averaged
+/// over three splits (measured: 0.26 on this corpus), and on each split.
+const MIN_MEAN_MARGIN: f64 = 0.10;
+const MIN_SPLIT_MARGIN: f64 = 0.05;
 
 #[test]
 fn classifier_learns_the_rules_and_is_deterministic() {
@@ -814,9 +822,14 @@ fn classifier_learns_the_rules_and_is_deterministic() {
     );
     assert!(report.train_accuracy >= 0.95, "{report:?}");
     // The rules are ratios a bag of n-grams can only approximate: the model must beat the
-    // majority class on held-out documents. The corpus is this machine's licences, manual
-    // pages and Python files, so it changes with the installed packages, and one split of
-    // ~190 held-out documents is noisy (±0.03): the margin is averaged over three splits.
+    // majority class on held-out documents by a clear margin. The corpus is fixed (the same
+    // on every machine) and about half good, half bad by the rules; one split of ~200
+    // held-out documents is noisy (±0.03), so the margin is averaged over three splits.
+    let good = labels.iter().filter(|&&l| l).count() as f64 / labels.len() as f64;
+    assert!(
+        (0.35..=0.65).contains(&good),
+        "the corpus is {good:.3} good by the rules: not balanced"
+    );
     let mut margins = Vec::new();
     for seed in [7, 8, 9] {
         let (_, r) = train_classifier(
@@ -832,12 +845,15 @@ fn classifier_learns_the_rules_and_is_deterministic() {
             .held_out_positive_fraction
             .max(1.0 - r.held_out_positive_fraction);
         eprintln!("classifier, seed {seed}: {r:?} (majority baseline {majority:.3})");
-        assert!(r.held_out_accuracy >= majority, "{r:?}");
+        assert!(r.held_out_accuracy >= majority + MIN_SPLIT_MARGIN, "{r:?}");
         margins.push(r.held_out_accuracy - majority);
     }
     let mean = margins.iter().sum::<f64>() / margins.len() as f64;
+    eprintln!(
+        "classifier: held-out accuracy over the majority class {mean:.3} (mean of {margins:.3?})"
+    );
     assert!(
-        mean >= 0.015,
+        mean >= MIN_MEAN_MARGIN,
         "held-out accuracy over the majority class: {margins:?}"
     );
     // Determinism, on a smaller run: the same seed gives the same model bit for bit.

@@ -3,10 +3,8 @@
 //! killed (SIGKILL) midway and run again (2 threads); every output file must be
 //! byte-identical, a killed step must leave no output, and a done step is not run again.
 //!
-//! The corpus: a sample of the demo corpus (`bash scripts/corpus` → `data/tiny/`) when it
-//! is there — every k-th document of each source, about [`SAMPLE_BYTES`] each — otherwise a
-//! small real corpus the test builds (Debian's license texts as `web`, kiln's Rust sources
-//! as `code`). The test says which on stderr.
+//! The corpus is built by the test, the same on every machine: the committed license texts
+//! (`tests/fixtures/common-licenses`) as `web` and generated Python-like modules as `code`.
 //!
 //! The binaries are `target/debug/kiln` and `target/debug/kiln-worker` (built here with
 //! `cargo build -p kiln -p kiln-worker` when missing).
@@ -15,16 +13,11 @@
 mod corpus;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-/// Bytes of text sampled per source (assumption: enough for a 2048-token BPE vocabulary,
-/// small enough for a debug build to train and encode in seconds).
-const SAMPLE_BYTES: usize = 600_000;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -62,34 +55,14 @@ fn binaries() -> (PathBuf, PathBuf) {
     (kiln, worker)
 }
 
-/// Every k-th line of a JSONL file, about `SAMPLE_BYTES` in all.
-fn sample_jsonl(from: &Path, to: &Path) {
-    let size = fs::metadata(from).unwrap().len() as usize;
-    let every = (size / SAMPLE_BYTES).max(1);
-    let mut out = fs::File::create(to).unwrap();
-    let mut written = 0;
-    for (i, line) in BufReader::new(fs::File::open(from).unwrap())
-        .lines()
-        .enumerate()
-    {
-        let line = line.unwrap();
-        if i % every == 0 && written < SAMPLE_BYTES {
-            writeln!(out, "{line}").unwrap();
-            written += line.len();
-        }
-    }
-}
+/// Python-like modules in the `code` source.
+const CODE_DOCS: u64 = 80;
 
-/// The sources under `root/data/tiny/`; returns which corpus it is.
+/// The sources under `root/data/tiny/`, the same on every machine: the committed license
+/// texts as `web`, generated Python-like modules as `code`; returns what it is.
 fn build_corpus(root: &Path) -> &'static str {
     let dest = root.join("data/tiny");
     fs::create_dir_all(&dest).unwrap();
-    let demo = workspace_root().join("data/tiny");
-    if demo.join("web.jsonl").exists() && demo.join("code.jsonl").exists() {
-        sample_jsonl(&demo.join("web.jsonl"), &dest.join("web.jsonl"));
-        sample_jsonl(&demo.join("code.jsonl"), &dest.join("code.jsonl"));
-        return "a sample of the demo corpus (data/tiny)";
-    }
     let line = |text: &str| serde_json::json!({ "text": text }).to_string() + "\n";
     let mut web = String::new();
     for (_, text) in corpus::license_texts() {
@@ -97,21 +70,11 @@ fn build_corpus(root: &Path) -> &'static str {
     }
     fs::write(dest.join("web.jsonl"), web).unwrap();
     let mut code = String::new();
-    let mut files: Vec<PathBuf> = Vec::new();
-    for dir in ["compiler/src", "compiler/src/check", "compiler/src/analyse"] {
-        for e in fs::read_dir(workspace_root().join(dir)).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "rs") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    for p in files {
-        code += &line(&fs::read_to_string(p).unwrap());
+    for seed in 0..CODE_DOCS {
+        code += &line(&corpus::python_module(&mut corpus::Rng(seed)));
     }
     fs::write(dest.join("code.jsonl"), code).unwrap();
-    "a small corpus built by the test (license texts, kiln's Rust sources): no data/tiny"
+    "the license texts (web) and generated Python modules (code)"
 }
 
 struct Step {

@@ -3,9 +3,9 @@
 //! the token shards (Megatron-LM's indexed format byte by byte, read back by kiln and by
 //! Megatron-LM's own `IndexedDataset`, corrupt files refused).
 //!
-//! The corpus is real text the machine has: Debian's license texts
-//! (`/usr/share/common-licenses`), kiln's own Rust sources, and sentences in other scripts.
-//! The Python checks use the project's `.venv` (`bash scripts/setup`).
+//! The corpus is the same on every machine: the committed license texts
+//! (`tests/fixtures/common-licenses`), generated Python-like modules, and sentences in
+//! other scripts. The Python checks use the project's `.venv` (`bash scripts/setup`).
 
 #[path = "reference/corpus.rs"]
 mod corpus;
@@ -36,7 +36,10 @@ const MULTILINGUAL: [&str; 6] = [
     "すべての人間は、生まれながらにして自由であり、かつ、尊厳と権利とについて平等である。",
 ];
 
-/// Real text: license texts, kiln's Rust sources, the multilingual sentences.
+/// Python-like modules in the corpus.
+const CODE_DOCS: u64 = 12;
+
+/// License texts, generated code, the multilingual sentences.
 fn corpus() -> Vec<String> {
     let mut docs: Vec<String> = corpus::license_texts()
         .into_iter()
@@ -44,14 +47,8 @@ fn corpus() -> Vec<String> {
         .collect();
     docs.sort();
     docs.dedup();
-    let mut sources: Vec<PathBuf> = fs::read_dir(workspace_root().join("compiler/src/check"))
-        .expect("compiler/src/check")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-        .collect();
-    sources.sort();
-    for path in sources {
-        docs.push(fs::read_to_string(path).expect("a Rust source"));
+    for seed in 0..CODE_DOCS {
+        docs.push(corpus::python_module(&mut corpus::Rng(seed)));
     }
     docs.extend(MULTILINGUAL.iter().map(|s| s.to_string()));
     docs
@@ -554,4 +551,68 @@ fn the_data_commands() {
     ])
     .unwrap_err();
     assert_eq!(rule.1, 2, "{rule}");
+}
+
+#[test]
+fn pieces_give_the_whole_texts_words_and_ids() {
+    use kiln_data::tokenize::{encodes_in_pieces, Pieces, PIECE_BYTES};
+    let docs = corpus();
+    // Pieces far smaller than kiln's: every document is cut many times.
+    fn cut(d: &str) -> Vec<&str> {
+        Pieces::with_size(d, 40, 4096).collect()
+    }
+    let pieces: Vec<&str> = docs.iter().flat_map(|d| cut(d)).collect();
+    assert!(pieces.len() > 20 * docs.len(), "{} pieces", pieces.len());
+    for d in &docs {
+        assert_eq!(cut(d).concat(), *d);
+        for p in cut(d).iter().skip(1) {
+            assert!(p.starts_with(' '), "a piece starts at a space: {p:?}");
+        }
+    }
+    for (kind, pre) in CONFIGS {
+        let cfg = config(kind, pre, 600);
+        // Training on the pieces as documents counts the same words: the same tokenizer.
+        let (whole, _) = train_texts(&docs, cfg).unwrap();
+        let (from_pieces, _) = train_texts(&pieces, cfg).unwrap();
+        assert!(
+            whole.to_string(false).unwrap() == from_pieces.to_string(false).unwrap(),
+            "{kind:?}/{pre:?}: the pieces trained another tokenizer"
+        );
+        // Encoding piece by piece gives the whole text's ids.
+        assert!(encodes_in_pieces(&whole), "{kind:?}/{pre:?}");
+        for d in &docs {
+            let ids = whole
+                .encode_fast(d.as_str(), false)
+                .unwrap()
+                .get_ids()
+                .to_vec();
+            let mut joined = Vec::new();
+            for p in cut(d) {
+                joined.extend_from_slice(whole.encode_fast(p, false).unwrap().get_ids());
+            }
+            assert_eq!(ids, joined, "{kind:?}/{pre:?}");
+        }
+    }
+    // A document longer than a piece, through the encoder kiln uses.
+    let (tok, _) = train_texts(&docs, config(ModelKind::Bpe, Pretokenize::ByteLevel, 600)).unwrap();
+    let long = docs
+        .iter()
+        .cycle()
+        .take(40)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(long.len() > 4 * PIECE_BYTES);
+    let whole = tok
+        .encode_fast(long.as_str(), false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    let encoded = encode_texts(&tok, &[long.as_str()], None).unwrap();
+    assert!(encoded[0] == whole, "the long document's ids differ");
+    // A tokenizer kiln did not train (here: with a normalizer) is encoded whole.
+    let mut json: serde_json::Value = serde_json::from_str(&tok.to_string(false).unwrap()).unwrap();
+    json["normalizer"] = serde_json::json!({ "type": "Lowercase" });
+    let other: tokenize::Tokenizer = serde_json::from_value(json).unwrap();
+    assert!(!encodes_in_pieces(&other));
 }

@@ -1,15 +1,25 @@
-//! Deterministic test corpora built from real text: the license texts Debian's base-files
-//! installs in /usr/share/common-licenses, cut into documents, and synthetic edits of them
-//! (words deleted, replaced or inserted at a controlled fraction). Shared by
-//! `tests/dedup.rs` and `benches/dedup.rs` (included with `#[path]`).
+//! Deterministic test corpora, the same on every machine: real text committed with the tests
+//! (`tests/fixtures/common-licenses`, the license texts of Debian's base-files; see
+//! `tests/fixtures/README.md`), cut into documents, synthetic edits of them (words deleted,
+//! replaced or inserted at a controlled fraction), and text generated from a seed: English
+//! prose and Python-like source. Nothing is read from the machine outside this crate.
+//! Shared by the tests and benches (included with `#[path]`).
 
 #![allow(dead_code)]
 
 use std::fs;
 use std::path::Path;
 
-/// Where Debian's base-files puts the common license texts.
-pub const LICENSE_DIR: &str = "/usr/share/common-licenses";
+/// The committed license texts (Debian base-files 12.4's /usr/share/common-licenses).
+pub const LICENSE_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/common-licenses"
+);
+
+/// The names Debian installs as symlinks to other texts: they are read again under these
+/// names, as the machine's directory listed them (real exact duplicates for the dedup tests).
+pub const LICENSE_ALIASES: [(&str, &str); 3] =
+    [("GFDL", "GFDL-1.3"), ("GPL", "GPL-3"), ("LGPL", "LGPL-3")];
 
 /// SplitMix64 (Steele, Lea & Flood 2014): a small deterministic generator.
 pub struct Rng(pub u64);
@@ -32,22 +42,28 @@ impl Rng {
     }
 }
 
-/// Every license text by file name (symlinks such as GPL → GPL-3 included), sorted.
+/// Every license text by file name (the aliases such as GPL → GPL-3 included), sorted.
 pub fn license_texts() -> Vec<(String, String)> {
     let dir = Path::new(LICENSE_DIR);
     let mut entries: Vec<(String, String)> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{LICENSE_DIR} ({e}): the tests need Debian's base-files"))
-        .filter_map(|e| {
-            let path = e.ok()?.path();
-            let text = fs::read_to_string(&path).ok()?;
-            Some((path.file_name()?.to_str()?.to_string(), text))
+        .unwrap_or_else(|e| panic!("{LICENSE_DIR}: {e}"))
+        .map(|e| {
+            let path = e.expect("a directory entry").path();
+            let text = fs::read_to_string(&path).expect("a license text");
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, text)
         })
         .collect();
+    for (alias, target) in LICENSE_ALIASES {
+        let text = entries
+            .iter()
+            .find(|(name, _)| name == target)
+            .map(|(_, text)| text.clone())
+            .expect("the alias's target");
+        entries.push((alias.to_string(), text));
+    }
     entries.sort();
-    assert!(
-        entries.len() >= 10,
-        "{LICENSE_DIR} holds too few license texts"
-    );
+    assert_eq!(entries.len(), 17, "{LICENSE_DIR}: 14 texts and 3 aliases");
     entries
 }
 
@@ -158,4 +174,307 @@ pub fn bench_corpus(docs: usize, variants: usize, seed: u64) -> Vec<String> {
         out.swap(i, j);
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------
+// Generated text: English prose and Python-like source, from a seed.
+
+/// Nouns of the generated prose and identifiers.
+pub const NOUNS: [&str; 48] = [
+    "file",
+    "buffer",
+    "record",
+    "value",
+    "program",
+    "library",
+    "system",
+    "user",
+    "license",
+    "document",
+    "function",
+    "module",
+    "stream",
+    "table",
+    "network",
+    "request",
+    "server",
+    "client",
+    "model",
+    "dataset",
+    "token",
+    "sentence",
+    "paragraph",
+    "archive",
+    "package",
+    "version",
+    "option",
+    "argument",
+    "process",
+    "thread",
+    "memory",
+    "disk",
+    "index",
+    "cache",
+    "queue",
+    "error",
+    "message",
+    "result",
+    "report",
+    "source",
+    "copy",
+    "work",
+    "author",
+    "notice",
+    "permission",
+    "condition",
+    "garden",
+    "river",
+];
+/// Verbs: the base form and the third person.
+pub const VERBS: [(&str, &str); 24] = [
+    ("read", "reads"),
+    ("write", "writes"),
+    ("return", "returns"),
+    ("keep", "keeps"),
+    ("remove", "removes"),
+    ("check", "checks"),
+    ("describe", "describes"),
+    ("contain", "contains"),
+    ("change", "changes"),
+    ("copy", "copies"),
+    ("send", "sends"),
+    ("build", "builds"),
+    ("open", "opens"),
+    ("close", "closes"),
+    ("count", "counts"),
+    ("sort", "sorts"),
+    ("print", "prints"),
+    ("hold", "holds"),
+    ("start", "starts"),
+    ("stop", "stops"),
+    ("follow", "follows"),
+    ("carry", "carries"),
+    ("grow", "grows"),
+    ("share", "shares"),
+];
+pub const ADJECTIVES: [&str; 24] = [
+    "new", "old", "large", "small", "first", "last", "empty", "whole", "given", "current",
+    "default", "public", "private", "open", "free", "simple", "local", "remote", "valid",
+    "complete", "quiet", "careful", "early", "modern",
+];
+const PREPOSITIONS: [&str; 10] = [
+    "of", "in", "with", "from", "to", "for", "by", "on", "after", "before",
+];
+
+impl Rng {
+    /// One of `items`.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// One English sentence from a small grammar (stop words such as `the`, `of`, `and`,
+/// `that`, `with`, `to`, `be` and `have` occur as in real prose).
+pub fn sentence(rng: &mut Rng) -> String {
+    let n = |rng: &mut Rng| *rng.pick(&NOUNS);
+    let a = |rng: &mut Rng| *rng.pick(&ADJECTIVES);
+    let v = |rng: &mut Rng| *rng.pick(&VERBS);
+    let p = |rng: &mut Rng| *rng.pick(&PREPOSITIONS);
+    let text = match rng.below(8) {
+        0 => format!(
+            "the {} {} {} the {} {} the {}",
+            a(rng),
+            n(rng),
+            v(rng).1,
+            n(rng),
+            p(rng),
+            n(rng)
+        ),
+        1 => format!(
+            "if the {} is {}, the {} {} it and {} a {} {}",
+            n(rng),
+            a(rng),
+            n(rng),
+            v(rng).1,
+            v(rng).1,
+            a(rng),
+            n(rng)
+        ),
+        2 => format!(
+            "it is {} to {} the {} before the {} {} that {}",
+            a(rng),
+            v(rng).0,
+            n(rng),
+            n(rng),
+            v(rng).1,
+            n(rng)
+        ),
+        3 => format!(
+            "each {} that you {} with the {} has to be {} and {}",
+            n(rng),
+            v(rng).0,
+            n(rng),
+            a(rng),
+            a(rng)
+        ),
+        4 => format!(
+            "we {} the {} {} of the {} so that the {} can {} it {} the {}",
+            v(rng).0,
+            a(rng),
+            n(rng),
+            n(rng),
+            n(rng),
+            v(rng).0,
+            p(rng),
+            n(rng)
+        ),
+        5 => format!(
+            "a {} {} {} {} {} {} and the {} {} the rest",
+            a(rng),
+            n(rng),
+            v(rng).1,
+            n(rng).to_string() + "s",
+            p(rng),
+            n(rng),
+            n(rng),
+            v(rng).1
+        ),
+        6 => format!(
+            "there have been {} {} {} in the {} since the {} {} was {}",
+            2 + rng.below(40),
+            a(rng),
+            n(rng).to_string() + "s",
+            n(rng),
+            n(rng),
+            n(rng),
+            a(rng)
+        ),
+        _ => format!(
+            "when a {} {} the {}, its {} {} {} with the {} {}",
+            n(rng),
+            v(rng).1,
+            n(rng),
+            n(rng),
+            v(rng).1,
+            a(rng),
+            n(rng),
+            n(rng)
+        ),
+    };
+    capitalise(&text) + "."
+}
+
+/// A paragraph of `3..=7` sentences.
+pub fn paragraph(rng: &mut Rng) -> String {
+    let k = 3 + rng.below(5);
+    (0..k).map(|_| sentence(rng)).collect::<Vec<_>>().join(" ")
+}
+
+/// An article: a title line and `paragraphs` paragraphs.
+pub fn article(rng: &mut Rng, paragraphs: usize) -> String {
+    let title = capitalise(&format!(
+        "{} {} and the {} {}",
+        rng.pick(&ADJECTIVES),
+        rng.pick(&NOUNS),
+        rng.pick(&ADJECTIVES),
+        rng.pick(&NOUNS)
+    ));
+    let body: Vec<String> = (0..paragraphs).map(|_| paragraph(rng)).collect();
+    format!("{title}\n\n{}\n", body.join("\n\n"))
+}
+
+fn identifier(rng: &mut Rng) -> String {
+    format!("{}_{}", rng.pick(&VERBS).0, rng.pick(&NOUNS))
+}
+
+fn class_name(rng: &mut Rng) -> String {
+    capitalise(*rng.pick(&ADJECTIVES)) + &capitalise(*rng.pick(&NOUNS))
+}
+
+/// A Python-like module: a docstring, imports, constants, functions and a class with
+/// docstrings and comments, in a fixed layout filled from the seed.
+pub fn python_module(rng: &mut Rng) -> String {
+    const MODULES: [&str; 12] = [
+        "os",
+        "sys",
+        "re",
+        "json",
+        "math",
+        "itertools",
+        "functools",
+        "collections",
+        "pathlib",
+        "typing",
+        "dataclasses",
+        "logging",
+    ];
+    let mut out = format!("\"\"\"{}\n\n{}\n\"\"\"\n\n", sentence(rng), paragraph(rng));
+    for _ in 0..1 + rng.below(4) {
+        out += &format!("import {}\n", rng.pick(&MODULES));
+    }
+    out += &format!(
+        "from {} import {}, {}\n\n",
+        rng.pick(&MODULES),
+        rng.pick(&NOUNS),
+        identifier(rng)
+    );
+    for _ in 0..1 + rng.below(3) {
+        out += &format!(
+            "{}_{} = {}\n",
+            rng.pick(&ADJECTIVES).to_uppercase(),
+            rng.pick(&NOUNS).to_uppercase(),
+            rng.below(10_000)
+        );
+    }
+    for _ in 0..2 + rng.below(4) {
+        let (name, a, b) = (identifier(rng), *rng.pick(&NOUNS), *rng.pick(&NOUNS));
+        let (b, limit) = (if a == b { "other" } else { b }, 1 + rng.below(100));
+        out += &format!(
+            "\n\ndef {name}({a}, {b}=None):\n    \"\"\"{}\"\"\"\n    result = []\n    \
+             # {}\n    for i in range({limit}):\n        if {b} is not None and i % {} == 0:\n            \
+             result.append({a}[i] + {b})\n        elif i > len({a}):\n            break\n    \
+             return {{\"{a}\": result, \"count\": len(result)}}\n",
+            sentence(rng),
+            sentence(rng),
+            2 + rng.below(7),
+        );
+    }
+    let (class, field) = (class_name(rng), *rng.pick(&NOUNS));
+    out += &format!(
+        "\n\nclass {class}(object):\n    \"\"\"{}\n\n    {}\n    \"\"\"\n\n    \
+         def __init__(self, {field}, size={}):\n        self.{field} = {field}\n        \
+         self.size = size\n        self._items = {{}}\n\n    def {}(self, key):\n        \
+         # {}\n        if key not in self._items:\n            raise KeyError(key)\n        \
+         return self._items[key] * self.size\n",
+        sentence(rng),
+        sentence(rng),
+        rng.below(512),
+        identifier(rng),
+        sentence(rng),
+    );
+    out
+}
+
+/// The docstrings of a Python module (every `\"\"\"…\"\"\"` block), joined by blank lines.
+pub fn docstrings(source: &str) -> String {
+    let mut out = Vec::new();
+    let mut rest = source;
+    while let Some(i) = rest.find("\"\"\"") {
+        let after = &rest[i + 3..];
+        let Some(j) = after.find("\"\"\"") else { break };
+        let block = after[..j].trim();
+        if !block.is_empty() {
+            out.push(block.to_string());
+        }
+        rest = &after[j + 3..];
+    }
+    out.join("\n\n")
 }
