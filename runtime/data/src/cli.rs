@@ -2,9 +2,11 @@
 //! quality filter, tokenizer training and encoding), with text or JSON summaries.
 //!
 //! The `kiln` binary nests [`DataCommand`] as its `data` subcommand and calls [`run`].
-//! Exit codes follow `kiln`'s: 0 done, 1 the work failed, 2 unusable inputs or arguments
-//! (checked before any work: inputs that are missing or of unknown format, settings out of
-//! range, an output of the wrong kind or one that would replace an input).
+//! Exit codes follow `kiln`'s: 0 done; 1 the work failed (no document could be read, a
+//! tokenizer could not be trained, …); 2 usage or IO errors: arguments, inputs or outputs
+//! that cannot be used (checked before any work where they can be: inputs that are missing
+//! or of unknown format, settings out of range, an output of the wrong kind or one that
+//! would replace an input) and files that cannot be read or written during it.
 //!
 //! Outputs are written whole or not at all (`kiln_fsio`): a failed command leaves the old
 //! output as it was. `dedup` and `filter` refuse an output that is one of their inputs
@@ -176,6 +178,12 @@ fn fail(e: impl std::fmt::Display) -> Failure {
     Failure(e.to_string(), 1)
 }
 
+/// A step's failure: 2 when a file could not be read or written, 1 when the work failed.
+fn step_failure(e: steps::DataError) -> Failure {
+    Failure(e.message, if e.io { 2 } else { 1 })
+}
+
+/// A usage or IO error (exit 2): arguments, inputs or outputs that cannot be used.
 fn usage(e: impl std::fmt::Display) -> Failure {
     Failure(e.to_string(), 2)
 }
@@ -307,7 +315,7 @@ pub fn execute(cmd: &DataCommand) -> Result<Value, Failure> {
             }
             let report =
                 steps::dedup_documents(&config, exact.as_ref(), near, &a.out, progress(&a.common))
-                    .map_err(fail)?;
+                    .map_err(step_failure)?;
             let mut v = serde_json::to_value(&report).map_err(fail)?;
             annotate(&mut v, "dedup", &a.out);
             Ok(v)
@@ -318,7 +326,7 @@ pub fn execute(cmd: &DataCommand) -> Result<Value, Failure> {
             check_output_file(&a.out, &files, a.in_place)?;
             let quality = steps::quality_config(&a.rules, None).map_err(usage)?;
             let report = steps::filter_documents(&config, &quality, &a.out, progress(&a.common))
-                .map_err(fail)?;
+                .map_err(step_failure)?;
             let mut v = serde_json::to_value(&report).map_err(fail)?;
             annotate(&mut v, "filter", &a.out);
             Ok(v)
@@ -393,7 +401,7 @@ fn tokenize_command(a: &TokenizeArgs) -> Result<Value, Failure> {
     let mut summary = serde_json::Map::new();
     let tokenizer = match (train, loaded) {
         (Some(train), _) => {
-            let report = steps::train_tokenizer(&config, train, dir, show).map_err(fail)?;
+            let report = steps::train_tokenizer(&config, train, dir, show).map_err(step_failure)?;
             summary.insert("input_docs".into(), json!(report.input_docs));
             summary.insert("kept_docs".into(), json!(report.kept_docs));
             summary.insert("too_large_docs".into(), json!(report.too_large_docs));
@@ -405,7 +413,7 @@ fn tokenize_command(a: &TokenizeArgs) -> Result<Value, Failure> {
             tokenize::load(dir).map_err(fail)?
         }
         (None, Some(tokenizer)) => {
-            tokenize::save(&tokenizer, dir).map_err(fail)?;
+            tokenize::save(&tokenizer, dir).map_err(usage)?;
             tokenizer
         }
         (None, None) => unreachable!("checked above"),
@@ -414,7 +422,7 @@ fn tokenize_command(a: &TokenizeArgs) -> Result<Value, Failure> {
         let eod = eod_of(&tokenizer).map_err(fail)?;
         let report =
             steps::encode_documents(&config, &tokenizer, eod, &dir.join(DATA_PREFIX), show)
-                .map_err(fail)?;
+                .map_err(step_failure)?;
         let encode = serde_json::to_value(&report).map_err(fail)?;
         summary.insert("input_docs".into(), json!(report.input_docs));
         summary.insert("kept_docs".into(), json!(report.kept_docs));
@@ -426,8 +434,8 @@ fn tokenize_command(a: &TokenizeArgs) -> Result<Value, Failure> {
     let mut v = Value::Object(summary);
     annotate(&mut v, "tokenize", &a.out);
     let text = serde_json::to_string_pretty(&v).map_err(fail)? + "\n";
-    kiln_fsio::write(&dir.join(steps::REPORT_FILE), text.as_bytes()).map_err(fail)?;
-    work.commit().map_err(fail)?;
+    kiln_fsio::write(&dir.join(steps::REPORT_FILE), text.as_bytes()).map_err(usage)?;
+    work.commit().map_err(usage)?;
     Ok(v)
 }
 

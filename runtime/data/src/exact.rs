@@ -103,7 +103,14 @@ impl fmt::Display for BloomError {
     }
 }
 
-impl std::error::Error for BloomError {}
+impl std::error::Error for BloomError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BloomError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// A Bloom filter over byte strings (see the module doc for sizing, hashing and format).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -493,7 +500,14 @@ impl fmt::Display for ExactError {
     }
 }
 
-impl std::error::Error for ExactError {}
+impl std::error::Error for ExactError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ExactError::Ingest(e) => Some(e),
+            ExactError::Bloom(e) => Some(e),
+        }
+    }
+}
 
 impl From<IngestError> for ExactError {
     fn from(e: IngestError) -> Self {

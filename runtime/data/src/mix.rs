@@ -124,7 +124,14 @@ impl fmt::Display for MixError {
     }
 }
 
-impl std::error::Error for MixError {}
+impl std::error::Error for MixError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MixError::Shard(e) => Some(e),
+            MixError::Invalid(_) => None,
+        }
+    }
+}
 
 impl From<ShardError> for MixError {
     fn from(e: ShardError) -> Self {

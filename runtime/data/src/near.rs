@@ -116,7 +116,14 @@ impl fmt::Display for NearError {
     }
 }
 
-impl std::error::Error for NearError {}
+impl std::error::Error for NearError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NearError::Ingest(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<IngestError> for NearError {
     fn from(e: IngestError) -> Self {

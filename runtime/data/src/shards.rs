@@ -142,7 +142,15 @@ impl fmt::Display for ShardError {
     }
 }
 
-impl std::error::Error for ShardError {}
+impl std::error::Error for ShardError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ShardError::Io { source, .. } => Some(source),
+            ShardError::Output(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ShardError + '_ {
     move |source| ShardError::Io {

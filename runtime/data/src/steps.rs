@@ -498,18 +498,46 @@ impl Batcher {
 
 /// A data step failure outside the plan (the `kiln data` commands share these).
 #[derive(Debug)]
-pub struct DataError(pub String);
+pub struct DataError {
+    /// What went wrong, in words.
+    pub message: String,
+    /// Whether a file could not be read or written (`kiln data` exits 2), rather than the
+    /// work failing (1).
+    pub io: bool,
+}
 
 impl std::fmt::Display for DataError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for DataError {}
 
-fn de(e: impl std::fmt::Display) -> DataError {
-    DataError(e.to_string())
+fn de<E: std::error::Error + 'static>(e: E) -> DataError {
+    DataError {
+        message: e.to_string(),
+        io: is_io(&e),
+    }
+}
+
+/// Whether an error, or one it was caused by, is a file that could not be read or written
+/// (an operating-system error, a refused output, unusable inputs).
+pub fn is_io(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        let unusable_inputs = e.downcast_ref::<IngestError>().is_some_and(|e| {
+            matches!(
+                e,
+                IngestError::Inputs(_) | IngestError::NoInputs | IngestError::OutputFormat(_)
+            )
+        });
+        if unusable_inputs || e.is::<std::io::Error>() || e.is::<kiln_fsio::Error>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Exact and/or near dedup of the documents of `config`, kept documents written to
@@ -593,7 +621,10 @@ pub fn dedup_documents(
     };
     match near_index {
         None => {
-            let w = writer.ok_or_else(|| DataError("no writer".into()))?;
+            let w = writer.ok_or_else(|| DataError {
+                message: "no writer".into(),
+                io: false,
+            })?;
             report.kept_docs = w.finish().map_err(de)?;
         }
         Some(mut index) => {

@@ -235,7 +235,14 @@ impl fmt::Display for TokenizeError {
     }
 }
 
-impl std::error::Error for TokenizeError {}
+impl std::error::Error for TokenizeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TokenizeError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 fn tk_error(e: impl fmt::Display) -> TokenizeError {
     TokenizeError::Tokenizers(e.to_string())

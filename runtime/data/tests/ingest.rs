@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use kiln_data::ingest::{
-    count_documents, expand_inputs, Document, Format, Ingest, IngestConfig, IngestError,
-    InputProblem, JsonlWriter,
+    count_documents, expand_inputs, max_line_bytes, Document, Format, Ingest, IngestConfig,
+    IngestError, InputProblem, JsonlWriter,
 };
 
 fn write(path: &Path, bytes: &[u8]) {
@@ -184,6 +184,118 @@ fn strict_mode_fails_at_the_first_malformed_line() {
         "{message}"
     );
     assert!(ingest.next().is_none());
+}
+
+/// `{"text": "<n × a>"}` and a newline.
+fn text_line(n: usize) -> Vec<u8> {
+    format!("{{\"text\": \"{}\"}}\n", "a".repeat(n)).into_bytes()
+}
+
+#[test]
+fn documents_above_the_limit_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 1000u64;
+    let path = dir.path().join("a.jsonl");
+    let mut bytes = text_line(1000); // 1: at the limit, kept
+    bytes.extend(text_line(1001)); // 2: one byte over
+                                   // 3: a line too long for any document within the limit, not even JSON: skipped as too
+                                   // large without being held or parsed.
+    bytes.extend(vec![b'x'; max_line_bytes(limit) as usize + 1]);
+    bytes.push(b'\n');
+    bytes.extend(text_line(3)); // 4
+    bytes.extend(&text_line(2000)[..2012]); // 5: over the limit, no final newline
+    write(&path, &bytes);
+    let zst = dir.path().join("b.jsonl.zst");
+    let mut zbytes = text_line(1001);
+    zbytes.extend(text_line(7));
+    write(&zst, &zstd(&zbytes));
+    let at = dir.path().join("at.txt");
+    write(&at, &vec![b'b'; 1000]);
+    let over = dir.path().join("over.txt.zst");
+    write(&over, &zstd(&vec![b'c'; 5000]));
+    let mut cfg = config(&[&path, &zst, &at, &over]);
+    cfg.max_document_bytes = limit;
+    let (docs, report) = read_all(&cfg);
+    let sizes: Vec<(String, usize)> = docs.iter().map(|d| (d.id.clone(), d.text.len())).collect();
+    assert_eq!(
+        sizes,
+        [
+            (id(&path, 1), 1000),
+            (id(&path, 4), 3),
+            (id(&zst, 2), 7),
+            (id(&at, 1), 1000)
+        ]
+    );
+    assert_eq!(
+        (report.docs, report.malformed_lines, report.too_large_docs),
+        (4, 0, 5)
+    );
+    let skipped: Vec<(PathBuf, u64, &str)> = report
+        .too_large
+        .iter()
+        .map(|m| (m.path.clone(), m.line, m.reason.as_str()))
+        .collect();
+    let line3 = format!(
+        "a line of {} bytes, longer than any document within the limit of 1000 bytes of text",
+        max_line_bytes(limit) + 1
+    );
+    let expected = [
+        (&path, 2, "1001 bytes of text, more than the limit of 1000"),
+        (&path, 3, line3.as_str()),
+        (&path, 5, "2000 bytes of text, more than the limit of 1000"),
+        (&zst, 1, "1001 bytes of text, more than the limit of 1000"),
+        (&over, 1, "5000 bytes of text, more than the limit of 1000"),
+    ];
+    assert_eq!(skipped.len(), expected.len(), "{skipped:?}");
+    for (got, (p, l, r)) in skipped.iter().zip(expected) {
+        assert!(got.0 == *p && got.1 == l && got.2.starts_with(r), "{got:?}");
+    }
+    // With strict, the first is an error.
+    cfg.strict = true;
+    let mut ingest = Ingest::open(&cfg).unwrap();
+    assert_eq!(ingest.next().unwrap().unwrap().text.len(), 1000);
+    let err = ingest.next().unwrap().unwrap_err();
+    assert!(matches!(err, IngestError::TooLarge(_)), "{err}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}:2: document too large: 1001 bytes",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn inputs_with_lines_but_no_document_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    write(&bad, b"\n{\"body\": 1}\n[1]\n");
+    let mut ingest = Ingest::open(&config(&[&bad])).unwrap();
+    let err = ingest.next().unwrap().unwrap_err();
+    assert!(matches!(
+        err,
+        IngestError::NothingRead {
+            malformed: 2,
+            too_large: 0,
+            ..
+        }
+    ));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "no document could be read from `{}`: every line was skipped (2 malformed, 0 too \
+             large); the first, line 2: no field `text`",
+            bad.display()
+        )
+    );
+    assert!(ingest.next().is_none());
+    assert!(count_documents(&config(&[&bad])).is_err());
+    // An input without lines is an empty corpus, not an error.
+    let empty = dir.path().join("empty.jsonl");
+    write(&empty, b"");
+    let (docs, report) = read_all(&config(&[&empty]));
+    assert!(docs.is_empty());
+    assert_eq!(report.files, 1);
 }
 
 #[test]

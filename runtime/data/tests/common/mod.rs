@@ -51,14 +51,29 @@ pub struct ChildRun {
     pub peak_rss_bytes: u64,
 }
 
+/// The command line that runs only the test `child_test` of this test binary (which must
+/// call [`child_main`]).
+pub fn child_command_line(child_test: &str) -> Vec<String> {
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut line = vec![exe.to_string_lossy().into_owned()];
+    line.extend(["--exact", child_test, "--nocapture", "--test-threads", "1"].map(String::from));
+    line
+}
+
 /// Runs `kiln data ARGS` in a child process: this test binary, running only the test
 /// `child_test` (which must call [`child_main`]), with the arguments in [`CHILD_ARGS`].
 pub fn run_child(child_test: &str, args: &[&str], cwd: &Path) -> ChildRun {
-    let exe = std::env::current_exe().expect("the test binary");
-    let out = Command::new(exe)
-        .args(["--exact", child_test, "--nocapture", "--test-threads", "1"])
+    let line = child_command_line(child_test);
+    let mut command = Command::new(&line[0]);
+    command.args(&line[1..]).current_dir(cwd);
+    run_child_command(command, args)
+}
+
+/// Runs `command` (which runs [`child_main`], directly or from a script) with `args` in
+/// [`CHILD_ARGS`].
+pub fn run_child_command(mut command: Command, args: &[&str]) -> ChildRun {
+    let out = command
         .env(CHILD_ARGS, serde_json::to_string(args).unwrap())
-        .current_dir(cwd)
         .output()
         .expect("run the child");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
