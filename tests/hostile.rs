@@ -300,6 +300,7 @@ fn source_paths_stay_in_the_project() {
     for (path, code) in [
         ("../data/web.jsonl", Some("is outside the project")),
         ("data/web.jsonl", Some("leads outside the project")),
+        ("data/*.jsonl", Some("leads outside the project")),
         ("data/../../data/web.jsonl", Some("is outside the project")),
         (outside.join("web.jsonl").to_str().unwrap(), None),
         ("local/web.jsonl", None),

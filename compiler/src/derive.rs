@@ -488,9 +488,12 @@ fn nodes_for(exp: &Record, model_parallel: f64) -> Option<(f64, f64)> {
 
 /// The phase before the one holding `path` (`["phase", NAME, …]`).
 fn previous_phase(top: &Record, path: &[String]) -> Option<String> {
-    let names: Vec<&String> = top.entries("phase").map(|(n, _, _)| n).collect();
-    let at = names.iter().position(|n| Some(*n) == path.get(1))?;
-    at.checked_sub(1).map(|i| names[i].clone())
+    // By index, not by a walk: an experiment may have thousands of phases.
+    let phases = top.named.get("phase")?;
+    let at = phases.get_index_of(path.get(1)?)?;
+    at.checked_sub(1)
+        .and_then(|i| phases.get_index(i))
+        .map(|(name, _)| name.clone())
 }
 
 /// Computes an `auto` value, with a sentence that says how.

@@ -611,7 +611,7 @@ fn real_project_root(loader: &dyn SourceLoader, dir: &Path) -> PathBuf {
 /// K-I007: the relative `path` of every data source of the experiments in `decls` stays
 /// inside the project of the file that declares the experiment (relative source paths are
 /// read from the project root, `run_cmd::project_root`), by its path and with links
-/// resolved where it exists on this machine. An absolute path declares data that lives
+/// resolved as far as it exists on this machine. An absolute path declares data that lives
 /// elsewhere and is not checked.
 pub fn check_source_paths(
     program: &Program,
@@ -656,7 +656,9 @@ pub fn check_source_paths(
                 );
                 continue;
             }
-            let Some(real) = loader.canonicalize(&target) else {
+            // The deepest part of the path that exists (a pattern such as `link/*.jsonl`
+            // exists only up to `link`), with its links resolved.
+            let Some(real) = target.ancestors().find_map(|a| loader.canonicalize(a)) else {
                 continue;
             };
             let real_root = loader.canonicalize(&root).unwrap_or_else(|| root.clone());
