@@ -358,27 +358,11 @@ fn tokenize_command(a: &TokenizeArgs) -> Result<Value, Failure> {
         )));
     }
     let show = progress(&a.common);
-    let train = match (a.vocab, &a.tokenizer) {
-        (Some(vocab), _) => {
-            let train = TrainConfig {
-                kind: a.kind,
-                vocab_size: vocab,
-                pretokenize: a.pretokenize.unwrap_or(a.kind.default_pretokenize()),
-            };
-            WordCounter::new(train).map_err(usage)?;
-            Some(train)
-        }
-        (None, Some(_)) => None,
-        (None, None) => {
-            return Err(usage(
-                "give --vocab N to train a tokenizer or --tokenizer FILE to use one",
-            ))
-        }
-    };
-    let loaded = match &a.tokenizer {
-        Some(path) => Some(tokenize::load(path).map_err(usage)?),
-        None => None,
-    };
+    /// Where the tokenizer comes from.
+    enum Source {
+        Train(TrainConfig),
+        Load(Box<tokenize::Tokenizer>),
+    }
     let eod_of = |tokenizer: &tokenize::Tokenizer| {
         tokenize::eod_token(tokenizer)
             .map(|(_, id)| id)
@@ -389,34 +373,53 @@ fn tokenize_command(a: &TokenizeArgs) -> Result<Value, Failure> {
                 )
             })
     };
-    if let Some(tokenizer) = &loaded {
-        if !a.no_encode {
-            eod_of(tokenizer).map_err(usage)?;
+    let source = match (a.vocab, &a.tokenizer) {
+        (Some(vocab), _) => {
+            let train = TrainConfig {
+                kind: a.kind,
+                vocab_size: vocab,
+                pretokenize: a.pretokenize.unwrap_or(a.kind.default_pretokenize()),
+            };
+            WordCounter::new(train).map_err(usage)?;
+            Source::Train(train)
         }
-    }
+        (None, Some(path)) => {
+            let tokenizer = tokenize::load(path).map_err(usage)?;
+            if !a.no_encode {
+                eod_of(&tokenizer).map_err(usage)?;
+            }
+            Source::Load(Box::new(tokenizer))
+        }
+        (None, None) => {
+            return Err(usage(
+                "give --vocab N to train a tokenizer or --tokenizer FILE to use one",
+            ))
+        }
+    };
     // The whole directory is built beside the old one and swapped in at the end: a failure
     // leaves the old directory as it was.
     let work = AtomicDir::create(&a.out).map_err(usage)?;
     let dir = work.path();
     let mut summary = serde_json::Map::new();
-    let tokenizer = match (train, loaded) {
-        (Some(train), _) => {
+    let tokenizer = match source {
+        Source::Train(train) => {
             let report = steps::train_tokenizer(&config, train, dir, show).map_err(step_failure)?;
             summary.insert("input_docs".into(), json!(report.input_docs));
             summary.insert("kept_docs".into(), json!(report.kept_docs));
             summary.insert("too_large_docs".into(), json!(report.too_large_docs));
             summary.insert("malformed_lines".into(), json!(report.malformed_lines));
+            summary.insert("malformed".into(), json!(report.malformed));
+            summary.insert("too_large".into(), json!(report.too_large));
             summary.insert(
                 "tokenizer".into(),
                 serde_json::to_value(&report.tokenizer).map_err(fail)?,
             );
             tokenize::load(dir).map_err(fail)?
         }
-        (None, Some(tokenizer)) => {
+        Source::Load(tokenizer) => {
             tokenize::save(&tokenizer, dir).map_err(usage)?;
-            tokenizer
+            *tokenizer
         }
-        (None, None) => unreachable!("checked above"),
     };
     if !a.no_encode {
         let eod = eod_of(&tokenizer).map_err(fail)?;
@@ -428,6 +431,8 @@ fn tokenize_command(a: &TokenizeArgs) -> Result<Value, Failure> {
         summary.insert("kept_docs".into(), json!(report.kept_docs));
         summary.insert("too_large_docs".into(), json!(report.too_large_docs));
         summary.insert("malformed_lines".into(), json!(report.malformed_lines));
+        summary.insert("malformed".into(), json!(report.malformed));
+        summary.insert("too_large".into(), json!(report.too_large));
         summary.insert("tokens".into(), json!(report.tokens));
         summary.insert("encode".into(), encode);
     }
@@ -490,12 +495,11 @@ fn text_summary(v: &Value) -> String {
 
 /// `(the first: PATH:LINE: reason)` from a report's list of skipped lines, and a newline.
 fn first_of(v: &Value, list: &str) -> String {
-    let first = v
+    match v
         .get(list)
         .and_then(Value::as_array)
         .and_then(|l| l.first())
-        .or_else(|| v.get("encode").and_then(|e| first_of_value(e, list)));
-    match first {
+    {
         Some(m) => format!(
             " (the first: {}:{}: {})\n",
             m.get("path").and_then(Value::as_str).unwrap_or("?"),
@@ -504,10 +508,4 @@ fn first_of(v: &Value, list: &str) -> String {
         ),
         None => "\n".to_string(),
     }
-}
-
-fn first_of_value<'v>(v: &'v Value, list: &str) -> Option<&'v Value> {
-    v.get(list)
-        .and_then(Value::as_array)
-        .and_then(|l| l.first())
 }

@@ -25,7 +25,7 @@ fn words_chunk(bytes: usize, seed: u64) -> String {
             .wrapping_add(1_442_695_040_888_963_407);
         out.push_str(WORDS[(state >> 60) as usize]);
         i += 1;
-        out.push_str(if i % 20 == 0 { ".\\n" } else { " " });
+        out.push_str(if i.is_multiple_of(20) { ".\\n" } else { " " });
     }
     out
 }
@@ -101,6 +101,7 @@ fn a_200_mb_document_is_skipped_by_tokenize_and_filter_in_bounded_memory() {
     assert_eq!(tok.code, 0, "{}\n{}", tok.stdout, tok.stderr);
     let v = counted_as_too_large(&tok.summary);
     assert_eq!(v["input_docs"], 40);
+    assert_eq!(v["too_large"][0]["line"], 21, "{v:#}");
     assert_eq!(v["encode"]["too_large"][0]["line"], 21, "{v:#}");
 
     let filter = run_child(

@@ -396,7 +396,8 @@ fn identifier(rng: &mut Rng) -> String {
 }
 
 fn class_name(rng: &mut Rng) -> String {
-    capitalise(*rng.pick(&ADJECTIVES)) + &capitalise(*rng.pick(&NOUNS))
+    let (adjective, noun) = (*rng.pick(&ADJECTIVES), *rng.pick(&NOUNS));
+    capitalise(adjective) + &capitalise(noun)
 }
 
 /// A Python-like module: a docstring, imports, constants, functions and a class with

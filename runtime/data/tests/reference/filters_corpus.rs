@@ -176,16 +176,13 @@ fn man_page(rng: &mut Rng) -> String {
     out += "OPTIONS\n";
     for _ in 0..3 + rng.below(8) {
         let noun = rng.pick(&corpus::NOUNS);
+        let flag = rng.pick(&corpus::ADJECTIVES);
+        let what = sentence(rng);
+        let (value, object) = (rng.pick(&corpus::ADJECTIVES), rng.pick(&corpus::NOUNS));
         out += &format!(
-            "       -{}, --{}-{noun}[=WHEN]\n              {}\n\n",
+            "       -{}, --{flag}-{noun}[=WHEN]\n              {what} Use ‘{value}’ for the \
+             {object}.\n\n",
             &noun[..1],
-            rng.pick(&corpus::ADJECTIVES),
-            format!(
-                "{} Use ‘{}’ for the {}.",
-                sentence(rng),
-                rng.pick(&corpus::ADJECTIVES),
-                rng.pick(&corpus::NOUNS)
-            )
         );
     }
     out += &format!(
