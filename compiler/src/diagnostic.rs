@@ -201,6 +201,9 @@ struct Excerpt<'s> {
     files: Vec<ExcerptFile>,
 }
 
+/// Original line index → the byte ranges to keep on that line.
+type KeptLines = std::collections::BTreeMap<usize, Vec<(usize, usize)>>;
+
 struct ExcerptFile {
     /// The file in `Sources`.
     file: usize,
@@ -236,10 +239,7 @@ impl<'s> Excerpt<'s> {
             .chain(d.labels.iter().map(|(s, l)| (*s, l, false)))
             .collect();
         // Per file: the original lines to keep, and on each the byte ranges to keep.
-        let mut wanted: Vec<(
-            usize,
-            std::collections::BTreeMap<usize, Vec<(usize, usize)>>,
-        )> = Vec::new();
+        let mut wanted: Vec<(usize, KeptLines)> = Vec::new();
         let mut spans = Vec::new();
         for (span, _, _) in &all {
             let Ok(text) = sources.source(span.file) else {
@@ -352,11 +352,7 @@ fn ahead(text: &str, o: usize, n: usize) -> usize {
 
 impl ExcerptFile {
     /// Keeps `lines` (original line index → byte ranges to keep on it) of `file`.
-    fn build(
-        sources: &Sources,
-        file: usize,
-        mut lines: std::collections::BTreeMap<usize, Vec<(usize, usize)>>,
-    ) -> ExcerptFile {
+    fn build(sources: &Sources, file: usize, mut lines: KeptLines) -> ExcerptFile {
         use codespan_reporting::files::Files;
         // A single skipped line is printed by codespan; more become a break.
         let indices: Vec<usize> = lines.keys().copied().collect();
