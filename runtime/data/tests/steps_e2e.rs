@@ -6,8 +6,8 @@
 //! The corpus is built by the test, the same on every machine: the committed license texts
 //! (`tests/fixtures/common-licenses`) as `web` and generated Python-like modules as `code`.
 //!
-//! The binaries are `target/debug/kiln` and `target/debug/kiln-worker` (built here with
-//! `cargo build -p kiln -p kiln-worker` when missing).
+//! The binaries are `target/debug/kiln` and `target/debug/kiln-worker`, built here with
+//! `cargo build -p kiln -p kiln-worker` (nothing to do when they are current).
 
 #[path = "reference/corpus.rs"]
 mod corpus;
@@ -33,20 +33,20 @@ fn bin_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
+/// `kiln` and `kiln-worker`, built from this tree (cargo does nothing when they are current;
+/// binaries left by an older build would test old code).
 fn binaries() -> (PathBuf, PathBuf) {
     let dir = bin_dir();
     let (kiln, worker) = (dir.join("kiln"), dir.join("kiln-worker"));
-    if !kiln.exists() || !worker.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "kiln", "-p", "kiln-worker"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build -p kiln -p kiln-worker failed"
-        );
-    }
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", "kiln", "-p", "kiln-worker"])
+        .current_dir(workspace_root())
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build -p kiln -p kiln-worker failed"
+    );
     assert!(
         kiln.exists() && worker.exists(),
         "{} lacks kiln and kiln-worker",
