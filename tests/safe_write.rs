@@ -234,3 +234,31 @@ fn fmt_keeps_permissions_and_links() {
         0o640
     );
 }
+
+#[test]
+fn fmt_reports_non_utf8_with_its_offset_and_refuses_a_fifo() {
+    let (dir, _) = project();
+    let latin1 = dir.path().join("latin1.kiln");
+    fs::write(&latin1, b"experiment e {\n  name = \"caf\xe9\"\n}\n").unwrap();
+    let o = kiln(dir.path(), &["fmt", "latin1.kiln"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("error[K-I006]") && stderr(&o).contains("byte 28 (0xE9)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        fs::read(&latin1).unwrap(),
+        b"experiment e {\n  name = \"caf\xe9\"\n}\n"
+    );
+    // A FIFO would block a plain read: refused at once.
+    let fifo = dir.path().join("pipe.kiln");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let o = kiln(dir.path(), &["fmt", "pipe.kiln"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is a FIFO"), "{}", stderr(&o));
+}

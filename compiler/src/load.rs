@@ -160,7 +160,7 @@ pub fn decode(bytes: Vec<u8>) -> Result<String, NotUtf8> {
 }
 
 /// The message of an entry file that cannot be read (exit code 2).
-fn entry_error(path: &Path, e: ReadError) -> String {
+pub fn entry_error(path: &Path, e: ReadError) -> String {
     match e {
         ReadError::Io(e) => format!("cannot read `{}`: {e}", path.display()),
         ReadError::NotAFile(kind) => format!("`{}` is {kind}, not a file", path.display()),

@@ -280,14 +280,46 @@ fn check(
 fn fmt(files: &[PathBuf], check: bool) -> ExitCode {
     let mut status = ExitCode::SUCCESS;
     for path in files {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        // A regular file only (it is rewritten in place), read without blocking and size-capped.
+        let bytes = match kiln::load::SourceLoader::read(&FsLoader, path) {
+            Ok(b) => b,
             Err(e) => {
-                eprintln!("error: cannot read `{}`: {e}", path.display());
+                eprintln!("error: {}", kiln::load::entry_error(path, e));
                 return ExitCode::from(2);
             }
         };
         let mut sources = kiln::span::Sources::new();
+        let text = match kiln::load::decode(bytes) {
+            Ok(t) => t,
+            Err(bad) => {
+                let name = path.display().to_string();
+                let width = bad.text[bad.offset..]
+                    .chars()
+                    .next()
+                    .map_or(0, char::len_utf8);
+                let file = sources.add(name.clone(), bad.text);
+                let d = kiln::diagnostic::Diagnostic::new(
+                    kiln::codes::UNREADABLE_FILE,
+                    format!(
+                        "`{name}` is not UTF-8 text: byte {} (0x{:02X}) starts an invalid sequence",
+                        bad.offset, bad.byte
+                    ),
+                )
+                .at(
+                    kiln::span::Span::new(file, bad.offset, bad.offset + width),
+                    "not UTF-8",
+                )
+                .help(
+                    "kiln files are UTF-8; convert it (`iconv -t UTF-8`) or remove the stray bytes",
+                );
+                eprint!(
+                    "{}",
+                    kiln::diagnostic::render_text(&sources, &[d], std::io::stderr().is_terminal())
+                );
+                status = ExitCode::from(1);
+                continue;
+            }
+        };
         let file = sources.add(path.display().to_string(), text.clone());
         let ast = match kiln::syntax::parse(file, &text) {
             Ok(ast) => ast,
