@@ -84,7 +84,7 @@ const READ_BUFFER_BYTES: usize = 1 << 20;
 
 /// The largest document read when none is configured: 8 MiB of UTF-8 text. Assumption: it
 /// holds a long book (War and Peace is 3.2 MB) and all but the rarest web pages and source
-/// files (The Stack drops files above 1 MB; Kocetkov et al. 2022, Sec. 3.2), while a
+/// files (The Stack drops files above 1 MB; Kocetkov et al. 2022), while a
 /// document in flight costs the steps a bounded amount of memory (the tokenizer's word
 /// counting and encoding work on pieces of it, see `tokenize` and `shards`).
 pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 8 << 20;

@@ -21,8 +21,17 @@
 //! | mix | `text_document.bin/.idx` (the phase's training stream), `held_out_document.bin/.idx` |
 //!
 //! and [`REPORT_FILE`], whose fields always include `step`, `kind`, `input_docs` and
-//! `kept_docs`, plus what the step counted (`removed` per rule, `tokens`, epochs, …).
-//! Reports hold no times or machine paths, so a re-run writes the same bytes.
+//! `kept_docs`, plus what the step counted (`removed` per rule, `tokens`, epochs, …; the
+//! steps that read documents also `malformed_lines` and `too_large_docs`, with the first of
+//! each listed). Reports hold no times or machine paths, so a re-run writes the same bytes.
+//!
+//! # Document size
+//! The ingest step skips documents above its `max_document_bytes` parameter (the default
+//! `ingest::DEFAULT_MAX_DOCUMENT_BYTES` when the plan gives none) and counts them; the
+//! steps after it read with the plan's largest such limit, so they drop nothing ingest
+//! kept. Parallel batches hold at most `ingest::MAX_BATCH_BYTES` of text besides one
+//! document, and the tokenizer steps work on pieces of a long document (`tokenize::pieces`),
+//! so a step's memory stays bounded whatever the documents.
 //!
 //! # Progress
 //! Every step that reads documents or draws tokens shows its progress on stderr when
