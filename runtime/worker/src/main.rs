@@ -249,8 +249,13 @@ fn bench() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(n) = cli.threads {
-        tch::set_num_threads(n as i32);
+    match kiln_data::cli::thread_count(cli.threads) {
+        Ok(Some(n)) => tch::set_num_threads(n as i32),
+        Ok(None) => {}
+        Err(kiln_data::cli::Failure(message, code)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(code);
+        }
     }
     let plan = match kiln_train::Plan::load(&cli.plan) {
         Ok(p) => p,
@@ -378,11 +383,15 @@ fn main() -> ExitCode {
     let start = Instant::now();
     let name = step.name.clone();
     let id = step.id.clone();
-    let result = match cli.threads {
-        Some(0) => {
-            eprintln!("error: --threads must be at least 1");
-            return ExitCode::from(2);
+    // At least 1, at most the machine's cores (a note says when capped).
+    let threads = match kiln_data::cli::thread_count(cli.threads) {
+        Ok(t) => t,
+        Err(kiln_data::cli::Failure(message, code)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(code);
         }
+    };
+    let result = match threads {
         Some(n) => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
             Ok(pool) => pool.install(|| run_step(&plan, &id, &ctx)),
             Err(e) => {
@@ -457,8 +466,15 @@ fn train(cli: &Cli) -> ExitCode {
         tch::Device::Cpu
     };
     let (rank, size) = (comm.rank(), comm.size());
+    let asked = match kiln_data::cli::thread_count(cli.threads) {
+        Ok(t) => t,
+        Err(kiln_data::cli::Failure(message, code)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(code);
+        }
+    };
     // Ranks on one machine share its cores.
-    let threads = cli.threads.or_else(|| {
+    let threads = asked.or_else(|| {
         (size > 1).then(|| {
             let local = std::env::var("OMPI_COMM_WORLD_LOCAL_SIZE")
                 .ok()
