@@ -41,7 +41,11 @@ fn exit_codes() {
     // Argument errors are usage errors (2), as the README documents, not failures (1).
     let zero_ranks = kiln(&["run", "experiments/tiny.kiln", "--ranks", "0"]);
     assert_eq!(zero_ranks.status.code(), Some(2), "{}", stderr(&zero_ranks));
-    assert!(stderr(&zero_ranks).contains("--ranks"), "{}", stderr(&zero_ranks));
+    assert!(
+        stderr(&zero_ranks).contains("--ranks"),
+        "{}",
+        stderr(&zero_ranks)
+    );
     assert_eq!(
         kiln(&["check", "--format", "yaml", "experiments/tiny.kiln"])
             .status
