@@ -533,3 +533,29 @@ fn hostile_strings_cannot_inject_commands() {
     assert!(!canary.exists(), "a declared string ran a command");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A source's `max_document_bytes` reaches its ingest step (the data runtime's limit);
+/// left out, the step carries none and the runtime's default applies.
+#[test]
+fn a_sources_document_limit_reaches_its_ingest_step() {
+    let limit = |plan: &Value, source: &str| {
+        plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == format!("ingest.{source}"))
+            .unwrap()["params"]["max_document_bytes"]
+            .clone()
+    };
+    let text = tiny_anywhere();
+    let plan = plan_of_text("doc_limit_default", &text);
+    assert_eq!(limit(&plan, "web"), Value::Null);
+    let text = text.replacen(
+        "source web {",
+        "source web {\n    max_document_bytes = 4MiB",
+        1,
+    );
+    let plan = plan_of_text("doc_limit", &text);
+    assert_eq!(limit(&plan, "web"), serde_json::json!(4194304));
+    assert_eq!(limit(&plan, "code"), Value::Null);
+}

@@ -271,6 +271,9 @@ pub const SOURCE_ENTRY: KindSpec = KindSpec {
         f("text_field", Ty::Str, Value(Const::Str("text"))),
         f("unique_tokens", TOKENS, Optional),
         f("max_epochs", POSITIVE, Value(Const::Num(4.0))),
+        // Documents longer than this are skipped and counted by the data steps; unset, the
+        // runtime's default (8 MiB of text) applies.
+        f("max_document_bytes", BYTES, Optional),
     ],
     named: &[],
     free_keys: None,

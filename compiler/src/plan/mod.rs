@@ -100,6 +100,10 @@ pub struct SourceSpec {
     pub text_field: String,
     pub unique_tokens: Option<f64>,
     pub max_epochs: f64,
+    /// The longest document the data steps keep (bytes of text); `None`: the runtime's
+    /// default. Saturates at `u64::MAX` (no limit) for larger values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_document_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, JsonSchema)]
@@ -243,6 +247,7 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
                     text_field: s.str("text_field")?.into(),
                     unique_tokens: s.num("unique_tokens"),
                     max_epochs: s.num("max_epochs")?,
+                    max_document_bytes: s.num("max_document_bytes").map(|b| b.ceil() as u64),
                 })
             })
             .collect(),
@@ -375,7 +380,12 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
             StepKind::Ingest,
             format!("ingest.{}", s.name),
             vec![],
-            json!({ "source": s.name, "path": s.path, "text_field": s.text_field }),
+            match s.max_document_bytes {
+                Some(max) => {
+                    json!({ "source": s.name, "path": s.path, "text_field": s.text_field, "max_document_bytes": max })
+                }
+                None => json!({ "source": s.name, "path": s.path, "text_field": s.text_field }),
+            },
             cpu(1),
         );
         if let Some(e) = &spec.dedup.exact {
