@@ -159,6 +159,27 @@ pub fn decode(bytes: Vec<u8>) -> Result<String, NotUtf8> {
     }
 }
 
+/// Adds text that is not UTF-8 to `sources` (U+FFFD in place of each bad sequence) and
+/// returns its file and the K-I006 diagnostic pointing at the first bad byte.
+pub fn not_utf8(
+    sources: &mut Sources,
+    name: &str,
+    bad: NotUtf8,
+) -> (crate::span::FileId, Diagnostic) {
+    let NotUtf8 { text, offset, byte } = bad;
+    let width = text[offset..].chars().next().map_or(0, char::len_utf8);
+    let file = sources.add(name.to_string(), text);
+    let d = Diagnostic::new(
+        codes::UNREADABLE_FILE,
+        format!(
+            "`{name}` is not UTF-8 text: byte {offset} (0x{byte:02X}) starts an invalid sequence"
+        ),
+    )
+    .at(Span::new(file, offset, offset + width), "not UTF-8")
+    .help("kiln files are UTF-8; convert it (`iconv -t UTF-8`) or remove the stray bytes");
+    (file, d)
+}
+
 /// The message of an entry file that cannot be read (exit code 2).
 pub fn entry_error(path: &Path, e: ReadError) -> String {
     match e {
@@ -311,15 +332,8 @@ impl<'a> Loader<'a> {
     ) -> ModuleId {
         match decode(bytes) {
             Ok(text) => self.add(key, name, text),
-            Err(NotUtf8 { text, offset, byte }) => {
-                let bad = text[offset..].chars().next().map_or(0, char::len_utf8);
-                let file = self.program.sources.add(name.clone(), text);
-                let mut d = Diagnostic::new(
-                    codes::UNREADABLE_FILE,
-                    format!("`{name}` is not UTF-8 text: byte {offset} (0x{byte:02X}) starts an invalid sequence"),
-                )
-                .at(Span::new(file, offset, offset + bad), "not UTF-8")
-                .help("kiln files are UTF-8; convert it (`iconv -t UTF-8`) or remove the stray bytes");
+            Err(bad) => {
+                let (file, mut d) = not_utf8(&mut self.program.sources, &name, bad);
                 if let Some(span) = imported_at {
                     d = d.label(span, "imported here");
                 }

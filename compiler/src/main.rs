@@ -293,25 +293,7 @@ fn fmt(files: &[PathBuf], check: bool) -> ExitCode {
             Ok(t) => t,
             Err(bad) => {
                 let name = path.display().to_string();
-                let width = bad.text[bad.offset..]
-                    .chars()
-                    .next()
-                    .map_or(0, char::len_utf8);
-                let file = sources.add(name.clone(), bad.text);
-                let d = kiln::diagnostic::Diagnostic::new(
-                    kiln::codes::UNREADABLE_FILE,
-                    format!(
-                        "`{name}` is not UTF-8 text: byte {} (0x{:02X}) starts an invalid sequence",
-                        bad.offset, bad.byte
-                    ),
-                )
-                .at(
-                    kiln::span::Span::new(file, bad.offset, bad.offset + width),
-                    "not UTF-8",
-                )
-                .help(
-                    "kiln files are UTF-8; convert it (`iconv -t UTF-8`) or remove the stray bytes",
-                );
+                let (_, d) = kiln::load::not_utf8(&mut sources, &name, bad);
                 eprint!(
                     "{}",
                     kiln::diagnostic::render_text(&sources, &[d], std::io::stderr().is_terminal())
