@@ -49,7 +49,7 @@ fn explain_markdown_and_json() {
 }
 
 #[test]
-fn explain_refuses_a_file_with_errors() {
+fn explain_exits_1_on_a_file_with_errors() {
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(["explain", "tests/cases/c002_mix_sum_low.kiln"])
         .current_dir(common::root())
@@ -57,4 +57,34 @@ fn explain_refuses_a_file_with_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("K-C002"));
+}
+
+/// A file that fails a check (out of memory here) still gets its analysis, after the errors
+/// and marked, so the user sees by how much; the exit code stays 1 and JSON prints nothing.
+#[test]
+fn explain_analyses_a_file_with_errors_after_them_marked() {
+    let run = |format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args([
+                "explain",
+                "tests/cases/m001_out_of_memory.kiln",
+                "--format",
+                format,
+            ])
+            .current_dir(common::root())
+            .output()
+            .unwrap()
+    };
+    let out = run("text");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("K-M001"));
+    assert!(
+        stdout.starts_with("!! analysis of `") && stdout.contains("despite 1 error (above)"),
+        "{stdout}"
+    );
+    assert!(stdout.to_lowercase().contains("memory"), "{stdout}");
+    let json = run("json");
+    assert_eq!(json.status.code(), Some(1));
+    assert!(json.stdout.is_empty());
 }

@@ -342,7 +342,10 @@ fn explain(file: &std::path::Path, format: ExplainFormat, allow: &[String]) -> E
         "{}",
         kiln::diagnostic::render_text(&checked.program.sources, &checked.diagnostics, color)
     );
-    if checked.errors() > 0 {
+    // With errors, the analysis of what could be analysed still follows (text and markdown),
+    // under a line saying it is of a file with errors; the exit code stays 1.
+    let errors = checked.errors();
+    if errors > 0 && matches!(format, ExplainFormat::Json) {
         return ExitCode::from(1);
     }
     let mut any = false;
@@ -351,6 +354,12 @@ fn explain(file: &std::path::Path, format: ExplainFormat, allow: &[String]) -> E
             continue;
         };
         any = true;
+        if errors > 0 {
+            println!(
+                "{}",
+                explain_marker(&exp.name, errors, matches!(format, ExplainFormat::Markdown))
+            );
+        }
         match format {
             ExplainFormat::Json => println!("{}", kiln::explain::json(&exp.name, &analysis)),
             ExplainFormat::Text => print!("{}", kiln::explain::text(exp, &setup, &analysis)),
@@ -358,6 +367,9 @@ fn explain(file: &std::path::Path, format: ExplainFormat, allow: &[String]) -> E
                 print!("{}", kiln::explain::markdown(exp, &setup, &analysis))
             }
         }
+    }
+    if errors > 0 {
+        return ExitCode::from(1);
     }
     if !any {
         eprintln!(
@@ -367,6 +379,20 @@ fn explain(file: &std::path::Path, format: ExplainFormat, allow: &[String]) -> E
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// The line above an analysis of a file with errors: it is what the values as written give,
+/// not a run that passes the checks.
+fn explain_marker(name: &str, errors: usize, markdown: bool) -> String {
+    let s = if errors == 1 { "" } else { "s" };
+    let text = format!(
+        "analysis of `{name}` despite {errors} error{s} (above): the values as written, not a run that passes kiln check"
+    );
+    if markdown {
+        format!("> **{text}**\n")
+    } else {
+        format!("!! {text}\n")
+    }
 }
 
 /// Checks and lowers one file; prints its diagnostics. `Err` carries the exit code.
