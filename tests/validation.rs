@@ -78,7 +78,11 @@ fn rows() -> Vec<Row> {
             measured_tokens: m["tokens_per_s_per_gpu"].as_f64(),
             measured_mfu: m["mfu_percent"].as_f64(),
             predicted_tokens: throughput.as_ref().map(|t| t.tokens_per_s / gpus),
-            predicted_mfu: throughput.as_ref().map(|t| t.mfu * 100.0),
+            // measured.yaml's MFU is against the peak of the run's precision (fp8 rows: the
+            // fp8 peak), kiln's `mfu` against bf16's: compare like with like.
+            predicted_mfu: throughput
+                .as_ref()
+                .map(|t| t.mfu_fp8_peak.unwrap_or(t.mfu) * 100.0),
             errors,
         });
     }
@@ -102,7 +106,7 @@ fn render(rows: &[Row]) -> String {
          `experiments/measured/README.md`). No constant is fitted on these rows. A hit is \
          tokens/s per GPU within ±{:.0} % (MFU within ±{:.0} points where tokens/s is not \
          measured). MFU is against the dense peak of the run's precision, as the sources \
-         print it. Rows that `kiln check` refuses are scored all the same where the analysis \
+         print it (kiln's `mfu_fp8_peak` for fp8 runs). Rows that `kiln check` refuses are scored all the same where the analysis \
          exists, and marked.",
         TOKENS_TOLERANCE * 100.0,
         MFU_TOLERANCE_POINTS

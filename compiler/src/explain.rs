@@ -263,7 +263,7 @@ fn sections(setup: &Setup, a: &Analysis) -> Vec<Section> {
                     ),
                 ),
                 ("tokens per second".into(), count(t.tokens_per_s)),
-                ("MFU".into(), format!("{}% ({} of {} TFLOP/s per GPU)", units::trim(t.mfu * 100.0), units::trim(t.tflops_per_gpu), units::trim(t.peak_flops / 1e12))),
+                ("MFU".into(), format!("{}% ({} of {} TFLOP/s per GPU{})", units::trim(t.mfu * 100.0), units::trim(t.tflops_per_gpu), units::trim(t.peak_flops / 1e12), t.mfu_fp8_peak.map_or(String::new(), |m| format!(", the bf16 peak; {}% of the fp8 peak", units::trim(m * 100.0))))),
                 ("hardware FLOP/s per GPU".into(), format!("{} TFLOP/s (recomputation included)", units::trim(t.hardware_tflops_per_gpu))),
                 ("matmul efficiency".into(), format!("{} of peak ({})", t.matmul_efficiency, setup.hardware.arch)),
                 ("steps".into(), count(cost.steps)),

@@ -66,6 +66,15 @@ pub const EAGER_CPU_ELEMENTWISE_FACTOR: f64 = 4.5;
 /// one entry per row.
 pub const LOGITS_PASSES: f64 = 6.0;
 
+/// Bytes an FP8 cast moves per element: it reads the bf16 value (2) and writes the fp8 one
+/// (1). Transformer Engine casts every FP8 GEMM's inputs before the GEMM — the activations
+/// (and, in the backward, the output gradients) each time, the weights once per
+/// micro-batch for the forward and once, transposed, for the weight gradient
+/// (NVIDIA Transformer Engine, "Using FP8 with Transformer Engine": `te.Linear` keeps bf16
+/// master weights and quantises inputs per call). Attention, norms and the output layer stay
+/// bf16 (Megatron-LM's `--fp8-format` applies to the transformer layers' linears only).
+pub const FP8_CAST_BYTES_PER_ELEMENT: f64 = 3.0;
+
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Throughput {
     pub step_time_s: f64,
@@ -80,8 +89,12 @@ pub struct Throughput {
     /// backward of the last micro-batch does not hide).
     pub exposed_communication_s: f64,
     pub tokens_per_s: f64,
-    /// Model FLOPs / (step time × GPUs × peak).
+    /// Model FLOPs / (step time × GPUs × peak), against the dense bf16 peak for fp8 runs (as
+    /// MFU is compared across runs; `mfu_fp8_peak` beside it).
     pub mfu: f64,
+    /// For fp8 runs: the same FLOPs against the dense fp8 peak, as some benchmarks print it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfu_fp8_peak: Option<f64>,
     /// Model FLOP/s per GPU, in TFLOP/s.
     pub tflops_per_gpu: f64,
     /// Hardware FLOP/s per GPU (recomputation included), in TFLOP/s.
@@ -105,7 +118,15 @@ pub fn analyse(
     comm: &Communication,
     layer: &LayerActivations,
 ) -> Option<(Throughput, Cost)> {
-    let peak = setup.peak_flops()?;
+    // The linear layers run at the precision's peak; under fp8_mixed the attention core, the
+    // output layer and the MFU denominator use the bf16 peak (FP8_CAST_BYTES_PER_ELEMENT).
+    let linear_peak = setup.peak_flops()?;
+    let fp8 = setup.precision == super::setup::Precision::Fp8Mixed;
+    let peak = if fp8 {
+        setup.hardware.peak_bf16.unwrap_or(linear_peak)
+    } else {
+        linear_peak
+    };
     let par = &setup.parallel;
     // The narrowest side of a layer's matmuls on one GPU: the hidden width, split by tensor
     // parallelism for the sharded ones.
@@ -114,13 +135,16 @@ pub fn analyse(
         * size_efficiency(dim, setup.hardware.matmul_half_dim);
     let f = &flops.forward;
     // Per token of one layer: forward + backward, plus what recomputation runs again.
-    let recompute = match par.recompute {
-        Recompute::Full => f.layer_matmul + f.layer_attention,
-        Recompute::Selective if !par.flash_attention => f.layer_attention,
-        Recompute::SelectiveOp => super::flops::selective_op_recomputed(setup),
-        _ => 0.0,
+    // Forward + backward (3 passes) and what recomputation runs again, as linear-layer and
+    // attention-core FLOPs (they may run at different peaks).
+    let (recompute_linear, recompute_attention) = match par.recompute {
+        Recompute::Full => (f.layer_matmul, f.layer_attention),
+        Recompute::Selective if !par.flash_attention => (0.0, f.layer_attention),
+        Recompute::SelectiveOp => (super::flops::selective_op_recomputed(setup), 0.0),
+        _ => (0.0, 0.0),
     };
-    let layer_flops = 3.0 * (f.layer_matmul + f.layer_attention) + recompute;
+    let layer_linear = 3.0 * f.layer_matmul + recompute_linear;
+    let layer_attention = 3.0 * f.layer_attention + recompute_attention;
     // Tokens each GPU processes per step: its data-parallel share, split by tensor and context.
     let tokens_per_gpu = setup.batch_tokens / par.data;
     let sequences_per_gpu = tokens_per_gpu / setup.seq_len();
@@ -141,7 +165,11 @@ pub fn analyse(
     let written = outside + (layer.inside_tp + scores) / par.tensor;
     let stage_time = |i: usize, layers: f64| {
         let logits = if i == p - 1 { 3.0 * f.logits } else { 0.0 };
-        let matmul = (layers * layer_flops + logits) * tokens_per_gpu / split / (peak * efficiency);
+        let matmul = (layers * layer_linear / linear_peak
+            + (layers * layer_attention + logits) / peak)
+            * tokens_per_gpu
+            / split
+            / efficiency;
         // Element-wise passes over the stored activations, once more in a recomputed forward.
         let passes = MEMORY_PASSES_PER_ACTIVATION
             + if par.recompute == Recompute::Full {
@@ -159,8 +187,15 @@ pub fn analyse(
         } else {
             1.0
         };
+        let casts = if fp8 {
+            layers * fp8_cast_bytes(setup, tokens_per_gpu / split)
+        } else {
+            0.0
+        };
         let memory = eager
-            * (layers * passes * written * sequences_per_gpu / par.micro_batch + logits_bytes)
+            * (layers * passes * written * sequences_per_gpu / par.micro_batch
+                + logits_bytes
+                + casts)
             / setup.hardware.hbm_bytes_per_s;
         (matmul, memory)
     };
@@ -203,6 +238,7 @@ pub fn analyse(
         exposed_communication_s: exposed,
         tokens_per_s: setup.batch_tokens / step,
         mfu: model_flops / (step * world * peak),
+        mfu_fp8_peak: fp8.then(|| model_flops / (step * world * linear_peak)),
         tflops_per_gpu: model_flops / (step * world) / 1e12,
         hardware_tflops_per_gpu: hardware_flops / (step * world) / 1e12,
         peak_flops: peak,
@@ -218,4 +254,27 @@ pub fn analyse(
         usd: setup.hardware.gpu_hour_price.map(|p| p * gpu_hours),
     };
     Some((throughput, cost))
+}
+
+/// Bytes one GPU's FP8 casts move in one layer for `tokens` tokens of one optimizer step
+/// (after the tensor and context split): the inputs of the four GEMM groups (QKV, attention
+/// output, MLP in, MLP out) in the forward, their output gradients in the backward, and the
+/// layer's weights twice per micro-batch (FP8_CAST_BYTES_PER_ELEMENT).
+fn fp8_cast_bytes(setup: &Setup, tokens: f64) -> f64 {
+    let m = &setup.shape;
+    let par = &setup.parallel;
+    let q = m.heads * m.head_dim;
+    let kv = m.kv_heads * m.head_dim;
+    let mlp_in = if m.gated_ffn {
+        2.0 * m.ffn_hidden
+    } else {
+        m.ffn_hidden
+    };
+    let forward = m.hidden + q + m.hidden + m.ffn_hidden;
+    let backward = (q + 2.0 * kv) + m.hidden + mlp_in + m.hidden;
+    let weights =
+        (m.hidden * (q + 2.0 * kv) + q * m.hidden + m.hidden * mlp_in + m.ffn_hidden * m.hidden)
+            / par.tensor;
+    let micro_batches = setup.micro_batches();
+    FP8_CAST_BYTES_PER_ELEMENT * ((forward + backward) * tokens + 2.0 * weights * micro_batches)
 }
