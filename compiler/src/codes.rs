@@ -154,9 +154,9 @@ codes! {
         what "The global batch is not micro_batch × data × accumulation sequences with accumulation ≥ 1, or the batch is not a whole number of sequences, or too few micro-batches to fill the pipeline."
         why "Engines round the batch or refuse to start; either way the declared batch is not what trains."
         example "batch = 1M tokens, seq_len = 4096 → 244.14 sequences";
-    TENSOR_ACROSS_NODES = "K-C009" "tensor-across-nodes" Error
+    TENSOR_ACROSS_NODES = "K-C009" "tensor-across-nodes" Warning
         what "A tensor-parallel group larger than the GPUs in one node."
-        why "Tensor parallelism all-reduces every layer; across the network instead of NVLink it is an order of magnitude slower."
+        why "Tensor parallelism all-reduces every layer; across the network instead of NVLink it is an order of magnitude slower (kiln times it on the network link). It runs, so it is a warning: the Ultra-Scale Playbook measured tensor = 16 and 32 across 8-GPU nodes."
         example "parallel { tensor = 16 } on 8-GPU nodes";
     TOKENIZER_VOCAB = "K-C010" "tokenizer-vocab" Error
         what "The tokenizer's vocabulary is larger than the model's embedding table."
