@@ -338,18 +338,23 @@ impl<'a> Loader<'a> {
                     d = d.label(span, "imported here");
                 }
                 self.diags.push(d);
-                let id = self.program.modules.len();
-                self.program.modules.push(Module {
-                    key: key.clone(),
-                    file,
-                    ast: None,
-                    imports: Vec::new(),
-                    failed_imports: false,
-                });
-                self.by_key.insert(key, id);
-                id
+                self.push_module(key, file)
             }
         }
+    }
+
+    /// Registers a module (its imports and tree filled in later, if at all) under `key`.
+    fn push_module(&mut self, key: ModuleKey, file: crate::span::FileId) -> ModuleId {
+        let id = self.program.modules.len();
+        self.program.modules.push(Module {
+            key: key.clone(),
+            file,
+            ast: None,
+            imports: Vec::new(),
+            failed_imports: false,
+        });
+        self.by_key.insert(key, id);
+        id
     }
 
     fn add(&mut self, key: ModuleKey, name: String, text: String) -> ModuleId {
@@ -367,15 +372,7 @@ impl<'a> Loader<'a> {
                 None
             }
         };
-        let id = self.program.modules.len();
-        self.program.modules.push(Module {
-            key: key.clone(),
-            file,
-            ast: None,
-            imports: Vec::new(),
-            failed_imports: false,
-        });
-        self.by_key.insert(key, id);
+        let id = self.push_module(key, file);
         self.stack.push(id);
         let mut imports = Vec::new();
         let mut failed = false;
