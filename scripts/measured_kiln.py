@@ -28,6 +28,21 @@ NODES = {
 }
 
 # Sharding as the rows name it -> ZeRO stage.
+# measured.yaml's engine names → kiln's `engine =`.
+ENGINES = {
+    "llm-foundry/composer-fsdp": "composer",
+    "megatron-lm": "megatron",
+    "nemo": "nemo",
+    "nanotron": "nanotron",
+    "megatron-deepspeed": "deepspeed",
+    "olmo-core": "torchtitan",
+}
+
+
+def extras_of(run):
+    return run.get("extras") or {}
+
+
 def zero_stage(text, engine):
     if text is None:
         # Megatron-LM and NeMo runs use the distributed optimizer by default (ZeRO-1).
@@ -132,6 +147,11 @@ def kiln_text(run):
     lines.append(f"  vocab = {model['vocab']}")
     lines.append(f"  seq_len = {seq}")
     lines.append(f"  activation = {act}" + ("" if model.get("activation") else "  # not stated: assumed"))
+    if run["engine"] == "llm-foundry/composer-fsdp":
+        # MPT (llmfoundry/models/mpt/configuration_mpt.py): LayerNorm, and learned position
+        # embeddings by default (learned_pos_emb = True; the benchmark yamls turn on no ALiBi).
+        lines.append("  norm = layernorm")
+        lines.append("  position = learned")
     lines.append("}")
     lines.append("")
     lines.append(f"experiment e_{name} {{")
@@ -152,6 +172,10 @@ def kiln_text(run):
     if gpus < 8 and gpu_override:
         node_expr = f"{node} {{ gpu = {gpu_override}, gpus_per_node = {gpus} }}"
     lines.append(f"  cluster {{ node = {node_expr}, nodes = {nodes} }}  # {node_note}")
+    engine = ENGINES[run["engine"]]
+    lines.append(f"  engine = {engine}")
+    if extras_of(run).get("torch_compile") is True:
+        lines.append("  compile = true  # extras.torch_compile")
     prec = run.get("precision")
     if prec == "fp8":
         lines.append("  precision = fp8_mixed")
@@ -176,6 +200,9 @@ def kiln_text(run):
         lines.append("    recompute = none  # not stated: assumed")
     if par.get("sequence_parallel") is True and tensor > 1:
         lines.append("    sequence_parallel = true")
+    extras = run.get("extras") or {}
+    if "--tp-comm-overlap" in str(extras.get("comm_overlap", "")) and tensor > 1:
+        lines.append("    tp_comm_overlap = true  # extras.comm_overlap: --tp-comm-overlap")
     lines.append("  }")
     lines.append('  source web { path = "data/web.jsonl" }')
     lines.append("  phase main { mix { web = 100% }, lr = cosine { peak = 3e-4 } }")

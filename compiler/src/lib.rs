@@ -26,6 +26,7 @@ pub mod schema;
 pub mod span;
 pub mod syntax;
 pub mod units;
+pub mod validate;
 
 use diagnostic::{Diagnostic, Severity};
 use ir::{Resolved, Value};

@@ -109,6 +109,15 @@ enum Command {
         #[arg(short, long, default_value = "calibration/this_machine.kiln")]
         output: PathBuf,
     },
+    /// Score kiln's predictions against measured runs (`.kiln` files with a `# measured:`
+    /// line), fitting its constants leave-one-source-out; prints docs/validation.md.
+    Validate {
+        #[arg(default_value = "experiments/measured")]
+        dir: PathBuf,
+        /// Print the fitted constants and bands (compiler/src/analyse/fitted.json) instead.
+        #[arg(long)]
+        fitted: bool,
+    },
     /// List every diagnostic code; `--markdown` prints docs/diagnostics.md.
     Codes {
         #[arg(long)]
@@ -193,6 +202,31 @@ fn main() -> ExitCode {
             force,
             allow,
         } => emit(&file, &target, &output, force, &allow),
+        Command::Validate { dir, fitted } => match kiln::validate::load(&dir) {
+            Ok(cases) if cases.is_empty() => {
+                eprintln!(
+                    "error: {} holds no .kiln file with a `# measured: {{json}}` line",
+                    dir.display()
+                );
+                ExitCode::from(2)
+            }
+            Ok(cases) => {
+                let report = kiln::validate::run(&cases);
+                if fitted {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report.fitted()).expect("serialisable")
+                    );
+                } else {
+                    print!("{}", report.markdown());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Codes { markdown } => {
             if markdown {
                 print!("{}", kiln::codes::docs_markdown());

@@ -22,6 +22,8 @@ pub struct ModelShape {
     pub learned_positions: bool,
     /// Transformer-XL style relative positions, with their own projection per layer.
     pub relative_positions: bool,
+    /// Rotary embeddings applied to Q and K in every layer (Su et al. 2021).
+    pub rotary: bool,
     pub bias: bool,
 }
 
@@ -51,6 +53,7 @@ impl ModelShape {
             layernorm: r.sym("norm")? == "layernorm",
             learned_positions: r.sym("position")? == "learned",
             relative_positions: r.sym("position")? == "relative",
+            rotary: r.sym("position")? == "rope",
             bias: r.bool("bias")?,
         })
     }

@@ -200,6 +200,9 @@ pub const GPU: KindSpec = KindSpec {
         f("peak_fp16", FLOPS_PER_S, Optional),
         f("peak_fp8", FLOPS_PER_S, Optional),
         f("matmul_half_dim", POSITIVE, Optional),
+        // Streaming multiprocessors (compute units on CDNA): the tiles of a matrix multiply
+        // run in waves of this many (analyse/ops.rs, wave quantisation).
+        f("sms", Ty::Num(Dim::Count, Whole), Optional),
         f("runtime_memory", BYTES, Optional),
         SOURCE,
     ],
@@ -345,6 +348,9 @@ pub const PARALLEL: &[FieldSpec] = &[
         Value(Const::Sym("none")),
     ),
     f("sequence_parallel", Ty::Bool, Value(Const::Bool(false))),
+    // Tensor-parallel communication overlapped with the GEMMs (Megatron-LM
+    // --tp-comm-overlap, Transformer Engine's userbuffers); absent: the engine's default.
+    f("tp_comm_overlap", Ty::Bool, Optional),
     // FlashAttention (Dao et al. 2022) never stores the s × s attention scores; without it
     // they are activations (Korthikanti et al. 2022, Eq. 1: the 5as/h term).
     f("flash_attention", Ty::Bool, Value(Const::Bool(true))),
@@ -538,6 +544,25 @@ pub const EXPERIMENT: KindSpec = KindSpec {
             Ty::Enum(&["fp32", "bf16_mixed", "fp16_mixed", "fp8_mixed"]),
             Value(Const::Sym("bf16_mixed")),
         ),
+        // The training engine the run executes on: its fused kernels, attention kernel and
+        // overlaps set the predicted step time (analyse/engine.rs); `kiln` is this project's
+        // runtime (`kiln run`).
+        f(
+            "engine",
+            Ty::Enum(&[
+                "kiln",
+                "megatron",
+                "nemo",
+                "torchtitan",
+                "deepspeed",
+                "composer",
+                "nanotron",
+            ]),
+            Value(Const::Sym("kiln")),
+        ),
+        // torch.compile over the model (torchtitan --compile): element-wise ops fused;
+        // absent: the engine's default.
+        f("compile", Ty::Bool, Optional),
         f("tokenizer", Ty::Variant(TOKENIZER), Optional),
         f(
             "optimizer",

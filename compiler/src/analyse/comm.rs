@@ -19,6 +19,9 @@ pub enum Link {
 pub struct Traffic {
     pub bytes: f64,
     pub link: Link,
+    /// Collective (or point-to-point) operations per step, each paying the link's latency.
+    pub operations: f64,
+    /// operations × latency + bytes / bandwidth (Hockney's α–β model).
     pub seconds: f64,
 }
 
@@ -34,6 +37,18 @@ pub struct Communication {
 /// network/README.md; published.yaml hw.measured_efficiency). Applied to every link, for
 /// want of a measurement of the others.
 pub const COLLECTIVE_EFFICIENCY: f64 = 235.0 / 300.0;
+
+/// The start-up latency α of one collective over `n` ranks: NCCL's small-message all-reduce
+/// takes about 10 µs inside an 8-GPU NVLink node and tens of µs across nodes, growing with
+/// the logarithm of the ranks for its tree algorithm (nccl-tests all_reduce_perf at 8 B,
+/// NVIDIA's published DGX figures; Sanders et al. 2009 for the log n of trees). An
+/// assumption of that order: α = ALPHA_PER_LEVEL · log2(n) per link kind.
+pub const NVLINK_ALPHA_PER_LEVEL_S: f64 = 3e-6;
+pub const NETWORK_ALPHA_PER_LEVEL_S: f64 = 8e-6;
+
+/// Gradient buckets: PyTorch DDP's default `bucket_cap_mb` = 25 (torch/nn/parallel/
+/// distributed.py); every bucket is one collective.
+pub const GRADIENT_BUCKET_BYTES: f64 = 25.0 * 1024.0 * 1024.0;
 
 /// A ring all-reduce sends 2(n−1)/n of the buffer from every member (Patarasuk & Yuan 2009);
 /// a reduce-scatter or an all-gather sends (n−1)/n.
@@ -59,20 +74,35 @@ pub fn analyse(setup: &Setup) -> Communication {
         _ if span <= hw.gpus_per_node => Link::Nvlink,
         _ => Link::Network,
     };
-    let bandwidth = |l: Link| {
+    // A collective across nodes moves its data over the NICs of every member in the node:
+    // in NCCL's rings and trees only the hops between nodes use the network, so a group
+    // with g members per node reaches g NICs' bandwidth (nccl-tests' multi-node all-reduce
+    // bus bandwidth is about the node's aggregate NIC bandwidth, not one NIC's), capped by
+    // NVLink. `stride` is the rank distance between neighbours of the group.
+    let bandwidth = |l: Link, size: f64, stride: f64| {
         COLLECTIVE_EFFICIENCY
             * match l {
                 Link::Nvlink => hw.nvlink_bytes_per_s,
-                _ => hw.network_bytes_per_s,
+                _ => {
+                    let per_node = (hw.gpus_per_node / stride).floor().clamp(1.0, size);
+                    (per_node * hw.network_bytes_per_s).min(hw.nvlink_bytes_per_s)
+                }
             }
     };
-    let traffic = |bytes: f64, l: Link| Traffic {
+    let traffic = |bytes: f64, l: Link, operations: f64, ranks: f64, stride: f64| Traffic {
         bytes,
         link: l,
-        seconds: if l == Link::None {
-            0.0
-        } else {
-            bytes / bandwidth(l)
+        operations,
+        seconds: match l {
+            Link::None => 0.0,
+            Link::Nvlink => {
+                operations * NVLINK_ALPHA_PER_LEVEL_S * ranks.log2()
+                    + bytes / bandwidth(l, ranks, stride)
+            }
+            Link::Network => {
+                operations * NETWORK_ALPHA_PER_LEVEL_S * ranks.log2()
+                    + bytes / bandwidth(l, ranks, stride)
+            }
         },
     };
 
@@ -91,6 +121,17 @@ pub fn analyse(setup: &Setup) -> Communication {
     let shards = d * c;
     let m_batches = setup.micro_batches();
     let per_layer = setup.layer_params();
+    let local_max = setup.stage_params().into_iter().fold(0.0, f64::max) / t;
+    let layers_max = setup.stage_layers().into_iter().fold(0.0, f64::max);
+    // Collectives: one per gradient bucket (ZeRO-1 also gathers the parameters back, ZeRO-2
+    // reduces every micro-batch); ZeRO-3 three per block per micro-batch and two for the root.
+    let buckets = (local_max * e / GRADIENT_BUCKET_BYTES).ceil().max(1.0);
+    let data_operations = match par.zero as u32 {
+        0 => buckets,
+        1 => 2.0 * buckets,
+        2 => (m_batches + 1.0) * buckets,
+        _ => m_batches * (3.0 * layers_max + 2.0),
+    };
     let data_bytes = setup
         .stage_params()
         .into_iter()
@@ -122,6 +163,11 @@ pub fn analyse(setup: &Setup) -> Communication {
     };
     let layers = setup.stage_layers().into_iter().fold(0.0, f64::max);
     let tensor_bytes = layers * per_layer * 2.0 * ring(t) * activation * setup.micro_batches();
+    // An all-reduce, or with sequence parallelism an all-gather and a reduce-scatter.
+    let tensor_operations = layers
+        * per_layer
+        * setup.micro_batches()
+        * if par.sequence_parallel { 2.0 } else { 1.0 };
 
     // Pipeline: each micro-batch sends its activations forward and their gradients backward
     // across every stage boundary, once per model chunk with interleaving; with the
@@ -133,9 +179,17 @@ pub fn analyse(setup: &Setup) -> Communication {
         0.0
     };
 
+    // Pipeline: a send and a receive per micro-batch and model chunk each way.
+    let pipeline_operations = 2.0 * setup.micro_batches() * par.virtual_stages;
     Communication {
-        data: traffic(data_bytes, link(t * c * d, shards)),
-        tensor: traffic(tensor_bytes, link(t, t)),
-        pipeline: traffic(pipeline_bytes, link(t * c * d + 1.0, p)),
+        data: traffic(data_bytes, link(t * c * d, shards), data_operations, shards, t),
+        tensor: traffic(tensor_bytes, link(t, t), tensor_operations, t, 1.0),
+        pipeline: traffic(
+            pipeline_bytes,
+            link(t * c * d + 1.0, p),
+            pipeline_operations,
+            2.0,
+            t * c * d,
+        ),
     }
 }

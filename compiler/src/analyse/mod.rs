@@ -2,8 +2,10 @@
 //! experiment: model arithmetic, scaling laws, memory, communication, time and cost.
 
 pub mod comm;
+pub mod engine;
 pub mod flops;
 pub mod memory;
+pub mod ops;
 pub mod scaling;
 pub mod setup;
 pub mod time;

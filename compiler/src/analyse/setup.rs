@@ -1,5 +1,6 @@
 //! The typed inputs of the analyses, read once from a derived experiment record.
 
+use super::engine::{Engine, Profile};
 use crate::ir::Record;
 use crate::model::{ModelShape, ParamCount};
 
@@ -67,6 +68,8 @@ pub struct Hardware {
     /// Hockney's n½ of the matmuls, measured by `kiln calibrate` (calibrate.rs): the width
     /// at which they reach half the peak; `None` for a datasheet GPU.
     pub matmul_half_dim: Option<f64>,
+    /// Streaming multiprocessors, for wave quantisation (ops.rs); `None`: not modelled.
+    pub sms: Option<f64>,
     /// The runtime's own resident memory (measured by `kiln calibrate`); `None`:
     /// [`super::memory::RUNTIME_RESERVE_BYTES`].
     pub runtime_bytes: Option<f64>,
@@ -112,6 +115,10 @@ pub struct Setup {
     pub tokens: f64,
     pub batch_tokens: f64,
     pub precision: Precision,
+    pub engine: Engine,
+    /// The engine's profile with the experiment's own choices (`compile`,
+    /// `parallel.tp_comm_overlap`) applied.
+    pub profile: Profile,
     pub parallel: Parallel,
     pub hardware: Hardware,
     pub law: Law,
@@ -136,6 +143,14 @@ impl Setup {
         let node = cluster.record("node")?;
         let gpu = node.record("gpu")?;
         let law = exp.record("law")?;
+        let engine = Engine::from_name(exp.sym("engine")?)?;
+        let mut profile = engine.profile();
+        if let Some(compile) = exp.bool("compile") {
+            profile.fused_elementwise |= compile;
+        }
+        if let Some(overlap) = par.bool("tp_comm_overlap") {
+            profile.tp_comm_overlap = overlap;
+        }
         let objective = exp.record("objective")?;
         let sources = exp
             .entries("source")
@@ -163,6 +178,8 @@ impl Setup {
                 "fp16_mixed" => Precision::Fp16Mixed,
                 _ => Precision::Fp8Mixed,
             },
+            engine,
+            profile,
             parallel: Parallel {
                 tensor: par.num("tensor")?,
                 pipeline: par.num("pipeline")?,
@@ -193,6 +210,7 @@ impl Setup {
                 peak_fp16: gpu.num("peak_fp16"),
                 peak_fp8: gpu.num("peak_fp8"),
                 matmul_half_dim: gpu.num("matmul_half_dim"),
+                sms: gpu.num("sms"),
                 runtime_bytes: gpu.num("runtime_memory"),
                 gpus_per_node: node.num("gpus_per_node")?,
                 nvlink_bytes_per_s: node.num("nvlink_bandwidth")?,

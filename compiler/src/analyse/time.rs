@@ -3,32 +3,9 @@
 use super::comm::Communication;
 use super::flops::TrainingFlops;
 use super::memory::LayerActivations;
+use super::ops::{self, Calibration, Gemm};
 use super::setup::{Recompute, Setup};
 use serde::Serialize;
-
-/// The fraction of the dense peak a GPU family's matrix multiplies reach in training, the
-/// "achievable efficiency" of the time model.
-///
-/// - Hopper 0.803, Blackwell 0.776, CDNA3 0.514: the maximum achievable matmul FLOP/s that
-///   Bekman's mamf-finder measured over many shapes (stas00/ml-engineering,
-///   compute/accelerator/README.md; published.yaml hw.measured_efficiency). Independent of
-///   every run kiln is compared with.
-/// - Ampere 0.65: mamf-finder measures 0.869 on the A100 with today's cuBLAS, but Megatron-LM's
-///   2021 A100 runs reach about three quarters of what that ceiling predicts for them. This
-///   constant is *calibrated* on Narayanan et al. 2021, Table 1, so kiln's agreement with
-///   those rows tests only the model's shape across sizes (−5 % … +5 %), not its level.
-/// - Volta: no measurement; Ampere's value, an assumption.
-/// - CPU: 1.0, because its declared peak is the matmul rate `kiln calibrate` measured.
-pub fn matmul_efficiency(arch: &str) -> f64 {
-    match arch {
-        "ampere" | "volta" => 0.65,
-        // A CPU's peak is what `kiln calibrate` measured with the same matmuls.
-        "cpu" => 1.0,
-        "hopper" => 0.803,
-        "blackwell" => 0.776,
-        _ => 0.514,
-    }
-}
 
 /// The share of a layer's time that goes to matrix multiplies; the rest (norms, activation
 /// functions, softmax, rotary embeddings, residual adds, dropout, optimizer kernels) is
@@ -41,7 +18,7 @@ pub const MEMORY_PASSES_PER_ACTIVATION: f64 = 4.0;
 /// The fraction of its asymptotic rate a matmul of width `dim` reaches when the device
 /// declares Hockney's half-performance width n½ (`matmul_half_dim`, measured by `kiln
 /// calibrate`): dim / (dim + n½) (Hockney & Jesshope 1988, Sec. 1.3.3, r = r∞ · n / (n +
-/// n½)). 1 for a datasheet GPU, whose per-family efficiency already stands for its shapes.
+/// n½)). 1 for a datasheet GPU, whose GEMMs are timed by shape (ops.rs).
 pub fn size_efficiency(dim: f64, half_dim: Option<f64>) -> f64 {
     match half_dim {
         Some(h) if dim > 0.0 => dim / (dim + h),
@@ -78,8 +55,12 @@ pub const FP8_CAST_BYTES_PER_ELEMENT: f64 = 3.0;
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Throughput {
     pub step_time_s: f64,
-    /// Matrix-multiply time of the slowest pipeline stage, at peak × matmul efficiency.
+    /// The engine the prediction assumes (`engine =`).
+    pub engine: String,
+    /// GEMM and attention-kernel time of the slowest pipeline stage (ops.rs).
     pub compute_s: f64,
+    /// Of which the attention core (FlashAttention-style kernels, causal).
+    pub attention_s: f64,
     /// Memory-bound element-wise time of that stage.
     pub memory_bound_s: f64,
     /// Pipeline bubble: (p − 1)/m of the compute, (p − 1)/(v·m) interleaved.
@@ -100,7 +81,12 @@ pub struct Throughput {
     /// Hardware FLOP/s per GPU (recomputation included), in TFLOP/s.
     pub hardware_tflops_per_gpu: f64,
     pub peak_flops: f64,
+    /// The share of the peak the layers' GEMMs reach on average (FLOPs over time).
     pub matmul_efficiency: f64,
+    /// How far predictions for this engine and arch were from measured runs, each predicted
+    /// with constants fitted without its source; absent where none was validated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub band: Option<Band>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
@@ -112,11 +98,55 @@ pub struct Cost {
     pub usd: Option<f64>,
 }
 
+/// Passes over the fp32 logits of a micro-batch with a fused cross-entropy (Megatron-LM's
+/// `--cross-entropy-loss-fusion`): the output matmul writes them and the fused kernel reads
+/// them once, writing their gradient in place.
+pub const LOGITS_PASSES_FUSED: f64 = 2.0;
+
+/// The constants fitted on the measured runs, with what they were fitted on and the error
+/// bands the validation measured (`fitted.json`, written by tests/validation.rs).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct Fitted {
+    pub calibration: Calibration,
+    pub fitted_on: String,
+    pub bands: Vec<Band>,
+}
+
+/// How far kiln's throughput predictions were from measured runs of one engine on one arch,
+/// each predicted with constants fitted without its source (leave-one-source-out).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, Serialize, schemars::JsonSchema)]
+pub struct Band {
+    pub engine: String,
+    pub arch: String,
+    /// The 80th percentile of |predicted / measured − 1| over those runs.
+    pub relative: f64,
+    pub runs: usize,
+}
+
+/// The constants kiln ships with.
+pub fn fitted() -> &'static Fitted {
+    static FITTED: std::sync::OnceLock<Fitted> = std::sync::OnceLock::new();
+    FITTED.get_or_init(|| {
+        serde_json::from_str(include_str!("fitted.json")).expect("fitted.json is valid")
+    })
+}
+
 pub fn analyse(
     setup: &Setup,
     flops: &TrainingFlops,
     comm: &Communication,
     layer: &LayerActivations,
+) -> Option<(Throughput, Cost)> {
+    analyse_with(setup, flops, comm, layer, &fitted().calibration)
+}
+
+/// Step time with the given constants (the validation fits them).
+pub fn analyse_with(
+    setup: &Setup,
+    flops: &TrainingFlops,
+    comm: &Communication,
+    layer: &LayerActivations,
+    cal: &Calibration,
 ) -> Option<(Throughput, Cost)> {
     // The linear layers run at the precision's peak; under fp8_mixed the attention core, the
     // output layer and the MFU denominator use the bf16 peak (FP8_CAST_BYTES_PER_ELEMENT).
@@ -128,109 +158,174 @@ pub fn analyse(
         linear_peak
     };
     let par = &setup.parallel;
-    // The narrowest side of a layer's matmuls on one GPU: the hidden width, split by tensor
-    // parallelism for the sharded ones.
-    let dim = setup.shape.hidden / par.tensor;
-    let efficiency = matmul_efficiency(&setup.hardware.arch)
-        * size_efficiency(dim, setup.hardware.matmul_half_dim);
+    let hw = &setup.hardware;
+    let cpu = hw.arch == "cpu";
+    let profile = setup.profile;
+    let micro_batches = setup.micro_batches();
+    // Tokens one GPU's layer processes per micro-batch: the context split shortens the
+    // sequence; tensor parallelism splits the weights, not the tokens.
+    let tokens = par.micro_batch * setup.seq_len() / par.context;
     let f = &flops.forward;
-    // Per token of one layer: forward + backward, plus what recomputation runs again.
-    // Forward + backward (3 passes) and what recomputation runs again, as linear-layer and
-    // attention-core FLOPs (they may run at different peaks).
-    let (recompute_linear, recompute_attention) = match par.recompute {
-        Recompute::Full => (f.layer_matmul, f.layer_attention),
-        Recompute::Selective if !par.flash_attention => (0.0, f.layer_attention),
-        Recompute::SelectiveOp => (super::flops::selective_op_recomputed(setup), 0.0),
-        _ => (0.0, 0.0),
+
+    // One layer, one micro-batch: GEMMs forward, backward and what recompute runs again.
+    let recomputed_share = match par.recompute {
+        Recompute::Full => 1.0,
+        Recompute::SelectiveOp => super::flops::selective_op_recomputed(setup) / f.layer_matmul,
+        _ => 0.0,
     };
-    let layer_linear = 3.0 * f.layer_matmul + recompute_linear;
-    let layer_attention = 3.0 * f.layer_attention + recompute_attention;
-    // Tokens each GPU processes per step: its data-parallel share, split by tensor and context.
-    let tokens_per_gpu = setup.batch_tokens / par.data;
-    let sequences_per_gpu = tokens_per_gpu / setup.seq_len();
-    let split = par.tensor * par.context;
-    let stages = setup.stage_layers();
-    let p = stages.len();
-    // What one layer writes for one micro-batch on one GPU, whatever recomputation keeps.
-    let outside = if par.sequence_parallel {
-        layer.outside_tp / par.tensor
-    } else {
-        layer.outside_tp
-    };
-    let scores = if par.flash_attention {
-        0.0
-    } else {
-        layer.scores
-    };
-    let written = outside + (layer.inside_tp + scores) / par.tensor;
-    let stage_time = |i: usize, layers: f64| {
-        let logits = if i == p - 1 { 3.0 * f.logits } else { 0.0 };
-        let matmul = (layers * layer_linear / linear_peak
-            + (layers * layer_attention + logits) / peak)
-            * tokens_per_gpu
-            / split
-            / efficiency;
-        // Element-wise passes over the stored activations, once more in a recomputed forward.
-        let passes = MEMORY_PASSES_PER_ACTIVATION
-            + if par.recompute == Recompute::Full {
-                2.0
-            } else {
-                0.0
-            };
-        let logits_bytes = if i == p - 1 {
-            LOGITS_PASSES * 4.0 * tokens_per_gpu * setup.shape.vocab / par.tensor
+    let gemm = |g: &Gemm, peak: f64| -> f64 {
+        if cpu {
+            // A CPU's peak is `kiln calibrate`'s measured matmul rate; its shapes enter
+            // through Hockney's n½ of the hidden width.
+            let dim = setup.shape.hidden / par.tensor;
+            g.flops() / (peak * size_efficiency(dim, hw.matmul_half_dim))
         } else {
-            0.0
+            ops::gemm_seconds(g, setup, peak, cal)
+        }
+    };
+    let layer_gemms = ops::layer_gemms(setup, tokens);
+    let layer_gemm_flops: f64 =
+        (3.0 + recomputed_share) * layer_gemms.iter().map(Gemm::flops).sum::<f64>();
+    let layer_gemm_s: f64 = layer_gemms
+        .iter()
+        .map(|g| {
+            let [dgrad, wgrad] = g.backward();
+            gemm(g, linear_peak) * (1.0 + recomputed_share)
+                + gemm(&dgrad, linear_peak)
+                + gemm(&wgrad, linear_peak)
+        })
+        .sum();
+    // The attention core. FlashAttention skips the masked half (causal) and runs the
+    // backward at 2.5 forwards (it recomputes the scores); recompute adds a forward. Without
+    // it (or on a CPU, whose kernels compute the whole masked square) the scores are two
+    // batched matmuls over the full s × s, three times.
+    let attention_recompute = match par.recompute {
+        Recompute::Full => 1.0,
+        Recompute::Selective if !par.flash_attention => 1.0,
+        _ => 0.0,
+    };
+    let attention_forward = ops::attention_forward_flops(setup);
+    let layer_attention_s = if par.flash_attention && !cpu {
+        let rate = peak
+            * ops::attention_efficiency(
+                profile.attention,
+                &hw.arch,
+                setup.seq_len(),
+                setup.shape.head_dim,
+            );
+        (3.5 + attention_recompute) * attention_forward / rate
+    } else {
+        let full = 2.0 * attention_forward;
+        let rate = if cpu {
+            peak * size_efficiency(setup.shape.hidden / par.tensor, hw.matmul_half_dim)
+        } else {
+            peak * ops::gemm_ceiling(&hw.arch) * cal.gemm_fraction
         };
-        let eager = if setup.hardware.arch == "cpu" {
-            EAGER_CPU_ELEMENTWISE_FACTOR
+        (3.0 + attention_recompute) * full / rate
+    };
+    let bandwidth = hw.hbm_bytes_per_s * if cpu { 1.0 } else { cal.hbm_fraction };
+    // Element-wise bytes of one layer and one micro-batch.
+    let layer_memory_bytes = if cpu {
+        cpu_layer_bytes(setup, layer)
+    } else {
+        let scores = if par.flash_attention {
+            0.0
         } else {
-            1.0
+            MEMORY_PASSES_PER_ACTIVATION * layer.scores / par.tensor
         };
         let casts = if fp8 {
-            layers * fp8_cast_bytes(setup, tokens_per_gpu / split)
+            fp8_cast_bytes(setup, tokens / par.tensor) / micro_batches
         } else {
             0.0
         };
-        let memory = eager
-            * (layers * passes * written * sequences_per_gpu / par.micro_batch
-                + logits_bytes
-                + casts)
-            / setup.hardware.hbm_bytes_per_s;
-        (matmul, memory)
+        ops::layer_elementwise_bytes(setup, &profile, tokens) + scores + casts
     };
-    let (compute_s, memory_bound_s) = stages
-        .iter()
-        .enumerate()
-        .map(|(i, l)| stage_time(i, *l))
-        .fold((0.0f64, 0.0f64), |acc, x| {
-            if x.0 + x.1 > acc.0 + acc.1 {
+    let logits_gemm = Gemm {
+        m: tokens,
+        k: setup.shape.hidden,
+        n: setup.shape.vocab / par.tensor,
+    };
+    let [logits_dgrad, logits_wgrad] = logits_gemm.backward();
+    let logits_s = gemm(&logits_gemm, peak) + gemm(&logits_dgrad, peak) + gemm(&logits_wgrad, peak);
+    let logits_passes = if profile.fused_cross_entropy && !cpu {
+        LOGITS_PASSES_FUSED
+    } else {
+        LOGITS_PASSES
+    };
+    let logits_bytes = logits_passes * 4.0 * tokens * setup.shape.vocab / par.tensor
+        * if cpu { EAGER_CPU_ELEMENTWISE_FACTOR } else { 1.0 };
+
+    let stages = setup.stage_layers();
+    let params = setup.stage_params();
+    let p = stages.len();
+    let optimizer_shards = if par.zero >= 1 { par.data * par.context } else { 1.0 };
+    // (compute, memory-bound) seconds of one stage for the whole step.
+    let stage_time = |i: usize| -> (f64, f64) {
+        let (layers, local_params) = (stages[i], params[i] / par.tensor);
+        let last = i == p - 1;
+        let compute = micro_batches
+            * (layers * (layer_gemm_s + layer_attention_s) + if last { logits_s } else { 0.0 });
+        let accumulation = if profile.grad_accumulation_fusion || cpu {
+            0.0
+        } else {
+            (micro_batches - 1.0) * ops::GRAD_ACCUMULATION_BYTES_PER_PARAM * local_params
+        };
+        let optimizer = if cpu {
+            0.0
+        } else {
+            ops::OPTIMIZER_BYTES_PER_PARAM * local_params / optimizer_shards
+        };
+        let bytes = micro_batches
+            * (layers * layer_memory_bytes + if last { logits_bytes } else { 0.0 })
+            + accumulation
+            + optimizer;
+        (compute, bytes / bandwidth)
+    };
+    let (slowest, (compute_s, memory_bound_s)) = (0..p)
+        .map(|i| (i, stage_time(i)))
+        .fold((0, (0.0f64, 0.0f64)), |acc, x| {
+            if x.1 .0 + x.1 .1 > acc.1 .0 + acc.1 .1 {
                 x
             } else {
                 acc
             }
         });
+    let attention_s = micro_batches * stages[slowest] * layer_attention_s;
     let busy = compute_s + memory_bound_s;
-    let bubble_fraction = (par.pipeline - 1.0) / (par.virtual_stages * setup.micro_batches());
+    let bubble_fraction = (par.pipeline - 1.0) / (par.virtual_stages * micro_batches);
     let bubble_s = busy * bubble_fraction;
-    // Gradient reduction overlaps the backward of the last micro-batch (bucketed all-reduce
-    // or reduce-scatter as layers finish, as DDP, FSDP and Megatron-LM's --overlap-grad-reduce
-    // do): two thirds of one micro-batch's compute can hide it. ZeRO-2 and ZeRO-3
-    // communicate during every micro-batch (analyse/comm.rs), so two thirds of every
-    // micro-batch's compute can.
-    let hiding = if par.zero >= 2 {
-        busy
-    } else {
-        busy / setup.micro_batches()
+    // Gradient reduction overlaps the backward of the last micro-batch where the engine
+    // buckets it (DDP, FSDP, Megatron-LM's --overlap-grad-reduce, DeepSpeed's overlap_comm):
+    // two thirds of one micro-batch's compute can hide it. ZeRO-2 and ZeRO-3 communicate
+    // during every micro-batch (analyse/comm.rs), so two thirds of every micro-batch's
+    // compute can, if the engine prefetches ZeRO-3's gathers. kiln-train reduces after the
+    // backward: nothing hidden.
+    // With ZeRO-1 and parameter prefetch (Megatron's distributed optimizer with
+    // --overlap-param-gather) the parameter all-gather, half the traffic, also overlaps the
+    // first micro-batch's forward: the whole of one micro-batch can hide it.
+    let hide = match (par.zero, profile.grad_reduce_overlap, profile.param_prefetch) {
+        (_, false, _) => 0.0,
+        (3.., _, false) => 0.0,
+        (2.., _, _) => busy * 2.0 / 3.0,
+        (1, _, true) => busy / micro_batches,
+        _ => busy / micro_batches * 2.0 / 3.0,
     };
-    let hide = hiding * 2.0 / 3.0;
-    let exposed = comm.tensor.seconds + comm.pipeline.seconds + (comm.data.seconds - hide).max(0.0);
+    // Tensor-parallel collectives overlapped with the GEMMs beside them (Transformer Engine's
+    // userbuffers) are exposed only where they outlast them.
+    let tensor_exposed = if profile.tp_comm_overlap {
+        (comm.tensor.seconds - compute_s).max(0.0)
+    } else {
+        comm.tensor.seconds
+    };
+    let exposed = tensor_exposed + comm.pipeline.seconds + (comm.data.seconds - hide).max(0.0);
     let step = busy + bubble_s + exposed;
     let world = setup.world();
     let model_flops = flops.model_per_token * setup.batch_tokens;
     let hardware_flops = flops.hardware_per_token * setup.batch_tokens;
     let throughput = Throughput {
+        engine: setup.engine.name().to_string(),
         step_time_s: step,
+        attention_s,
         compute_s,
         memory_bound_s,
         bubble_fraction,
@@ -242,7 +337,8 @@ pub fn analyse(
         tflops_per_gpu: model_flops / (step * world) / 1e12,
         hardware_tflops_per_gpu: hardware_flops / (step * world) / 1e12,
         peak_flops: peak,
-        matmul_efficiency: efficiency,
+        matmul_efficiency: layer_gemm_flops / (layer_gemm_s * linear_peak),
+        band: band(setup),
     };
     let steps = setup.steps();
     let wall = steps * step;
@@ -254,6 +350,42 @@ pub fn analyse(
         usd: setup.hardware.gpu_hour_price.map(|p| p * gpu_hours),
     };
     Some((throughput, cost))
+}
+
+/// The validated band for the setup's engine and arch.
+fn band(setup: &Setup) -> Option<Band> {
+    let engine = setup.engine.name();
+    fitted()
+        .bands
+        .iter()
+        .find(|b| b.engine == engine && b.arch == setup.hardware.arch)
+        .cloned()
+}
+
+/// Element-wise bytes of one layer and one micro-batch on a CPU: every stored activation
+/// written and read in the forward and its gradient in the backward
+/// (MEMORY_PASSES_PER_ACTIVATION, two more passes in a recomputed forward), times
+/// EAGER_CPU_ELEMENTWISE_FACTOR for libtorch's unfused CPU ops.
+fn cpu_layer_bytes(setup: &Setup, layer: &LayerActivations) -> f64 {
+    let par = &setup.parallel;
+    let outside = if par.sequence_parallel {
+        layer.outside_tp / par.tensor
+    } else {
+        layer.outside_tp
+    };
+    let scores = if par.flash_attention {
+        0.0
+    } else {
+        layer.scores
+    };
+    let written = outside + (layer.inside_tp + scores) / par.tensor;
+    let passes = MEMORY_PASSES_PER_ACTIVATION
+        + if par.recompute == Recompute::Full {
+            2.0
+        } else {
+            0.0
+        };
+    EAGER_CPU_ELEMENTWISE_FACTOR * passes * written
 }
 
 /// Bytes one GPU's FP8 casts move in one layer for `tokens` tokens of one optimizer step

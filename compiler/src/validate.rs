@@ -1,0 +1,403 @@
+//! `kiln validate`: kiln's predictions against measured runs, with the fitted constants
+//! (ops::Calibration) scored leave-one-source-out, and the error bands `explain` prints.
+
+use crate::analyse::comm::Communication;
+use crate::analyse::flops::TrainingFlops;
+use crate::analyse::memory::LayerActivations;
+use crate::analyse::ops::Calibration;
+use crate::analyse::setup::Setup;
+use crate::analyse::time::{self, Band, Fitted};
+use crate::analyse::{comm, flops, memory};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Tokens/s per GPU within this relative error counts as a hit (issue 12).
+pub const TOKENS_TOLERANCE: f64 = 0.10;
+/// MFU within this many percentage points counts as a hit (issue 12).
+pub const MFU_TOLERANCE_POINTS: f64 = 3.0;
+/// The band's percentile of absolute relative errors.
+pub const BAND_PERCENTILE: f64 = 0.8;
+
+/// The grids the constants are fitted on: the share of the matmul ceiling and of the HBM
+/// bandwidth, each from 0.30 to 1.00 in steps of 0.02.
+const GRID: std::ops::RangeInclusive<u32> = 15..=50;
+const GRID_STEP: f64 = 0.02;
+
+/// One measured run: what was measured (its `# measured: {json}` line) and kiln's inputs.
+pub struct Case {
+    pub id: String,
+    pub source: String,
+    /// The engine as the source names it (`llm-foundry/composer-fsdp`).
+    pub engine_label: String,
+    pub gpu: String,
+    pub gpus: f64,
+    pub measured_tokens: Option<f64>,
+    /// Percent, against the peak of the run's precision.
+    pub measured_mfu: Option<f64>,
+    /// The error codes `kiln check` reports, empty when it passes.
+    pub errors: Vec<String>,
+    parts: Option<Parts>,
+}
+
+/// What the time model needs that does not depend on the fitted constants.
+struct Parts {
+    setup: Setup,
+    flops: TrainingFlops,
+    comm: Communication,
+    layer: LayerActivations,
+}
+
+/// kiln's prediction for one case.
+#[derive(Clone, Copy, Debug)]
+pub struct Prediction {
+    pub tokens_per_gpu: f64,
+    /// Percent, against the peak of the run's precision (the fp8 peak for fp8 runs, as
+    /// measured.yaml prints it).
+    pub mfu: f64,
+}
+
+impl Case {
+    pub fn predict(&self, cal: &Calibration) -> Option<Prediction> {
+        let p = self.parts.as_ref()?;
+        let (t, _) = time::analyse_with(&p.setup, &p.flops, &p.comm, &p.layer, cal)?;
+        Some(Prediction {
+            tokens_per_gpu: t.tokens_per_s / self.gpus,
+            mfu: t.mfu_fp8_peak.unwrap_or(t.mfu) * 100.0,
+        })
+    }
+
+    /// predicted / measured − 1, on tokens/s where measured, else on MFU (which is
+    /// proportional to it).
+    pub fn relative_error(&self, p: &Prediction) -> Option<f64> {
+        match (self.measured_tokens, self.measured_mfu) {
+            (Some(t), _) => Some(p.tokens_per_gpu / t - 1.0),
+            (None, Some(m)) => Some(p.mfu / m - 1.0),
+            _ => None,
+        }
+    }
+
+    pub fn hit(&self, p: &Prediction) -> Option<bool> {
+        match (self.measured_tokens, self.measured_mfu) {
+            (Some(t), _) => Some((p.tokens_per_gpu / t - 1.0).abs() <= TOKENS_TOLERANCE),
+            (None, Some(m)) => Some((p.mfu - m).abs() <= MFU_TOLERANCE_POINTS),
+            _ => None,
+        }
+    }
+
+    pub fn engine(&self) -> Option<&'static str> {
+        Some(self.parts.as_ref()?.setup.engine.name())
+    }
+
+    pub fn arch(&self) -> Option<&str> {
+        Some(&self.parts.as_ref()?.setup.hardware.arch)
+    }
+}
+
+/// Reads the cases: every `.kiln` file directly in `dir` with a `# measured:` line.
+pub fn load(dir: &std::path::Path) -> Result<Vec<Case>, String> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "kiln"))
+        .collect();
+    paths.sort();
+    let mut cases = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let Some(line) = text.lines().find_map(|l| l.strip_prefix("# measured: ")) else {
+            continue;
+        };
+        let m: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("{}: the `# measured:` line is not JSON: {e}", path.display()))?;
+        let field = |k: &str| {
+            m[k].as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{}: `# measured:` has no \"{k}\"", path.display()))
+        };
+        let checked = crate::check_paths(std::slice::from_ref(&path), &crate::load::FsLoader, &[])?;
+        let mut errors: Vec<String> = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.code.code.to_string())
+            .collect();
+        errors.dedup();
+        let parts = checked
+            .experiments()
+            .next()
+            .and_then(|e| Setup::from_record(&e.record))
+            .map(|setup| {
+                let memory = memory::analyse(&setup);
+                Parts {
+                    flops: flops::training(&setup),
+                    comm: comm::analyse(&setup),
+                    layer: memory.layer_activations,
+                    setup,
+                }
+            });
+        cases.push(Case {
+            id: field("id")?,
+            source: field("source")?,
+            engine_label: field("engine")?,
+            gpu: field("gpu")?,
+            gpus: m["gpus"]
+                .as_f64()
+                .ok_or_else(|| format!("{}: `# measured:` has no \"gpus\"", path.display()))?,
+            measured_tokens: m["tokens_per_s_per_gpu"].as_f64(),
+            measured_mfu: m["mfu_percent"].as_f64(),
+            errors,
+            parts,
+        });
+    }
+    Ok(cases)
+}
+
+/// The constants that score best on `cases`: the most hits, then the smallest median
+/// absolute relative error, over the grid.
+pub fn fit(cases: &[&Case]) -> Calibration {
+    let mut best: Option<(usize, f64, Calibration)> = None;
+    for g in GRID {
+        for h in GRID {
+            let cal = Calibration {
+                gemm_fraction: g as f64 * GRID_STEP,
+                hbm_fraction: h as f64 * GRID_STEP,
+            };
+            let (hits, median) = score(cases, &cal);
+            let better = match &best {
+                None => true,
+                Some((bh, bm, _)) => hits > *bh || (hits == *bh && median < *bm),
+            };
+            if better {
+                best = Some((hits, median, cal));
+            }
+        }
+    }
+    best.map(|b| b.2).unwrap_or(time::fitted().calibration)
+}
+
+fn score(cases: &[&Case], cal: &Calibration) -> (usize, f64) {
+    let mut hits = 0;
+    let mut errors = Vec::with_capacity(cases.len());
+    for c in cases {
+        if let Some(p) = c.predict(cal) {
+            hits += usize::from(c.hit(&p) == Some(true));
+            errors.extend(c.relative_error(&p).map(f64::abs));
+        }
+    }
+    (hits, median(&mut errors).unwrap_or(f64::INFINITY))
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    percentile(v, 0.5)
+}
+
+/// The value below which `q` of `v` lie (nearest rank).
+fn percentile(v: &mut [f64], q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    Some(v[rank - 1])
+}
+
+/// The validation: constants fitted on every source, and each case predicted with the
+/// constants fitted without its source.
+pub struct Report<'a> {
+    pub cases: &'a [Case],
+    /// Fitted on all sources: what kiln ships.
+    pub all: Calibration,
+    /// Per source, fitted on the others.
+    pub held_out: BTreeMap<String, Calibration>,
+    /// Per case (same order), the held-out prediction.
+    pub predictions: Vec<Option<Prediction>>,
+}
+
+pub fn run(cases: &[Case]) -> Report<'_> {
+    let all_refs: Vec<&Case> = cases.iter().collect();
+    let all = fit(&all_refs);
+    let mut held_out = BTreeMap::new();
+    for c in cases {
+        if !held_out.contains_key(&c.source) {
+            let others: Vec<&Case> = cases.iter().filter(|o| o.source != c.source).collect();
+            held_out.insert(c.source.clone(), fit(&others));
+        }
+    }
+    let predictions = cases
+        .iter()
+        .map(|c| c.predict(&held_out[&c.source]))
+        .collect();
+    Report {
+        cases,
+        all,
+        held_out,
+        predictions,
+    }
+}
+
+impl Report<'_> {
+    /// Error bands per engine and arch, from the held-out predictions.
+    pub fn bands(&self) -> Vec<Band> {
+        let mut groups: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+        for (c, p) in self.cases.iter().zip(&self.predictions) {
+            if let (Some(p), Some(engine), Some(arch)) = (p, c.engine(), c.arch()) {
+                if let Some(e) = c.relative_error(p) {
+                    groups
+                        .entry((engine.to_string(), arch.to_string()))
+                        .or_default()
+                        .push(e.abs());
+                }
+            }
+        }
+        groups
+            .into_iter()
+            .map(|((engine, arch), mut errors)| Band {
+                engine,
+                arch,
+                relative: round(percentile(&mut errors, BAND_PERCENTILE).unwrap_or(0.0), 3),
+                runs: errors.len(),
+            })
+            .collect()
+    }
+
+    /// `compiler/src/analyse/fitted.json`: what kiln ships.
+    pub fn fitted(&self) -> Fitted {
+        let sources: Vec<&str> = self.held_out.keys().map(String::as_str).collect();
+        Fitted {
+            calibration: self.all,
+            fitted_on: format!(
+                "{} measured runs of experiments/measured ({}), by `kiln validate`: the grid \
+                 point with the most runs within tolerance, then the smallest median error",
+                self.cases.iter().filter(|c| c.parts.is_some()).count(),
+                sources.join(", ")
+            ),
+            bands: self.bands(),
+        }
+    }
+
+    /// docs/validation.md.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let w = &mut s;
+        let _ = writeln!(w, "# Validation: kiln's predictions against measured runs\n");
+        let _ = writeln!(
+            w,
+            "Generated by `kiln validate experiments/measured` (and checked by \
+             `tests/validation.rs`; `KILN_UPDATE_VALIDATION=1 cargo test -p kiln --test \
+             validation` rewrites it and `compiler/src/analyse/fitted.json`) from \
+             `experiments/measured/` (`scripts/measured_kiln.py` over \
+             `../shared/reference/measured.yaml`; the runs it cannot express are listed in \
+             `experiments/measured/README.md`). A hit is tokens/s per GPU within ±{:.0} % (MFU \
+             within ±{:.0} points where tokens/s is not measured). MFU is against the dense \
+             peak of the run's precision, as the sources print it (kiln's `mfu_fp8_peak` for \
+             fp8 runs). Rows that `kiln check` refuses are scored all the same where the \
+             analysis exists, and marked.\n",
+            TOKENS_TOLERANCE * 100.0,
+            MFU_TOLERANCE_POINTS
+        );
+        let _ = writeln!(w, "## Fitted constants\n");
+        let _ = writeln!(
+            w,
+            "Two constants are fitted (`ops::Calibration`): the share of the arch's maximum \
+             achievable matmul rate that a step's GEMMs reach, and the share of the HBM \
+             bandwidth that element-wise kernels reach. Every row below is predicted with the \
+             constants fitted on the *other* sources (leave-one-source-out); kiln ships the \
+             constants fitted on all of them.\n"
+        );
+        let _ = writeln!(w, "| fitted without | GEMM share of ceiling | HBM share |");
+        let _ = writeln!(w, "| --- | --- | --- |");
+        for (source, cal) in &self.held_out {
+            let _ = writeln!(
+                w,
+                "| {source} | {:.2} | {:.2} |",
+                cal.gemm_fraction, cal.hbm_fraction
+            );
+        }
+        let _ = writeln!(
+            w,
+            "| (none: shipped) | {:.2} | {:.2} |\n",
+            self.all.gemm_fraction, self.all.hbm_fraction
+        );
+        let _ = writeln!(w, "## Summary per source (held out)\n");
+        let _ = writeln!(
+            w,
+            "| source | runs | scored | hits | median abs. error | 80th percentile | refused by check |"
+        );
+        let _ = writeln!(w, "| --- | --- | --- | --- | --- | --- | --- |");
+        let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, c) in self.cases.iter().enumerate() {
+            by.entry(&c.source).or_default().push(i);
+            by.entry("all").or_default().push(i);
+        }
+        for (source, idx) in &by {
+            let (mut scored, mut hits, mut errors) = (0, 0, Vec::new());
+            for &i in idx {
+                if let Some(p) = &self.predictions[i] {
+                    if let Some(h) = self.cases[i].hit(p) {
+                        scored += 1;
+                        hits += h as usize;
+                    }
+                    errors.extend(self.cases[i].relative_error(p).map(f64::abs));
+                }
+            }
+            let pct = |v: Option<f64>| v.map_or("—".into(), |e| format!("{:.1} %", e * 100.0));
+            let _ = writeln!(
+                w,
+                "| {source} | {} | {scored} | {hits} | {} | {} | {} |",
+                idx.len(),
+                pct(median(&mut errors)),
+                pct(percentile(&mut errors, BAND_PERCENTILE)),
+                idx.iter()
+                    .filter(|&&i| !self.cases[i].errors.is_empty())
+                    .count()
+            );
+        }
+        let _ = writeln!(w, "\n## Bands (`throughput.band`)\n");
+        let _ = writeln!(w, "| engine | arch | runs | 80th percentile abs. error |");
+        let _ = writeln!(w, "| --- | --- | --- | --- |");
+        for b in self.bands() {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | ±{:.1} % |",
+                b.engine,
+                b.arch,
+                b.runs,
+                b.relative * 100.0
+            );
+        }
+        let _ = writeln!(w, "\n## Every run (held out)\n");
+        let _ = writeln!(
+            w,
+            "| run | engine | GPU | tokens/s/GPU measured | predicted | MFU % measured | predicted | error | check |"
+        );
+        let _ = writeln!(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        let opt = |v: Option<f64>, d: usize| v.map_or("—".to_string(), |v| format!("{v:.d$}"));
+        for (c, p) in self.cases.iter().zip(&self.predictions) {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                c.id,
+                c.engine_label,
+                c.gpu,
+                opt(c.measured_tokens, 0),
+                opt(p.map(|p| p.tokens_per_gpu), 0),
+                opt(c.measured_mfu, 1),
+                opt(p.map(|p| p.mfu), 1),
+                p.and_then(|p| c.relative_error(&p))
+                    .map_or("—".into(), |e| format!("{:+.1} %", e * 100.0)),
+                if c.errors.is_empty() {
+                    "ok".to_string()
+                } else {
+                    c.errors.join(", ")
+                }
+            );
+        }
+        s
+    }
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
