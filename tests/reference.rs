@@ -202,8 +202,9 @@ fn sardana_inference_aware_optimum() {
 }
 
 /// Narayanan et al. 2021, Table 1: achieved TFLOP/s per A100, counting the recomputed forward
-/// (their Eq. 3), within ±10 %. Ampere's efficiency constant is calibrated on these rows
-/// (analyse/time.rs), so this tests the model's shape across sizes, not its level.
+/// (their Eq. 3), within ±10 %. These rows are one source among the validation's
+/// (docs/validation.md): held out of the fit, kiln is −10.2 % … −1.8 % off them; with the
+/// shipped constants (fitted on every source, these included) this test holds.
 #[test]
 fn narayanan_table_1_throughput() {
     for (file, published) in [
@@ -223,16 +224,24 @@ fn narayanan_table_1_throughput() {
     }
 }
 
-/// Llama 3 405B, Table 4 (8,192 GPUs, TP 8, CP 1, PP 16, DP 64): 43 % BF16 MFU, within 3 points.
+/// Llama 3 405B, Table 4 (8,192 GPUs, TP 8, CP 1, PP 16, DP 64): 43 % BF16 MFU, within 3 points,
+/// with the published schedule: interleaved 1F1B (Sec. 3.3.2). The paper does not give the
+/// number of virtual stages; 2, the smallest interleaving, is assumed. The file as written
+/// (plain 1F1B, the layout kiln finds to fit in memory) must fit.
 #[test]
 fn llama3_405b_table_4_mfu() {
     let v = explain("experiments/llama3_405b.kiln");
+    assert_eq!(v["memory"]["fits"], Value::Bool(true));
+    let text = std::fs::read_to_string(common::root().join("experiments/llama3_405b.kiln"))
+        .unwrap()
+        .replacen("    pipeline = 16 ", "    virtual_stages = 2\n    pipeline = 16 ", 1);
+    assert!(text.contains("virtual_stages = 2"));
+    let v = explain_text("experiments/llama3_405b_interleaved.kiln", &text);
     let mfu = num(&v, "throughput.mfu");
     assert!(
         (mfu - 0.43).abs() <= 0.03,
         "kiln MFU {mfu:.3}, published 0.43"
     );
-    assert_eq!(v["memory"]["fits"], Value::Bool(true));
 }
 
 /// torchtitan, Llama 3.1 8B on 8 H100s with FSDP (Dec 2024 benchmark, Table 1): 82.4 GiB

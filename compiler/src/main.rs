@@ -112,8 +112,8 @@ enum Command {
     /// Score kiln's predictions against measured runs (`.kiln` files with a `# measured:`
     /// line), fitting its constants leave-one-source-out; prints docs/validation.md.
     Validate {
-        #[arg(default_value = "experiments/measured")]
-        dir: PathBuf,
+        #[arg(default_values = ["experiments/measured", "experiments/reference", "experiments"])]
+        dirs: Vec<PathBuf>,
         /// Print the fitted constants and bands (compiler/src/analyse/fitted.json) instead.
         #[arg(long)]
         fitted: bool,
@@ -202,12 +202,9 @@ fn main() -> ExitCode {
             force,
             allow,
         } => emit(&file, &target, &output, force, &allow),
-        Command::Validate { dir, fitted } => match kiln::validate::load(&dir) {
+        Command::Validate { dirs, fitted } => match kiln::validate::load(&dirs) {
             Ok(cases) if cases.is_empty() => {
-                eprintln!(
-                    "error: {} holds no .kiln file with a `# measured: {{json}}` line",
-                    dir.display()
-                );
+                eprintln!("error: no .kiln file there has a `# measured: {{json}}` line");
                 ExitCode::from(2)
             }
             Ok(cases) => {

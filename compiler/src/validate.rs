@@ -35,6 +35,8 @@ pub struct Case {
     pub measured_tokens: Option<f64>,
     /// Percent, against the peak of the run's precision.
     pub measured_mfu: Option<f64>,
+    /// Hardware TFLOP/s per GPU, recomputation counted (Narayanan et al. 2021, Eq. 3).
+    pub measured_hardware_tflops: Option<f64>,
     /// The error codes `kiln check` reports, empty when it passes.
     pub errors: Vec<String>,
     parts: Option<Parts>,
@@ -55,6 +57,7 @@ pub struct Prediction {
     /// Percent, against the peak of the run's precision (the fp8 peak for fp8 runs, as
     /// measured.yaml prints it).
     pub mfu: f64,
+    pub hardware_tflops: f64,
 }
 
 impl Case {
@@ -64,24 +67,30 @@ impl Case {
         Some(Prediction {
             tokens_per_gpu: t.tokens_per_s / self.gpus,
             mfu: t.mfu_fp8_peak.unwrap_or(t.mfu) * 100.0,
+            hardware_tflops: t.hardware_tflops_per_gpu,
         })
     }
 
-    /// predicted / measured − 1, on tokens/s where measured, else on MFU (which is
-    /// proportional to it).
+    /// predicted / measured − 1, on tokens/s where measured, else on MFU or hardware
+    /// TFLOP/s (each proportional to it).
     pub fn relative_error(&self, p: &Prediction) -> Option<f64> {
-        match (self.measured_tokens, self.measured_mfu) {
-            (Some(t), _) => Some(p.tokens_per_gpu / t - 1.0),
-            (None, Some(m)) => Some(p.mfu / m - 1.0),
+        match (
+            self.measured_tokens,
+            self.measured_mfu,
+            self.measured_hardware_tflops,
+        ) {
+            (Some(t), _, _) => Some(p.tokens_per_gpu / t - 1.0),
+            (None, Some(m), _) => Some(p.mfu / m - 1.0),
+            (None, None, Some(h)) => Some(p.hardware_tflops / h - 1.0),
             _ => None,
         }
     }
 
+    /// Tokens/s (or TFLOP/s) within TOKENS_TOLERANCE, or MFU within MFU_TOLERANCE_POINTS.
     pub fn hit(&self, p: &Prediction) -> Option<bool> {
         match (self.measured_tokens, self.measured_mfu) {
-            (Some(t), _) => Some((p.tokens_per_gpu / t - 1.0).abs() <= TOKENS_TOLERANCE),
             (None, Some(m)) => Some((p.mfu - m).abs() <= MFU_TOLERANCE_POINTS),
-            _ => None,
+            _ => Some(self.relative_error(p)?.abs() <= TOKENS_TOLERANCE),
         }
     }
 
@@ -94,14 +103,19 @@ impl Case {
     }
 }
 
-/// Reads the cases: every `.kiln` file directly in `dir` with a `# measured:` line.
-pub fn load(dir: &std::path::Path) -> Result<Vec<Case>, String> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "kiln"))
-        .collect();
-    paths.sort();
+/// Reads the cases: every `.kiln` file directly in the directories with a `# measured:`
+/// line.
+pub fn load(dirs: &[PathBuf]) -> Result<Vec<Case>, String> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "kiln"))
+            .collect();
+        found.sort();
+        paths.extend(found);
+    }
     let mut cases = Vec::new();
     for path in paths {
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -146,6 +160,7 @@ pub fn load(dir: &std::path::Path) -> Result<Vec<Case>, String> {
                 .ok_or_else(|| format!("{}: `# measured:` has no \"gpus\"", path.display()))?,
             measured_tokens: m["tokens_per_s_per_gpu"].as_f64(),
             measured_mfu: m["mfu_percent"].as_f64(),
+            measured_hardware_tflops: m["hardware_tflops_per_gpu"].as_f64(),
             errors,
             parts,
         });
@@ -267,7 +282,8 @@ impl Report<'_> {
         Fitted {
             calibration: self.all,
             fitted_on: format!(
-                "{} measured runs of experiments/measured ({}), by `kiln validate`: the grid \
+                "{} measured runs of experiments/measured, experiments/reference and \
+                 experiments ({}), by `kiln validate`: the grid \
                  point with the most runs within tolerance, then the smallest median error",
                 self.cases.iter().filter(|c| c.parts.is_some()).count(),
                 sources.join(", ")
@@ -288,7 +304,8 @@ impl Report<'_> {
              validation` rewrites it and `compiler/src/analyse/fitted.json`) from \
              `experiments/measured/` (`scripts/measured_kiln.py` over \
              `../shared/reference/measured.yaml`; the runs it cannot express are listed in \
-             `experiments/measured/README.md`). A hit is tokens/s per GPU within ±{:.0} % (MFU \
+             `experiments/measured/README.md`) and the published runs of \
+             `experiments/reference/` and `experiments/` (`../shared/reference/published.yaml`). A hit is tokens/s per GPU within ±{:.0} % (MFU \
              within ±{:.0} points where tokens/s is not measured). MFU is against the dense \
              peak of the run's precision, as the sources print it (kiln's `mfu_fp8_peak` for \
              fp8 runs). Rows that `kiln check` refuses are scored all the same where the \
@@ -369,14 +386,14 @@ impl Report<'_> {
         let _ = writeln!(w, "\n## Every run (held out)\n");
         let _ = writeln!(
             w,
-            "| run | engine | GPU | tokens/s/GPU measured | predicted | MFU % measured | predicted | error | check |"
+            "| run | engine | GPU | tokens/s/GPU measured | predicted | MFU % measured | predicted | hardware TFLOP/s measured | predicted | error | check |"
         );
-        let _ = writeln!(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        let _ = writeln!(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         let opt = |v: Option<f64>, d: usize| v.map_or("—".to_string(), |v| format!("{v:.d$}"));
         for (c, p) in self.cases.iter().zip(&self.predictions) {
             let _ = writeln!(
                 w,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 c.id,
                 c.engine_label,
                 c.gpu,
@@ -384,6 +401,8 @@ impl Report<'_> {
                 opt(p.map(|p| p.tokens_per_gpu), 0),
                 opt(c.measured_mfu, 1),
                 opt(p.map(|p| p.mfu), 1),
+                opt(c.measured_hardware_tflops, 0),
+                opt(p.map(|p| p.hardware_tflops), 0),
                 p.and_then(|p| c.relative_error(&p))
                     .map_or("—".into(), |e| format!("{:+.1} %", e * 100.0)),
                 if c.errors.is_empty() {
