@@ -1,7 +1,8 @@
 //! Benchmarks of `kiln check`: parse + resolve + derive + check in process, and the whole
 //! `kiln check experiments/llama3_405b.kiln` process (target: under 20 ms median), and
 //! `kiln explain` in process and as a whole process (target: under 30 ms median), and the
-//! whole `kiln plan` process for 8,192 ranks (target: under 200 ms median).
+//! whole `kiln plan` process for 8,192 ranks (target: under 200 ms median), and one layout
+//! analysed from its typed inputs (target: under 20 µs median).
 //! Run with `cargo bench -p kiln --bench check`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -42,6 +43,19 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
+    // One layout analysed in process (target: under 20 µs, issue 12): what a layout search
+    // pays per candidate once the experiment is checked (FLOPs, memory, communication, the
+    // op-level step time, cost); and every analysis, the scaling laws' optima included.
+    let checked =
+        kiln::check_paths(std::slice::from_ref(&file), &kiln::load::FsLoader, &[]).unwrap();
+    let exp = checked.experiments().next().unwrap();
+    let setup = kiln::analyse::setup::Setup::from_record(&exp.record).unwrap();
+    c.bench_function("one layout: analyse_layout llama3_405b", |b| {
+        b.iter(|| kiln::analyse::analyse_layout(std::hint::black_box(&setup)))
+    });
+    c.bench_function("every analysis: analyse_setup llama3_405b", |b| {
+        b.iter(|| kiln::analyse::analyse_setup(std::hint::black_box(&setup)))
+    });
     c.bench_function("process: kiln explain experiments/llama3_405b.kiln", |b| {
         b.iter(|| {
             let out = Command::new(env!("CARGO_BIN_EXE_kiln"))

@@ -59,29 +59,49 @@ pub fn analyse(exp: &Record) -> Option<(Setup, Analysis)> {
 }
 
 pub fn analyse_setup(setup: &Setup) -> Analysis {
-    let f = flops::training(setup);
-    let memory = memory::analyse(setup);
-    let detail = comm::analyse(setup);
-    let timed = time::analyse(setup, &f, &detail, &memory.layer_activations);
+    let layout = analyse_layout(setup);
     Analysis {
         model: ModelNumbers {
             params: setup.params.total,
             params_non_embedding: setup.params.non_embedding,
             params_embedding: setup.params.embedding,
-            flops_per_token: f.model_per_token,
-            hardware_flops_per_token: f.hardware_per_token,
+            flops_per_token: layout.flops.model_per_token,
+            hardware_flops_per_token: layout.flops.hardware_per_token,
         },
         scaling: scaling::analyse(setup),
-        memory,
+        memory: layout.memory,
         communication: CommunicationReport {
             per_step: PerStep {
-                data: detail.data.bytes,
-                tensor: detail.tensor.bytes,
-                pipeline: detail.pipeline.bytes,
+                data: layout.communication.data.bytes,
+                tensor: layout.communication.tensor.bytes,
+                pipeline: layout.communication.pipeline.bytes,
             },
-            detail,
+            detail: layout.communication,
         },
-        throughput: timed.as_ref().map(|t| t.0.clone()),
-        cost: timed.map(|t| t.1),
+        throughput: layout.timed.as_ref().map(|t| t.0.clone()),
+        cost: layout.timed.map(|t| t.1),
+    }
+}
+
+/// What depends on the parallel layout: FLOPs (recompute), memory, communication, time.
+pub struct Layout {
+    pub flops: flops::TrainingFlops,
+    pub memory: memory::Memory,
+    pub communication: comm::Communication,
+    pub timed: Option<(time::Throughput, time::Cost)>,
+}
+
+/// The analyses a layout search re-runs per candidate (the scaling laws do not depend on
+/// the layout).
+pub fn analyse_layout(setup: &Setup) -> Layout {
+    let flops = flops::training(setup);
+    let memory = memory::analyse(setup);
+    let communication = comm::analyse(setup);
+    let timed = time::analyse(setup, &flops, &communication, &memory.layer_activations);
+    Layout {
+        flops,
+        memory,
+        communication,
+        timed,
     }
 }
