@@ -234,7 +234,11 @@ fn llama3_405b_table_4_mfu() {
     assert_eq!(v["memory"]["fits"], Value::Bool(true));
     let text = std::fs::read_to_string(common::root().join("experiments/llama3_405b.kiln"))
         .unwrap()
-        .replacen("    pipeline = 16 ", "    virtual_stages = 2\n    pipeline = 16 ", 1);
+        .replacen(
+            "    pipeline = 16 ",
+            "    virtual_stages = 2\n    pipeline = 16 ",
+            1,
+        );
     assert!(text.contains("virtual_stages = 2"));
     let v = explain_text("experiments/llama3_405b_interleaved.kiln", &text);
     let mfu = num(&v, "throughput.mfu");

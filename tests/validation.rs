@@ -10,10 +10,14 @@ mod common;
 
 /// Where `kiln validate` looks by default.
 fn dirs() -> Vec<std::path::PathBuf> {
-    ["experiments/measured", "experiments/reference", "experiments"]
-        .iter()
-        .map(|d| common::root().join(d))
-        .collect()
+    [
+        "experiments/measured",
+        "experiments/reference",
+        "experiments",
+    ]
+    .iter()
+    .map(|d| common::root().join(d))
+    .collect()
 }
 
 #[test]

@@ -164,10 +164,8 @@ pub fn analyse(setup: &Setup) -> Communication {
     let layers = setup.stage_layers().into_iter().fold(0.0, f64::max);
     let tensor_bytes = layers * per_layer * 2.0 * ring(t) * activation * setup.micro_batches();
     // An all-reduce, or with sequence parallelism an all-gather and a reduce-scatter.
-    let tensor_operations = layers
-        * per_layer
-        * setup.micro_batches()
-        * if par.sequence_parallel { 2.0 } else { 1.0 };
+    let tensor_operations =
+        layers * per_layer * setup.micro_batches() * if par.sequence_parallel { 2.0 } else { 1.0 };
 
     // Pipeline: each micro-batch sends its activations forward and their gradients backward
     // across every stage boundary, once per model chunk with interleaving; with the
@@ -182,7 +180,13 @@ pub fn analyse(setup: &Setup) -> Communication {
     // Pipeline: a send and a receive per micro-batch and model chunk each way.
     let pipeline_operations = 2.0 * setup.micro_batches() * par.virtual_stages;
     Communication {
-        data: traffic(data_bytes, link(t * c * d, shards), data_operations, shards, t),
+        data: traffic(
+            data_bytes,
+            link(t * c * d, shards),
+            data_operations,
+            shards,
+            t,
+        ),
         tensor: traffic(tensor_bytes, link(t, t), tensor_operations, t, 1.0),
         pipeline: traffic(
             pipeline_bytes,

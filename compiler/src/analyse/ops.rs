@@ -102,10 +102,8 @@ pub fn gemm_seconds(g: &Gemm, setup: &Setup, peak: f64, cal: &Calibration) -> f6
     if g.m <= 0.0 || g.n <= 0.0 || g.k <= 0.0 {
         return 0.0;
     }
-    let rate = peak
-        * gemm_ceiling(&hw.arch)
-        * cal.gemm_fraction
-        * wave_efficiency(g, &hw.arch, hw.sms);
+    let rate =
+        peak * gemm_ceiling(&hw.arch) * cal.gemm_fraction * wave_efficiency(g, &hw.arch, hw.sms);
     let bytes = setup.activation_bytes() * (g.m * g.k + g.k * g.n + g.m * g.n);
     (g.flops() / rate).max(bytes / (hw.hbm_bytes_per_s * cal.hbm_fraction))
 }

@@ -253,12 +253,20 @@ pub fn analyse_with(
         LOGITS_PASSES
     };
     let logits_bytes = logits_passes * 4.0 * tokens * setup.shape.vocab / par.tensor
-        * if cpu { EAGER_CPU_ELEMENTWISE_FACTOR } else { 1.0 };
+        * if cpu {
+            EAGER_CPU_ELEMENTWISE_FACTOR
+        } else {
+            1.0
+        };
 
     let stages = setup.stage_layers();
     let params = setup.stage_params();
     let p = stages.len();
-    let optimizer_shards = if par.zero >= 1 { par.data * par.context } else { 1.0 };
+    let optimizer_shards = if par.zero >= 1 {
+        par.data * par.context
+    } else {
+        1.0
+    };
     // (compute, memory-bound) seconds of one stage for the whole step.
     let stage_time = |i: usize| -> (f64, f64) {
         let (layers, local_params) = (stages[i], params[i] / par.tensor);
@@ -281,15 +289,16 @@ pub fn analyse_with(
             + optimizer;
         (compute, bytes / bandwidth)
     };
-    let (slowest, (compute_s, memory_bound_s)) = (0..p)
-        .map(|i| (i, stage_time(i)))
-        .fold((0, (0.0f64, 0.0f64)), |acc, x| {
-            if x.1 .0 + x.1 .1 > acc.1 .0 + acc.1 .1 {
-                x
-            } else {
-                acc
-            }
-        });
+    let (slowest, (compute_s, memory_bound_s)) =
+        (0..p)
+            .map(|i| (i, stage_time(i)))
+            .fold((0, (0.0f64, 0.0f64)), |acc, x| {
+                if x.1 .0 + x.1 .1 > acc.1 .0 + acc.1 .1 {
+                    x
+                } else {
+                    acc
+                }
+            });
     let attention_s = micro_batches * stages[slowest] * layer_attention_s;
     let busy = compute_s + memory_bound_s;
     let bubble_fraction = (par.pipeline - 1.0) / (par.virtual_stages * micro_batches);
@@ -303,7 +312,11 @@ pub fn analyse_with(
     // With ZeRO-1 and parameter prefetch (Megatron's distributed optimizer with
     // --overlap-param-gather) the parameter all-gather, half the traffic, also overlaps the
     // first micro-batch's forward: the whole of one micro-batch can hide it.
-    let hide = match (par.zero, profile.grad_reduce_overlap, profile.param_prefetch) {
+    let hide = match (
+        par.zero,
+        profile.grad_reduce_overlap,
+        profile.param_prefetch,
+    ) {
         (_, false, _) => 0.0,
         (3.., _, false) => 0.0,
         (2.., _, _) => busy * 2.0 / 3.0,
