@@ -194,3 +194,65 @@ fn deep_nesting_is_a_diagnostic_not_a_crash() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `kiln emit --target megatron` predicts for Megatron-LM, whatever `engine =` says: the
+/// plan it writes carries the step time `kiln explain` gives the same experiment with
+/// `engine = megatron`, not kiln's own runtime's (experiments/llama3_8b.kiln declares none).
+#[test]
+fn emit_for_an_engine_predicts_for_that_engine() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("megatron");
+    let emitted = kiln(&[
+        "emit",
+        "experiments/llama3_8b.kiln",
+        "--target",
+        "megatron",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(emitted.status.success(), "{}", stderr(&emitted));
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).unwrap();
+    let emitted_step = plan["analysis"]["predicted_step_time_s"]
+        .as_f64()
+        .or_else(|| find_number(&plan, "predicted_step_time_s"))
+        .expect("a predicted step time in plan.json");
+    let step = |text: &str| {
+        std::env::set_current_dir(common::root()).unwrap();
+        let checked = kiln::check_source(
+            "experiments/llama3_8b_engine.kiln",
+            text,
+            &kiln::load::FsLoader,
+            &[],
+        );
+        let exp = checked.experiments().next().unwrap();
+        let (_, a) = kiln::analyse::analyse(&exp.record).unwrap();
+        a.throughput.unwrap().step_time_s
+    };
+    let text = std::fs::read_to_string(common::root().join("experiments/llama3_8b.kiln")).unwrap();
+    let at = text
+        .find("  precision")
+        .expect("a precision line to put the engine before");
+    let megatron = format!("{}  engine = megatron\n{}", &text[..at], &text[at..]);
+    let (own, for_megatron) = (step(&text), step(&megatron));
+    assert!(
+        (own - for_megatron).abs() > 0.01 * own,
+        "the engines predict alike"
+    );
+    assert!(
+        (emitted_step - for_megatron).abs() <= 1e-9 * for_megatron,
+        "emitted {emitted_step} s, Megatron-LM {for_megatron} s, kiln {own} s"
+    );
+}
+
+/// The first number named `key` anywhere in `v`.
+fn find_number(v: &serde_json::Value, key: &str) -> Option<f64> {
+    match v {
+        serde_json::Value::Object(m) => m
+            .get(key)
+            .and_then(|x| x.as_f64())
+            .or_else(|| m.values().find_map(|x| find_number(x, key))),
+        serde_json::Value::Array(a) => a.iter().find_map(|x| find_number(x, key)),
+        _ => None,
+    }
+}

@@ -171,6 +171,17 @@ pub fn plan_paths(
     loader: &dyn SourceLoader,
     allow: &[String],
 ) -> Result<(Checked, Vec<(String, plan::RunPlan)>), String> {
+    plan_paths_for(paths, loader, allow, None)
+}
+
+/// As [`plan_paths`], with the predictions (step times, durations) made for `engine`
+/// instead of the experiment's own `engine =` (`kiln emit --target megatron`).
+pub fn plan_paths_for(
+    paths: &[PathBuf],
+    loader: &dyn SourceLoader,
+    allow: &[String],
+    engine: Option<analyse::engine::Engine>,
+) -> Result<(Checked, Vec<(String, plan::RunPlan)>), String> {
     let mut checked = check_paths(paths, loader, allow)?;
     let mut plans = Vec::new();
     if checked.errors() > 0 {
@@ -187,7 +198,15 @@ pub fn plan_paths(
             extra.push(d);
             continue;
         }
-        if let Some((setup, analysis)) = analyse::analyse(&exp.record) {
+        let analysed = analyse::setup::Setup::from_record(&exp.record).map(|setup| {
+            let setup = match engine {
+                Some(e) => setup.for_engine(e, &exp.record),
+                None => setup,
+            };
+            let analysis = analyse::analyse_setup(&setup);
+            (setup, analysis)
+        });
+        if let Some((setup, analysis)) = analysed {
             if let Some(p) = plan::lower(exp, &setup, &analysis) {
                 plans.push((exp.name.clone(), p));
             }

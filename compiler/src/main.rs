@@ -431,13 +431,22 @@ fn lower(
     file: &std::path::Path,
     allow: &[String],
 ) -> Result<(kiln::Checked, Vec<(String, kiln::plan::RunPlan)>), ExitCode> {
-    let (checked, plans) = match kiln::plan_paths(&[file.to_path_buf()], &FsLoader, allow) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Err(ExitCode::from(2));
-        }
-    };
+    lower_for(file, allow, None)
+}
+
+fn lower_for(
+    file: &std::path::Path,
+    allow: &[String],
+    engine: Option<kiln::analyse::engine::Engine>,
+) -> Result<(kiln::Checked, Vec<(String, kiln::plan::RunPlan)>), ExitCode> {
+    let (checked, plans) =
+        match kiln::plan_paths_for(&[file.to_path_buf()], &FsLoader, allow, engine) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(ExitCode::from(2));
+            }
+        };
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     eprint!(
         "{}",
@@ -510,7 +519,10 @@ fn emit(
         );
         return ExitCode::from(2);
     };
-    let (checked, plans) = match lower(file, allow) {
+    // An engine target's files carry kiln's predictions for that engine.
+    let engine = kiln::analyse::engine::Engine::from_name(target.name())
+        .filter(|e| *e != kiln::analyse::engine::Engine::Kiln);
+    let (checked, plans) = match lower_for(file, allow, engine) {
         Ok(r) => r,
         Err(code) => return code,
     };

@@ -127,7 +127,31 @@ pub struct Setup {
     pub sources: Vec<Source>,
 }
 
+/// The engine's profile with the experiment's own choices applied: `compile` fuses the
+/// element-wise ops, `parallel.tp_comm_overlap` sets the tensor-parallel overlap.
+fn profile_of(engine: Engine, exp: &Record) -> Profile {
+    let mut profile = engine.profile();
+    if let Some(compile) = exp.bool("compile") {
+        profile.fused_elementwise |= compile;
+    }
+    if let Some(overlap) = exp
+        .record("parallel")
+        .and_then(|p| p.bool("tp_comm_overlap"))
+    {
+        profile.tp_comm_overlap = overlap;
+    }
+    profile
+}
+
 impl Setup {
+    /// The same experiment predicted for another engine (`kiln emit --target megatron`
+    /// predicts for Megatron-LM whatever `engine =` says).
+    pub fn for_engine(mut self, engine: Engine, exp: &Record) -> Setup {
+        self.engine = engine;
+        self.profile = profile_of(engine, exp);
+        self
+    }
+
     /// Reads everything the analyses need; `None` when something is missing or invalid
     /// (already reported by an earlier stage).
     pub fn from_record(exp: &Record) -> Option<Setup> {
@@ -144,13 +168,7 @@ impl Setup {
         let gpu = node.record("gpu")?;
         let law = exp.record("law")?;
         let engine = Engine::from_name(exp.sym("engine")?)?;
-        let mut profile = engine.profile();
-        if let Some(compile) = exp.bool("compile") {
-            profile.fused_elementwise |= compile;
-        }
-        if let Some(overlap) = par.bool("tp_comm_overlap") {
-            profile.tp_comm_overlap = overlap;
-        }
+        let profile = profile_of(engine, exp);
         let objective = exp.record("objective")?;
         let sources = exp
             .entries("source")
