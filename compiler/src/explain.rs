@@ -245,6 +245,7 @@ fn sections(setup: &Setup, a: &Analysis) -> Vec<Section> {
             ),
             ("tensor".into(), traffic(&c.tensor)),
             ("pipeline".into(), traffic(&c.pipeline)),
+            ("context (ring attention)".into(), traffic(&c.context)),
         ],
     });
     let rows = match (&a.throughput, &a.cost) {

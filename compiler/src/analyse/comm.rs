@@ -30,6 +30,9 @@ pub struct Communication {
     pub data: Traffic,
     pub tensor: Traffic,
     pub pipeline: Traffic,
+    /// Context parallelism's ring attention: each rank's K and V blocks passed around the
+    /// ring, overlapped with the attention of the block in hand (time.rs).
+    pub context: Traffic,
 }
 
 /// The share of a link's bandwidth NCCL collectives reach: an all-reduce inside an A100 node
@@ -177,6 +180,20 @@ pub fn analyse(setup: &Setup) -> Communication {
         0.0
     };
 
+    // Context: ring attention (Liu et al. 2023, "Ring Attention"; Megatron-LM's context
+    // parallelism) passes each rank's K and V blocks to its neighbour c − 1 times in the
+    // forward; the backward passes them again with their gradients (twice the forward's
+    // bytes), and full recompute repeats the forward's.
+    let kv_block = 2.0 * sb * m.kv_heads * m.head_dim / t * e;
+    let passes = 3.0
+        + if par.recompute == Recompute::Full {
+            1.0
+        } else {
+            0.0
+        };
+    let context_steps = (c - 1.0).max(0.0) * layers * setup.micro_batches();
+    let context_bytes = passes * context_steps * kv_block;
+
     // Pipeline: a send and a receive per micro-batch and model chunk each way.
     let pipeline_operations = 2.0 * setup.micro_batches() * par.virtual_stages;
     Communication {
@@ -194,6 +211,13 @@ pub fn analyse(setup: &Setup) -> Communication {
             pipeline_operations,
             2.0,
             t * c * d,
+        ),
+        context: traffic(
+            context_bytes,
+            link(t * c, c),
+            passes * context_steps,
+            2.0,
+            t,
         ),
     }
 }

@@ -37,7 +37,7 @@ pub struct Analysis {
     pub cost: Option<time::Cost>,
 }
 
-/// `communication.per_step.{data,tensor,pipeline}` in bytes, and the detail per dimension.
+/// `communication.per_step.{data,tensor,pipeline,context}` in bytes, and the detail per dimension.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CommunicationReport {
     pub per_step: PerStep,
@@ -49,6 +49,7 @@ pub struct PerStep {
     pub data: f64,
     pub tensor: f64,
     pub pipeline: f64,
+    pub context: f64,
 }
 
 /// Analyses a derived experiment; `None` when an input is missing (already reported).
@@ -75,6 +76,7 @@ pub fn analyse_setup(setup: &Setup) -> Analysis {
                 data: layout.communication.data.bytes,
                 tensor: layout.communication.tensor.bytes,
                 pipeline: layout.communication.pipeline.bytes,
+                context: layout.communication.context.bytes,
             },
             detail: layout.communication,
         },

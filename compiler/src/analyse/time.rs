@@ -330,7 +330,30 @@ pub fn analyse_with(
     } else {
         comm.tensor.seconds
     };
-    let exposed = tensor_exposed + comm.pipeline.seconds + (comm.data.seconds - hide).max(0.0);
+    // Ring attention overlaps each K/V exchange with the attention of the block in hand.
+    let context_exposed = (comm.context.seconds - attention_s).max(0.0);
+    // ZeRO-3 / FSDP with prefetch: each block's all-gather runs during the previous block's
+    // forward, and its gather and gradient reduce-scatter during its own backward; what a
+    // block's compute does not cover is exposed, block by block (Zhao et al. 2023, "PyTorch
+    // FSDP", Sec. 3.3, backward and forward prefetch). The root's gathers (embedding, output
+    // layer) start each micro-batch with nothing to hide behind.
+    let data_exposed = if par.zero >= 3 && profile.param_prefetch && comm.data.bytes > 0.0 {
+        let seconds_per_byte = comm.data.seconds / comm.data.bytes;
+        let shards = par.data * par.context;
+        let ring = (shards - 1.0) / shards;
+        let block_gather_s =
+            setup.layer_params() / par.tensor * setup.activation_bytes() * ring * seconds_per_byte;
+        let layer_s = layer_gemm_s + layer_attention_s + layer_memory_bytes / bandwidth;
+        let per_block = (block_gather_s - layer_s / 3.0).max(0.0)
+            + (2.0 * block_gather_s - layer_s * 2.0 / 3.0).max(0.0);
+        let layers = stages.iter().copied().fold(0.0, f64::max);
+        let blocks_s = micro_batches * layers * 3.0 * block_gather_s;
+        let root_s = (comm.data.seconds - blocks_s).max(0.0);
+        micro_batches * layers * per_block + root_s
+    } else {
+        (comm.data.seconds - hide).max(0.0)
+    };
+    let exposed = tensor_exposed + context_exposed + comm.pipeline.seconds + data_exposed;
     let step = busy + bubble_s + exposed;
     let world = setup.world();
     let model_flops = flops.model_per_token * setup.batch_tokens;
