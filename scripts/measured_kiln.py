@@ -198,10 +198,14 @@ def kiln_text(run):
         lines.append(f"    recompute = {rec}")
     else:
         lines.append("    recompute = none  # not stated: assumed")
+    extras = run.get("extras") or {}
+    tp_overlap = "--tp-comm-overlap" in str(extras.get("comm_overlap", "")) and tensor > 1
     if par.get("sequence_parallel") is True and tensor > 1:
         lines.append("    sequence_parallel = true")
-    extras = run.get("extras") or {}
-    if "--tp-comm-overlap" in str(extras.get("comm_overlap", "")) and tensor > 1:
+    elif tp_overlap:
+        # megatron/training/arguments.py refuses --tp-comm-overlap without it.
+        lines.append("    sequence_parallel = true  # implied: --tp-comm-overlap requires it")
+    if tp_overlap:
         lines.append("    tp_comm_overlap = true  # extras.comm_overlap: --tp-comm-overlap")
     lines.append("  }")
     lines.append('  source web { path = "data/web.jsonl" }')

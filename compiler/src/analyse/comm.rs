@@ -123,13 +123,15 @@ pub fn analyse(setup: &Setup) -> Communication {
     // are the paper's 2Φ and 3Φ. The most loaded stage counts.
     let shards = d * c;
     let m_batches = setup.micro_batches();
+    let r = setup.gradient_reduce_bytes();
     let per_layer = setup.layer_params();
     let local_max = setup.stage_params().into_iter().fold(0.0, f64::max) / t;
     let layers_max = setup.stage_layers().into_iter().fold(0.0, f64::max);
     // Collectives: one per gradient bucket (ZeRO-1 also gathers the parameters back, ZeRO-2
     // reduces every micro-batch); ZeRO-3 three per block per micro-batch and two for the root.
     let buckets = (local_max * e / GRADIENT_BUCKET_BYTES).ceil().max(1.0);
-    let data_operations = match par.zero as u32 {
+    let zero = setup.communication_zero();
+    let data_operations = match zero {
         0 => buckets,
         1 => 2.0 * buckets,
         2 => (m_batches + 1.0) * buckets,
@@ -143,12 +145,14 @@ pub fn analyse(setup: &Setup) -> Communication {
             let local = params / t;
             let blocks = layers * per_layer / t;
             let root = local - blocks;
-            let sent = match par.zero as u32 {
-                0 | 1 => 2.0 * local,
-                2 => (m_batches + 1.0) * local,
-                _ => m_batches * (3.0 * blocks + 2.0 * root),
+            // Gradients travel in the engine's reduce precision `r`, parameters in `e`.
+            let sent = match zero {
+                0 => 2.0 * local * r,
+                1 => local * (r + e),
+                2 => local * (m_batches * r + e),
+                _ => m_batches * (blocks * (2.0 * e + r) + root * (e + r)),
             };
-            sent * e * ring(shards)
+            sent * ring(shards)
         })
         .fold(0.0, f64::max);
 

@@ -62,6 +62,13 @@ impl Engine {
                 tp_comm_overlap: false,
                 fused_cross_entropy: true,
                 grad_accumulation_fusion: true,
+                // megatron/training/arguments.py: bf16 runs accumulate and all-reduce
+                // gradients in fp32 unless --grad-reduce-in-bf16.
+                gradient_reduce: GradientReduce::Fp32ForBf16,
+                // Megatron-LM shards gradients only through its distributed optimizer, which
+                // reduce-scatters once, in the last micro-batch's backward (its DDP wraps the
+                // others in no_sync); kiln emits `zero = 2` as that (emit/engines.rs).
+                reduce_once_per_step: true,
             },
             // NeMo 24.07's performance recipes (nemo/collections/llm/recipes, the
             // `performance` mode): Megatron-Core as above plus tensor-parallel communication
@@ -73,27 +80,35 @@ impl Engine {
             // torchtitan (torchtitan/models/llama3): eager PyTorch ops unless
             // `--compile`, attention through F.scaled_dot_product_attention (the flash
             // backend, FlashAttention-2), FSDP2 with forward/backward prefetch and
-            // reduce-scatter overlapped with the backward.
+            // reduce-scatter overlapped with the backward, in fp32
+            // (`--training.mixed_precision_reduce float32`, its default).
             Engine::Torchtitan => Profile::EAGER,
             // DeepSpeed with a Hugging Face model: eager ops, FlashAttention-2 through the
             // model's attn_implementation, overlap_comm for ZeRO's reductions and ZeRO-3's
-            // prefetch (deepspeed/runtime/zero/stage3.py).
-            Engine::Deepspeed => Profile::EAGER,
+            // prefetch (deepspeed/runtime/zero/stage3.py); gradients reduced in the model's
+            // precision (`communication_data_type` unset).
+            Engine::Deepspeed => Profile {
+                gradient_reduce: GradientReduce::ParamDtype,
+                ..Profile::EAGER
+            },
             // llm-foundry's MPT (llmfoundry/models/mpt): eager PyTorch, low-precision
             // LayerNorm, Composer's FSDP with backward prefetch (BACKWARD_PRE) and forward
             // prefetch; attention through the triton FlashAttention kernel, the default
             // `--attn_impl` of scripts/train/benchmarking/submit_benchmarks.py when its
-            // published tables were measured (measured.yaml, extras of every llm-foundry run).
+            // published tables were measured (measured.yaml, extras of every llm-foundry run);
+            // `mixed_precision: DEFAULT` reduces gradients in fp32
+            // (composer/distributed/mosaic_fsdp_utils.py, get_mixed_precision).
             Engine::Composer => Profile {
                 attention: AttentionKernel::Triton,
                 ..Profile::EAGER
             },
             // nanotron (src/nanotron/models/llama.py): a triton RMSNorm (one kernel, as the
-            // eager count already assumes), flash-attn 2, eager rotary and SwiGLU; gradients
-            // all-reduced in buckets during the backward.
+            // eager count already assumes), flash-attn 2, eager rotary and SwiGLU; gradients accumulated and
+            // all-reduced in fp32 (accumulate_grad_in_fp32 in its example configs), in buckets
+            // during the backward.
             Engine::Nanotron => Profile::EAGER,
-            // kiln-train (runtime/train): eager libtorch ops, SDPA attention, and collectives
-            // issued after the backward, not overlapped with it (collective.rs).
+            // kiln-train (runtime/train): eager libtorch ops, SDPA attention, and fp32
+            // collectives issued after the backward, not overlapped with it (collective.rs).
             Engine::Kiln => Profile {
                 grad_reduce_overlap: false,
                 param_prefetch: false,
@@ -134,6 +149,23 @@ pub struct Profile {
     pub fused_cross_entropy: bool,
     /// Weight gradients accumulated inside the GEMM, no separate pass per micro-batch.
     pub grad_accumulation_fusion: bool,
+    /// The precision gradients are reduced in across data-parallel ranks.
+    pub gradient_reduce: GradientReduce,
+    /// Gradients accumulated locally over the micro-batches and reduced once per step even
+    /// when they are sharded (`zero = 2`), instead of reduce-scattered after every
+    /// micro-batch's backward.
+    pub reduce_once_per_step: bool,
+}
+
+/// The precision of the data-parallel gradient reduction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GradientReduce {
+    /// fp32 whatever the training precision.
+    Fp32,
+    /// fp32 for bf16 training, the parameters' precision otherwise.
+    Fp32ForBf16,
+    /// The parameters' (16-bit) precision.
+    ParamDtype,
 }
 
 impl Profile {
@@ -146,5 +178,7 @@ impl Profile {
         tp_comm_overlap: false,
         fused_cross_entropy: false,
         grad_accumulation_fusion: false,
+        gradient_reduce: GradientReduce::Fp32,
+        reduce_once_per_step: false,
     };
 }

@@ -17,6 +17,9 @@ pub struct Calibration {
     pub gemm_fraction: f64,
     /// The share of the datasheet HBM bandwidth that element-wise kernels reach.
     pub hbm_fraction: f64,
+    /// The shortest a GPU kernel takes in a training step, in seconds: launch latency and
+    /// the host's per-op work in eager PyTorch, which small kernels cannot hide.
+    pub kernel_floor_s: f64,
 }
 
 /// A matrix multiply C[m × n] = A[m × k] · B[k × n].
@@ -96,7 +99,7 @@ pub fn wave_efficiency(g: &Gemm, arch: &str, sms: Option<f64>) -> f64 {
 
 /// Seconds for one GEMM: its FLOPs at the calibrated share of the arch's ceiling times its
 /// wave efficiency, or the time to move its operands and result through HBM if longer (the
-/// roofline, Williams et al. 2009).
+/// roofline, Williams et al. 2009), and never less than the kernel floor.
 pub fn gemm_seconds(g: &Gemm, setup: &Setup, peak: f64, cal: &Calibration) -> f64 {
     let hw = &setup.hardware;
     if g.m <= 0.0 || g.n <= 0.0 || g.k <= 0.0 {
@@ -105,7 +108,9 @@ pub fn gemm_seconds(g: &Gemm, setup: &Setup, peak: f64, cal: &Calibration) -> f6
     let rate =
         peak * gemm_ceiling(&hw.arch) * cal.gemm_fraction * wave_efficiency(g, &hw.arch, hw.sms);
     let bytes = setup.activation_bytes() * (g.m * g.k + g.k * g.n + g.m * g.n);
-    (g.flops() / rate).max(bytes / (hw.hbm_bytes_per_s * cal.hbm_fraction))
+    (g.flops() / rate)
+        .max(bytes / (hw.hbm_bytes_per_s * cal.hbm_fraction))
+        .max(cal.kernel_floor_s)
 }
 
 /// The forward + backward rate of a causal attention kernel with head dimension 128 on long
@@ -203,23 +208,23 @@ pub fn attention_forward_flops(setup: &Setup) -> f64 {
         / (par.tensor * par.context)
 }
 
-/// Element-wise bytes one layer moves for one micro-batch on one GPU, forward and backward,
-/// counted op by op in passes over whole tensors (a read or a write of every element):
+/// The element-wise kernels of one layer's forward on one GPU, each as the elements it
+/// moves per token (a read or a write of every element of a tensor counts once):
 /// - each norm reads its input and writes its output (one kernel in every engine kiln
-///   models): 2 passes of h;
-/// - rotary embeddings on Q and K: fused, one read and one write (2 passes of q + kv);
+///   models): 2h;
+/// - rotary embeddings on Q and K: fused, one kernel reading and writing them (2(q + kv));
 ///   eager, the cosine product, rotate-half (slices and a concatenation) and the sine
-///   product with their sum: 6 passes;
-/// - each residual add reads two tensors and writes one (3 passes of h), with dropout before
-///   it a separate read and write unless fused (Megatron's bias-dropout-add);
-/// - the MLP's activation: GeLU reads and writes f (2); SwiGLU fused reads 2f and writes f
-///   (3), eager runs SiLU and then the product (2 + 3 = 5).
+///   product with their sum: three kernels of 2(q + kv);
+/// - each residual add reads two tensors and writes one (3h), with dropout before it a
+///   kernel of its own (2h) unless fused (Megatron's bias-dropout-add);
+/// - the MLP's activation: GeLU reads and writes f (2f); SwiGLU fused reads 2f and writes f
+///   (3f), eager runs SiLU (2f) and then the product (3f).
 ///
 /// The backward of an element-wise op reads the incoming gradient and the saved input and
-/// writes the outgoing gradient, and norms reduce their parameter gradients as well: twice
-/// the forward's passes (an assumption in the spirit of Korthikanti et al. 2022's count of
-/// what each op keeps for its backward).
-pub fn layer_elementwise_bytes(setup: &Setup, profile: &Profile, tokens: f64) -> f64 {
+/// writes the outgoing gradient, and norms reduce their parameter gradients as well: kiln
+/// counts it as two kernels of the forward's traffic each (an assumption in the spirit of
+/// Korthikanti et al. 2022's count of what each op keeps for its backward).
+pub fn layer_elementwise_kernels(setup: &Setup, profile: &Profile) -> Vec<f64> {
     let m = &setup.shape;
     let par = &setup.parallel;
     let t = par.tensor;
@@ -236,30 +241,30 @@ pub fn layer_elementwise_bytes(setup: &Setup, profile: &Profile, tokens: f64) ->
         m.ffn_hidden / t,
     );
     let fused = profile.fused_elementwise;
-    let norms = 2.0 * 2.0 * h;
-    let rotary = if m.rotary {
-        (if fused { 2.0 } else { 6.0 }) * (q + kv)
-    } else {
-        0.0
-    };
-    let dropout = if setup.dropout > 0.0 && !fused {
-        2.0
-    } else {
-        0.0
-    };
-    let residual = 2.0 * (3.0 + dropout) * h;
-    let activation = match (m.gated_ffn, fused) {
-        (true, true) => 3.0 * f,
-        (true, false) => 5.0 * f,
-        (false, _) => 2.0 * f,
-    };
-    let forward = norms + rotary + residual + activation;
-    let recompute = if par.recompute == Recompute::Full {
+    let mut kernels = vec![2.0 * h, 2.0 * h, 3.0 * h, 3.0 * h];
+    if m.rotary {
+        let n = if fused { 1 } else { 3 };
+        kernels.extend(std::iter::repeat_n(2.0 * (q + kv), n));
+    }
+    if setup.dropout > 0.0 && !fused {
+        kernels.extend([2.0 * h, 2.0 * h]);
+    }
+    match (m.gated_ffn, fused) {
+        (true, true) => kernels.push(3.0 * f),
+        (true, false) => kernels.extend([2.0 * f, 3.0 * f]),
+        (false, _) => kernels.push(2.0 * f),
+    }
+    kernels
+}
+
+/// Forward-equivalent passes of each element-wise kernel in one training step of a layer:
+/// the forward, the two of its backward, and the forward again under full recompute.
+pub fn elementwise_passes(setup: &Setup) -> f64 {
+    3.0 + if setup.parallel.recompute == Recompute::Full {
         1.0
     } else {
         0.0
-    };
-    (3.0 + recompute) * forward * tokens * setup.activation_bytes()
+    }
 }
 
 /// Bytes of AdamW's step per parameter it updates: it reads the fp32 parameter, gradient and

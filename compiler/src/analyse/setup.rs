@@ -302,6 +302,25 @@ impl Setup {
         }
     }
 
+    /// The ZeRO stage whose communication the engine does: 1 for `zero = 2` where the
+    /// engine reduces gradients once per step (Megatron-LM's distributed optimizer).
+    pub fn communication_zero(&self) -> u8 {
+        match self.parallel.zero {
+            2 if self.profile.reduce_once_per_step => 1,
+            z => z,
+        }
+    }
+
+    /// Bytes of one gradient element as the engine reduces it across data-parallel ranks.
+    pub fn gradient_reduce_bytes(&self) -> f64 {
+        use super::engine::GradientReduce;
+        match self.profile.gradient_reduce {
+            GradientReduce::Fp32 => 4.0,
+            GradientReduce::Fp32ForBf16 if self.precision != Precision::Fp16Mixed => 4.0,
+            _ => self.activation_bytes(),
+        }
+    }
+
     /// Layers on each pipeline stage, first to last.
     pub fn stage_layers(&self) -> Vec<f64> {
         let p = self.parallel.pipeline as usize;

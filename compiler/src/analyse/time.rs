@@ -224,7 +224,18 @@ pub fn analyse_with(
         (3.0 + attention_recompute) * full / rate
     };
     let bandwidth = hw.hbm_bytes_per_s * if cpu { 1.0 } else { cal.hbm_fraction };
-    // Element-wise bytes of one layer and one micro-batch.
+    // Element-wise kernels of one layer and one micro-batch, each at least the kernel floor.
+    let layer_kernels_s: f64 = if cpu {
+        0.0
+    } else {
+        let e = setup.activation_bytes();
+        ops::layer_elementwise_kernels(setup, &profile)
+            .iter()
+            .map(|elements| (elements * tokens * e / bandwidth).max(cal.kernel_floor_s))
+            .sum::<f64>()
+            * ops::elementwise_passes(setup)
+    };
+    // The rest of one layer's element-wise bytes for one micro-batch.
     let layer_memory_bytes = if cpu {
         cpu_layer_bytes(setup, layer)
     } else {
@@ -238,7 +249,7 @@ pub fn analyse_with(
         } else {
             0.0
         };
-        ops::layer_elementwise_bytes(setup, &profile, tokens) + scores + casts
+        scores + casts
     };
     let logits_gemm = Gemm {
         m: tokens,
@@ -287,7 +298,10 @@ pub fn analyse_with(
             * (layers * layer_memory_bytes + if last { logits_bytes } else { 0.0 })
             + accumulation
             + optimizer;
-        (compute, bytes / bandwidth)
+        (
+            compute,
+            bytes / bandwidth + micro_batches * layers * layer_kernels_s,
+        )
     };
     let (slowest, (compute_s, memory_bound_s)) =
         (0..p)
@@ -313,7 +327,7 @@ pub fn analyse_with(
     // --overlap-param-gather) the parameter all-gather, half the traffic, also overlaps the
     // first micro-batch's forward: the whole of one micro-batch can hide it.
     let hide = match (
-        par.zero,
+        setup.communication_zero(),
         profile.grad_reduce_overlap,
         profile.param_prefetch,
     ) {
@@ -343,7 +357,8 @@ pub fn analyse_with(
         let ring = (shards - 1.0) / shards;
         let block_gather_s =
             setup.layer_params() / par.tensor * setup.activation_bytes() * ring * seconds_per_byte;
-        let layer_s = layer_gemm_s + layer_attention_s + layer_memory_bytes / bandwidth;
+        let layer_s =
+            layer_gemm_s + layer_attention_s + layer_memory_bytes / bandwidth + layer_kernels_s;
         let per_block = (block_gather_s - layer_s / 3.0).max(0.0)
             + (2.0 * block_gather_s - layer_s * 2.0 / 3.0).max(0.0);
         let layers = stages.iter().copied().fold(0.0, f64::max);
