@@ -1,6 +1,6 @@
 //! kiln's predictions against every public measured run the language can express
 //! (`experiments/measured/`, generated from `../shared/reference/measured.yaml` by
-//! `scripts/measured_kiln.py`), scored by `kiln validate` with its two constants fitted
+//! `scripts/measured_kiln.py`), scored by `kiln validate` with its three constants fitted
 //! leave-one-source-out. `docs/validation.md` and the constants kiln ships
 //! (`compiler/src/analyse/fitted.json`) are regenerated here and must equal the committed
 //! ones, so neither goes stale: `KILN_UPDATE_VALIDATION=1 cargo test -p kiln --test

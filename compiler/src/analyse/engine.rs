@@ -103,9 +103,9 @@ impl Engine {
                 ..Profile::EAGER
             },
             // nanotron (src/nanotron/models/llama.py): a triton RMSNorm (one kernel, as the
-            // eager count already assumes), flash-attn 2, eager rotary and SwiGLU; gradients accumulated and
-            // all-reduced in fp32 (accumulate_grad_in_fp32 in its example configs), in buckets
-            // during the backward.
+            // eager count already assumes), flash-attn 2, eager rotary and SwiGLU; gradients
+            // accumulated and all-reduced in fp32 (accumulate_grad_in_fp32 in its example
+            // configs), in buckets during the backward.
             Engine::Nanotron => Profile::EAGER,
             // kiln-train (runtime/train): eager libtorch ops, SDPA attention, and fp32
             // collectives issued after the backward, not overlapped with it (collective.rs).
