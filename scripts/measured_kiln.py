@@ -64,9 +64,35 @@ def slug(run_id):
     return re.sub(r"[^a-z0-9]+", "_", run_id.lower()).strip("_")
 
 
-def kiln_text(run):
+def sibling_layout(run, runs):
+    """Where a run states no tensor or pipeline size, the layout of the same model (layers,
+    hidden, heads) in another row of the same source that states one: what an engineer
+    reproducing the run would start from. None where no such row exists."""
+    par, model = run["parallel"], run["model"]
+    if par.get("tensor") is not None or par.get("pipeline") is not None:
+        return None
+    shape = lambda r: tuple(r["model"].get(k) for k in ("layers", "hidden", "heads"))
+    source = run["id"].split(".")[0]
+    for other in runs:
+        if other is run or other["id"].split(".")[0] != source or shape(other) != shape(run):
+            continue
+        if other["parallel"].get("tensor") is None or None in shape(other):
+            continue
+        layout = {k: other["parallel"].get(k) for k in ("tensor", "pipeline")}
+        per_replica = (layout["tensor"] or 1) * (layout["pipeline"] or 1)
+        if run.get("gpus") and run["gpus"] % per_replica == 0 and model.get("layers"):
+            return dict(layout, taken_from=other["id"])
+    return None
+
+
+def kiln_text(run, runs=()):
     """The experiment file of one run, or the reason it cannot be expressed."""
     model, par, meas = run["model"], run["parallel"], run.get("measured") or {}
+    layout_note = ""
+    sibling = sibling_layout(run, runs)
+    if sibling is not None:
+        par = dict(par, tensor=sibling["tensor"], pipeline=sibling["pipeline"])
+        layout_note = f"  # not stated: the layout of {sibling['taken_from']}"
     if run.get("gpu") not in NODES:
         return None, f"GPU `{run.get('gpu')}` has no preset"
     if run.get("gpus") is None:
@@ -185,8 +211,8 @@ def kiln_text(run):
         lines.append("  precision = bf16_mixed  # not stated: assumed")
     lines.append(f"  tokenizer = bpe {{ vocab = {model['vocab']} }}")
     lines.append("  parallel {")
-    lines.append(f"    tensor = {tensor}")
-    lines.append(f"    pipeline = {pipeline}")
+    lines.append(f"    tensor = {tensor}{layout_note}")
+    lines.append(f"    pipeline = {pipeline}{layout_note}")
     if par.get("virtual_stages"):
         lines.append(f"    virtual_stages = {par['virtual_stages']}")
     lines.append(f"    context = {context}")
@@ -222,7 +248,7 @@ def main():
     skipped = []
     written = 0
     for run in runs:
-        text, why = kiln_text(run)
+        text, why = kiln_text(run, runs)
         if text is None:
             skipped.append((run["id"], why))
             continue

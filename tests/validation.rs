@@ -1,10 +1,10 @@
 //! kiln's predictions against every public measured run the language can express
 //! (`experiments/measured/`, generated from `../shared/reference/measured.yaml` by
 //! `scripts/measured_kiln.py`), scored by `kiln validate` with its three constants fitted
-//! leave-one-source-out. `docs/validation.md` and the constants kiln ships
+//! leave-one-source-out. `docs/validation.md`, the README's summary table and the constants kiln ships
 //! (`compiler/src/analyse/fitted.json`) are regenerated here and must equal the committed
 //! ones, so neither goes stale: `KILN_UPDATE_VALIDATION=1 cargo test -p kiln --test
-//! validation` rewrites both.
+//! validation` rewrites all three.
 
 mod common;
 
@@ -27,7 +27,10 @@ fn the_validation_table_and_the_fitted_constants_are_current() {
     let report = kiln::validate::run(&cases);
     let markdown = report.markdown();
     let fitted = serde_json::to_string_pretty(&report.fitted()).unwrap() + "\n";
+    let readme_path = common::root().join("README.md");
+    let readme = std::fs::read_to_string(&readme_path).unwrap();
     let files = [
+        (readme_path, with_summary(&readme, &report.summary_table())),
         (common::root().join("docs/validation.md"), markdown),
         (
             common::root().join("compiler/src/analyse/fitted.json"),
@@ -43,10 +46,23 @@ fn the_validation_table_and_the_fitted_constants_are_current() {
         assert!(
             &committed == text,
             "{} is stale: run `KILN_UPDATE_VALIDATION=1 cargo test -p kiln --test validation` \
-             (and commit both files)",
+             (and commit the files)",
             path.display()
         );
     }
+}
+
+/// The README with the held-out summary between its validation markers.
+fn with_summary(readme: &str, table: &str) -> String {
+    let (begin, end) = ("<!-- validation:begin -->\n", "<!-- validation:end -->");
+    let a = readme
+        .find(begin)
+        .expect("README.md lacks its validation markers")
+        + begin.len();
+    let b = readme
+        .find(end)
+        .expect("README.md lacks its validation markers");
+    format!("{}{table}{}", &readme[..a], &readme[b..])
 }
 
 /// The shipped constants are the ones fitted on every source (a fit that moved means the

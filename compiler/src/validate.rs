@@ -307,6 +307,49 @@ impl Report<'_> {
         }
     }
 
+    /// The held-out summary per source (hits, median, mean, 80th percentile and largest
+    /// absolute error): in docs/validation.md and, between its markers, in the README.
+    pub fn summary_table(&self) -> String {
+        let mut s = String::new();
+        let w = &mut s;
+        let _ = writeln!(
+            w,
+            "| source | runs | scored | hits | median abs. error | mean | 80th percentile | max | refused by check |"
+        );
+        let _ = writeln!(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, c) in self.cases.iter().enumerate() {
+            by.entry(&c.source).or_default().push(i);
+            by.entry("all").or_default().push(i);
+        }
+        for (source, idx) in &by {
+            let (mut scored, mut hits, mut errors) = (0, 0, Vec::new());
+            for &i in idx {
+                if let Some(p) = &self.predictions[i] {
+                    if let Some(h) = self.cases[i].hit(p) {
+                        scored += 1;
+                        hits += h as usize;
+                    }
+                    errors.extend(self.cases[i].relative_error(p).map(f64::abs));
+                }
+            }
+            let pct = |v: Option<f64>| v.map_or("—".into(), |e| format!("{:.1} %", e * 100.0));
+            let _ = writeln!(
+                w,
+                "| {source} | {} | {scored} | {hits} | {} | {} | {} | {} | {} |",
+                idx.len(),
+                pct(median(&mut errors)),
+                pct((!errors.is_empty()).then(|| errors.iter().sum::<f64>() / errors.len() as f64)),
+                pct(percentile(&mut errors, BAND_PERCENTILE)),
+                pct(errors.iter().copied().reduce(f64::max)),
+                idx.iter()
+                    .filter(|&&i| !self.cases[i].errors.is_empty())
+                    .count()
+            );
+        }
+        s
+    }
+
     /// docs/validation.md.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
@@ -359,39 +402,7 @@ impl Report<'_> {
         }
         let _ = writeln!(w, "{}\n", row("(none: shipped)", &self.all));
         let _ = writeln!(w, "## Summary per source (held out)\n");
-        let _ = writeln!(
-            w,
-            "| source | runs | scored | hits | median abs. error | 80th percentile | refused by check |"
-        );
-        let _ = writeln!(w, "| --- | --- | --- | --- | --- | --- | --- |");
-        let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, c) in self.cases.iter().enumerate() {
-            by.entry(&c.source).or_default().push(i);
-            by.entry("all").or_default().push(i);
-        }
-        for (source, idx) in &by {
-            let (mut scored, mut hits, mut errors) = (0, 0, Vec::new());
-            for &i in idx {
-                if let Some(p) = &self.predictions[i] {
-                    if let Some(h) = self.cases[i].hit(p) {
-                        scored += 1;
-                        hits += h as usize;
-                    }
-                    errors.extend(self.cases[i].relative_error(p).map(f64::abs));
-                }
-            }
-            let pct = |v: Option<f64>| v.map_or("—".into(), |e| format!("{:.1} %", e * 100.0));
-            let _ = writeln!(
-                w,
-                "| {source} | {} | {scored} | {hits} | {} | {} | {} |",
-                idx.len(),
-                pct(median(&mut errors)),
-                pct(percentile(&mut errors, BAND_PERCENTILE)),
-                idx.iter()
-                    .filter(|&&i| !self.cases[i].errors.is_empty())
-                    .count()
-            );
-        }
+        w.push_str(&self.summary_table());
         let _ = writeln!(w, "\n## Bands (`throughput.band`)\n");
         let _ = writeln!(w, "| engine | arch | runs | 80th percentile abs. error |");
         let _ = writeln!(w, "| --- | --- | --- | --- |");
