@@ -2,7 +2,7 @@
 //! (`experiments/measured/`, generated from `../shared/reference/measured.yaml` by
 //! `scripts/measured_kiln.py`), scored by `kiln validate` with its three constants fitted
 //! leave-one-source-out. `docs/validation.md`, the README's summary table and the constants kiln ships
-//! (`compiler/src/analyse/fitted.json`) are regenerated here and must equal the committed
+//! (`stdlib/fitted.json`) are regenerated here and must equal the committed
 //! ones, so neither goes stale: `KILN_UPDATE_VALIDATION=1 cargo test -p kiln --test
 //! validation` rewrites all three.
 
@@ -32,10 +32,7 @@ fn the_validation_table_and_the_fitted_constants_are_current() {
     let files = [
         (readme_path, with_summary(&readme, &report.summary_table())),
         (common::root().join("docs/validation.md"), markdown),
-        (
-            common::root().join("compiler/src/analyse/fitted.json"),
-            fitted,
-        ),
+        (common::root().join("stdlib/fitted.json"), fitted),
     ];
     for (path, text) in &files {
         if std::env::var_os("KILN_UPDATE_VALIDATION").is_some() {

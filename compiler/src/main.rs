@@ -114,7 +114,7 @@ enum Command {
     Validate {
         #[arg(default_values = ["experiments/measured", "experiments/reference", "experiments"])]
         dirs: Vec<PathBuf>,
-        /// Print the fitted constants and bands (compiler/src/analyse/fitted.json) instead.
+        /// Print the fitted constants and bands (stdlib/fitted.json) instead.
         #[arg(long)]
         fitted: bool,
     },

@@ -7,7 +7,7 @@ use super::setup::{Recompute, Setup};
 use serde::{Deserialize, Serialize};
 
 /// The constants fitted on measured runs (tests/validation.rs fits them leave-one-source-out
-/// and writes `fitted.json` beside this file with what they were fitted on).
+/// and writes `stdlib/fitted.json` with what they were fitted on).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Calibration {
     /// The share of the arch's maximum achievable matmul rate ([`gemm_ceiling`]) that the

@@ -104,7 +104,7 @@ pub struct Cost {
 pub const LOGITS_PASSES_FUSED: f64 = 2.0;
 
 /// The constants fitted on the measured runs, with what they were fitted on and the error
-/// bands the validation measured (`fitted.json`, written by tests/validation.rs).
+/// bands the validation measured (`stdlib/fitted.json`, written by tests/validation.rs).
 #[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
 pub struct Fitted {
     pub calibration: Calibration,
@@ -127,7 +127,8 @@ pub struct Band {
 pub fn fitted() -> &'static Fitted {
     static FITTED: std::sync::OnceLock<Fitted> = std::sync::OnceLock::new();
     FITTED.get_or_init(|| {
-        serde_json::from_str(include_str!("fitted.json")).expect("fitted.json is valid")
+        serde_json::from_str(include_str!("../../../stdlib/fitted.json"))
+            .expect("fitted.json is valid")
     })
 }
 
