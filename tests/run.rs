@@ -57,3 +57,38 @@ fn kiln_run_trains_on_two_ranks_and_skips_what_is_done() {
         "{stderr}"
     );
 }
+
+/// `kiln calibrate --device cuda` asks for the presets it overrides, and on a machine without
+/// a CUDA device says so (exit 1) and writes nothing; a GPU runs it in scripts/gpu-check.
+#[test]
+fn kiln_calibrate_on_cuda_needs_presets_and_a_gpu() {
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("this_gpu.kiln");
+    let run = |args: &[&str]| {
+        Command::new(kiln)
+            .arg("calibrate")
+            .args(args)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let bare = run(&["--device", "cuda"]);
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("needs --gpu and --node"));
+    if tch_sees_no_gpu() {
+        let no_gpu = run(&[
+            "--device", "cuda", "--gpu", "h100_sxm", "--node", "dgx_h100",
+        ]);
+        let stderr = String::from_utf8_lossy(&no_gpu.stderr);
+        assert_eq!(no_gpu.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("no CUDA device 0"), "{stderr}");
+        assert!(!out.exists());
+    }
+}
+
+/// True where no NVIDIA driver is present (this project's CI and development machines).
+fn tch_sees_no_gpu() -> bool {
+    !std::path::Path::new("/proc/driver/nvidia").exists()
+}

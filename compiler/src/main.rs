@@ -106,8 +106,21 @@ enum Command {
     },
     /// Measure this machine (matmul FLOP/s, memory bandwidth) and write it as a kiln preset.
     Calibrate {
-        #[arg(short, long, default_value = "calibration/this_machine.kiln")]
-        output: PathBuf,
+        /// Where to write the presets (default: calibration/this_machine.kiln on a CPU,
+        /// calibration/this_gpu.kiln with --device cuda).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// cpu, or cuda / cuda:N: measure GPU N (training-shaped bf16 GEMMs, causal
+        /// attention, HBM bandwidth) and write a cluster of the --node and --gpu presets
+        /// with the measured values as overrides.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// The standard-library GPU preset the measured GPU is (with --device cuda).
+        #[arg(long)]
+        gpu: Option<String>,
+        /// The standard-library node preset it sits in (with --device cuda).
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Score kiln's predictions against measured runs (`.kiln` files with a `# measured:`
     /// line), fitting its constants leave-one-source-out; prints docs/validation.md.
@@ -179,7 +192,20 @@ fn main() -> ExitCode {
             ranks,
             allow,
         } => run(&file, out.as_deref(), ranks, &allow),
-        Command::Calibrate { output } => run_cmd::calibrate(&output),
+        Command::Calibrate {
+            output,
+            device,
+            gpu,
+            node,
+        } => {
+            if device == "cpu" {
+                let out = output.unwrap_or_else(|| "calibration/this_machine.kiln".into());
+                run_cmd::calibrate(&out)
+            } else {
+                let out = output.unwrap_or_else(|| "calibration/this_gpu.kiln".into());
+                run_cmd::calibrate_gpu(&out, &device, gpu.as_deref(), node.as_deref())
+            }
+        }
         Command::Data { cmd } => kiln_data::cli::run(cmd),
         Command::Plan {
             file,

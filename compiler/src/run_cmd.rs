@@ -174,6 +174,114 @@ pub fn calibrate(out: &Path) -> ExitCode {
     }
 }
 
+/// `kiln calibrate --device cuda[:N] --gpu PRESET --node PRESET`: the worker measures the GPU
+/// (kiln-train's calibrate.rs: bf16 GEMMs over training shapes, causal SDPA attention, the
+/// copy bandwidth) and this writes a cluster of the node preset holding the GPU preset with
+/// the measured rates as overrides, checked before it is written.
+pub fn calibrate_gpu(out: &Path, device: &str, gpu: Option<&str>, node: Option<&str>) -> ExitCode {
+    let (Some(gpu), Some(node)) = (gpu, node) else {
+        eprintln!(
+            "error: `kiln calibrate --device {device}` needs --gpu and --node: the standard-library \
+             presets the measured GPU is and sits in (e.g. --gpu h100_sxm --node dgx_h100); \
+             their datasheet values stay where nothing was measured"
+        );
+        return ExitCode::from(2);
+    };
+    let Some(worker) = find_worker() else {
+        return no_worker();
+    };
+    let result = match Command::new(&worker)
+        .args(["calibrate", "--device", device])
+        .output()
+    {
+        Ok(o) if o.status.success() => o.stdout,
+        Ok(o) => {
+            eprintln!(
+                "error: the worker's calibration failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("error: cannot start the worker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let m: serde_json::Value = match serde_json::from_slice(&result) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: the worker's calibration is not JSON: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let text = gpu_presets(&m, gpu, node, out);
+    let checked = kiln::check_source(
+        &out.display().to_string(),
+        &text,
+        &kiln::load::FsLoader,
+        &[],
+    );
+    if checked.errors() > 0 {
+        let report =
+            kiln::diagnostic::render_text(&checked.program.sources, &checked.diagnostics, false);
+        eprintln!("{report}error: the measured presets do not check (is `{gpu}` a gpu and `{node}` a node of the standard library?)");
+        return ExitCode::from(1);
+    }
+    if let Some(dir) = out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match write_atomic(out, &text) {
+        Ok(()) => {
+            eprintln!("kiln: wrote {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot write `{}`: {e}", out.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The presets file for a GPU calibration (the worker's JSON, kiln-train's `Calibration`).
+pub fn gpu_presets(m: &serde_json::Value, gpu: &str, node: &str, out: &Path) -> String {
+    let num = |k: &str| m[k].as_f64().unwrap_or(0.0);
+    let shapes = m["gemms"].as_array().map_or(0, Vec::len);
+    let longest = m["attention"]
+        .as_array()
+        .and_then(|a| a.iter().filter_map(|r| r["seq"].as_i64()).max())
+        .unwrap_or(0);
+    let mut measured = vec![format!(
+        "hbm_bandwidth = {} GB/s  # median copy bandwidth (bytes read + written / s)",
+        trim(num("memory_bytes_per_s") / 1e9)
+    )];
+    if num("gemm_best_flops_per_s") > 0.0 {
+        measured.push(format!(
+            "matmul_rate = {} TFLOP/s  # the best of {shapes} training-shaped bf16 GEMMs",
+            trim(num("gemm_best_flops_per_s") / 1e12)
+        ));
+    }
+    if num("attention_flops_per_s") > 0.0 {
+        measured.push(format!(
+            "attention_rate = {} TFLOP/s  # causal SDPA forward + backward at {longest} tokens",
+            trim(num("attention_flops_per_s") / 1e12)
+        ));
+    }
+    format!(
+        "# This GPU ({device}), measured by `kiln calibrate` ({date}). Regenerate it with\n\
+         # `kiln calibrate --device {device} --gpu {gpu} --node {node} -o {path}`. The {gpu} and\n\
+         # {node} presets hold everything not measured here (peaks, memory, links).\n\n\
+         import std.gpus.{gpu}\nimport std.nodes.{node}\n\n\
+         cluster this_gpu_cluster {{\n  node = {node} {{\n    gpu = {gpu} {{\n{fields}    }}\n  }}\n  nodes = 1\n}}\n",
+        device = m["device"].as_str().unwrap_or("cuda"),
+        date = m["date"].as_str().unwrap_or("unknown date"),
+        path = out.display(),
+        fields = measured
+            .iter()
+            .map(|f| format!("      {f}\n"))
+            .collect::<String>(),
+    )
+}
+
 fn trim(v: f64) -> String {
     let s = format!("{v:.4}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -190,4 +298,72 @@ pub fn project_root(file: &Path) -> PathBuf {
         .find(|d| d.join("kiln.toml").exists() || d.join(".git").exists())
         .unwrap_or(&dir)
         .to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worker's JSON as a GPU calibration prints it (kiln-train's `Calibration`).
+    fn measured() -> serde_json::Value {
+        serde_json::json!({
+            "date": "2026-12-05", "device": "cuda:0", "memory_bytes_per_s": 2.9e12,
+            "gemms": [{"m": 8192, "n": 28672, "k": 4096, "flops_per_s": 7.1e14}],
+            "gemm_best_flops_per_s": 7.1e14,
+            "attention": [{"batch": 1, "heads": 32, "seq": 8192, "head_dim": 128,
+                           "flops_per_s": 3.3e14}],
+            "attention_flops_per_s": 3.3e14
+        })
+    }
+
+    fn experiment(cluster: &str) -> String {
+        format!(
+            "import \"this_gpu.kiln\"\nimport std.models.llama3_8b\nimport std.nodes.dgx_h100\n\n\
+             experiment e {{\n  model = llama3_8b {{ seq_len = 8192 }}\n  objective = fixed\n  \
+             allow = [\"under-trained\", \"over-trained\"]\n  batch = 1048576 tokens\n  \
+             tokens = 1048576000\n  cluster = {cluster}\n  engine = torchtitan\n  \
+             precision = bf16_mixed\n  tokenizer = bpe {{ vocab = 128256 }}\n  \
+             parallel {{ data = 16, zero = 3, micro_batch = 1 }}\n  \
+             source web {{ path = \"data/web.jsonl\" }}\n  \
+             phase main {{ mix {{ web = 100% }}, lr = cosine {{ peak = 3e-4 }} }}\n}}\n"
+        )
+    }
+
+    #[test]
+    fn the_gpu_presets_check_and_carry_the_measured_rates() {
+        let dir = std::env::temp_dir().join(format!("kiln-calibrate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".git"), "").unwrap();
+        let path = dir.join("this_gpu.kiln");
+        let text = gpu_presets(&measured(), "h100_sxm", "dgx_h100", &path);
+        assert!(text.contains("matmul_rate = 710 TFLOP/s"), "{text}");
+        assert!(text.contains("attention_rate = 330 TFLOP/s"), "{text}");
+        assert!(text.contains("hbm_bandwidth = 2900 GB/s"), "{text}");
+        std::fs::write(&path, &text).unwrap();
+        // The measured cluster against the datasheet one, the same run otherwise.
+        let run = |cluster: &str| {
+            let checked = kiln::check_source(
+                &dir.join("e.kiln").display().to_string(),
+                &experiment(cluster),
+                &kiln::load::FsLoader,
+                &[],
+            );
+            assert_eq!(checked.errors(), 0, "{:?}", checked.diagnostics);
+            let e = checked.experiments().next().unwrap();
+            kiln::analyse::analyse(&e.record).unwrap().1
+        };
+        let measured = run("this_gpu_cluster { nodes = 2 }");
+        let datasheet = run("this_gpu_cluster { node = dgx_h100, nodes = 2 }");
+        let _ = std::fs::remove_dir_all(&dir);
+        let (m, d) = (measured.throughput.unwrap(), datasheet.throughput.unwrap());
+        // 710 of 989 TFLOP/s is 0.718 against Hopper's published 0.803; attention at 330
+        // TFLOP/s is FlashAttention-2's published 0.34 of the peak, so only GEMMs slow down.
+        assert!(
+            m.step_time_s > d.step_time_s * 1.05,
+            "{} vs {}",
+            m.step_time_s,
+            d.step_time_s
+        );
+        assert!((m.attention_s / d.attention_s - 1.0).abs() < 0.05);
+    }
 }

@@ -203,6 +203,11 @@ pub const GPU: KindSpec = KindSpec {
         // Streaming multiprocessors (compute units on CDNA): the tiles of a matrix multiply
         // run in waves of this many (analyse/ops.rs, wave quantisation).
         f("sms", Ty::Num(Dim::Count, Whole), Optional),
+        // Measured by `kiln calibrate --device cuda` (analyse/ops.rs): the best bf16 GEMM
+        // rate over its training-shaped grid, and causal attention (FlashAttention-2 through
+        // libtorch's SDPA) forward + backward at 8K tokens.
+        f("matmul_rate", FLOPS_PER_S, Optional),
+        f("attention_rate", FLOPS_PER_S, Optional),
         f("runtime_memory", BYTES, Optional),
         SOURCE,
     ],

@@ -3,7 +3,7 @@
 //! reaches on a given architecture.
 
 use super::engine::{AttentionKernel, Profile};
-use super::setup::{Recompute, Setup};
+use super::setup::{Hardware, Recompute, Setup};
 use serde::{Deserialize, Serialize};
 
 /// The constants fitted on measured runs (tests/validation.rs fits them leave-one-source-out
@@ -68,6 +68,31 @@ pub fn gemm_ceiling(arch: &str) -> f64 {
     }
 }
 
+/// The GPU's matmul ceiling as a share of its bf16 peak: measured on it by `kiln calibrate
+/// --device cuda` where its preset says (`matmul_rate`), else the arch's published one
+/// ([`gemm_ceiling`]). The share applies to the fp16 and fp8 peaks as well.
+pub fn matmul_ceiling(hw: &Hardware) -> f64 {
+    match (hw.matmul_rate, hw.peak_bf16) {
+        (Some(rate), Some(peak)) if peak > 0.0 => (rate / peak).min(1.0),
+        _ => gemm_ceiling(&hw.arch),
+    }
+}
+
+/// FlashAttention-2's measured share of the bf16 peak at [`CALIBRATED_ATTENTION_SEQ`]
+/// (`attention_rate` from `kiln calibrate --device cuda`), for [`attention_efficiency`].
+pub fn measured_flash2(hw: &Hardware) -> Option<f64> {
+    match (hw.attention_rate, hw.peak_bf16) {
+        (Some(rate), Some(peak)) if peak > 0.0 => Some((rate / peak).min(1.0)),
+        _ => None,
+    }
+}
+
+/// The sequence length at which `kiln calibrate --device cuda` measures attention (the
+/// longest of kiln-train's `GPU_ATTENTION_SHAPES`, head dimension 128): a measured
+/// `attention_rate` is the rate there, so the long-sequence share is it over the
+/// roll-off at this length.
+pub const CALIBRATED_ATTENTION_SEQ: f64 = 8192.0;
+
 /// The output tile (rows × columns) of the arch's large bf16 GEMM kernels: 128 × 256 for
 /// cuBLAS/CUTLASS on Ampere, Hopper and Blackwell (CUTLASS's default bf16 tile shapes for
 /// sm80 and sm90 warp-specialised kernels), 128 × 128 on Volta (its largest tensor-core tile)
@@ -105,8 +130,7 @@ pub fn gemm_seconds(g: &Gemm, setup: &Setup, peak: f64, cal: &Calibration) -> f6
     if g.m <= 0.0 || g.n <= 0.0 || g.k <= 0.0 {
         return 0.0;
     }
-    let rate =
-        peak * gemm_ceiling(&hw.arch) * cal.gemm_fraction * wave_efficiency(g, &hw.arch, hw.sms);
+    let rate = peak * matmul_ceiling(hw) * cal.gemm_fraction * wave_efficiency(g, &hw.arch, hw.sms);
     let bytes = setup.activation_bytes() * (g.m * g.k + g.k * g.n + g.m * g.n);
     (g.flops() / rate)
         .max(bytes / (hw.hbm_bytes_per_s * cal.hbm_fraction))
@@ -127,13 +151,30 @@ pub fn gemm_seconds(g: &Gemm, setup: &Setup, peak: f64, cal: &Calibration) -> f6
 ///   128, 16k), together 0.54.
 /// - Blackwell and CDNA3: no published table kiln has read; Hopper's shares, an assumption.
 /// - The triton kernel: TRITON_SHARE_OF_FLASH2 of FlashAttention-2's rate.
-pub fn attention_efficiency(kernel: AttentionKernel, arch: &str, seq: f64, head_dim: f64) -> f64 {
+/// - Measured (`measured_flash2`, the GPU's `attention_rate` from `kiln calibrate
+///   --device cuda` over its bf16 peak): FlashAttention-2's share on that GPU at [`CALIBRATED_ATTENTION_SEQ`];
+///   the other kernels keep their published ratio to it on the arch.
+pub fn attention_efficiency(
+    kernel: AttentionKernel,
+    arch: &str,
+    seq: f64,
+    head_dim: f64,
+    measured_flash2: Option<f64>,
+) -> f64 {
     let hopper_class = matches!(arch, "hopper" | "blackwell" | "cdna3");
-    let (long, half_seq) = match kernel {
-        AttentionKernel::FusedHopper if arch != "cdna3" && hopper_class => (0.54, 250.0),
-        _ if hopper_class => (0.34, 250.0),
+    let half_seq = 250.0;
+    let flash2 = if hopper_class { 0.34 } else { 0.62 };
+    let published = match kernel {
+        AttentionKernel::FusedHopper if arch != "cdna3" && hopper_class => 0.54,
         // Ampere, and Volta for want of a table.
-        _ => (0.62, 250.0),
+        _ => flash2,
+    };
+    let long = match measured_flash2 {
+        Some(m) => {
+            m / (CALIBRATED_ATTENTION_SEQ / (CALIBRATED_ATTENTION_SEQ + half_seq)) * published
+                / flash2
+        }
+        None => published,
     };
     let long = if kernel == AttentionKernel::Triton {
         long * TRITON_SHARE_OF_FLASH2
@@ -277,3 +318,23 @@ pub const OPTIMIZER_BYTES_PER_PARAM: f64 = 34.0;
 /// gradient buffer where the engine does not fuse it into the weight-gradient GEMM: read
 /// both, write the sum (3 × 4).
 pub const GRAD_ACCUMULATION_BYTES_PER_PARAM: f64 = 12.0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A measured FlashAttention-2 rate at the calibrated length is what the model gives back
+    /// there, and the fused Hopper kernel keeps its published ratio to it.
+    #[test]
+    fn a_measured_attention_rate_replaces_the_published_one() {
+        let at = |kernel, measured| {
+            attention_efficiency(kernel, "hopper", CALIBRATED_ATTENTION_SEQ, 128.0, measured)
+        };
+        let measured = at(AttentionKernel::FlashAttention2, Some(0.30));
+        assert!((measured - 0.30).abs() < 1e-12, "{measured}");
+        let fused = at(AttentionKernel::FusedHopper, Some(0.30));
+        assert!((fused / measured - 0.54 / 0.34).abs() < 1e-12);
+        let published = at(AttentionKernel::FlashAttention2, None);
+        assert!((published - 0.34 * 8192.0 / 8442.0).abs() < 1e-12);
+    }
+}

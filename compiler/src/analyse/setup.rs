@@ -70,6 +70,13 @@ pub struct Hardware {
     pub matmul_half_dim: Option<f64>,
     /// Streaming multiprocessors, for wave quantisation (ops.rs); `None`: not modelled.
     pub sms: Option<f64>,
+    /// The best bf16 GEMM rate measured by `kiln calibrate --device cuda` (FLOP/s); `None`:
+    /// the arch's published ceiling ([`super::ops::gemm_ceiling`]).
+    pub matmul_rate: Option<f64>,
+    /// FlashAttention-2's forward + backward rate at 8K tokens measured by `kiln calibrate
+    /// --device cuda` (FLOP/s); `None`: the published table
+    /// ([`super::ops::attention_efficiency`]).
+    pub attention_rate: Option<f64>,
     /// The runtime's own resident memory (measured by `kiln calibrate`); `None`:
     /// [`super::memory::RUNTIME_RESERVE_BYTES`].
     pub runtime_bytes: Option<f64>,
@@ -229,6 +236,8 @@ impl Setup {
                 peak_fp8: gpu.num("peak_fp8"),
                 matmul_half_dim: gpu.num("matmul_half_dim"),
                 sms: gpu.num("sms"),
+                matmul_rate: gpu.num("matmul_rate"),
+                attention_rate: gpu.num("attention_rate"),
                 runtime_bytes: gpu.num("runtime_memory"),
                 gpus_per_node: node.num("gpus_per_node")?,
                 nvlink_bytes_per_s: node.num("nvlink_bandwidth")?,

@@ -213,6 +213,7 @@ pub fn analyse_with(
                 &hw.arch,
                 setup.seq_len(),
                 setup.shape.head_dim,
+                ops::measured_flash2(hw),
             );
         (3.5 + attention_recompute) * attention_forward / rate
     } else {
@@ -220,7 +221,7 @@ pub fn analyse_with(
         let rate = if cpu {
             peak * size_efficiency(setup.shape.hidden / par.tensor, hw.matmul_half_dim)
         } else {
-            peak * ops::gemm_ceiling(&hw.arch) * cal.gemm_fraction
+            peak * ops::matmul_ceiling(hw) * cal.gemm_fraction
         };
         (3.0 + attention_recompute) * full / rate
     };

@@ -49,6 +49,31 @@ pub const DEFAULT_COPY_BYTES: u64 = 256 << 20;
 /// hardware support).
 pub const MAX_MATMUL_SECONDS: f64 = 2.0;
 
+/// Training-shaped bf16 GEMMs measured on a GPU, (m, n, k) = (tokens, output width, input
+/// width): the QKV, MLP-in and MLP-out shapes of 2K- to 8K-wide models at 4K to 16K tokens
+/// per micro-batch. The best rate is the arch's achievable ceiling for `kiln explain`
+/// (`matmul_ceiling`), as Bekman's mamf-finder measures it over shapes.
+pub const GPU_GEMM_SHAPES: [(i64, i64, i64); 12] = [
+    (4096, 6144, 2048),
+    (4096, 16384, 2048),
+    (4096, 2048, 8192),
+    (8192, 12288, 4096),
+    (8192, 28672, 4096),
+    (8192, 4096, 14336),
+    (16384, 12288, 4096),
+    (16384, 28672, 4096),
+    (16384, 4096, 14336),
+    (8192, 24576, 8192),
+    (8192, 57344, 8192),
+    (8192, 8192, 28672),
+];
+
+/// Causal attention measured on a GPU (batch, heads, sequence, head dimension), bf16 through
+/// libtorch's scaled_dot_product_attention (its flash backend on NVIDIA GPUs), forward and
+/// backward: the rate `kiln explain` uses for the attention core (`attention_efficiency`).
+pub const GPU_ATTENTION_SHAPES: [(i64, i64, i64, i64); 3] =
+    [(4, 32, 2048, 128), (2, 32, 4096, 128), (1, 32, 8192, 128)];
+
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct CalibrationConfig {
@@ -56,6 +81,25 @@ pub struct CalibrationConfig {
     pub sizes: Vec<i64>,
     pub repeats: usize,
     pub copy_bytes: u64,
+    /// Training-shaped bf16 GEMMs (m, n, k) to measure; empty on a CPU by default.
+    pub gemm_shapes: Vec<(i64, i64, i64)>,
+    /// Causal attention shapes (batch, heads, sequence, head dimension) to measure.
+    pub attention_shapes: Vec<(i64, i64, i64, i64)>,
+}
+
+impl CalibrationConfig {
+    /// What `kiln calibrate --device cuda` measures: the defaults, the training-shaped GEMM
+    /// grid and causal attention, on GPU `index`, with a copy of 1 GiB (beyond any GPU's L2).
+    pub fn gpu(index: usize) -> CalibrationConfig {
+        CalibrationConfig {
+            device: Device::Cuda(index),
+            sizes: vec![2048, 4096, 8192],
+            repeats: 10,
+            copy_bytes: 1 << 30,
+            gemm_shapes: GPU_GEMM_SHAPES.to_vec(),
+            attention_shapes: GPU_ATTENTION_SHAPES.to_vec(),
+        }
+    }
 }
 
 impl Default for CalibrationConfig {
@@ -65,6 +109,8 @@ impl Default for CalibrationConfig {
             sizes: DEFAULT_MATMUL_SIZES.to_vec(),
             repeats: DEFAULT_REPEATS,
             copy_bytes: DEFAULT_COPY_BYTES,
+            gemm_shapes: Vec::new(),
+            attention_shapes: Vec::new(),
         }
     }
 }
@@ -78,6 +124,28 @@ pub struct MatmulRate {
     /// Median over the repeats.
     pub flops_per_s: f64,
     pub seconds: Vec<f64>,
+}
+
+/// One training-shaped GEMM measurement (bf16).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GemmRate {
+    pub m: i64,
+    pub n: i64,
+    pub k: i64,
+    /// Median over the repeats: 2mnk / seconds.
+    pub flops_per_s: f64,
+}
+
+/// One causal attention measurement (bf16, forward + backward).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttentionRate {
+    pub batch: i64,
+    pub heads: i64,
+    pub seq: i64,
+    pub head_dim: i64,
+    /// FLOPs as FlashAttention's benchmarks count them (the causal half of 4·b·h·s²·d
+    /// forward, 2.5 times that backward) over the median seconds of forward + backward.
+    pub flops_per_s: f64,
 }
 
 /// This machine, measured.
@@ -108,6 +176,18 @@ pub struct Calibration {
     /// Resident memory of this process after libtorch's first operations, before any
     /// large tensor (VmRSS).
     pub runtime_bytes: u64,
+    /// Training-shaped bf16 GEMMs (empty where not asked for).
+    #[serde(default)]
+    pub gemms: Vec<GemmRate>,
+    /// The best of them (0 where none was measured).
+    #[serde(default)]
+    pub gemm_best_flops_per_s: f64,
+    /// Causal attention, forward + backward (empty where not asked for).
+    #[serde(default)]
+    pub attention: Vec<AttentionRate>,
+    /// The rate at the longest sequence measured (0 where none was).
+    #[serde(default)]
+    pub attention_flops_per_s: f64,
 }
 
 impl Calibration {
@@ -155,6 +235,15 @@ fn time_runs(device: Device, repeats: usize, mut f: impl FnMut()) -> Vec<f64> {
 
 /// Measures this machine (see the module doc).
 pub fn calibrate(config: &CalibrationConfig) -> Result<Calibration, TrainError> {
+    if let Device::Cuda(i) = config.device {
+        let count = tch::Cuda::device_count();
+        if i as i64 >= count {
+            return Err(TrainError::Unsupported(format!(
+                "no CUDA device {i}: libtorch sees {count} (a GPU build of torch and a driver \
+                 are needed; on a CPU, calibrate without --device)"
+            )));
+        }
+    }
     catch_torch(|| measure(config))
 }
 
@@ -241,6 +330,17 @@ fn measure(config: &CalibrationConfig) -> Result<Calibration, TrainError> {
         return Err(e.into());
     }
     let copy_bytes = elements as u64 * 4;
+    drop((src, dst));
+    let gemms = config
+        .gemm_shapes
+        .iter()
+        .map(|&(m, n, k)| measure_gemm(device, m, n, k, config.repeats))
+        .collect::<Result<Vec<_>, _>>()?;
+    let attention = config
+        .attention_shapes
+        .iter()
+        .map(|&(b, h, seq, d)| measure_attention(device, b, h, seq, d, config.repeats))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Calibration {
         date: utc_date(SystemTime::now()),
         device: match device {
@@ -260,6 +360,100 @@ fn measure(config: &CalibrationConfig) -> Result<Calibration, TrainError> {
         matmul_fit_flops_per_s,
         training_matmuls,
         runtime_bytes,
+        gemm_best_flops_per_s: gemms.iter().map(|g| g.flops_per_s).fold(0.0, f64::max),
+        gemms,
+        attention_flops_per_s: attention
+            .iter()
+            .max_by_key(|a| a.seq)
+            .map_or(0.0, |a| a.flops_per_s),
+        attention,
+    })
+}
+
+/// The median rate of one bf16 GEMM [m, k] × [k, n].
+pub fn measure_gemm(
+    device: Device,
+    m: i64,
+    n: i64,
+    k: i64,
+    repeats: usize,
+) -> Result<GemmRate, TrainError> {
+    if m <= 0 || n <= 0 || k <= 0 {
+        return Err(TrainError::Plan(format!(
+            "GEMM shape ({m}, {n}, {k}) must be positive"
+        )));
+    }
+    let a = Tensor::f_randn([m, k], (Kind::BFloat16, device))?;
+    let b = Tensor::f_randn([k, n], (Kind::BFloat16, device))?;
+    let mut failed = None;
+    let mut seconds = time_runs(device, repeats, || {
+        if let Err(e) = a.f_matmul(&b) {
+            failed = Some(e);
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok(GemmRate {
+        m,
+        n,
+        k,
+        flops_per_s: 2.0 * (m * n * k) as f64 / median(&mut seconds),
+    })
+}
+
+/// The median forward + backward rate of causal bf16 attention through
+/// scaled_dot_product_attention, on [batch, heads, seq, head_dim] queries, keys and values.
+pub fn measure_attention(
+    device: Device,
+    batch: i64,
+    heads: i64,
+    seq: i64,
+    head_dim: i64,
+    repeats: usize,
+) -> Result<AttentionRate, TrainError> {
+    if batch <= 0 || heads <= 0 || seq <= 0 || head_dim <= 0 {
+        return Err(TrainError::Plan(format!(
+            "attention shape ({batch}, {heads}, {seq}, {head_dim}) must be positive"
+        )));
+    }
+    let shape = [batch, heads, seq, head_dim];
+    let q = Tensor::f_randn(shape, (Kind::BFloat16, device))?.set_requires_grad(true);
+    let k = Tensor::f_randn(shape, (Kind::BFloat16, device))?.set_requires_grad(true);
+    let v = Tensor::f_randn(shape, (Kind::BFloat16, device))?.set_requires_grad(true);
+    let grad = Tensor::f_randn(shape, (Kind::BFloat16, device))?;
+    let mut failed = None;
+    let mut seconds = time_runs(device, repeats, || {
+        let run = || -> Result<(), tch::TchError> {
+            let y = Tensor::f_scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                None::<Tensor>,
+                0.0,
+                true,
+                None,
+                false,
+            )?;
+            // The upstream gradient enters as a weighted sum: one element-wise pass, small
+            // beside the attention backward at these lengths.
+            y.f_mul(&grad)?.f_sum(Kind::Float)?.f_backward()?;
+            Ok(())
+        };
+        if let Err(e) = run() {
+            failed = Some(e);
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let forward = 2.0 * (batch * heads * head_dim) as f64 * (seq as f64).powi(2);
+    Ok(AttentionRate {
+        batch,
+        heads,
+        seq,
+        head_dim,
+        flops_per_s: 3.5 * forward / median(&mut seconds),
     })
 }
 

@@ -81,3 +81,39 @@ fn civil_dates() {
         "2024-03-01"
     );
 }
+
+/// The GPU measurements run on any device: small shapes here, on this CPU, give positive
+/// rates and land in the calibration (`kiln calibrate --device cuda` runs the full grid).
+#[test]
+fn training_shaped_gemms_and_causal_attention_are_measured() {
+    let config = CalibrationConfig {
+        sizes: vec![64],
+        repeats: 2,
+        copy_bytes: 4 << 20,
+        gemm_shapes: vec![(256, 384, 128), (128, 128, 512)],
+        attention_shapes: vec![(1, 2, 128, 64), (1, 2, 256, 64)],
+        ..Default::default()
+    };
+    let cal = calibrate(&config).unwrap();
+    assert_eq!(cal.gemms.len(), 2);
+    assert!(cal.gemms.iter().all(|g| g.flops_per_s > 0.0));
+    let best = cal.gemms.iter().map(|g| g.flops_per_s).fold(0.0, f64::max);
+    assert_eq!(cal.gemm_best_flops_per_s, best);
+    assert_eq!(cal.attention.len(), 2);
+    assert!(cal.attention.iter().all(|a| a.flops_per_s > 0.0));
+    // The rate reported is the longest sequence's.
+    assert_eq!(cal.attention_flops_per_s, cal.attention[1].flops_per_s);
+    let bad = kiln_train::calibrate::measure_gemm(tch::Device::Cpu, 0, 8, 8, 1);
+    assert!(bad.is_err());
+}
+
+#[test]
+fn a_missing_cuda_device_is_an_error_not_a_panic() {
+    if tch::Cuda::device_count() > 0 {
+        return;
+    }
+    let err = calibrate(&CalibrationConfig::gpu(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no CUDA device 0"), "{err}");
+}

@@ -324,6 +324,27 @@ fn bench() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `calibrate [--device cpu|cuda|cuda:N]`: this CPU by default; on a GPU the training-shaped
+/// GEMM grid and causal attention as well (`CalibrationConfig::gpu`).
+fn calibration_config(args: &[String]) -> Result<kiln_train::CalibrationConfig, String> {
+    match args {
+        [] => Ok(Default::default()),
+        [flag, device] if flag == "--device" => match device.as_str() {
+            "cpu" => Ok(Default::default()),
+            "cuda" => Ok(kiln_train::CalibrationConfig::gpu(0)),
+            d => d
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(kiln_train::CalibrationConfig::gpu)
+                .ok_or_else(|| format!("unknown device `{d}`: use cpu, cuda or cuda:N")),
+        },
+        _ => Err(format!(
+            "usage: kiln-worker calibrate [--device cpu|cuda|cuda:N] (got `{}`)",
+            args.join(" ")
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("bench") {
         return bench();
@@ -332,7 +353,15 @@ fn main() -> ExitCode {
         return collectives();
     }
     if std::env::args().nth(1).as_deref() == Some("calibrate") {
-        return match kiln_train::calibrate(&Default::default()) {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        let config = match calibration_config(&args) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return match kiln_train::calibrate(&config) {
             Ok(c) => {
                 println!(
                     "{}",
