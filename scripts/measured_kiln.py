@@ -60,6 +60,31 @@ def zero_stage(text, engine):
     return None, text
 
 
+# Which of nanotron's two peaks ("Mem Alloc (GB)", "Mem Res (GB)") the Playbook's figure
+# shows as "GPU memory".
+NANOTRON_MEMORY_KIND = "reserved"
+
+
+def nanotron_stage_layers(model, pp):
+    """Layers per pipeline stage as nanotron assigns them (src/nanotron/models/base.py,
+    build_model): blocks in order (embedding, decoder layers, final norm, output layer, cast,
+    loss) with costs 0, 4h² + 3·ffn·h per decoder layer and V·h for the output layer; a
+    stage takes blocks until their cumulative cost passes its share (r + 1)/pp of the total,
+    the block that passes it included."""
+    h, ffn, vocab, layers = model["hidden"], model["ffn_hidden"], model["vocab"], model["layers"]
+    costs = [0] + [4 * h * h + 3 * ffn * h] * layers + [0, vocab * h, 0, 0]
+    kinds = ["embedding"] + ["layer"] * layers + ["norm", "output", "cast", "loss"]
+    total = sum(costs)
+    counts, stage, cumulative = [0] * pp, 0, 0
+    for kind, cost in zip(kinds, costs):
+        cumulative += cost
+        if kind == "layer":
+            counts[stage] += 1
+        if cumulative > total * (stage + 1) / pp and stage < pp - 1:
+            stage += 1
+    return counts
+
+
 def slug(run_id):
     return re.sub(r"[^a-z0-9]+", "_", run_id.lower()).strip("_")
 
@@ -155,6 +180,13 @@ def kiln_text(run, runs=()):
         "step_time_s": meas.get("step_time_s"),
         "peak_memory_gb": meas.get("peak_memory_gb"),
     }
+    if meas.get("peak_memory_gb") is not None and run["engine"] == "nanotron":
+        # nanotron's log_throughput (src/nanotron/helpers.py) prints the peak as
+        # torch.cuda.max_memory_*() / 1024**3 on world rank 0, the first pipeline stage:
+        # GiB, labelled "GB".
+        measured["peak_memory_gib"] = meas["peak_memory_gb"]
+        measured["peak_memory_kind"] = NANOTRON_MEMORY_KIND
+        measured["peak_memory_stage"] = "first"
     lines.append("# measured: " + json.dumps(measured, sort_keys=True))
     lines.append("")
     lines.append(f"import std.nodes.{node}")
@@ -173,6 +205,9 @@ def kiln_text(run, runs=()):
     lines.append(f"  vocab = {model['vocab']}")
     lines.append(f"  seq_len = {seq}")
     lines.append(f"  activation = {act}" + ("" if model.get("activation") else "  # not stated: assumed"))
+    shape_note = str(((run.get("derived") or {}).get("model_shape") or {}).get("value", ""))
+    if "ties embeddings" in shape_note:
+        lines.append("  tied_embeddings = true  # derived.model_shape: the script ties embeddings for this size")
     if run["engine"] == "llm-foundry/composer-fsdp":
         # MPT (llmfoundry/models/mpt/configuration_mpt.py): LayerNorm, and learned position
         # embeddings by default (learned_pos_emb = True; the benchmark yamls turn on no ALiBi).
@@ -215,6 +250,9 @@ def kiln_text(run, runs=()):
     lines.append(f"    pipeline = {pipeline}{layout_note}")
     if par.get("virtual_stages"):
         lines.append(f"    virtual_stages = {par['virtual_stages']}")
+    if run["engine"] == "nanotron" and pipeline > 1:
+        split = ", ".join(str(n) for n in nanotron_stage_layers(model, pipeline))
+        lines.append(f"    stage_layers = [{split}]  # nanotron's cost-balanced pipeline split")
     lines.append(f"    context = {context}")
     lines.append(f"    data = {data}")
     lines.append(f"    zero = {zero}  # {zero_note}")
@@ -228,6 +266,10 @@ def kiln_text(run, runs=()):
     tp_overlap = "--tp-comm-overlap" in str(extras.get("comm_overlap", "")) and tensor > 1
     if par.get("sequence_parallel") is True and tensor > 1:
         lines.append("    sequence_parallel = true")
+    elif run["engine"] == "nanotron" and tensor > 1:
+        # nanotron scripts/scaling_benchmarks.py (the sweep's generator): tp_mode defaults to
+        # REDUCE_SCATTER, nanotron's sequence parallelism.
+        lines.append("    sequence_parallel = true  # nanotron's sweep: tp_mode REDUCE_SCATTER")
     elif tp_overlap:
         # megatron/training/arguments.py refuses --tp-comm-overlap without it.
         lines.append("    sequence_parallel = true  # implied: --tp-comm-overlap requires it")

@@ -70,7 +70,12 @@ fn json_diagnostics_have_the_documented_fields() {
     assert_eq!(first["code"], "K-S001");
     assert_eq!(first["severity"], "warning");
     assert_eq!(first["file"], "experiments/gpt3_175b.kiln");
-    let clean = kiln(&["check", "--format", "json", "experiments/llama3_405b.kiln"]);
+    let clean = kiln(&[
+        "check",
+        "--format",
+        "json",
+        "experiments/chinchilla_70b.kiln",
+    ]);
     assert_eq!(String::from_utf8_lossy(&clean.stdout).trim(), "[]");
 }
 

@@ -57,3 +57,94 @@ fn engines_accept_the_emitted_configs() {
         std::fs::remove_dir_all(&base).ok();
     }
 }
+
+/// kiln's `engine = deepspeed` model states (weights, gradients and optimizer states of one
+/// GPU, the ZeRO-3 working set included) against DeepSpeed's own estimators, called from the
+/// installed package: `estimate_zero2_model_states_mem_needs` (2Ψ + 18Ψ/N) and
+/// `estimate_zero3_model_states_mem_needs` (18Ψ/N + 4 bytes × the largest layer), without
+/// offload, for several models and GPU counts. Within 2 %.
+#[test]
+fn deepspeed_estimators_agree_with_kiln_model_states() {
+    let python = common::root().join(".venv/bin/python");
+    assert!(python.exists(), "no .venv: run `bash scripts/setup`");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".git"), "").unwrap();
+    // (model, its vocabulary, nodes of 8 GPUs, ZeRO stage)
+    let cases = [
+        ("gpt3_1_3b", 50257, 1, 2),
+        ("gpt3_6_7b", 50257, 4, 2),
+        ("llama3_8b", 128256, 2, 3),
+        ("gpt3_13b", 50257, 8, 3),
+        ("llama2_70b", 32000, 16, 3),
+    ];
+    for (model, vocab, nodes, zero) in cases {
+        let gpus = nodes * 8;
+        let file = dir.path().join(format!("{model}_{zero}.kiln"));
+        std::fs::write(
+            &file,
+            format!(
+                "import std.models.{model}\nimport std.nodes.dgx_a100\n\n\
+                 experiment e {{\n  model = {model} {{ seq_len = 2048 }}\n  objective = fixed\n  \
+                 allow = [\"under-trained\", \"over-trained\"]\n  batch = {batch} tokens\n  \
+                 tokens = {tokens}\n  cluster {{ node = dgx_a100, nodes = {nodes} }}\n  \
+                 engine = deepspeed\n  precision = bf16_mixed\n  tokenizer = bpe {{ vocab = {vocab} }}\n  \
+                 parallel {{ data = {gpus}, zero = {zero}, micro_batch = 1, recompute = full }}\n  \
+                 source web {{ path = \"web.jsonl\" }}\n  \
+                 phase main {{ mix {{ web = 100% }}, lr = cosine {{ peak = 3e-4 }} }}\n}}\n",
+                batch = gpus * 2048,
+                tokens = gpus * 2048 * 1000,
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["explain", "--format", "json"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{model}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let params = v["model"]["params"].as_f64().unwrap();
+        let shape = &v["model"]["shape"];
+        let dim = |k: &str| shape[k].as_f64().unwrap();
+        let largest = (dim("vocab") * dim("hidden"))
+            .max(dim("hidden") * dim("ffn_hidden"))
+            .max(dim("hidden") * dim("heads") * dim("head_dim"));
+        let stage = &v["memory"]["per_stage"][0]["per_gpu"];
+        let kiln_states = ["weights", "gradients", "optimizer"]
+            .iter()
+            .map(|k| stage[*k].as_f64().unwrap())
+            .sum::<f64>();
+        let script = match zero {
+            2 => format!(
+                "from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs as f\n\
+                 print(f({params:.0}, num_gpus_per_node=8, num_nodes={nodes}, cpu_offload=False)[1])"
+            ),
+            _ => format!(
+                "from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs as f\n\
+                 print(f({params:.0}, {largest:.0}, num_gpus_per_node=8, num_nodes={nodes}, \
+                 cpu_offload=False, cpu_offload_params=False)[1])"
+            ),
+        };
+        let est = Command::new(&python)
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            est.status.success(),
+            "{}",
+            String::from_utf8_lossy(&est.stderr)
+        );
+        let text = String::from_utf8_lossy(&est.stdout);
+        let deepspeed: f64 = text.lines().last().unwrap().trim().parse().unwrap();
+        let error = kiln_states / deepspeed - 1.0;
+        assert!(
+            error.abs() <= 0.02,
+            "{model} on {gpus} GPUs, ZeRO-{zero}: kiln {kiln_states:.4e} B, DeepSpeed {deepspeed:.4e} B ({:+.1} %)",
+            100.0 * error
+        );
+    }
+}

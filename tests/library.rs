@@ -103,6 +103,9 @@ fn experiments_check_with_only_deserved_warnings() {
             "tiny" => &["K-S001"],
             // The GPU check trains a few dozen steps of a 316M model.
             "gpu_check" => &["K-S001"],
+            // Meta's layout fits the 80 GB by 8.6 %, inside the memory model's validated
+            // band (docs/validation.md): a warning, with the changes that leave it free.
+            "llama3_405b" => &["K-M002"],
             _ => &[],
         };
         assert_eq!(codes, expected, "{name}:\n{}", common::render(&checked));

@@ -30,7 +30,14 @@ fn the_validation_table_and_the_fitted_constants_are_current() {
     let readme_path = common::root().join("README.md");
     let readme = std::fs::read_to_string(&readme_path).unwrap();
     let files = [
-        (readme_path, with_summary(&readme, &report.summary_table())),
+        (
+            readme_path,
+            with_summary(
+                &with_summary(&readme, "validation", &report.summary_table()),
+                "memory",
+                &report.memory_table(),
+            ),
+        ),
         (common::root().join("docs/validation.md"), markdown),
         (common::root().join("stdlib/fitted.json"), fitted),
     ];
@@ -49,16 +56,21 @@ fn the_validation_table_and_the_fitted_constants_are_current() {
     }
 }
 
-/// The README with the held-out summary between its validation markers.
-fn with_summary(readme: &str, table: &str) -> String {
-    let (begin, end) = ("<!-- validation:begin -->\n", "<!-- validation:end -->");
+/// The README with a held-out summary between its `<!-- NAME:begin -->` and
+/// `<!-- NAME:end -->` markers.
+fn with_summary(readme: &str, name: &str, table: &str) -> String {
+    let (begin, end) = (
+        format!("<!-- {name}:begin -->\n"),
+        format!("<!-- {name}:end -->"),
+    );
+    let (begin, end) = (begin.as_str(), end.as_str());
     let a = readme
         .find(begin)
-        .expect("README.md lacks its validation markers")
+        .unwrap_or_else(|| panic!("README.md lacks its {name} markers"))
         + begin.len();
     let b = readme
         .find(end)
-        .expect("README.md lacks its validation markers");
+        .unwrap_or_else(|| panic!("README.md lacks its {name} markers"));
     format!("{}{table}{}", &readme[..a], &readme[b..])
 }
 
@@ -71,6 +83,11 @@ fn kiln_ships_the_constants_fitted_on_every_source() {
     assert_eq!(
         report.all,
         kiln::analyse::time::fitted().calibration,
+        "regenerate with KILN_UPDATE_VALIDATION=1 and rebuild"
+    );
+    assert_eq!(
+        (report.fragmentation * 1000.0).round() / 1000.0,
+        kiln::analyse::time::fitted().memory.fragmentation,
         "regenerate with KILN_UPDATE_VALIDATION=1 and rebuild"
     );
 }

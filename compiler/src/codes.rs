@@ -182,6 +182,10 @@ codes! {
         what "A byte-level BPE tokenizer of 256 tokens or fewer."
         why "Byte-level BPE starts from the 256 byte values and adds merges; with no room beyond them the tokenizer step fails hours into the data pipeline."
         example "tokenizer = bpe { vocab = 256 }";
+    RECOMPUTE_LAYERS = "K-C016" "recompute-layers" Error
+        what "`recompute_layers` without `recompute = full`, or 0 layers."
+        why "It says how many layers of each stage full recompute covers (Megatron-LM's --recompute-num-layers); under another recompute mode it would be silently ignored."
+        example "parallel { recompute = selective, recompute_layers = 4 }";
     UNDER_TRAINED = "K-S001" "under-trained" Warning
         what "Fewer tokens per parameter than the objective's optimum, by enough to cost more than 0.01 nats of predicted loss: against the compute-optimal N and D of the chosen law (Hoffmann et al. 2022 by default) for `chinchilla` and `fixed`, against Sardana et al.'s optimum for `inference_aware`."
         why "For the same compute, a smaller model on more tokens reaches a lower loss; the help gives that N and D and the loss difference."
@@ -195,9 +199,13 @@ codes! {
         why "Muennighoff et al. 2023 (Scaling Data-Constrained Language Models) find up to about 4 epochs of repeated data nearly as good as new data, and quickly diminishing returns beyond."
         example "source wiki { unique_tokens = 3B } drawn for 20B tokens";
     MEMORY = "K-M001" "out-of-memory" Error
-        what "The most loaded GPU needs more memory than it has: model states by ZeRO stage, activations of the micro-batches in flight, logits and a runtime reserve."
+        what "The most loaded GPU needs more memory than it has: model states as its engine keeps them, activations of the micro-batches in flight, logits, workspace, allocator fragmentation and the runtime (CUDA context, NCCL)."
         why "An out-of-memory error arrives after the job has queued, loaded and compiled; kiln gives the breakdown and the cheapest changes that fit, each with its step-time cost."
         example "Llama 3 405B with tensor = 8, pipeline = 16 and no sequence parallelism";
+    MEMORY_HEADROOM = "K-M002" "memory-headroom" Warning
+        what "The most loaded GPU fits, but by less than the error band kiln's memory model measured against published peaks (docs/validation.md)."
+        why "Within the band, \"fits\" is a guess: measured runs of such layouts both trained and ran out of memory. The warning gives the cheapest changes that leave the band free."
+        example "a layout that needs 78 GB of an 80 GB GPU";
     PRECISION_HARDWARE = "K-H001" "precision-hardware" Error
         what "A precision the GPU cannot run: bf16 needs Ampere or newer (or CDNA3), fp8 needs Hopper or newer (or CDNA3)."
         why "The kernels do not exist on older GPUs; frameworks fall back to slow paths or fail at the first matmul."

@@ -192,48 +192,92 @@ fn sections(setup: &Setup, a: &Analysis) -> Vec<Section> {
     });
     let mem = &a.memory;
     let g = &mem.per_gpu;
-    let (w, gr, o) = mem.bytes_per_param;
+    let st = &mem.states;
+    let mut rows = vec![
+        (
+            "parameters held".into(),
+            format!(
+                "{} ({} / {} / {} bytes each for weights / gradients / optimizer after sharding; {})",
+                count(mem.params_per_gpu),
+                units::trim(st.weights),
+                units::trim(st.gradients),
+                units::trim(st.optimizer),
+                st.convention
+            ),
+        ),
+        ("weights".into(), bytes(g.weights)),
+        ("gradients".into(), bytes(g.gradients)),
+        ("optimizer states".into(), bytes(g.optimizer)),
+        (
+            "activations".into(),
+            format!(
+                "{} ({} per layer per micro-batch × {} in flight{}; logits {})",
+                bytes(g.activations),
+                bytes(mem.layer_activations.stored),
+                units::trim(mem.micro_batches_in_flight),
+                if mem.recompute_transient > 0.0 {
+                    format!(
+                        "; {} for the layer being recomputed",
+                        bytes(mem.recompute_transient)
+                    )
+                } else {
+                    String::new()
+                },
+                bytes(mem.logits)
+            ),
+        ),
+        (
+            "runtime reserve".into(),
+            format!(
+                "{} (allocated tensors {}; allocator fragmentation {}; runtime outside the allocator {})",
+                bytes(g.reserve),
+                bytes(g.allocated),
+                bytes(g.fragmentation),
+                bytes(g.runtime)
+            ),
+        ),
+        (
+            "total".into(),
+            {
+                let fit = &crate::analyse::time::fitted().memory;
+                format!(
+                    "{} of {} ({}; ±{:.1} %, the 80th percentile of the error over {} measured peaks, docs/validation.md)",
+                    bytes(g.total),
+                    bytes(mem.capacity_bytes),
+                    if mem.fits { "fits" } else { "DOES NOT FIT" },
+                    fit.relative * 100.0,
+                    fit.runs
+                )
+            },
+        ),
+    ];
+    if mem.per_stage.len() > 1 {
+        for (i, s) in mem.per_stage.iter().enumerate() {
+            let why = match i {
+                0 => "; the embedding, and the most micro-batches in flight",
+                i if i + 1 == mem.per_stage.len() => "; the output layer and the loss",
+                _ => "",
+            };
+            rows.push((
+                format!("stage {}", i + 1),
+                format!(
+                    "{} ({} layers, {} parameters, {} micro-batches in flight{why}){}",
+                    bytes(s.per_gpu.total),
+                    units::trim(s.layers),
+                    count(s.params_per_gpu),
+                    units::trim(s.micro_batches_in_flight),
+                    if s.fits { "" } else { " DOES NOT FIT" }
+                ),
+            ));
+        }
+    }
     out.push(Section {
         title: format!(
             "Memory per GPU (pipeline stage {} of {}, the most loaded)",
             mem.stage + 1,
             setup.parallel.pipeline
         ),
-        rows: vec![
-            (
-                "parameters held".into(),
-                format!(
-                    "{} ({} / {} / {} bytes each for weights / gradients / optimizer)",
-                    count(mem.params_per_gpu),
-                    w,
-                    gr,
-                    o
-                ),
-            ),
-            ("weights".into(), bytes(g.weights)),
-            ("gradients".into(), bytes(g.gradients)),
-            ("optimizer states".into(), bytes(g.optimizer)),
-            (
-                "activations".into(),
-                format!(
-                    "{} ({} per layer per micro-batch × {} in flight; logits {})",
-                    bytes(g.activations),
-                    bytes(mem.layer_activations.stored),
-                    units::trim(mem.micro_batches_in_flight),
-                    bytes(mem.logits)
-                ),
-            ),
-            ("runtime reserve".into(), bytes(g.reserve)),
-            (
-                "total".into(),
-                format!(
-                    "{} of {} ({})",
-                    bytes(g.total),
-                    bytes(mem.capacity_bytes),
-                    if mem.fits { "fits" } else { "DOES NOT FIT" }
-                ),
-            ),
-        ],
+        rows,
     });
     let c = &a.communication.detail;
     out.push(Section {

@@ -87,6 +87,20 @@ impl Record {
         }
     }
 
+    /// A list of numbers (`stage_layers = [11, 5]`); `None` when absent or not all numbers.
+    pub fn nums(&self, name: &str) -> Option<Vec<f64>> {
+        match self.fields.get(name).map(|s| &s.value) {
+            Some(Value::List(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::Num(n, _) => Some(*n),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        }
+    }
+
     pub fn bool(&self, name: &str) -> Option<bool> {
         match self.fields.get(name).map(|s| &s.value) {
             Some(Value::Bool(b)) => Some(*b),

@@ -352,6 +352,10 @@ pub const PARALLEL: &[FieldSpec] = &[
         Ty::Enum(&["none", "selective", "selective_op", "full"]),
         Value(Const::Sym("none")),
     ),
+    // Under `recompute = full`, how many layers of each pipeline stage (virtual stage when
+    // interleaved) recompute; the rest keep their activations (Megatron-LM
+    // --recompute-method block --recompute-num-layers N). Absent: every layer.
+    f("recompute_layers", Ty::Num(Dim::Count, Whole), Optional),
     f("sequence_parallel", Ty::Bool, Value(Const::Bool(false))),
     // Tensor-parallel communication overlapped with the GEMMs (Megatron-LM
     // --tp-comm-overlap, Transformer Engine's userbuffers); absent: the engine's default.
@@ -365,6 +369,14 @@ pub const PARALLEL: &[FieldSpec] = &[
     // which also hold the embedding and the output layer.
     f("first_stage_layers", Ty::Num(Dim::Count, Whole), Optional),
     f("last_stage_layers", Ty::Num(Dim::Count, Whole), Optional),
+    // Every stage's layers, first to last, where an engine balances stages by cost
+    // (nanotron's pipeline split, torchtitan's and DeepSpeed's partitioners): one count
+    // per pipeline stage, summing to the model's layers.
+    f(
+        "stage_layers",
+        Ty::List(&Ty::Num(Dim::Count, Whole)),
+        Optional,
+    ),
     f("accumulation", COUNT, Auto),
 ];
 

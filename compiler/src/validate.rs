@@ -18,6 +18,19 @@ pub const TOKENS_TOLERANCE: f64 = 0.10;
 pub const MFU_TOLERANCE_POINTS: f64 = 3.0;
 /// The band's percentile of absolute relative errors.
 pub const BAND_PERCENTILE: f64 = 0.8;
+/// A measured peak memory within this relative error counts as a hit (issue 13).
+pub const MEMORY_TOLERANCE: f64 = 0.10;
+
+/// Which of a GPU's memory figures a source measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MemoryKind {
+    /// `torch.cuda.max_memory_allocated`: the tensors.
+    Allocated,
+    /// `torch.cuda.max_memory_reserved`: the caching allocator's segments.
+    Reserved,
+    /// What the device has in use (nvidia-smi): reserved plus the CUDA context and NCCL.
+    Total,
+}
 
 /// One measured run: what was measured (its `# measured: {json}` line) and kiln's inputs.
 pub struct Case {
@@ -32,6 +45,11 @@ pub struct Case {
     pub measured_mfu: Option<f64>,
     /// Hardware TFLOP/s per GPU, recomputation counted (Narayanan et al. 2021, Eq. 3).
     pub measured_hardware_tflops: Option<f64>,
+    /// Peak memory of one GPU, GiB (2^30 bytes).
+    pub measured_memory_gib: Option<f64>,
+    pub memory_kind: MemoryKind,
+    /// The pipeline stage whose GPU was measured (`None`: the most loaded).
+    pub memory_stage: Option<usize>,
     /// The error codes `kiln check` reports, empty when it passes.
     pub errors: Vec<String>,
     parts: Option<Parts>,
@@ -87,6 +105,28 @@ impl Case {
             (None, Some(m)) => Some((p.mfu - m).abs() <= MFU_TOLERANCE_POINTS),
             _ => Some(self.relative_error(p)?.abs() <= TOKENS_TOLERANCE),
         }
+    }
+
+    /// kiln's figure for the memory the source measured, GiB, with the allocator's
+    /// fragmentation share `fragmentation`.
+    pub fn predict_memory(&self, fragmentation: f64) -> Option<f64> {
+        let p = self.parts.as_ref()?;
+        self.measured_memory_gib?;
+        let m = memory::analyse_with(&p.setup, fragmentation);
+        let g = match self.memory_stage {
+            Some(i) => &m.per_stage.get(i)?.per_gpu,
+            None => &m.per_gpu,
+        };
+        let bytes = match self.memory_kind {
+            MemoryKind::Allocated => g.allocated,
+            MemoryKind::Reserved => g.allocated + g.fragmentation,
+            MemoryKind::Total => g.total,
+        };
+        Some(bytes / GIB)
+    }
+
+    pub fn memory_error(&self, predicted_gib: f64) -> Option<f64> {
+        Some(predicted_gib / self.measured_memory_gib? - 1.0)
     }
 
     pub fn engine(&self) -> Option<&'static str> {
@@ -161,6 +201,16 @@ pub fn load(dirs: &[PathBuf]) -> Result<Vec<Case>, String> {
             measured_tokens: m["tokens_per_s_per_gpu"].as_f64(),
             measured_mfu: m["mfu_percent"].as_f64(),
             measured_hardware_tflops: m["hardware_tflops_per_gpu"].as_f64(),
+            measured_memory_gib: m["peak_memory_gib"].as_f64(),
+            memory_kind: match m["peak_memory_kind"].as_str() {
+                Some("allocated") => MemoryKind::Allocated,
+                Some("reserved") => MemoryKind::Reserved,
+                _ => MemoryKind::Total,
+            },
+            memory_stage: match m["peak_memory_stage"].as_str() {
+                Some("first") => Some(0),
+                _ => None,
+            },
             errors,
             parts,
         });
@@ -206,6 +256,29 @@ pub fn fit(cases: &[&Case]) -> Calibration {
     cal
 }
 
+/// 2^30 bytes: the GiB engines print memory in.
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// The allocator fragmentation that scores best on the measured peaks of `cases` (the most
+/// within MEMORY_TOLERANCE, then the smallest median error), on a grid of 0 to 1 step 0.02.
+pub fn fit_fragmentation(cases: &[&Case]) -> f64 {
+    let mut best = (0, f64::INFINITY, 0.0);
+    for i in 0..=50 {
+        let f = i as f64 * 0.02;
+        let mut errors: Vec<f64> = cases
+            .iter()
+            .filter_map(|c| c.memory_error(c.predict_memory(f)?))
+            .map(f64::abs)
+            .collect();
+        let hits = errors.iter().filter(|e| **e <= MEMORY_TOLERANCE).count();
+        let med = median(&mut errors).unwrap_or(f64::INFINITY);
+        if hits > best.0 || (hits == best.0 && med < best.1) {
+            best = (hits, med, f);
+        }
+    }
+    best.2
+}
+
 fn score(cases: &[&Case], cal: &Calibration) -> (usize, f64) {
     let mut hits = 0;
     let mut errors = Vec::with_capacity(cases.len());
@@ -242,6 +315,12 @@ pub struct Report<'a> {
     pub held_out: BTreeMap<String, Calibration>,
     /// Per case (same order), the held-out prediction.
     pub predictions: Vec<Option<Prediction>>,
+    /// The allocator fragmentation fitted on every measured peak, and per source on the
+    /// others.
+    pub fragmentation: f64,
+    pub fragmentation_held_out: BTreeMap<String, f64>,
+    /// Per case, the held-out peak-memory prediction (GiB) where a peak was measured.
+    pub memory_predictions: Vec<Option<f64>>,
 }
 
 pub fn run(cases: &[Case]) -> Report<'_> {
@@ -258,11 +337,26 @@ pub fn run(cases: &[Case]) -> Report<'_> {
         .iter()
         .map(|c| c.predict(&held_out[&c.source]))
         .collect();
+    let fragmentation = fit_fragmentation(&all_refs);
+    let mut fragmentation_held_out = BTreeMap::new();
+    for c in cases.iter().filter(|c| c.measured_memory_gib.is_some()) {
+        if !fragmentation_held_out.contains_key(&c.source) {
+            let others: Vec<&Case> = cases.iter().filter(|o| o.source != c.source).collect();
+            fragmentation_held_out.insert(c.source.clone(), fit_fragmentation(&others));
+        }
+    }
+    let memory_predictions = cases
+        .iter()
+        .map(|c| c.predict_memory(*fragmentation_held_out.get(&c.source)?))
+        .collect();
     Report {
         cases,
         all,
         held_out,
         predictions,
+        fragmentation,
+        fragmentation_held_out,
+        memory_predictions,
     }
 }
 
@@ -304,7 +398,80 @@ impl Report<'_> {
                 sources.join(", ")
             ),
             bands: self.bands(),
+            memory: self.memory_fit(),
         }
+    }
+
+    /// The held-out errors of the measured peaks, absolute.
+    fn memory_errors(&self) -> Vec<f64> {
+        self.cases
+            .iter()
+            .zip(&self.memory_predictions)
+            .filter_map(|(c, p)| c.memory_error((*p)?))
+            .map(f64::abs)
+            .collect()
+    }
+
+    /// The memory model's shipped fragmentation and its held-out band.
+    pub fn memory_fit(&self) -> time::MemoryFit {
+        let mut errors = self.memory_errors();
+        let sources: Vec<&str> = self
+            .fragmentation_held_out
+            .keys()
+            .map(String::as_str)
+            .collect();
+        time::MemoryFit {
+            fragmentation: round(self.fragmentation, 3),
+            fitted_on: format!(
+                "{} measured peaks ({}), by `kiln validate`: the most within ±{:.0} %, then \
+                 the smallest median error",
+                self.cases
+                    .iter()
+                    .filter(|c| c.measured_memory_gib.is_some())
+                    .count(),
+                sources.join(", "),
+                MEMORY_TOLERANCE * 100.0
+            ),
+            relative: round(percentile(&mut errors, BAND_PERCENTILE).unwrap_or(0.0), 3),
+            runs: errors.len(),
+        }
+    }
+
+    /// The held-out peak-memory summary per source: in docs/validation.md and the README.
+    pub fn memory_table(&self) -> String {
+        let mut s = String::new();
+        let w = &mut s;
+        let _ = writeln!(
+            w,
+            "| source | measured peaks | within ±{:.0} % | median abs. error | 80th percentile | max | fragmentation fitted without it |",
+            MEMORY_TOLERANCE * 100.0
+        );
+        let _ = writeln!(w, "| --- | --- | --- | --- | --- | --- | --- |");
+        let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for (c, p) in self.cases.iter().zip(&self.memory_predictions) {
+            if let Some(e) = p.and_then(|p| c.memory_error(p)) {
+                by.entry(&c.source).or_default().push(e.abs());
+                by.entry("all").or_default().push(e.abs());
+            }
+        }
+        for (source, mut errors) in by {
+            let pct = |v: Option<f64>| v.map_or("—".into(), |e| format!("{:.1} %", e * 100.0));
+            let hits = errors.iter().filter(|e| **e <= MEMORY_TOLERANCE).count();
+            let _ = writeln!(
+                w,
+                "| {source} | {} | {hits} | {} | {} | {} | {} |",
+                errors.len(),
+                pct(median(&mut errors)),
+                pct(percentile(&mut errors, BAND_PERCENTILE)),
+                pct(errors.iter().copied().reduce(f64::max)),
+                self.fragmentation_held_out
+                    .get(source)
+                    .map_or(format!("(all: {:.2})", self.fragmentation), |f| format!(
+                        "{f:.2}"
+                    )),
+            );
+        }
+        s
     }
 
     /// The held-out summary per source (hits, median, mean, 80th percentile and largest
@@ -446,6 +613,45 @@ impl Report<'_> {
                 } else {
                     c.errors.join(", ")
                 }
+            );
+        }
+        let _ = writeln!(w, "\n## Peak memory per GPU (held out)\n");
+        let _ = writeln!(
+            w,
+            "Measured peaks (GiB) against kiln's figure for the same quantity and GPU: \
+             allocated (`torch.cuda.max_memory_allocated`), reserved (the caching allocator's \
+             segments) or the device total, on the pipeline stage the source measured. One \
+             constant is fitted, the allocator's fragmentation (reserved beyond allocated, as a \
+             share of one micro-batch's activations): {:.2} on every source, and per source without it below. \
+             A hit is within ±{:.0} %.\n",
+            self.fragmentation,
+            MEMORY_TOLERANCE * 100.0
+        );
+        w.push_str(&self.memory_table());
+        let _ = writeln!(
+            w,
+            "\n| run | engine | measured (GiB) | what | stage | predicted | error |"
+        );
+        let _ = writeln!(w, "| --- | --- | --- | --- | --- | --- | --- |");
+        for (c, p) in self.cases.iter().zip(&self.memory_predictions) {
+            let Some(measured) = c.measured_memory_gib else {
+                continue;
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {} | {measured:.1} | {} | {} | {} | {} |",
+                c.id,
+                c.engine_label,
+                match c.memory_kind {
+                    MemoryKind::Allocated => "allocated",
+                    MemoryKind::Reserved => "reserved",
+                    MemoryKind::Total => "device total",
+                },
+                c.memory_stage
+                    .map_or("most loaded".into(), |i| format!("{}", i + 1)),
+                opt(*p, 1),
+                p.and_then(|p| c.memory_error(p))
+                    .map_or("—".into(), |e| format!("{:+.1} %", e * 100.0)),
             );
         }
         s

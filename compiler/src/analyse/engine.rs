@@ -98,8 +98,12 @@ impl Engine {
             // published tables were measured (measured.yaml, extras of every llm-foundry run);
             // `mixed_precision: DEFAULT` reduces gradients in fp32
             // (composer/distributed/mosaic_fsdp_utils.py, get_mixed_precision).
+            // The loss: MPT's default `loss_fn: fused_crossentropy`, flash-attn's triton
+            // cross-entropy (llmfoundry/models/mpt/modeling_mpt.py, ComposerMPTCausalLM),
+            // one kernel forward and one backward writing the gradient in place.
             Engine::Composer => Profile {
                 attention: AttentionKernel::Triton,
+                fused_cross_entropy: true,
                 ..Profile::EAGER
             },
             // nanotron (src/nanotron/models/llama.py): a triton RMSNorm (one kernel, as the

@@ -65,7 +65,8 @@ pub fn training(setup: &Setup) -> TrainingFlops {
         // so selective recompute adds nothing on top of it; without it, the scores' forward.
         Recompute::Selective => layers * f.layer_attention,
         Recompute::SelectiveOp => layers * selective_op_recomputed(setup),
-        Recompute::Full => layers * layer,
+        // Megatron-LM's block method: `recompute_layers` of each stage (all by default).
+        Recompute::Full => layers * layer * setup.full_recompute_share(),
     };
     TrainingFlops {
         forward: f,

@@ -23,6 +23,8 @@ pub struct ModelNumbers {
     pub flops_per_token: f64,
     /// With recomputation.
     pub hardware_flops_per_token: f64,
+    /// The shape the numbers were computed from (derived values filled in).
+    pub shape: crate::model::ModelShape,
 }
 
 /// Everything `kiln explain` reports, with the field paths its JSON promises.
@@ -63,6 +65,7 @@ pub fn analyse_setup(setup: &Setup) -> Analysis {
     let layout = analyse_layout(setup);
     Analysis {
         model: ModelNumbers {
+            shape: setup.shape.clone(),
             params: setup.params.total,
             params_non_embedding: setup.params.non_embedding,
             params_embedding: setup.params.embedding,

@@ -3,7 +3,7 @@
 //! reaches on a given architecture.
 
 use super::engine::{AttentionKernel, Profile};
-use super::setup::{Hardware, Recompute, Setup};
+use super::setup::{Hardware, Setup};
 use serde::{Deserialize, Serialize};
 
 /// The constants fitted on measured runs (tests/validation.rs fits them leave-one-source-out
@@ -299,13 +299,10 @@ pub fn layer_elementwise_kernels(setup: &Setup, profile: &Profile) -> Vec<f64> {
 }
 
 /// Forward-equivalent passes of each element-wise kernel in one training step of a layer:
-/// the forward, the two of its backward, and the forward again under full recompute.
+/// the forward, the two of its backward, and the forward again for the layers full
+/// recompute covers.
 pub fn elementwise_passes(setup: &Setup) -> f64 {
-    3.0 + if setup.parallel.recompute == Recompute::Full {
-        1.0
-    } else {
-        0.0
-    }
+    3.0 + setup.full_recompute_share()
 }
 
 /// Bytes of AdamW's step per parameter it updates: it reads the fp32 parameter, gradient and

@@ -103,6 +103,10 @@ pub struct Parallel {
     pub accumulation: f64,
     pub first_stage_layers: Option<f64>,
     pub last_stage_layers: Option<f64>,
+    /// Layers per (virtual) pipeline stage that full recompute covers; `None`: all of them.
+    pub recompute_layers: Option<f64>,
+    /// Every stage's layers where declared (`stage_layers`).
+    pub stage_layers: Option<Vec<f64>>,
 }
 
 /// A data source and how many tokens the phases draw from it.
@@ -223,6 +227,8 @@ impl Setup {
                 micro_batch: par.num("micro_batch")?,
                 accumulation: par.num("accumulation")?,
                 first_stage_layers: par.num("first_stage_layers"),
+                recompute_layers: par.num("recompute_layers"),
+                stage_layers: par.nums("stage_layers"),
                 last_stage_layers: par.num("last_stage_layers"),
             },
             hardware: Hardware {
@@ -313,6 +319,35 @@ impl Setup {
 
     /// The ZeRO stage whose communication the engine does: 1 for `zero = 2` where the
     /// engine reduces gradients once per step (Megatron-LM's distributed optimizer).
+    /// Of `layers` layers on one stage, how many full recompute covers: Megatron-LM's block
+    /// method recomputes the first `recompute_layers` of each virtual stage (its
+    /// --recompute-num-layers), every layer where that is not declared; 0 without full
+    /// recompute.
+    pub fn recomputed_layers(&self, layers: f64) -> f64 {
+        if self.parallel.recompute != Recompute::Full {
+            return 0.0;
+        }
+        match self.parallel.recompute_layers {
+            Some(k) => (k * self.parallel.virtual_stages).min(layers),
+            None => layers,
+        }
+    }
+
+    /// The share of the transformer layers that full recompute runs again (1 for every
+    /// layer, 0 without full recompute), over the stages as laid out.
+    pub fn full_recompute_share(&self) -> f64 {
+        let stages = self.stage_layers();
+        let layers: f64 = stages.iter().sum();
+        if layers <= 0.0 {
+            return 0.0;
+        }
+        stages
+            .iter()
+            .map(|&l| self.recomputed_layers(l))
+            .sum::<f64>()
+            / layers
+    }
+
     pub fn communication_zero(&self) -> u8 {
         match self.parallel.zero {
             2 if self.profile.reduce_once_per_step => 1,
@@ -333,6 +368,9 @@ impl Setup {
     /// Layers on each pipeline stage, first to last.
     pub fn stage_layers(&self) -> Vec<f64> {
         let p = self.parallel.pipeline as usize;
+        if let Some(declared) = self.parallel.stage_layers.as_ref().filter(|l| l.len() == p) {
+            return declared.clone();
+        }
         let (first, last) = (
             self.parallel.first_stage_layers,
             self.parallel.last_stage_layers,

@@ -110,6 +110,22 @@ pub struct Fitted {
     pub calibration: Calibration,
     pub fitted_on: String,
     pub bands: Vec<Band>,
+    /// The memory model's fitted constant and its validated band.
+    #[serde(default)]
+    pub memory: MemoryFit,
+}
+
+/// What `kiln validate` fitted and measured for the memory model (memory.rs).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, Serialize, schemars::JsonSchema)]
+pub struct MemoryFit {
+    /// The caching allocator's reserved bytes beyond the allocated ones, as a share of one
+    /// micro-batch's activations ([`super::memory::analyse_with`]).
+    pub fragmentation: f64,
+    pub fitted_on: String,
+    /// The 80th percentile of |predicted / measured − 1| over the measured peaks, each
+    /// predicted with the fragmentation fitted without its source; `runs` of them.
+    pub relative: f64,
+    pub runs: usize,
 }
 
 /// How far kiln's throughput predictions were from measured runs of one engine on one arch,
@@ -169,8 +185,9 @@ pub fn analyse_with(
     let f = &flops.forward;
 
     // One layer, one micro-batch: GEMMs forward, backward and what recompute runs again.
+    let full_share = setup.full_recompute_share();
     let recomputed_share = match par.recompute {
-        Recompute::Full => 1.0,
+        Recompute::Full => full_share,
         Recompute::SelectiveOp => super::flops::selective_op_recomputed(setup) / f.layer_matmul,
         _ => 0.0,
     };
@@ -201,7 +218,7 @@ pub fn analyse_with(
     // it (or on a CPU, whose kernels compute the whole masked square) the scores are two
     // batched matmuls over the full s × s, three times.
     let attention_recompute = match par.recompute {
-        Recompute::Full => 1.0,
+        Recompute::Full => full_share,
         Recompute::Selective if !par.flash_attention => 1.0,
         _ => 0.0,
     };
@@ -432,12 +449,7 @@ fn cpu_layer_bytes(setup: &Setup, layer: &LayerActivations) -> f64 {
         layer.scores
     };
     let written = outside + (layer.inside_tp + scores) / par.tensor;
-    let passes = MEMORY_PASSES_PER_ACTIVATION
-        + if par.recompute == Recompute::Full {
-            2.0
-        } else {
-            0.0
-        };
+    let passes = MEMORY_PASSES_PER_ACTIVATION + 2.0 * setup.full_recompute_share();
     EAGER_CPU_ELEMENTWISE_FACTOR * passes * written
 }
 

@@ -38,8 +38,13 @@ pub fn check(exp: &Record, setup: &Setup, a: &Analysis, out: &mut Vec<Diagnostic
         }
     }
     precision(setup, here("precision"), out);
+    // The memory model's validated band (stdlib/fitted.json): a layout that fits by less
+    // than the band is a warning, with the changes that leave the band free.
+    let band = crate::analyse::time::fitted().memory.relative;
     if !a.memory.fits {
-        memory(setup, a, here("parallel"), out);
+        memory(setup, a, here("parallel"), 1.0, out);
+    } else if a.memory.per_gpu.total * (1.0 + band) > a.memory.capacity_bytes {
+        memory(setup, a, here("parallel"), 1.0 + band, out);
     }
 }
 
@@ -173,7 +178,9 @@ fn precision(setup: &Setup, at: Span, out: &mut Vec<Diagnostic>) {
 }
 
 /// Changes to try when the most loaded GPU does not fit, cheapest first by predicted step time.
-fn memory(setup: &Setup, a: &Analysis, at: Span, out: &mut Vec<Diagnostic>) {
+/// K-M001 (does not fit) or, with `margin` > 1, K-M002 (fits by less than the memory band):
+/// the breakdown and the cheapest single changes after which `margin` × the total fits.
+fn memory(setup: &Setup, a: &Analysis, at: Span, margin: f64, out: &mut Vec<Diagnostic>) {
     let mem = &a.memory;
     let g = &mem.per_gpu;
     let mut candidates: Vec<(String, Setup)> = Vec::new();
@@ -243,7 +250,7 @@ fn memory(setup: &Setup, a: &Analysis, at: Span, out: &mut Vec<Diagnostic>) {
         .into_iter()
         .filter_map(|(label, s)| {
             let r = analyse_setup(&s);
-            r.memory.fits.then(|| {
+            (r.memory.per_gpu.total * margin <= r.memory.capacity_bytes).then(|| {
                 let time = r.throughput.as_ref().map(|t| t.step_time_s);
                 let cost = match (base, time) {
                     (Some(b), Some(t)) => format!(
@@ -259,11 +266,16 @@ fn memory(setup: &Setup, a: &Analysis, at: Span, out: &mut Vec<Diagnostic>) {
         })
         .collect();
     fits.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (one, many) = if margin > 1.0 {
+        ("leaves the band free", "leave the band free")
+    } else {
+        ("fits", "fit")
+    };
     let help = if fits.is_empty() {
-        "no single change of sequence_parallel, zero, recompute, micro_batch, tensor or pipeline fits; combine them, or use GPUs with more memory".to_string()
+        format!("no single change of sequence_parallel, zero, recompute, micro_batch, tensor or pipeline {one}; combine them, or use GPUs with more memory")
     } else {
         format!(
-            "cheapest changes that fit: {}",
+            "cheapest changes that {many}: {}",
             fits.iter()
                 .take(3)
                 .map(|f| f.1.clone())
@@ -271,11 +283,33 @@ fn memory(setup: &Setup, a: &Analysis, at: Span, out: &mut Vec<Diagnostic>) {
                 .join("; ")
         )
     };
-    out.push(
+    let fitted = crate::analyse::time::fitted();
+    let diagnostic = if margin > 1.0 {
+        Diagnostic::new(
+            codes::MEMORY_HEADROOM,
+            format!(
+                "the most loaded GPU needs {} of the {}'s {}: it fits by {:.1} %, inside kiln's memory band of ±{:.1} % ({} measured peaks)",
+                gb(g.total),
+                setup.hardware.gpu,
+                gb(mem.capacity_bytes),
+                (1.0 - g.total / mem.capacity_bytes) * 100.0,
+                fitted.memory.relative * 100.0,
+                fitted.memory.runs
+            ),
+        )
+    } else {
         Diagnostic::new(
             codes::MEMORY,
-            format!("the most loaded GPU needs {} but the {} has {}", gb(g.total), setup.hardware.gpu, gb(mem.capacity_bytes)),
+            format!(
+                "the most loaded GPU needs {} but the {} has {}",
+                gb(g.total),
+                setup.hardware.gpu,
+                gb(mem.capacity_bytes)
+            ),
         )
+    };
+    out.push(
+        diagnostic
         .at(at, format!("pipeline stage {} needs {}", mem.stage + 1, gb(g.total)))
         .note(format!(
             "weights {}, gradients {}, optimizer states {}, activations {} ({} micro-batches in flight), runtime reserve {}",

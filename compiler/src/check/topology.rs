@@ -1,5 +1,5 @@
 //! K-C004 world-size (declared data size), K-C005 heads-tensor, K-C006 kv-heads-tensor,
-//! K-C007 layers-pipeline, K-C009 tensor-across-nodes.
+//! K-C007 layers-pipeline, K-C009 tensor-across-nodes, K-C016 recompute-layers.
 
 use super::at;
 use crate::codes;
@@ -28,6 +28,23 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
                     d if d.fract() == 0.0 && d >= 1.0 => format!("use `data = {d}` (or `data = auto`)"),
                     _ => format!("choose parallel sizes whose product is {world}"),
                 }),
+            );
+        }
+    }
+    if let Some(k) = par.num("recompute_layers") {
+        let mode = par.sym("recompute").unwrap_or("none");
+        if mode != "full" || k < 1.0 {
+            out.push(
+                Diagnostic::new(
+                    codes::RECOMPUTE_LAYERS,
+                    if k < 1.0 {
+                        "recompute_layers = 0 recomputes nothing".to_string()
+                    } else {
+                        format!("recompute_layers = {k} needs `recompute = full` (it is `{mode}`)")
+                    },
+                )
+                .at(at(par, "recompute_layers", exp), "here")
+                .help("set `recompute = full` and `recompute_layers` to the layers of each stage to recompute (1 or more), or remove `recompute_layers`"),
             );
         }
     }
@@ -98,6 +115,37 @@ fn divisors(n: f64, near: f64) -> String {
 fn layers_over_stages(layers: f64, par: &Record, exp: &Record, out: &mut Vec<Diagnostic>) {
     let size = |f: &str| par.num(f).unwrap_or(1.0);
     let (pipeline, virtual_stages) = (size("pipeline"), size("virtual_stages"));
+    if let Some(stages) = par.nums("stage_layers") {
+        let here = at(par, "stage_layers", exp);
+        let sum: f64 = stages.iter().sum();
+        let problem = if stages.len() as f64 != pipeline {
+            Some(format!(
+                "{} stage counts for pipeline = {pipeline}",
+                stages.len()
+            ))
+        } else if sum != layers {
+            Some(format!(
+                "the stages hold {sum} layers, but the model has {layers}"
+            ))
+        } else if virtual_stages > 1.0 {
+            Some("stage_layers with virtual_stages > 1".to_string())
+        } else if par.num("first_stage_layers").is_some() || par.num("last_stage_layers").is_some()
+        {
+            Some("stage_layers beside first_stage_layers / last_stage_layers".to_string())
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            out.push(
+                Diagnostic::new(codes::LAYERS_PIPELINE, message)
+                    .at(here, "stage_layers")
+                    .help(format!(
+                        "give one layer count per pipeline stage ({pipeline}), summing to {layers}, without virtual stages or first/last_stage_layers"
+                    )),
+            );
+        }
+        return;
+    }
     let (first, last) = (par.num("first_stage_layers"), par.num("last_stage_layers"));
     let fixed_stages = [first, last].iter().flatten().count() as f64;
     let fixed_layers = first.unwrap_or(0.0) + last.unwrap_or(0.0);

@@ -560,8 +560,18 @@ pub fn megatron(
                 );
             }
             recompute.push(vec![w("--recompute-granularity"), w("full")]);
-            recompute.push(vec![w("--recompute-method"), w("uniform")]);
-            recompute.push(vec![w("--recompute-num-layers"), w("1")]);
+            // kiln's `recompute_layers`: the first k layers of each stage (the block method);
+            // without it every layer, one at a time.
+            match par.recompute_layers {
+                Some(k) => {
+                    recompute.push(vec![w("--recompute-method"), w("block")]);
+                    recompute.push(vec![w("--recompute-num-layers"), w(&k.to_string())]);
+                }
+                None => {
+                    recompute.push(vec![w("--recompute-method"), w("uniform")]);
+                    recompute.push(vec![w("--recompute-num-layers"), w("1")]);
+                }
+            }
         }
         _ => {}
     }
@@ -866,6 +876,16 @@ pub fn torchtitan(
     }
 
     // Activation checkpointing.
+    if let Some(k) = par.recompute_layers {
+        d.say(
+            format!(
+                "`recompute_layers = {k}` (full recompute of the first {k} layers of each stage)"
+            ),
+            "torchtitan's full activation checkpointing wraps every block; emitted FullAC, which \
+             keeps less and recomputes more than kiln predicts",
+            "parallel",
+        );
+    }
     let ac = match par.recompute.as_str() {
         "selective_op" => "SelectiveAC.Config()",
         "full" => "FullAC.Config()",

@@ -78,6 +78,9 @@ pub struct OptimizerSpec {
 pub struct ParallelSpec {
     pub zero: u8,
     pub recompute: String,
+    /// Layers of each (virtual) pipeline stage that full recompute covers; absent: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recompute_layers: Option<u64>,
     pub sequence_parallel: bool,
     pub flash_attention: bool,
     pub micro_batch: u64,
@@ -225,6 +228,7 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
         parallel: ParallelSpec {
             zero: setup.parallel.zero,
             recompute: par.sym("recompute")?.into(),
+            recompute_layers: n(par, "recompute_layers"),
             sequence_parallel: setup.parallel.sequence_parallel,
             flash_attention: setup.parallel.flash_attention,
             micro_batch: schedule::whole(setup.parallel.micro_batch)?,
