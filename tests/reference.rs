@@ -257,13 +257,13 @@ fn llama3_405b_table_4_mfu() {
 }
 
 /// torchtitan, Llama 3.1 8B on 8 H100s with FSDP (Dec 2024 benchmark, Table 1): 82.4 GiB
-/// peak memory, within ±10 %.
+/// peak memory as torchtitan logs it (the caching allocator's max reserved), within ±10 %.
 #[test]
 fn torchtitan_llama3_8b_peak_memory() {
     let v = explain("experiments/reference/torchtitan_llama3_8b.kiln");
     within(
         "torchtitan peak memory",
-        num(&v, "memory.per_gpu.total"),
+        num(&v, "memory.per_gpu.allocated") + num(&v, "memory.per_gpu.fragmentation"),
         82.4 * 1024f64.powi(3),
         0.10,
     );
