@@ -112,29 +112,9 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
 /// Measures this machine with the worker and writes it as a kiln preset (a `cpu` GPU, a
 /// one-device node and a one-node cluster) that experiments can import.
 pub fn calibrate(out: &Path) -> ExitCode {
-    let Some(worker) = find_worker() else {
-        return no_worker();
-    };
-    let result = match Command::new(&worker).arg("calibrate").output() {
-        Ok(o) if o.status.success() => o.stdout,
-        Ok(o) => {
-            eprintln!(
-                "error: the worker's calibration failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            return ExitCode::from(1);
-        }
-        Err(e) => {
-            eprintln!("error: cannot start the worker: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let m: serde_json::Value = match serde_json::from_slice(&result) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: the worker's calibration is not JSON: {e}");
-            return ExitCode::from(1);
-        }
+    let m = match worker_calibration(&[]) {
+        Ok(m) => m,
+        Err(code) => return code,
     };
     let num = |k: &str| m[k].as_f64().unwrap_or(0.0);
     let text = format!(
@@ -159,10 +139,40 @@ pub fn calibrate(out: &Path) -> ExitCode {
         half = num("matmul_half_dim").round(),
         runtime = trim(num("runtime_bytes") / 1e6),
     );
+    write_presets(out, &text)
+}
+
+/// `kiln-worker calibrate ARGS`, its JSON; on failure the exit code, the reason printed.
+fn worker_calibration(args: &[&str]) -> Result<serde_json::Value, ExitCode> {
+    let Some(worker) = find_worker() else {
+        return Err(no_worker());
+    };
+    let result = match Command::new(&worker).arg("calibrate").args(args).output() {
+        Ok(o) if o.status.success() => o.stdout,
+        Ok(o) => {
+            eprintln!(
+                "error: the worker's calibration failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return Err(ExitCode::from(1));
+        }
+        Err(e) => {
+            eprintln!("error: cannot start the worker: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    serde_json::from_slice(&result).map_err(|e| {
+        eprintln!("error: the worker's calibration is not JSON: {e}");
+        ExitCode::from(1)
+    })
+}
+
+/// Writes a presets file atomically, its directory made first.
+fn write_presets(out: &Path, text: &str) -> ExitCode {
     if let Some(dir) = out.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    match write_atomic(out, &text) {
+    match write_atomic(out, text) {
         Ok(()) => {
             eprintln!("kiln: wrote {}", out.display());
             ExitCode::SUCCESS
@@ -187,32 +197,9 @@ pub fn calibrate_gpu(out: &Path, device: &str, gpu: Option<&str>, node: Option<&
         );
         return ExitCode::from(2);
     };
-    let Some(worker) = find_worker() else {
-        return no_worker();
-    };
-    let result = match Command::new(&worker)
-        .args(["calibrate", "--device", device])
-        .output()
-    {
-        Ok(o) if o.status.success() => o.stdout,
-        Ok(o) => {
-            eprintln!(
-                "error: the worker's calibration failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            return ExitCode::from(1);
-        }
-        Err(e) => {
-            eprintln!("error: cannot start the worker: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let m: serde_json::Value = match serde_json::from_slice(&result) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: the worker's calibration is not JSON: {e}");
-            return ExitCode::from(1);
-        }
+    let m = match worker_calibration(&["--device", device]) {
+        Ok(m) => m,
+        Err(code) => return code,
     };
     let text = gpu_presets(&m, gpu, node, out);
     let checked = kiln::check_source(
@@ -227,19 +214,7 @@ pub fn calibrate_gpu(out: &Path, device: &str, gpu: Option<&str>, node: Option<&
         eprintln!("{report}error: the measured presets do not check (is `{gpu}` a gpu and `{node}` a node of the standard library?)");
         return ExitCode::from(1);
     }
-    if let Some(dir) = out.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    match write_atomic(out, &text) {
-        Ok(()) => {
-            eprintln!("kiln: wrote {}", out.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: cannot write `{}`: {e}", out.display());
-            ExitCode::from(2)
-        }
-    }
+    write_presets(out, &text)
 }
 
 /// The presets file for a GPU calibration (the worker's JSON, kiln-train's `Calibration`).
