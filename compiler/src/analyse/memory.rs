@@ -399,6 +399,12 @@ pub fn analyse_with(setup: &Setup, fragmentation: f64) -> Memory {
     } else {
         0.0
     };
+    // The gathered weights are in the compute precision: 16-bit, or fp32 for fp32 runs.
+    let gathered_bytes = if setup.precision == Precision::Fp32 {
+        4.0
+    } else {
+        2.0
+    };
     let m_batches = setup.micro_batches();
     let mut per_stage = Vec::with_capacity(p);
     for (i, &layers) in stages.iter().enumerate() {
@@ -417,7 +423,7 @@ pub fn analyse_with(setup: &Setup, fragmentation: f64) -> Memory {
         let gathered = match (par.zero >= 3, setup.engine) {
             (false, _) => 0.0,
             (true, Engine::Deepspeed) => 4.0 * largest_module,
-            (true, _) => (local - layers * block + 2.0 * block) * 2.0,
+            (true, _) => (local - layers * block + 2.0 * block) * gathered_bytes,
         };
         // Under 1F1B the stage i of p holds p − i micro-batches at its peak (Narayanan et al.
         // 2021, Sec. 2.2.1), never more than the step has; interleaving adds
