@@ -151,7 +151,7 @@ codes! {
         why "Uneven stages make the slowest stage set the pace of every step; interleaved schedules require equal chunks."
         example "126 layers, parallel { pipeline = 16 } → 7.875 layers per stage";
     BATCH_ARITHMETIC = "K-C008" "batch-arithmetic" Error
-        what "The global batch is not micro_batch × data × accumulation sequences with accumulation ≥ 1, or the batch is not a whole number of sequences, or too few micro-batches to fill the pipeline."
+        what "The global batch is not micro_batch × data × accumulation sequences with accumulation ≥ 1, or the batch is not a whole number of sequences, or an interleaved pipeline (virtual_stages > 1) has fewer micro-batches than stages."
         why "Engines round the batch or refuse to start; either way the declared batch is not what trains."
         example "batch = 1M tokens, seq_len = 4096 → 244.14 sequences";
     TENSOR_ACROSS_NODES = "K-C009" "tensor-across-nodes" Warning
@@ -186,6 +186,10 @@ codes! {
         what "`recompute_layers` without `recompute = full`, or 0 layers."
         why "It says how many layers of each stage full recompute covers (Megatron-LM's --recompute-num-layers); under another recompute mode it would be silently ignored."
         example "parallel { recompute = selective, recompute_layers = 4 }";
+    PIPELINE_UNDERFILLED = "K-C017" "pipeline-underfilled" Warning
+        what "Fewer micro-batches per step than pipeline stages (without interleaving)."
+        why "The 1F1B schedule runs, but most stages idle: the bubble is (p − 1)/(m + p − 1) of the step, which kiln's step time includes. It is a warning because such runs train (the Ultra-Scale Playbook measured pipeline = 2 with one micro-batch); Megatron-LM's interleaved schedule refuses them, so with virtual stages it stays K-C008."
+        example "parallel { pipeline = 2, micro_batch = 2 } with batch = micro_batch × data sequences";
     UNDER_TRAINED = "K-S001" "under-trained" Warning
         what "Fewer tokens per parameter than the objective's optimum, by enough to cost more than 0.01 nats of predicted loss: against the compute-optimal N and D of the chosen law (Hoffmann et al. 2022 by default) for `chinchilla` and `fixed`, against Sardana et al.'s optimum for `inference_aware`."
         why "For the same compute, a smaller model on more tokens reaches a lower loss; the help gives that N and D and the loss difference."

@@ -212,9 +212,19 @@ pub fn layer_activations(setup: &Setup) -> LayerActivations {
         (true, false) => 4.0,
         (false, _) => 2.0,
     };
+    // nanotron's multi-head attention (no GQA) permutes Q, K and V into one contiguous
+    // tensor, then copies K and V into a second one for the rotary kernel; flash-attention
+    // saves Q (a view that keeps the whole first tensor alive) and K, V from the second:
+    // K and V are held twice (models/llama.py, CausalSelfAttention.forward, training branch).
+    let kv_copies = if setup.engine == Engine::Nanotron && m.kv_heads == m.heads {
+        2.0
+    } else {
+        1.0
+    };
     // The output projection's and the second MLP linear's inputs are linear inputs too.
-    let inside_tp =
-        sb * (e * (q_width + 2.0 * kv_width + (ffn_tensors - 1.0) * f) + linear_in * (q_width + f));
+    let inside_tp = sb
+        * (e * (q_width + 2.0 * kv_copies * kv_width + (ffn_tensors - 1.0) * f)
+            + linear_in * (q_width + f));
     // Softmax output (2as²b), and with dropout its mask (as²b) and output (2as²b): Eq. 1's 5as²b.
     let s = m.seq_len / par.context;
     let scores = m.heads * s * sb * (e + mask * (1.0 + e));

@@ -312,12 +312,13 @@ fn memory(setup: &Setup, a: &Analysis, at: Span, margin: f64, out: &mut Vec<Diag
         diagnostic
         .at(at, format!("pipeline stage {} needs {}", mem.stage + 1, gb(g.total)))
         .note(format!(
-            "weights {}, gradients {}, optimizer states {}, activations {} ({} micro-batches in flight), runtime reserve {}",
+            "weights {}, gradients {}, optimizer states {}, activations {} ({} {} in flight), runtime reserve {}",
             gb(g.weights),
             gb(g.gradients),
             gb(g.optimizer),
             gb(g.activations),
             units::trim(mem.micro_batches_in_flight),
+            if mem.micro_batches_in_flight == 1.0 { "micro-batch" } else { "micro-batches" },
             gb(g.reserve)
         ))
         .help(help),
