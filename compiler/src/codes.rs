@@ -190,6 +190,10 @@ codes! {
         what "Fewer micro-batches per step than pipeline stages (without interleaving)."
         why "The 1F1B schedule runs, but most stages idle: the bubble is (p − 1)/(m + p − 1) of the step, which kiln's step time includes. It is a warning because such runs train (the Ultra-Scale Playbook measured pipeline = 2 with one micro-batch); Megatron-LM's interleaved schedule refuses them, so with virtual stages it stays K-C008."
         example "parallel { pipeline = 2, micro_batch = 2 } with batch = micro_batch × data sequences";
+    ACTIVATION_OFFLOAD = "K-C018" "activation-offload" Error
+        what "`offload_layers` where the engine cannot offload activations (kiln models Megatron-LM's and NeMo's CPU offloading), or against its conditions: fewer layers than the model has, no pipeline parallelism, no recompute; and the GPU must declare `host_bandwidth`."
+        why "Megatron-LM refuses the others at start-up (TransformerConfig.__post_init__), and an engine without offloading would silently keep the activations on the GPU that kiln counted as moved."
+        example "parallel { pipeline = 4, offload_layers = 8 } with engine = megatron";
     UNDER_TRAINED = "K-S001" "under-trained" Warning
         what "Fewer tokens per parameter than the objective's optimum, by enough to cost more than 0.01 nats of predicted loss: against the compute-optimal N and D of the chosen law (Hoffmann et al. 2022 by default) for `chinchilla` and `fixed`, against Sardana et al.'s optimum for `inference_aware`."
         why "For the same compute, a smaller model on more tokens reaches a lower loss; the help gives that N and D and the loss difference."

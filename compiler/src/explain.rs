@@ -222,6 +222,12 @@ fn sections(setup: &Setup, a: &Analysis) -> Vec<Section> {
                     )
                 } else {
                     String::new()
+                } + &match mem.per_stage.get(mem.stage).map(|s| s.offloaded) {
+                    Some(off) if off > 0.0 => format!(
+                        "; {} more offloaded to host memory, one layer's in transit counted here",
+                        bytes(off)
+                    ),
+                    _ => String::new(),
                 },
                 bytes(mem.logits)
             ),
@@ -302,14 +308,19 @@ fn sections(setup: &Setup, a: &Analysis) -> Vec<Section> {
                 (
                     "step time".into(),
                     format!(
-                        "{} (GEMMs and attention {} of which attention {}, memory-bound {}, bubble {} = {}%, exposed communication {})",
+                        "{} (GEMMs and attention {} of which attention {}, memory-bound {}, bubble {} = {}%, exposed communication {}{})",
                         seconds(t.step_time_s),
                         seconds(t.compute_s),
                         seconds(t.attention_s),
                         seconds(t.memory_bound_s),
                         seconds(t.bubble_s),
                         units::trim(t.bubble_fraction * 100.0),
-                        seconds(t.exposed_communication_s)
+                        seconds(t.exposed_communication_s),
+                        if t.offload_exposed_s > 0.0 {
+                            format!(", activation offload not hidden {}", seconds(t.offload_exposed_s))
+                        } else {
+                            String::new()
+                        }
                     ),
                 ),
                 ("tokens per second".into(), format!("{}{}", count(t.tokens_per_s), band(t))),

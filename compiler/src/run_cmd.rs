@@ -298,7 +298,7 @@ mod tests {
              allow = [\"under-trained\", \"over-trained\"]\n  batch = 1048576 tokens\n  \
              tokens = 1048576000\n  cluster = {cluster}\n  engine = torchtitan\n  \
              precision = bf16_mixed\n  tokenizer = bpe {{ vocab = 128256 }}\n  \
-             parallel {{ data = 16, zero = 3, micro_batch = 1 }}\n  \
+             parallel {{ data = 16, zero = 3, micro_batch = 1, recompute = full }}\n  \
              source web {{ path = \"data/web.jsonl\" }}\n  \
              phase main {{ mix {{ web = 100% }}, lr = cosine {{ peak = 3e-4 }} }}\n}}\n"
         )

@@ -209,6 +209,9 @@ pub const GPU: KindSpec = KindSpec {
         f("matmul_rate", FLOPS_PER_S, Optional),
         f("attention_rate", FLOPS_PER_S, Optional),
         f("runtime_memory", BYTES, Optional),
+        // The link to host memory, one direction (PCIe x16 of the GPU's generation): what
+        // activations offloaded to the CPU (`offload_layers`) cross twice a micro-batch.
+        f("host_bandwidth", BYTES_PER_S, Optional),
         SOURCE,
     ],
     named: &[],
@@ -356,6 +359,10 @@ pub const PARALLEL: &[FieldSpec] = &[
     // interleaved) recompute; the rest keep their activations (Megatron-LM
     // --recompute-method block --recompute-num-layers N). Absent: every layer.
     f("recompute_layers", Ty::Num(Dim::Count, Whole), Optional),
+    // Layers whose saved activations go to host memory during the forward and come back for
+    // the backward (Megatron-LM --cpu-offloading-num-layers, through Transformer Engine's
+    // CPU offload; K-C018 says where it runs). Absent: none.
+    f("offload_layers", Ty::Num(Dim::Count, Whole), Optional),
     f("sequence_parallel", Ty::Bool, Value(Const::Bool(false))),
     // Tensor-parallel communication overlapped with the GEMMs (Megatron-LM
     // --tp-comm-overlap, Transformer Engine's userbuffers); absent: the engine's default.

@@ -679,6 +679,7 @@ MEGATRON_LM_FLAGS = {
     "--recompute-granularity": ("recompute_granularity", None, str, ["full", "selective"], None),
     "--recompute-method": ("recompute_method", None, str, ["uniform", "block"], None),
     "--recompute-num-layers": ("recompute_num_layers", None, int, None, None),
+    "--cpu-offloading-num-layers": ("cpu_offloading_num_layers", None, int, None, None),
     "--optimizer": ("optimizer", None, str, ["adam", "sgd", "muon", "dist_muon"], None),
     "--adam-beta1": ("adam_beta1", None, float, None, None),
     "--adam-beta2": ("adam_beta2", None, float, None, None),
@@ -731,6 +732,7 @@ MEGATRON_LM_DEFAULTS = {
     "recompute_granularity": None,
     "recompute_method": None,
     "recompute_num_layers": None,
+    "cpu_offloading_num_layers": 0,
     "lr_warmup_iters": 0,
     "lr_warmup_init": 0.0,
     "min_lr": 0.0,
@@ -1012,6 +1014,9 @@ def validate_megatron(directory, r):
             recompute_granularity=args.recompute_granularity,
             recompute_method=args.recompute_method,
             recompute_num_layers=args.recompute_num_layers,
+            # megatron/training/arguments.py, validate_args: N > 0 turns CPU offloading on.
+            cpu_offloading=args.cpu_offloading_num_layers > 0,
+            cpu_offloading_num_layers=args.cpu_offloading_num_layers,
             attention_backend=AttnBackend[args.attention_backend],
             variable_seq_lengths=False,
             deallocate_pipeline_outputs=True,
@@ -1098,6 +1103,10 @@ def count_megatron_parameters(r, label, args, kw, m, dp):
                 use_cpu_initialization=True,
                 perform_initialization=False,
                 fp8=None,
+                # Transformer Engine's CPU offload (absent here, with the local layer spec)
+                # moves activations, not parameters: the count is the same without it.
+                cpu_offloading=False,
+                cpu_offloading_num_layers=0,
             )
             config = TransformerConfig(**one)
             # The vocabulary as Megatron-LM pads it (megatron/training/tokenizer).

@@ -304,6 +304,9 @@ pub struct Stage {
     pub logits: f64,
     /// The ZeRO-3 working set: gathered weights beside the shards.
     pub gathered: f64,
+    /// Saved activations held in host memory instead (`offload_layers`), every micro-batch
+    /// in flight; not counted in `per_gpu`.
+    pub offloaded: f64,
     pub per_gpu: PerGpu,
     pub fits: bool,
 }
@@ -453,6 +456,19 @@ pub fn analyse_with(setup: &Setup, fragmentation: f64) -> Memory {
             layer.stored
         };
         let stored = recomputed * layer.stored + (layers - recomputed) * kept;
+        // Offloaded layers keep their saved tensors in host memory; one layer's stash is on
+        // the GPU at a time, in transit (Transformer Engine's CPU offload, behind Megatron-LM's
+        // --cpu-offloading-num-layers, double-buffers: the copy of one layer overlaps the
+        // compute of the next). K-C018 keeps offloading to stages without recompute.
+        let offloaded_layers = setup.offloaded_layers(layers);
+        let per_layer = if layers > 0.0 { stored / layers } else { 0.0 };
+        let offloaded = offloaded_layers * per_layer * in_flight * interleave;
+        let stored = stored - offloaded_layers * per_layer
+            + if offloaded_layers > 0.0 {
+                per_layer
+            } else {
+                0.0
+            };
         let activations = stored * in_flight * interleave
             + if recomputed > 0.0 {
                 recompute_transient
@@ -486,6 +502,7 @@ pub fn analyse_with(setup: &Setup, fragmentation: f64) -> Memory {
             micro_batches_in_flight: in_flight * interleave,
             logits: if last { logits } else { 0.0 },
             gathered,
+            offloaded,
             per_gpu: PerGpu {
                 weights: weights + gathered,
                 gradients,

@@ -80,6 +80,8 @@ pub struct Hardware {
     /// The runtime's own resident memory (measured by `kiln calibrate`); `None`:
     /// [`super::memory::RUNTIME_RESERVE_BYTES`].
     pub runtime_bytes: Option<f64>,
+    /// The GPU's link to host memory, one direction (`host_bandwidth`).
+    pub host_bytes_per_s: Option<f64>,
     pub gpus_per_node: f64,
     pub nvlink_bytes_per_s: f64,
     pub network_bytes_per_s: f64,
@@ -105,6 +107,8 @@ pub struct Parallel {
     pub last_stage_layers: Option<f64>,
     /// Layers per (virtual) pipeline stage that full recompute covers; `None`: all of them.
     pub recompute_layers: Option<f64>,
+    /// Layers whose saved activations live in host memory (`offload_layers`).
+    pub offload_layers: Option<f64>,
     /// Every stage's layers where declared (`stage_layers`).
     pub stage_layers: Option<Vec<f64>>,
 }
@@ -228,6 +232,7 @@ impl Setup {
                 accumulation: par.num("accumulation")?,
                 first_stage_layers: par.num("first_stage_layers"),
                 recompute_layers: par.num("recompute_layers"),
+                offload_layers: par.num("offload_layers"),
                 stage_layers: par.nums("stage_layers"),
                 last_stage_layers: par.num("last_stage_layers"),
             },
@@ -245,6 +250,7 @@ impl Setup {
                 matmul_rate: gpu.num("matmul_rate"),
                 attention_rate: gpu.num("attention_rate"),
                 runtime_bytes: gpu.num("runtime_memory"),
+                host_bytes_per_s: gpu.num("host_bandwidth"),
                 gpus_per_node: node.num("gpus_per_node")?,
                 nvlink_bytes_per_s: node.num("nvlink_bandwidth")?,
                 network_bytes_per_s: node.num("network_bandwidth")?,
@@ -331,6 +337,12 @@ impl Setup {
             Some(k) => (k * self.parallel.virtual_stages).min(layers),
             None => layers,
         }
+    }
+
+    /// The layers of a stage of `layers` whose saved activations are offloaded to host
+    /// memory (`offload_layers`, at most the stage's layers); 0 where none are.
+    pub fn offloaded_layers(&self, layers: f64) -> f64 {
+        self.parallel.offload_layers.unwrap_or(0.0).min(layers)
     }
 
     /// The share of the transformer layers that full recompute runs again (1 for every

@@ -69,6 +69,9 @@ pub struct Throughput {
     /// Communication on the critical path (tensor and pipeline all of it; data what the
     /// backward of the last micro-batch does not hide).
     pub exposed_communication_s: f64,
+    /// Host-link transfers of offloaded activations (`offload_layers`) the compute does not
+    /// hide.
+    pub offload_exposed_s: f64,
     pub tokens_per_s: f64,
     /// Model FLOPs / (step time × GPUs × peak), against the dense bf16 peak for fp8 runs (as
     /// MFU is compared across runs; `mfu_fp8_peak` beside it).
@@ -387,8 +390,25 @@ pub fn analyse_with(
     } else {
         (comm.data.seconds - hide).max(0.0)
     };
+    // Offloaded activations cross the host link twice a micro-batch: each layer's stash to
+    // host memory during the next layer's forward, and back during the backward of the layer
+    // after it (Transformer Engine's CPU offload copies on a side stream); what a layer's
+    // forward (a third of its time) or backward (two thirds)
+    // does not cover is exposed.
+    let offload_exposed_s = match setup.hardware.host_bytes_per_s {
+        Some(host) if setup.offloaded_layers(stages[slowest]) > 0.0 => {
+            let transfer_s = super::memory::layer_activations(setup).stored / host;
+            let layer_s =
+                layer_gemm_s + layer_attention_s + layer_memory_bytes / bandwidth + layer_kernels_s;
+            micro_batches
+                * setup.offloaded_layers(stages[slowest])
+                * ((transfer_s - layer_s / 3.0).max(0.0)
+                    + (transfer_s - layer_s * 2.0 / 3.0).max(0.0))
+        }
+        _ => 0.0,
+    };
     let exposed = tensor_exposed + context_exposed + comm.pipeline.seconds + data_exposed;
-    let step = busy + bubble_s + exposed;
+    let step = busy + bubble_s + exposed + offload_exposed_s;
     let world = setup.world();
     let model_flops = flops.model_per_token * setup.batch_tokens;
     let hardware_flops = flops.hardware_per_token * setup.batch_tokens;
@@ -401,6 +421,7 @@ pub fn analyse_with(
         bubble_fraction,
         bubble_s,
         exposed_communication_s: exposed,
+        offload_exposed_s,
         tokens_per_s: setup.batch_tokens / step,
         mfu: model_flops / (step * world * peak),
         mfu_fp8_peak: fp8.then(|| model_flops / (step * world * linear_peak)),

@@ -58,7 +58,11 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
         } else {
             codes::PIPELINE_UNDERFILLED
         };
-        let noun = if accumulation == 1.0 { "micro-batch" } else { "micro-batches" };
+        let noun = if accumulation == 1.0 {
+            "micro-batch"
+        } else {
+            "micro-batches"
+        };
         let bubble = (pipeline - 1.0) / (accumulation + pipeline - 1.0);
         let help = if interleaved {
             format!(
@@ -77,7 +81,13 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
                 code,
                 format!("{accumulation} {noun} per step cannot fill {pipeline} pipeline stages"),
             )
-            .at(at(exp, "batch", exp), format!("{} {noun} per data-parallel rank", units::trim(accumulation)))
+            .at(
+                at(exp, "batch", exp),
+                format!(
+                    "{} {noun} per data-parallel rank",
+                    units::trim(accumulation)
+                ),
+            )
             .help(help),
         );
     }

@@ -7,6 +7,7 @@ mod law;
 mod limits;
 pub use limits::MAX_WORLD;
 mod mix;
+mod offload;
 pub mod perf;
 mod phases;
 mod topology;

@@ -576,6 +576,12 @@ pub fn megatron(
         _ => {}
     }
 
+    // Activation offload: Transformer Engine's CPU offload of the first N layers'
+    // activations (Megatron-LM's arguments.py turns --cpu-offloading on when N > 0).
+    if let Some(k) = par.offload_layers {
+        recompute.push(vec![w("--cpu-offloading-num-layers"), w(&k.to_string())]);
+    }
+
     // Optimizer (Megatron-LM's `adam` decouples weight decay: AdamW).
     let o = &e.optimizer;
     let optimizer = vec![
@@ -883,6 +889,14 @@ pub fn torchtitan(
             ),
             "torchtitan's full activation checkpointing wraps every block; emitted FullAC, which \
              keeps less and recomputes more than kiln predicts",
+            "parallel",
+        );
+    }
+    if let Some(k) = par.offload_layers {
+        d.say(
+            format!("`offload_layers = {k}` (activations of {k} layers in host memory)"),
+            "torchtitan has no activation offload; emitted without it, so each GPU holds those \
+             activations too (more memory than kiln's estimate)",
             "parallel",
         );
     }
@@ -1238,6 +1252,15 @@ pub fn deepspeed(
             format!("`{}` activation recomputation", par.recompute),
             "DeepSpeed checkpoints the activations the model code wraps with \
              deepspeed.checkpointing.checkpoint; its JSON does not choose them",
+            "parallel",
+        );
+    }
+    if let Some(k) = par.offload_layers {
+        d.say(
+            format!("`offload_layers = {k}` (activations of {k} layers in host memory)"),
+            "DeepSpeed's cpu_checkpointing moves only checkpoints the model code makes with \
+             deepspeed.checkpointing and partition_activations; emitted without it, so each GPU \
+             holds those activations too (more memory than kiln's estimate)",
             "parallel",
         );
     }

@@ -81,6 +81,9 @@ pub struct ParallelSpec {
     /// Layers of each (virtual) pipeline stage that full recompute covers; absent: all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recompute_layers: Option<u64>,
+    /// Layers whose saved activations are offloaded to host memory; absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offload_layers: Option<u64>,
     pub sequence_parallel: bool,
     pub flash_attention: bool,
     pub micro_batch: u64,
@@ -229,6 +232,7 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
             zero: setup.parallel.zero,
             recompute: par.sym("recompute")?.into(),
             recompute_layers: n(par, "recompute_layers"),
+            offload_layers: n(par, "offload_layers"),
             sequence_parallel: setup.parallel.sequence_parallel,
             flash_attention: setup.parallel.flash_attention,
             micro_batch: schedule::whole(setup.parallel.micro_batch)?,

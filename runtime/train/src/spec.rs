@@ -160,6 +160,9 @@ pub struct ParallelSpec {
     pub zero: u64,
     #[serde(default)]
     pub recompute: Option<String>,
+    /// Layers whose activations the plan offloads to host memory (Megatron-LM's CPU offload).
+    #[serde(default)]
+    pub offload_layers: Option<u64>,
 }
 
 /// Numerical precision of a training step.

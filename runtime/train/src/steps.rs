@@ -432,6 +432,11 @@ fn batch_layout(p: &TrainParams, ranks: u64) -> Result<BatchLayout, TrainError> 
             "recompute = {r} saves activation memory only; this runtime keeps activations"
         ));
     }
+    if let Some(k) = p.parallel.offload_layers {
+        notes.push(format!(
+            "offload_layers = {k} moves activations to host memory under Megatron-LM; this runtime keeps them on its device"
+        ));
+    }
     Ok(BatchLayout {
         global_batch,
         rank_batch,
