@@ -559,3 +559,56 @@ fn a_sources_document_limit_reaches_its_ingest_step() {
     assert_eq!(limit(&plan, "web"), serde_json::json!(4194304));
     assert_eq!(limit(&plan, "code"), Value::Null);
 }
+
+/// The one contract: every experiment's plan, written by the compiler, is read by the
+/// runtime's type (`kiln_plan::RunPlan`, the analysis as JSON) and written back unchanged.
+#[test]
+fn the_runtime_reads_every_experiments_plan() {
+    let mut read = 0;
+    for path in common::kiln_files("experiments") {
+        let (checked, plans) =
+            kiln::plan_paths(std::slice::from_ref(&path), &kiln::load::FsLoader, &[]).unwrap();
+        assert_eq!(checked.errors(), 0, "{}", path.display());
+        for (name, plan) in plans {
+            let written = serde_json::to_value(&plan).unwrap();
+            let runtime: kiln_plan::RunPlan = kiln_plan::RunPlan::from_json(&written.to_string())
+                .unwrap_or_else(|e| panic!("{}: {name}: {e}", path.display()));
+            assert_eq!(runtime.version, kiln_plan::PLAN_VERSION);
+            let back = serde_json::to_value(&runtime).unwrap();
+            let mut differences = Vec::new();
+            differ("", &written, &back, &mut differences);
+            assert!(
+                differences.is_empty(),
+                "{}: {name} reads back differently at {differences:?}",
+                path.display()
+            );
+            read += 1;
+        }
+    }
+    assert!(read >= 5, "{read} plans");
+}
+
+/// The JSON pointers where `a` and `b` differ (at most 10).
+fn differ(at: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    if out.len() >= 10 {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                let (u, v) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
+                differ(&format!("{at}/{k}"), u, v, out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                differ(&format!("{at}/{i}"), u, v, out);
+            }
+        }
+        _ if a != b => out.push(format!("{at}: {a} vs {b}")),
+        _ => {}
+    }
+}

@@ -4,32 +4,8 @@ use crate::span::Span;
 use crate::syntax::ast::Expr;
 use crate::units::Dim;
 use indexmap::IndexMap;
-use serde::Serialize;
 
-/// Where a value came from.
-#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
-#[serde(tag = "from", content = "detail", rename_all = "snake_case")]
-pub enum Provenance {
-    /// Written in the experiment (or in the declaration being checked).
-    Declared,
-    /// Taken from the named preset.
-    Preset(String),
-    /// Computed by kiln; the text says how.
-    Derived(String),
-    /// The field's default.
-    Default,
-}
-
-impl std::fmt::Display for Provenance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Provenance::Declared => f.write_str("declared"),
-            Provenance::Preset(p) => write!(f, "preset {p}"),
-            Provenance::Derived(how) => write!(f, "derived: {how}"),
-            Provenance::Default => f.write_str("default"),
-        }
-    }
-}
+pub use kiln_plan::spec::Provenance;
 
 #[derive(Clone, Debug)]
 pub enum Value {

@@ -82,7 +82,7 @@ pub fn slurm(plan: &RunPlan) -> (Value, Vec<(String, Value)>) {
             .iter()
             .filter_map(|id| plan.steps.iter().position(|t| &t.id == id))
             .collect();
-        let training = s.kind.is_training();
+        let training = s.kind().is_training();
         let r = &s.resources;
         // A CPU device (`arch = cpu`, as `kiln calibrate` writes) runs its ranks as
         // processes: no GPUs to request.

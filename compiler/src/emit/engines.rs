@@ -54,7 +54,9 @@ fn py_bool(b: bool) -> &'static str {
 
 /// The step of a kind and name (`train.main`), if the plan has it.
 fn step<'a>(plan: &'a RunPlan, kind: StepKind, name: &str) -> Option<&'a Step> {
-    plan.steps.iter().find(|s| s.kind == kind && s.name == name)
+    plan.steps
+        .iter()
+        .find(|s| s.kind() == kind && s.name == name)
 }
 
 fn train_step<'a>(plan: &'a RunPlan, phase: &PhaseSchedule) -> Option<&'a Step> {
@@ -68,7 +70,7 @@ fn encode_output(plan: &RunPlan, source: &str) -> Option<String> {
 fn tokenizer_output(plan: &RunPlan) -> Option<String> {
     plan.steps
         .iter()
-        .find(|s| s.kind == StepKind::TrainTokenizer)
+        .find(|s| s.kind() == StepKind::TrainTokenizer)
         .map(|s| s.outputs[0].clone())
 }
 
@@ -76,7 +78,7 @@ fn tokenizer_output(plan: &RunPlan) -> Option<String> {
 fn filters_text(plan: &RunPlan) -> bool {
     plan.steps.iter().any(|s| {
         matches!(
-            s.kind,
+            s.kind(),
             StepKind::ExactDedup | StepKind::NearDedup | StepKind::QualityFilter
         )
     })
@@ -190,7 +192,7 @@ pub fn kubernetes(plan: &RunPlan, diags: &mut Vec<Diagnostic>, at: &dyn Fn(&str)
     let mut order = Vec::new();
     for (i, s) in plan.steps.iter().enumerate() {
         let after: Vec<String> = s.inputs.iter().filter_map(name_of).collect();
-        let training = s.kind.is_training();
+        let training = s.kind().is_training();
         let name = &names[i];
         order.push(context! { name => name, step => s.name, after => after.join(", ") });
         jobs.push(context! {
@@ -448,7 +450,7 @@ pub fn megatron(
     }
     model.push(vec![
         w("--normalization"),
-        w(if m.norm == "layernorm" {
+        w(if m.norm.as_str() == "layernorm" {
             "LayerNorm"
         } else {
             "RMSNorm"
@@ -479,7 +481,7 @@ pub fn megatron(
     }
     if !m.bias {
         model.push(vec![w("--disable-bias-linear")]);
-        if m.norm == "layernorm" {
+        if m.norm.as_str() == "layernorm" {
             d.say(
                 "LayerNorm without a bias",
                 "Megatron-LM's LayerNorm always has a bias; emitted LayerNorm with one (2 × \
@@ -550,7 +552,7 @@ pub fn megatron(
             recompute.push(vec![w("--recompute-granularity"), w("selective")]);
         }
         "full" | "selective_op" => {
-            if par.recompute == "selective_op" {
+            if par.recompute.as_str() == "selective_op" {
                 d.say(
                     "torchtitan's op-level selective recomputation (`selective_op`)",
                     "Megatron-LM recomputes whole layers or its listed submodules; emitted \
@@ -786,7 +788,7 @@ pub fn torchtitan(
         })
         .map(|(f, _, _)| f.to_string());
     let flavor = named.clone().unwrap_or_else(|| format!("kiln_{}", e.name));
-    if m.activation != "swiglu" {
+    if m.activation.as_str() != "swiglu" {
         d.say(
             format!("the `{}` activation", m.activation),
             format!(
@@ -797,14 +799,14 @@ pub fn torchtitan(
             "model",
         );
     }
-    if m.norm != "rmsnorm" {
+    if m.norm.as_str() != "rmsnorm" {
         d.say(
             format!("`{}` normalization", m.norm),
             "torchtitan's Llama 3 model uses RMSNorm; emitted RMSNorm",
             "model",
         );
     }
-    if m.position != "rope" {
+    if m.position.as_str() != "rope" {
         d.say(
             format!("`{}` positions", m.position),
             "torchtitan's Llama 3 model uses rotary embeddings; emitted RoPE",
@@ -1247,7 +1249,9 @@ pub fn deepspeed(
         );
     }
     // Korthikanti's selective recomputation with FlashAttention recomputes nothing.
-    if par.recompute != "none" && !(par.recompute == "selective" && par.flash_attention) {
+    if par.recompute.as_str() != "none"
+        && !(par.recompute.as_str() == "selective" && par.flash_attention)
+    {
         d.say(
             format!("`{}` activation recomputation", par.recompute),
             "DeepSpeed checkpoints the activations the model code wraps with \

@@ -2,88 +2,18 @@
 //! per phase, evaluation. Step ids are content hashes of kind, parameters and input ids.
 
 use petgraph::graph::{DiGraph, NodeIndex};
-use schemars::JsonSchema;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    Ingest,
-    ExactDedup,
-    NearDedup,
-    QualityFilter,
-    TrainTokenizer,
-    Encode,
-    Mix,
-    Train,
-    Evaluate,
-}
-
-impl StepKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            StepKind::Ingest => "ingest",
-            StepKind::ExactDedup => "exact_dedup",
-            StepKind::NearDedup => "near_dedup",
-            StepKind::QualityFilter => "quality_filter",
-            StepKind::TrainTokenizer => "train_tokenizer",
-            StepKind::Encode => "encode",
-            StepKind::Mix => "mix",
-            StepKind::Train => "train",
-            StepKind::Evaluate => "evaluate",
-        }
-    }
-
-    pub fn is_training(self) -> bool {
-        matches!(self, StepKind::Train | StepKind::Evaluate)
-    }
-}
-
-/// What a step needs to run.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
-pub struct Resources {
-    /// Processes (ranks) the step runs as.
-    pub ranks: u32,
-    pub nodes: u32,
-    /// Accelerators per rank: 1 for training and evaluation on GPUs (kiln-worker then runs
-    /// them on CUDA, its ranks' collectives through NCCL); 0 for data steps and for every
-    /// step on a CPU device (`arch = cpu`).
-    pub gpus_per_rank: u32,
-    /// Predicted duration in seconds, where kiln predicts one (training steps).
-    pub predicted_seconds: Option<f64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
-pub struct Step {
-    /// sha256 of the kind, the parameters and the input ids, first 16 hex digits.
-    pub id: String,
-    pub kind: StepKind,
-    /// A readable name: `ingest.web`, `train.main`.
-    pub name: String,
-    /// Ids of the steps whose outputs this step reads.
-    pub inputs: Vec<String>,
-    /// Paths, relative to the run directory, that the step writes (a directory each,
-    /// renamed into place when complete: its existence means the step is done).
-    pub outputs: Vec<String>,
-    /// Everything the step's result depends on besides its inputs.
-    pub params: serde_json::Value,
-    pub resources: Resources,
-    /// The command that runs the step (one rank of it), as an argument vector.
-    pub command: Vec<String>,
-}
+pub use kiln_plan::step::{Resources, Step, StepKind, StepParams};
+pub use kiln_plan::WORKER;
 
 /// A step before its id is known.
 pub struct Draft {
-    pub kind: StepKind,
     pub name: String,
     pub inputs: Vec<usize>,
-    pub params: serde_json::Value,
+    pub params: StepParams,
     pub resources: Resources,
 }
-
-/// The program that executes one step of a plan for one rank (the runtime's worker).
-pub const WORKER: &str = "kiln-worker";
 
 /// Orders the drafts topologically (inputs first, ties by draft order), gives each its
 /// content-hashed id, output directory and command.
@@ -102,9 +32,9 @@ pub fn build(drafts: Vec<Draft>) -> (Vec<Step>, DiGraph<usize, ()>) {
     for d in &drafts {
         let inputs: Vec<String> = d.inputs.iter().map(|&i| ids[i].clone()).collect();
         let mut hasher = Sha256::new();
-        hasher.update(d.kind.name());
+        hasher.update(d.params.kind().name());
         hasher.update([0]);
-        hasher.update(serde_json::to_string(&d.params).expect("params serialise"));
+        hasher.update(serde_json::to_string(&d.params.params_json()).expect("params serialise"));
         for input in &inputs {
             hasher.update([0]);
             hasher.update(input);
@@ -121,12 +51,11 @@ pub fn build(drafts: Vec<Draft>) -> (Vec<Step>, DiGraph<usize, ()>) {
             command: vec![
                 WORKER.into(),
                 "--plan".into(),
-                "plan.json".into(),
+                kiln_plan::PLAN_FILE.into(),
                 "--step".into(),
                 id.clone(),
             ],
             id,
-            kind: d.kind,
             name: d.name.clone(),
             inputs,
             params: d.params.clone(),

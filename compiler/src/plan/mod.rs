@@ -7,147 +7,24 @@ pub mod topology;
 
 use crate::analyse::setup::Setup;
 use crate::analyse::Analysis;
-use crate::ir::{Provenance, Record, Resolved, Value};
-use graph::{Draft, Resources, Step, StepKind};
-use schemars::JsonSchema;
-use serde::Serialize;
+use crate::ir::{Record, Resolved, Value};
+use graph::Draft;
+use kiln_plan::step::{
+    CheckpointParams, EncodeParams, EvaluateParams, IngestParams, MixParams, Resources, Step,
+    StepParams, TokenizerParams, TrainParams,
+};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-/// Bumped whenever the plan's meaning changes; the runtime refuses other versions.
-pub const PLAN_VERSION: u32 = 1;
+pub use kiln_plan::spec::{
+    Activation, DedupSpec, ExactDedupSpec, ExperimentSpec, ModelSpec, NearDedupSpec, Norm,
+    OptimizerKind, OptimizerSpec, ParallelSpec, PlanValue, Position, Precision, QualitySpec,
+    Recompute, SourceSpec, TokenizerKind, TokenizerSpec, Unit,
+};
+pub use kiln_plan::{Predictions, PLAN_VERSION};
 
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct RunPlan {
-    pub version: u32,
-    pub experiment: ExperimentSpec,
-    pub analysis: Analysis,
-    pub topology: topology::Topology,
-    pub schedule: schedule::Schedule,
-    pub steps: Vec<Step>,
-}
-
-/// The resolved experiment: typed specs for the runtime, and every value with provenance.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct ExperimentSpec {
-    pub name: String,
-    pub seed: u64,
-    pub model: ModelSpec,
-    pub optimizer: OptimizerSpec,
-    pub precision: String,
-    pub parallel: ParallelSpec,
-    pub tokenizer: Option<TokenizerSpec>,
-    pub sources: Vec<SourceSpec>,
-    pub dedup: DedupSpec,
-    pub quality: QualitySpec,
-    pub gpu: String,
-    /// Every value of the experiment: its path, value, unit and where it came from.
-    pub values: Vec<PlanValue>,
-}
-
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct ModelSpec {
-    pub layers: u64,
-    pub hidden: u64,
-    pub ffn_hidden: u64,
-    pub heads: u64,
-    pub kv_heads: u64,
-    pub head_dim: u64,
-    pub vocab: u64,
-    pub seq_len: u64,
-    pub tied_embeddings: bool,
-    pub activation: String,
-    pub norm: String,
-    pub position: String,
-    pub bias: bool,
-    pub dropout: f64,
-    pub params: u64,
-}
-
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct OptimizerSpec {
-    pub kind: String,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub grad_clip: f64,
-}
-
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct ParallelSpec {
-    pub zero: u8,
-    pub recompute: String,
-    /// Layers of each (virtual) pipeline stage that full recompute covers; absent: all.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recompute_layers: Option<u64>,
-    /// Layers whose saved activations are offloaded to host memory; absent: none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offload_layers: Option<u64>,
-    pub sequence_parallel: bool,
-    pub flash_attention: bool,
-    pub micro_batch: u64,
-    pub accumulation: u64,
-    pub first_stage_layers: Option<u64>,
-    pub last_stage_layers: Option<u64>,
-}
-
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct TokenizerSpec {
-    /// `bpe` or `unigram`.
-    pub kind: String,
-    pub vocab: u64,
-}
-
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct SourceSpec {
-    pub name: String,
-    pub path: String,
-    pub text_field: String,
-    pub unique_tokens: Option<f64>,
-    pub max_epochs: f64,
-    /// The longest document the data steps keep (bytes of text); `None`: the runtime's
-    /// default. Saturates at `u64::MAX` (no limit) for larger values.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_document_bytes: Option<u64>,
-}
-
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct DedupSpec {
-    pub exact: Option<ExactDedupSpec>,
-    pub near: Option<NearDedupSpec>,
-}
-
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct ExactDedupSpec {
-    pub false_positive: f64,
-    pub expected_docs: Option<u64>,
-}
-
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct NearDedupSpec {
-    pub ngram: u64,
-    pub bands: u64,
-    pub rows: u64,
-}
-
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct QualitySpec {
-    pub heuristics: Vec<String>,
-    pub classifier_threshold: Option<f64>,
-    /// Declared thresholds by family (`gopher_quality`, `gopher_repetition`, `c4`,
-    /// `fineweb`), with the runtime's field names; a family listed here is on.
-    pub thresholds: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
-}
-
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct PlanValue {
-    pub path: String,
-    pub value: serde_json::Value,
-    /// The unit of a number (`tokens`, `bytes`, …); absent for counts and non-numbers.
-    pub unit: Option<crate::units::Dim>,
-    pub provenance: Provenance,
-}
+/// The plan as the compiler writes it: its analysis typed (so `kiln schema` describes it).
+pub type RunPlan = kiln_plan::RunPlan<Analysis>;
 
 /// Lowers a checked experiment. `None` if something it needs is missing (already reported).
 pub fn lower(exp: &Resolved, setup: &Setup, analysis: &Analysis) -> Option<RunPlan> {
@@ -184,6 +61,11 @@ pub fn lower(exp: &Resolved, setup: &Setup, analysis: &Analysis) -> Option<RunPl
     Some(RunPlan {
         version: PLAN_VERSION,
         experiment: spec,
+        predictions: Predictions {
+            tokens_per_s: analysis.throughput.as_ref().map(|t| t.tokens_per_s),
+            step_time_s: analysis.throughput.as_ref().map(|t| t.step_time_s),
+            memory_per_gpu_bytes: Some(analysis.memory.per_gpu.total),
+        },
         analysis: analysis.clone(),
         topology,
         schedule,
@@ -212,25 +94,25 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
             vocab: n(m, "vocab")?,
             seq_len: n(m, "seq_len")?,
             tied_embeddings: m.bool("tied_embeddings")?,
-            activation: m.sym("activation")?.into(),
-            norm: m.sym("norm")?.into(),
-            position: m.sym("position")?.into(),
+            activation: symbol(m, "activation")?,
+            norm: symbol(m, "norm")?,
+            position: symbol(m, "position")?,
             bias: m.bool("bias")?,
             dropout: m.num("dropout")?,
             params: schedule::whole(setup.params.total)?,
         },
         optimizer: OptimizerSpec {
-            kind: opt.kind.clone(),
+            kind: symbol_of(&opt.kind)?,
             beta1: opt.num("beta1")?,
             beta2: opt.num("beta2")?,
             eps: opt.num("eps")?,
             weight_decay: opt.num("weight_decay")?,
             grad_clip: opt.num("grad_clip")?,
         },
-        precision: r.sym("precision")?.into(),
+        precision: symbol(r, "precision")?,
         parallel: ParallelSpec {
             zero: setup.parallel.zero,
-            recompute: par.sym("recompute")?.into(),
+            recompute: symbol(par, "recompute")?,
             recompute_layers: n(par, "recompute_layers"),
             offload_layers: n(par, "offload_layers"),
             sequence_parallel: setup.parallel.sequence_parallel,
@@ -242,7 +124,7 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
         },
         tokenizer: r.record("tokenizer").and_then(|t| {
             Some(TokenizerSpec {
-                kind: t.kind.clone(),
+                kind: symbol_of(&t.kind)?,
                 vocab: n(t, "vocab")?,
             })
         }),
@@ -316,6 +198,31 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
     })
 }
 
+/// A symbol of the record as the plan's enum of that name (the schema allows no other).
+fn symbol<T: serde::de::DeserializeOwned>(record: &Record, field: &str) -> Option<T> {
+    symbol_of(record.sym(field)?)
+}
+
+fn symbol_of<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(json!(name)).ok()
+}
+
+/// The plan's unit of a dimension; a count has none.
+fn unit(d: crate::units::Dim) -> Option<Unit> {
+    use crate::units::Dim;
+    Some(match d {
+        Dim::Count => return None,
+        Dim::Tokens => Unit::Tokens,
+        Dim::Steps => Unit::Steps,
+        Dim::Flops => Unit::Flops,
+        Dim::FlopsPerSecond => Unit::FlopsPerSecond,
+        Dim::Bytes => Unit::Bytes,
+        Dim::BytesPerSecond => Unit::BytesPerSecond,
+        Dim::Seconds => Unit::Seconds,
+        Dim::Usd => Unit::Usd,
+    })
+}
+
 /// Every value of the record tree, in the order `kiln check --values` prints them.
 fn values(record: &Record) -> Vec<PlanValue> {
     let mut out = Vec::new();
@@ -325,7 +232,7 @@ fn values(record: &Record) -> Vec<PlanValue> {
                 json!(r.preset.clone().unwrap_or_else(|| r.kind.clone())),
                 None,
             ),
-            Value::Num(v, d) => (json!(v), (*d != crate::units::Dim::Count).then_some(*d)),
+            Value::Num(v, d) => (json!(v), unit(*d)),
             Value::Str(s) | Value::Sym(s) => (json!(s), None),
             Value::Bool(b) => (json!(b), None),
             Value::List(items) => (
@@ -367,13 +274,11 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
         predicted_seconds: None,
     };
     let add = |drafts: &mut Vec<Draft>,
-               kind: StepKind,
                name: String,
                inputs: Vec<usize>,
-               params: serde_json::Value,
+               params: StepParams,
                resources: Resources| {
         drafts.push(Draft {
-            kind,
             name,
             inputs,
             params,
@@ -385,47 +290,40 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
     for s in &spec.sources {
         let mut last = add(
             &mut drafts,
-            StepKind::Ingest,
             format!("ingest.{}", s.name),
             vec![],
-            match s.max_document_bytes {
-                Some(max) => {
-                    json!({ "source": s.name, "path": s.path, "text_field": s.text_field, "max_document_bytes": max })
-                }
-                None => json!({ "source": s.name, "path": s.path, "text_field": s.text_field }),
-            },
+            StepParams::Ingest(IngestParams {
+                source: s.name.clone(),
+                path: s.path.clone(),
+                text_field: s.text_field.clone(),
+                max_document_bytes: s.max_document_bytes,
+            }),
             cpu(1),
         );
         if let Some(e) = &spec.dedup.exact {
             last = add(
                 &mut drafts,
-                StepKind::ExactDedup,
                 format!("exact_dedup.{}", s.name),
                 vec![last],
-                json!(e),
+                StepParams::ExactDedup(e.clone()),
                 cpu(1),
             );
         }
         if let Some(n) = &spec.dedup.near {
             last = add(
                 &mut drafts,
-                StepKind::NearDedup,
                 format!("near_dedup.{}", s.name),
                 vec![last],
-                json!(n),
+                StepParams::NearDedup(n.clone()),
                 cpu(1),
             );
         }
-        if !spec.quality.heuristics.is_empty()
-            || spec.quality.classifier_threshold.is_some()
-            || !spec.quality.thresholds.is_empty()
-        {
+        if spec.quality.is_on() {
             last = add(
                 &mut drafts,
-                StepKind::QualityFilter,
                 format!("quality_filter.{}", s.name),
                 vec![last],
-                json!(spec.quality),
+                StepParams::QualityFilter(spec.quality.clone()),
                 cpu(1),
             );
         }
@@ -434,10 +332,14 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
     let tokenizer = spec.tokenizer.as_ref().map(|t| {
         add(
             &mut drafts,
-            StepKind::TrainTokenizer,
             "train_tokenizer".into(),
             filtered.values().copied().collect(),
-            json!({ "kind": t.kind, "vocab": t.vocab, "seed": spec.seed }),
+            StepParams::TrainTokenizer(TokenizerParams {
+                kind: t.kind,
+                vocab: t.vocab,
+                seed: spec.seed,
+                pretokenize: None,
+            }),
             cpu(1),
         )
     });
@@ -449,16 +351,25 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
             &s.name,
             add(
                 &mut drafts,
-                StepKind::Encode,
                 format!("encode.{}", s.name),
                 inputs,
-                json!({ "source": s.name, "seq_len": spec.model.seq_len }),
+                StepParams::Encode(EncodeParams {
+                    source: s.name.clone(),
+                    seq_len: spec.model.seq_len,
+                }),
                 cpu(1),
             ),
         );
     }
-    let world = u32::try_from(schedule::whole(setup.world())?).ok()?;
-    let nodes = u32::try_from(schedule::whole(setup.hardware.nodes)?).ok()?;
+    let size = |v: f64| schedule::whole(v).and_then(|v| u32::try_from(v).ok());
+    let world = size(setup.world())?;
+    let nodes = size(setup.hardware.nodes)?;
+    let topology = kiln_plan::Sizes {
+        tensor: size(setup.parallel.tensor)?,
+        pipeline: size(setup.parallel.pipeline)?,
+        context: size(setup.parallel.context)?,
+        data: size(setup.parallel.data)?,
+    };
     let step_time = |steps: u64| setup_step_time(schedule).map(|t| t * steps as f64);
     let mut previous: Option<usize> = None;
     let mut last_mix = None;
@@ -470,10 +381,15 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
             .collect();
         let mix = add(
             &mut drafts,
-            StepKind::Mix,
             format!("mix.{}", phase.name),
             inputs,
-            json!({ "phase": phase.name, "tokens": phase.tokens_trained, "mix": phase.mix, "seed": spec.seed, "held_out_tokens": schedule.eval_tokens }),
+            StepParams::Mix(MixParams {
+                phase: phase.name.clone(),
+                tokens: phase.tokens_trained,
+                mix: phase.mix.clone(),
+                seed: spec.seed,
+                held_out_tokens: schedule.eval_tokens,
+            }),
             cpu(1),
         );
         last_mix = Some(mix);
@@ -481,22 +397,24 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
         inputs.extend(previous);
         let train = add(
             &mut drafts,
-            StepKind::Train,
             format!("train.{}", phase.name),
             inputs,
-            json!({
-                "phase": phase.name,
-                "model": spec.model,
-                "optimizer": spec.optimizer,
-                "precision": spec.precision,
-                "parallel": spec.parallel,
-                "topology": { "tensor": setup.parallel.tensor, "pipeline": setup.parallel.pipeline, "context": setup.parallel.context, "data": setup.parallel.data },
-                "batch_tokens": schedule.batch_tokens,
-                "schedule": phase,
-                "checkpoint": { "every_steps": schedule.checkpoint_every_steps, "keep": schedule.checkpoint_keep },
-                "eval_every_steps": schedule.eval_every_steps,
-                "seed": spec.seed,
-            }),
+            StepParams::Train(Box::new(TrainParams {
+                phase: phase.name.clone(),
+                model: spec.model.clone(),
+                optimizer: spec.optimizer.clone(),
+                precision: spec.precision,
+                parallel: spec.parallel.clone(),
+                topology,
+                batch_tokens: schedule.batch_tokens,
+                schedule: phase.clone(),
+                checkpoint: CheckpointParams {
+                    every_steps: schedule.checkpoint_every_steps,
+                    keep: schedule.checkpoint_keep,
+                },
+                eval_every_steps: schedule.eval_every_steps,
+                seed: spec.seed,
+            })),
             Resources {
                 ranks: world,
                 nodes,
@@ -509,10 +427,12 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
     if let (Some(train), Some(mix)) = (previous, last_mix) {
         add(
             &mut drafts,
-            StepKind::Evaluate,
             "evaluate".into(),
             vec![train, mix],
-            json!({ "held_out_tokens": schedule.eval_tokens, "seed": spec.seed }),
+            StepParams::Evaluate(EvaluateParams {
+                held_out_tokens: schedule.eval_tokens,
+                seed: spec.seed,
+            }),
             Resources {
                 ranks: world,
                 nodes,

@@ -1,44 +1,6 @@
 //! Rank placement and process groups, in Megatron-LM's order.
 
-use schemars::JsonSchema;
-use serde::Serialize;
-
-/// Where one rank runs and its coordinate in every parallel dimension.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
-pub struct Rank {
-    pub rank: u32,
-    pub node: u32,
-    pub local_rank: u32,
-    pub tensor: u32,
-    pub context: u32,
-    pub data: u32,
-    pub pipeline: u32,
-}
-
-/// The ranks of every group of each dimension; each dimension's groups partition the world.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
-pub struct Groups {
-    pub tensor: Vec<Vec<u32>>,
-    pub context: Vec<Vec<u32>>,
-    pub data: Vec<Vec<u32>>,
-    pub pipeline: Vec<Vec<u32>>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
-pub struct Topology {
-    pub world: u32,
-    pub nodes: u32,
-    pub gpus_per_node: u32,
-    pub tensor: u32,
-    pub context: u32,
-    pub data: u32,
-    pub pipeline: u32,
-    pub virtual_stages: u32,
-    /// Layers on each pipeline stage, first to last.
-    pub stage_layers: Vec<u32>,
-    pub ranks: Vec<Rank>,
-    pub groups: Groups,
-}
+pub use kiln_plan::topology::{Groups, Rank, Topology};
 
 /// The sizes of a run: nodes, GPUs per node and each parallel dimension.
 #[derive(Clone, Copy, Debug)]

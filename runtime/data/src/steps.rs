@@ -54,7 +54,7 @@ use crate::ingest::{
 };
 use crate::mix::{self, MixConfig, MixSource};
 use crate::near::{NearDedup, NearParams, BATCH_DOCS, MINHASH_SEED};
-use crate::plan::{self, Plan, PlanError, Step, StepKind};
+use crate::plan::{self, Plan, PlanError, Step, StepKind, StepParams};
 use crate::progress::Progress;
 use crate::shards::{self, IndexedDataset, ShardEncoder, ENCODE_BATCH_DOCS};
 use crate::tokenize::{self, ModelKind, Pretokenize, TrainConfig, WordCounter};
@@ -125,7 +125,11 @@ impl std::fmt::Display for StepError {
         match self {
             StepError::Plan(e) => e.fmt(f),
             StepError::NotData { step, kind } => {
-                write!(f, "step `{step}` is a {kind:?} step, not a data step")
+                write!(
+                    f,
+                    "step `{step}` is a {} step, not a data step",
+                    kind.name()
+                )
             }
             StepError::InputNotDone { step, input } => write!(
                 f,
@@ -147,10 +151,10 @@ impl From<PlanError> for StepError {
 /// Runs the step `id` (or name) of `plan` (see the module doc).
 pub fn run_step(plan: &Plan, id: &str, ctx: &StepContext) -> Result<StepOutcome, StepError> {
     let step = plan.step(id)?;
-    if !step.kind.is_data() {
+    if step.kind().is_training() {
         return Err(StepError::NotData {
             step: step.name.clone(),
-            kind: step.kind,
+            kind: step.kind(),
         });
     }
     let output = ctx.run_dir.join(step.output()?);
@@ -180,7 +184,7 @@ pub fn run_step(plan: &Plan, id: &str, ctx: &StepContext) -> Result<StepOutcome,
         let mut head = serde_json::Map::new();
         head.insert("step".into(), json!(step.name));
         head.insert("id".into(), json!(step.id));
-        head.insert("kind".into(), json!(kind_name(step.kind)));
+        head.insert("kind".into(), json!(step.kind().name()));
         head.extend(std::mem::take(map));
         *map = head;
     }
@@ -196,21 +200,6 @@ pub fn run_step(plan: &Plan, id: &str, ctx: &StepContext) -> Result<StepOutcome,
     Ok(StepOutcome::Done { output, report })
 }
 
-fn kind_name(kind: StepKind) -> &'static str {
-    match kind {
-        StepKind::Ingest => "ingest",
-        StepKind::ExactDedup => "exact_dedup",
-        StepKind::NearDedup => "near_dedup",
-        StepKind::QualityFilter => "quality_filter",
-        StepKind::TrainTokenizer => "train_tokenizer",
-        StepKind::Encode => "encode",
-        StepKind::Mix => "mix",
-        StepKind::Train => "train",
-        StepKind::Evaluate => "evaluate",
-        StepKind::Other => "other",
-    }
-}
-
 fn execute(
     plan: &Plan,
     step: &Step,
@@ -218,14 +207,9 @@ fn execute(
     out: &Path,
     ctx: &StepContext,
 ) -> Result<Value, String> {
-    let e = |e: PlanError| e.to_string();
-    match step.kind {
-        StepKind::Ingest => {
-            let p: plan::IngestParams = step.params().map_err(e)?;
-            ingest_step(&p, out, ctx)
-        }
-        StepKind::ExactDedup => {
-            let p: plan::ExactDedupParams = step.params().map_err(e)?;
+    match &step.params {
+        StepParams::Ingest(p) => ingest_step(p, out, ctx),
+        StepParams::ExactDedup(p) => {
             let input = single_input(inputs)?;
             let expected = p.expected_docs.or_else(|| report_count(input, "kept_docs"));
             let exact = ExactSettings {
@@ -242,8 +226,7 @@ fn execute(
             .map_err(|e| e.to_string())?;
             to_value(&report)
         }
-        StepKind::NearDedup => {
-            let p: plan::NearDedupParams = step.params().map_err(e)?;
+        StepParams::NearDedup(p) => {
             let input = single_input(inputs)?;
             let near = NearParams {
                 ngram: p.ngram as usize,
@@ -261,8 +244,7 @@ fn execute(
             .map_err(|e| e.to_string())?;
             to_value(&report)
         }
-        StepKind::QualityFilter => {
-            let p: plan::QualityParams = step.params().map_err(e)?;
+        StepParams::QualityFilter(p) => {
             let mut config = quality_config(&p.heuristics, p.classifier_threshold)?;
             apply_thresholds(&mut config, &p.thresholds)?;
             let input = single_input(inputs)?;
@@ -275,9 +257,8 @@ fn execute(
             .map_err(|e| e.to_string())?;
             to_value(&report)
         }
-        StepKind::TrainTokenizer => {
-            let p: plan::TokenizerParams = step.params().map_err(e)?;
-            let kind = ModelKind::parse(&p.kind).ok_or_else(|| {
+        StepParams::TrainTokenizer(p) => {
+            let kind = ModelKind::parse(p.kind.as_str()).ok_or_else(|| {
                 format!("tokenizer kind `{}`; kiln trains bpe or unigram", p.kind)
             })?;
             let pretokenize = match &p.pretokenize {
@@ -298,16 +279,15 @@ fn execute(
                 train_tokenizer(&config, train, out, ctx.progress).map_err(|e| e.to_string())?;
             to_value(&report)
         }
-        StepKind::Encode => {
-            let _p: plan::EncodeParams = step.params().map_err(e)?;
+        StepParams::Encode(_) => {
             let tok_dir = inputs
                 .iter()
-                .find(|(s, _)| s.kind == StepKind::TrainTokenizer)
+                .find(|(s, _)| s.kind() == StepKind::TrainTokenizer)
                 .map(|(_, d)| d)
                 .ok_or("an encode step needs a train_tokenizer input")?;
             let docs = inputs
                 .iter()
-                .find(|(s, _)| s.kind != StepKind::TrainTokenizer)
+                .find(|(s, _)| s.kind() != StepKind::TrainTokenizer)
                 .ok_or("an encode step needs a documents input")?;
             let tokenizer = tokenize::load(tok_dir).map_err(|e| e.to_string())?;
             let (_, eod) = tokenize::eod_token(&tokenizer)
@@ -329,12 +309,9 @@ fn execute(
             }
             to_value(&report)
         }
-        StepKind::Mix => {
-            let p: plan::MixParams = step.params().map_err(e)?;
-            mix_step(plan, &p, inputs, out, ctx)
-        }
-        StepKind::Train | StepKind::Evaluate | StepKind::Other => {
-            Err(format!("{:?} is not a data step", step.kind))
+        StepParams::Mix(p) => mix_step(plan, p, inputs, out, ctx),
+        StepParams::Train(_) | StepParams::Evaluate(_) => {
+            Err(format!("{} is not a data step", step.kind().name()))
         }
     }
 }
@@ -363,8 +340,10 @@ fn docs_config(plan: &Plan, input: &(&Step, PathBuf)) -> IngestConfig {
 fn plan_document_limit(plan: &Plan) -> u64 {
     plan.steps
         .iter()
-        .filter(|s| s.kind == StepKind::Ingest)
-        .filter_map(|s| s.params::<plan::IngestParams>().ok())
+        .filter_map(|s| match &s.params {
+            StepParams::Ingest(p) => Some(p),
+            _ => None,
+        })
         .map(|p| p.max_document_bytes.unwrap_or(DEFAULT_MAX_DOCUMENT_BYTES))
         .max()
         .unwrap_or(DEFAULT_MAX_DOCUMENT_BYTES)
@@ -961,10 +940,7 @@ fn mix_step(
     for (source, weight) in &p.mix {
         let dir = inputs
             .iter()
-            .find(|(s, _)| {
-                s.kind == StepKind::Encode
-                    && s.params.get("source").and_then(Value::as_str) == Some(source.as_str())
-            })
+            .find(|(s, _)| matches!(&s.params, StepParams::Encode(e) if e.source == *source))
             .map(|(_, d)| d)
             .ok_or_else(|| format!("no encode step input for source `{source}`"))?;
         let dataset =

@@ -1,9 +1,11 @@
-//! Data steps of a hand-written plan, run in this process: the ingest step's document limit
+//! Data steps of a hand-written plan (tests/common `plan_with`), run in this process: the ingest step's document limit
 //! from its parameters (and the steps after it reading with it), and a step's output
 //! directory left whole with the temporaries of killed runs removed.
 
 use std::fs;
 use std::path::Path;
+
+mod common;
 
 use kiln_data::plan::Plan;
 use kiln_data::steps::{run_step, StepContext, StepOutcome};
@@ -15,22 +17,17 @@ fn plan(limit: Option<u64>) -> Plan {
     if let Some(limit) = limit {
         ingest["max_document_bytes"] = json!(limit);
     }
-    let plan = json!({
-        "version": 1,
-        "experiment": {
-            "name": "t",
-            "seed": 0,
-            "sources": [{ "name": "web", "path": "web.jsonl", "text_field": "text",
-                          "unique_tokens": null, "max_epochs": 4.0 }]
-        },
-        "steps": [
-            { "id": "ing", "kind": "ingest", "name": "ingest.web", "inputs": [],
-              "outputs": ["steps/ingest.web"], "params": ingest },
-            { "id": "exa", "kind": "exact_dedup", "name": "exact_dedup.web", "inputs": ["ing"],
-              "outputs": ["steps/exact_dedup.web"],
-              "params": { "false_positive": 1e-6, "expected_docs": null } }
-        ]
-    });
+    let plan = common::plan_with(
+        json!([{ "name": "web", "path": "web.jsonl", "text_field": "text",
+                 "unique_tokens": null, "max_epochs": 4.0 }]),
+        vec![
+            json!({ "id": "ing", "kind": "ingest", "name": "ingest.web", "inputs": [],
+                    "outputs": ["steps/ingest.web"], "params": ingest }),
+            json!({ "id": "exa", "kind": "exact_dedup", "name": "exact_dedup.web",
+                    "inputs": ["ing"], "outputs": ["steps/exact_dedup.web"],
+                    "params": { "false_positive": 1e-6, "expected_docs": null } }),
+        ],
+    );
     Plan::from_json(&plan.to_string()).unwrap()
 }
 

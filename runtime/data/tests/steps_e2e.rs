@@ -443,8 +443,9 @@ fn filtering_steps_run_from_a_plan() {
     );
 }
 
-/// The runtime's own plan structs: the compiler's plan parses, another version is refused,
-/// an unknown step kind is `Other` (not a parse failure), and steps are found by id or name.
+/// The plan crate's types read the compiler's plan: another version is refused, an unknown
+/// step kind and a missing `zero` are errors that name them (never a default), and steps are
+/// found by id or name.
 #[test]
 fn plan_structs_read_the_compilers_plan() {
     use kiln_data::plan::{Plan, PlanError, StepKind};
@@ -459,18 +460,31 @@ fn plan_structs_read_the_compilers_plan() {
     let plan = Plan::from_json(&text).unwrap();
     assert_eq!(plan.experiment.sources.len(), 2);
     let enc = plan.step("encode.web").unwrap();
-    assert_eq!(enc.kind, StepKind::Encode);
+    assert_eq!(enc.kind(), StepKind::Encode);
     assert_eq!(plan.step(&enc.id).unwrap().name, "encode.web");
     assert!(matches!(plan.step("nope"), Err(PlanError::NoStep(_))));
 
-    let mut v: Value = serde_json::from_str(&text).unwrap();
+    let original: Value = serde_json::from_str(&text).unwrap();
+    let mut v = original.clone();
     v["steps"][0]["kind"] = "distill".into();
-    let plan = Plan::from_json(&v.to_string()).unwrap();
-    assert_eq!(plan.steps[0].kind, StepKind::Other);
-    v["version"] = 2.into();
+    match Plan::from_json(&v.to_string()) {
+        Err(PlanError::Parse(why)) => assert!(why.contains("distill"), "{why}"),
+        other => panic!("an unknown step kind parsed: {other:?}"),
+    }
+    let mut v = original.clone();
+    v["experiment"]["parallel"]
+        .as_object_mut()
+        .unwrap()
+        .remove("zero");
+    match Plan::from_json(&v.to_string()) {
+        Err(PlanError::Parse(why)) => assert!(why.contains("missing field `zero`"), "{why}"),
+        other => panic!("a plan without `zero` parsed: {other:?}"),
+    }
+    let mut v = original;
+    v["version"] = 99.into();
     assert!(matches!(
         Plan::from_json(&v.to_string()),
-        Err(PlanError::Version(2))
+        Err(PlanError::Version(99))
     ));
     assert!(matches!(Plan::from_json("{}"), Err(PlanError::Parse(_))));
 }

@@ -85,18 +85,22 @@ fn main() {
         "{} does not plan",
         experiment.display()
     );
-    let plan = Plan::from_value(&serde_json::to_value(&plans[0].1).unwrap()).unwrap();
+    let plan = Plan::from_value(serde_json::to_value(&plans[0].1).unwrap()).unwrap();
     let step = plan
         .steps
         .iter()
-        .find(|s| s.kind == "train")
+        .find(|s| s.kind() == kiln_plan::StepKind::Train)
         .expect("a train step");
-    let p: TrainParams = step.params().unwrap();
+    let p: &TrainParams = kiln_train::spec::train_params(step).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let params_file = dir.path().join("params.json");
-    std::fs::write(&params_file, serde_json::to_vec(&step.params).unwrap()).unwrap();
+    std::fs::write(
+        &params_file,
+        serde_json::to_vec(&step.params.params_json()).unwrap(),
+    )
+    .unwrap();
     let tokens = (p.parallel.micro_batch * p.parallel.accumulation * p.model.seq_len) as f64;
-    let predicted_s = plan.analysis["throughput"]["step_time_s"].as_f64();
+    let predicted_s = plan.predictions.step_time_s;
 
     tch::set_num_threads(threads as i32);
     println!(
@@ -107,11 +111,11 @@ fn main() {
         p.parallel.accumulation,
         p.parallel.micro_batch,
         p.model.seq_len,
-        p.precision.name()
+        p.precision.as_str()
     );
     let (mut kiln_all, mut eager_all) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let k = time_steps(&p, Device::Cpu, 1, steps, Collective::single(), 0)
+        let k = time_steps(p, Device::Cpu, 1, steps, Collective::single(), 0)
             .expect("kiln-train steps")
             .step_s;
         let e = eager_steps(&python, &script, &params_file, steps, threads);

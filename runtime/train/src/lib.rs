@@ -20,7 +20,7 @@ pub mod model;
 pub mod nccl;
 pub mod optim;
 pub mod parallel;
-pub mod schedule;
+pub use kiln_plan::schedule;
 pub mod spec;
 pub mod steps;
 pub mod trainer;

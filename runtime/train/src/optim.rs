@@ -55,7 +55,7 @@ pub struct AdamW {
 impl AdamW {
     /// Zero moments for `params`; only `kind = "adamw"` is built.
     pub fn new(spec: &OptimizerSpec, params: &[(String, Tensor)]) -> Result<AdamW, TrainError> {
-        if spec.kind != "adamw" {
+        if spec.kind.as_str() != "adamw" {
             return Err(TrainError::Unsupported(format!(
                 "optimizer `{}`: this runtime builds adamw",
                 spec.kind

@@ -315,7 +315,7 @@ impl DataParallel {
                 "ZeRO stage {zero}: the stages are 0 to 3"
             )));
         }
-        if optimizer.kind != "adamw" {
+        if optimizer.kind.as_str() != "adamw" {
             return Err(TrainError::Unsupported(format!(
                 "optimizer `{}`: this runtime builds adamw",
                 optimizer.kind

@@ -37,7 +37,7 @@ use crate::metrics::{
 use crate::model::Model;
 use crate::parallel::{DataParallel, StateBytes};
 use crate::schedule::lr_for_step;
-use crate::spec::{EvaluateParams, Plan, Precision, Step, TrainParams};
+use crate::spec::{self, Plan, Precision, Recompute, Step, StepKind, TrainParams};
 use crate::trainer::{evaluate, step_seed, to_batch, unigram_loss, Trainer};
 
 /// The summary a finished step leaves in its output directory.
@@ -285,13 +285,16 @@ pub fn run_step_on(
     comm: Collective,
 ) -> Result<StepOutcome, TrainError> {
     let step = plan.step(step_id)?;
-    match step.kind.as_str() {
-        "train" => run_train_step_on(plan, step_id, run_dir, options, comm),
-        "evaluate" if comm.rank() == 0 => run_evaluate_step(plan, step_id, run_dir, options),
-        "evaluate" => Ok(StepOutcome::OtherRank),
+    match step.kind() {
+        StepKind::Train => run_train_step_on(plan, step_id, run_dir, options, comm),
+        StepKind::Evaluate if comm.rank() == 0 => {
+            run_evaluate_step(plan, step_id, run_dir, options)
+        }
+        StepKind::Evaluate => Ok(StepOutcome::OtherRank),
         other => Err(TrainError::Plan(format!(
-            "step `{}` is a {other} step, not a training step",
-            step.name
+            "step `{}` is a {} step, not a training step",
+            step.name,
+            other.name()
         ))),
     }
 }
@@ -312,16 +315,16 @@ fn read_summary(output: &Path) -> Result<Summary, TrainError> {
 fn inputs_of<'p>(
     plan: &'p Plan,
     step: &Step,
-    kind: &str,
+    kind: StepKind,
     run_dir: &Path,
 ) -> Result<Vec<(&'p Step, PathBuf)>, TrainError> {
     let mut out = Vec::new();
     for id in &step.inputs {
         let input = plan.step(id)?;
-        if input.kind != kind {
+        if input.kind() != kind {
             continue;
         }
-        let dir = input.output(run_dir)?;
+        let dir = spec::output(input, run_dir)?;
         if !dir.is_dir() {
             return Err(TrainError::Input(format!(
                 "step `{}` needs `{}`, which is not done ({} does not exist)",
@@ -395,15 +398,18 @@ fn batch_layout(p: &TrainParams, ranks: u64) -> Result<BatchLayout, TrainError> 
     }
     let rank_batch = global_batch / ranks;
     let mut notes = Vec::new();
-    let data = p.topology.data.max(1.0);
-    let declared = micro_batch as f64 * p.parallel.accumulation.max(1) as f64 * data;
-    if declared != global_batch as f64 {
+    let data = u64::from(p.topology.data.max(1));
+    let declared = micro_batch * p.parallel.accumulation.max(1) * data;
+    if declared != global_batch {
         notes.push(format!(
             "micro_batch × accumulation × data = {declared} sequences, but the step's batch is {global_batch}: the batch is used"
         ));
     }
-    let planned = p.topology.tensor * p.topology.pipeline * p.topology.context * data;
-    if planned > 1.0 && ranks == 1 {
+    let planned = u64::from(p.topology.tensor)
+        * u64::from(p.topology.pipeline)
+        * u64::from(p.topology.context)
+        * data;
+    if planned > 1 && ranks == 1 {
         notes.push(format!(
             "the plan's {planned} ranks (tensor {}, pipeline {}, context {}, data {}) run as one process: {} micro-batches of {micro_batch} sequences per step",
             p.topology.tensor,
@@ -413,9 +419,7 @@ fn batch_layout(p: &TrainParams, ranks: u64) -> Result<BatchLayout, TrainError> 
             global_batch / micro_batch
         ));
     }
-    if ranks > 1
-        && (p.topology.tensor > 1.0 || p.topology.pipeline > 1.0 || p.topology.context > 1.0)
-    {
+    if ranks > 1 && (p.topology.tensor > 1 || p.topology.pipeline > 1 || p.topology.context > 1) {
         return Err(TrainError::Unsupported(format!(
             "the plan has tensor {}, pipeline {} and context {} parallelism; this runtime runs data parallelism across processes only",
             p.topology.tensor, p.topology.pipeline, p.topology.context
@@ -427,7 +431,7 @@ fn batch_layout(p: &TrainParams, ranks: u64) -> Result<BatchLayout, TrainError> 
             p.parallel.zero
         ));
     }
-    if let Some(r) = p.parallel.recompute.as_deref().filter(|r| *r != "none") {
+    if let Some(r) = Some(p.parallel.recompute).filter(|r| *r != Recompute::None) {
         notes.push(format!(
             "recompute = {r} saves activation memory only; this runtime keeps activations"
         ));
@@ -477,28 +481,22 @@ fn train(
 ) -> Result<StepOutcome, TrainError> {
     let wall = Instant::now();
     let step = plan.step(step_id)?;
-    if step.kind != "train" {
-        return Err(TrainError::Plan(format!(
-            "step `{}` is a {} step, not a train step",
-            step.name, step.kind
-        )));
-    }
-    let p: TrainParams = step.params()?;
-    let output = step.output(run_dir)?;
+    let p = spec::train_params(step)?;
+    let output = spec::output(step, run_dir)?;
     if output.is_dir() {
         return Ok(StepOutcome::AlreadyDone(read_summary(&output)?));
     }
-    let mixes = inputs_of(plan, step, "mix", run_dir)?;
+    let mixes = inputs_of(plan, step, StepKind::Mix, run_dir)?;
     let Some((_, mix_dir)) = mixes.first() else {
         return Err(TrainError::Plan(format!(
             "train step `{}` has no mix step among its inputs",
             step.name
         )));
     };
-    let previous = inputs_of(plan, step, "train", run_dir)?;
+    let previous = inputs_of(plan, step, StepKind::Train, run_dir)?;
     let (rank, ranks) = (comm.rank(), comm.size());
     let leader = rank == 0;
-    let layout = batch_layout(&p, ranks as u64)?;
+    let layout = batch_layout(p, ranks as u64)?;
     let mut notes = layout.notes.clone();
     if let Some(n) = options.threads {
         tch::set_num_threads(n.clamp(1, i32::MAX as usize) as i32);
@@ -516,7 +514,7 @@ fn train(
     let mut trainer = if ranks > 1 {
         let dp = DataParallel::new(
             model.named_parameters(),
-            p.parallel.zero,
+            u64::from(p.parallel.zero),
             &p.optimizer,
             comm,
         )?;
@@ -587,7 +585,7 @@ fn train(
     };
     let eval_tokens = options
         .eval_max_tokens
-        .or_else(|| plan.eval_tokens())
+        .or_else(|| spec::eval_tokens(plan))
         .unwrap_or(u64::MAX);
     let mut order = SampleOrder::new(p.seed, &p.phase, train_samples.count());
     let mut log = if leader {
@@ -704,12 +702,16 @@ fn train(
                     next_step_seed: step_seed(p.seed, done),
                 },
                 loss_scale: trainer.scaler.clone(),
-                precision: p.precision.name().into(),
+                precision: p.precision.as_str().into(),
                 lr,
                 loss: report.loss,
                 files: Vec::new(),
                 world: ranks as u64,
-                zero: if ranks > 1 { p.parallel.zero } else { 0 },
+                zero: if ranks > 1 {
+                    u64::from(p.parallel.zero)
+                } else {
+                    0
+                },
             };
             let params = trainer.model.named_parameters();
             let dir = match &mut trainer.dp {
@@ -755,7 +757,7 @@ fn train(
         DataParallelReport {
             ranks: ranks as u64,
             zero: dp.zero,
-            planned_data: p.topology.data,
+            planned_data: f64::from(p.topology.data),
             sent_bytes_per_step: (steps_run > 0).then(|| training as f64 / steps_run as f64),
             predicted_bytes_per_step: plan.analysis["communication"]["per_step"]["data"].as_f64(),
             state_bytes: dp.state_bytes(),
@@ -788,7 +790,7 @@ fn train(
         id: step.id.clone(),
         kind: "train".into(),
         phase: Some(p.phase.clone()),
-        precision: p.precision.name().into(),
+        precision: p.precision.as_str().into(),
         device: device_name(device),
         threads: tch::get_num_threads() as i64,
         params: trainer.model.param_count(),
@@ -943,26 +945,20 @@ fn evaluate_step(
 ) -> Result<StepOutcome, TrainError> {
     let wall = Instant::now();
     let step = plan.step(step_id)?;
-    if step.kind != "evaluate" {
-        return Err(TrainError::Plan(format!(
-            "step `{}` is a {} step, not an evaluate step",
-            step.name, step.kind
-        )));
-    }
-    let params: EvaluateParams = step.params()?;
-    let output = step.output(run_dir)?;
+    let params = spec::evaluate_params(step)?;
+    let output = spec::output(step, run_dir)?;
     if output.is_dir() {
         return Ok(StepOutcome::AlreadyDone(read_summary(&output)?));
     }
-    let trains = inputs_of(plan, step, "train", run_dir)?;
-    let mixes = inputs_of(plan, step, "mix", run_dir)?;
+    let trains = inputs_of(plan, step, StepKind::Train, run_dir)?;
+    let mixes = inputs_of(plan, step, StepKind::Mix, run_dir)?;
     let (Some((train_step, train_dir)), Some((_, mix_dir))) = (trains.last(), mixes.last()) else {
         return Err(TrainError::Plan(format!(
             "evaluate step `{}` needs a train step and a mix step among its inputs",
             step.name
         )));
     };
-    let tp: TrainParams = train_step.params()?;
+    let tp = spec::train_params(train_step)?;
     if let Some(n) = options.threads {
         tch::set_num_threads(n.clamp(1, i32::MAX as usize) as i32);
     }
@@ -1008,7 +1004,7 @@ fn evaluate_step(
         id: step.id.clone(),
         kind: "evaluate".into(),
         phase: Some(found.state.phase.clone()),
-        precision: tp.precision.name().into(),
+        precision: tp.precision.as_str().into(),
         device: device_name(device),
         threads: tch::get_num_threads() as i64,
         params: model.param_count(),

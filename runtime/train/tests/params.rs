@@ -176,25 +176,3 @@ fn alibi_slopes_match_the_reference() {
         assert!((a - b).abs() < 1e-15, "{six:?}");
     }
 }
-
-/// Regenerates the fixture's counts with the compiler and compares: run with
-/// `cargo build -p kiln && cargo test -p kiln-train --test params -- --ignored`.
-#[test]
-#[ignore = "needs target/debug/kiln (cargo build -p kiln)"]
-fn the_fixture_matches_the_compiler() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let kiln = root.join("target/debug/kiln");
-    assert!(kiln.exists(), "build kiln first: {}", kiln.display());
-    for (name, m) in fixture_models() {
-        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(format!("tests/fixtures/models/{name}.kiln"));
-        let out = std::process::Command::new(&kiln)
-            .arg("plan")
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{name}");
-        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(plan["experiment"]["model"], m, "{name}");
-    }
-}

@@ -34,7 +34,12 @@ fn uninterrupted(def: &RunDef) -> (tempfile::TempDir, Vec<StepMetrics>, Vec<u8>)
     let plan = setup_run(dir.path(), def);
     run_all(&plan, dir.path(), false);
     let metrics = all_metrics(&plan, dir.path());
-    let last = plan.steps.iter().rev().find(|s| s.kind == "train").unwrap();
+    let last = plan
+        .steps
+        .iter()
+        .rev()
+        .find(|s| s.kind() == kiln_plan::StepKind::Train)
+        .unwrap();
     let weights = final_weights(&plan, dir.path(), &last.name);
     (dir, metrics, weights)
 }

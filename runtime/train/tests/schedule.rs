@@ -1,40 +1,100 @@
-//! Learning rates at phase boundaries, as the compiler's `LrSchedule::at` defines them, on
-//! the tiny demo's real plan (`fixtures/tiny_train_steps.json`) and on each schedule kind.
+//! Learning rates through kiln-plan's one implementation (`LrSchedule::at`, `lr_for_step`):
+//! at every step of the tiny demo's real plan (planned here by the compiler, so it cannot go
+//! stale) against an independent transcription (tests/engines/validate.py's `kiln_lr`, the
+//! formula the engine validators replay), and on each schedule kind at its boundaries.
+
+use std::path::PathBuf;
+use std::process::Command;
 
 use kiln_train::schedule::{lr_for_step, LrSchedule};
-use kiln_train::spec::TrainParams;
+use kiln_train::spec::{Plan, TrainParams};
 
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The train steps of today's `kiln plan experiments/tiny.kiln`.
 fn tiny_phases() -> Vec<TrainParams> {
-    let steps: Vec<serde_json::Value> =
-        serde_json::from_str(include_str!("fixtures/tiny_train_steps.json")).unwrap();
-    steps
+    let (checked, plans) = kiln::plan_paths(
+        &[root().join("experiments/tiny.kiln")],
+        &kiln::load::FsLoader,
+        &[],
+    )
+    .expect("tiny plans");
+    assert_eq!(checked.errors(), 0);
+    let plan = Plan::from_value(serde_json::to_value(&plans[0].1).unwrap()).unwrap();
+    plan.steps
         .iter()
-        .map(|s| serde_json::from_value(s["params"].clone()).unwrap())
+        .filter_map(|s| kiln_train::spec::train_params(s).ok().cloned())
         .collect()
 }
 
 #[test]
-fn the_tiny_demos_phases() {
+fn the_tiny_demos_real_plan_at_every_step_against_the_validators_formula() {
     let phases = tiny_phases();
-    assert_eq!(phases.len(), 2);
+    assert_eq!(phases.len(), 2, "tiny has a main phase and an anneal");
     let (main, anneal) = (&phases[0].schedule, &phases[1].schedule);
-    assert_eq!((main.start_step, main.steps), (0, 550));
-    assert_eq!((anneal.start_step, anneal.steps), (550, 62));
-    let lr = |p: &kiln_train::spec::PhaseSpec, s: u64| lr_for_step(&p.lr, s, p.steps, p.anneal);
-    // Warm-up: linear from peak/50 to the peak at its last step.
-    assert_eq!(lr(main, 0), 0.002 / 50.0);
-    assert_eq!(lr(main, 49), 0.002);
-    assert_eq!(lr(main, 50), 0.002);
-    // Cosine down: the value after the phase's last step is the final learning rate, which
-    // is where the anneal starts.
-    assert!((main.lr.at(550, 550) - 2e-4).abs() < 1e-18);
-    assert!(lr(main, 549) > 2e-4 && lr(main, 549) < 2e-4 * 1.001);
-    assert_eq!(lr(anneal, 0), 2e-4);
-    // The anneal's last update is at exactly 0, its second last one step of the line.
-    assert_eq!(lr(anneal, 61), 0.0);
-    assert_eq!(lr(anneal, 60), 2e-4 + (0.0 - 2e-4) * (60.0 / 62.0));
-    assert!(phases[1].schedule.anneal && !phases[0].schedule.anneal);
-    assert_eq!(phases[0].model.params, 1_049_728);
+    assert_eq!(
+        anneal.start_step, main.steps,
+        "the anneal starts where main ends"
+    );
+    assert!(anneal.anneal && !main.anneal);
+    // The anneal starts at the learning rate main ends on, and its last update is 0.
+    assert_eq!(
+        main.lr.at(main.steps, main.steps),
+        anneal.lr.at(0, anneal.steps)
+    );
+    assert_eq!(
+        lr_for_step(&anneal.lr, anneal.steps - 1, anneal.steps, true),
+        0.0
+    );
+
+    let python = root().join(".venv/bin/python");
+    assert!(python.exists(), "no .venv: run `bash scripts/setup`");
+    let phases_json = serde_json::to_string(
+        &phases
+            .iter()
+            .map(|p| serde_json::json!({"lr": p.schedule.lr, "steps": p.schedule.steps}))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let script = "import importlib.util, json, sys\n\
+        spec = importlib.util.spec_from_file_location('validate', sys.argv[1])\n\
+        v = importlib.util.module_from_spec(spec); spec.loader.exec_module(v)\n\
+        phases = json.loads(sys.argv[2])\n\
+        print(json.dumps([[v.kiln_lr(p['lr'], s, p['steps']) for s in range(p['steps'])] for p in phases]))";
+    let out = Command::new(&python)
+        .args(["-c", script])
+        .arg(root().join("tests/engines/validate.py"))
+        .arg(&phases_json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected: Vec<Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut checked = 0;
+    for (phase, want) in phases.iter().zip(&expected) {
+        let s = &phase.schedule;
+        assert_eq!(want.len() as u64, s.steps);
+        for (step, &w) in want.iter().enumerate() {
+            let got = s.lr.at(step as u64, s.steps);
+            assert!(
+                (got - w).abs() <= 1e-12 * w.abs().max(1e-12),
+                "phase {} step {step}: {got} against the validator's {w}",
+                s.name
+            );
+            // What the optimizer applies: the same, except the anneal's last update.
+            let applied = lr_for_step(&s.lr, step as u64, s.steps, s.anneal);
+            if !(s.anneal && step as u64 + 1 == s.steps) {
+                assert_eq!(applied, got);
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked as u64, main.steps + anneal.steps);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use kiln_data::plan::{Plan, StepKind};
+use kiln_data::plan::Plan;
 use kiln_data::steps::{run_step, StepContext, StepOutcome};
 
 #[derive(Debug, Parser)]
@@ -264,20 +264,15 @@ fn bench() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some(step) = plan.steps.iter().find(|s| s.kind == "train") else {
+    let Some(p) = plan.steps.iter().find_map(|s| match &s.params {
+        kiln_plan::StepParams::Train(p) => Some(p),
+        _ => None,
+    }) else {
         eprintln!("error: the plan has no train step");
         return ExitCode::from(2);
     };
-    let p: kiln_train::spec::TrainParams = match step.params() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let zero = cli.zero.unwrap_or(p.parallel.zero);
-    let timing = match kiln_train::bench::time_steps(&p, device, cli.warmup, cli.steps, comm, zero)
-    {
+    let zero = cli.zero.unwrap_or(u64::from(p.parallel.zero));
+    let timing = match kiln_train::bench::time_steps(p, device, cli.warmup, cli.steps, comm, zero) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: rank {rank} of {ranks}: {e}");
@@ -305,7 +300,7 @@ fn bench() -> ExitCode {
         "zero": if ranks > 1 || nccl { Some(zero) } else { None },
         "collective_share": (total > 0.0).then(|| timing.collective_s / total),
         "device": format!("{device:?}").to_lowercase(),
-        "precision": p.precision.name(),
+        "precision": p.precision.as_str(),
         "params": p.model.params,
         "tokens_per_step": tokens,
         "step_s": times,
@@ -390,15 +385,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if matches!(step.kind, StepKind::Train | StepKind::Evaluate) {
+    if step.kind().is_training() {
         return train(&cli);
-    }
-    if step.kind == StepKind::Other {
-        eprintln!(
-            "error: step `{}` has a kind this worker does not know: upgrade kiln-worker",
-            step.name
-        );
-        return ExitCode::from(2);
     }
     let mut ctx = StepContext::new(
         cli.run_dir.clone(),
@@ -516,8 +504,8 @@ fn train(cli: &Cli) -> ExitCode {
     let options = kiln_train::TrainOptions {
         threads,
         progress: (cli.quiet || rank > 0).then_some(false),
-        predicted_tokens_per_s: plan.predicted_tokens_per_s(),
-        predicted_memory_bytes: plan.predicted_memory_bytes(),
+        predicted_tokens_per_s: plan.predictions.tokens_per_s,
+        predicted_memory_bytes: plan.predictions.memory_per_gpu_bytes,
         device,
         ..Default::default()
     };

@@ -135,3 +135,51 @@ pub fn peak_rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A whole plan of the current version around hand-written data `steps` (each with `id`,
+/// `kind`, `name`, `inputs`, `outputs` and `params`; resources and command are filled in) and
+/// the experiment's `sources`: what the plan crate's loader reads.
+pub fn plan_with(sources: Value, steps: Vec<Value>) -> Value {
+    let steps: Vec<Value> = steps
+        .into_iter()
+        .map(|mut s| {
+            let id = s["id"].clone();
+            s["resources"] =
+                serde_json::json!({"ranks": 1, "nodes": 1, "gpus_per_rank": 0, "predicted_seconds": null});
+            s["command"] = serde_json::json!(["kiln-worker", "--plan", "plan.json", "--step", id]);
+            s
+        })
+        .collect();
+    serde_json::json!({
+        "version": kiln_plan::PLAN_VERSION,
+        "experiment": {
+            "name": "t", "seed": 0,
+            "model": {"layers": 1, "hidden": 8, "ffn_hidden": 16, "heads": 1, "kv_heads": 1,
+                      "head_dim": 8, "vocab": 300, "seq_len": 8, "tied_embeddings": true,
+                      "activation": "swiglu", "norm": "rmsnorm", "position": "rope",
+                      "bias": false, "dropout": 0.0, "params": 0},
+            "optimizer": {"kind": "adamw", "beta1": 0.9, "beta2": 0.95, "eps": 1e-8,
+                          "weight_decay": 0.1, "grad_clip": 1.0},
+            "precision": "fp32",
+            "parallel": {"zero": 0, "recompute": "none", "sequence_parallel": false,
+                         "flash_attention": true, "micro_batch": 1, "accumulation": 1,
+                         "first_stage_layers": null, "last_stage_layers": null},
+            "tokenizer": null, "sources": sources,
+            "dedup": {"exact": null, "near": null},
+            "quality": {"heuristics": [], "classifier_threshold": null, "thresholds": {}},
+            "gpu": "cpu", "values": []
+        },
+        "predictions": {"tokens_per_s": null, "step_time_s": null, "memory_per_gpu_bytes": null},
+        "analysis": null,
+        "topology": {"world": 1, "nodes": 1, "gpus_per_node": 1, "tensor": 1, "context": 1,
+                     "data": 1, "pipeline": 1, "virtual_stages": 1, "stage_layers": [1],
+                     "ranks": [{"rank": 0, "node": 0, "local_rank": 0, "tensor": 0, "context": 0,
+                                "data": 0, "pipeline": 0}],
+                     "groups": {"tensor": [[0]], "context": [[0]], "data": [[0]], "pipeline": [[0]]}},
+        "schedule": {"batch_tokens": 8.0, "seq_len": 8, "global_batch": 1, "micro_batch": 1,
+                     "accumulation": 1, "total_steps": 0, "phases": [],
+                     "checkpoint_every_steps": 1, "checkpoint_keep": 1, "eval_every_steps": 1,
+                     "eval_tokens": 0.0, "predicted_step_time_s": null},
+        "steps": steps
+    })
+}

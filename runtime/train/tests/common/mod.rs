@@ -1,4 +1,4 @@
-//! Shared test fixtures: the compiler's model specs (`fixtures/models.json`), small run
+//! Shared test fixtures: the compiler's model specs (planned from `fixtures/models/*.kiln` at test time), small run
 //! plans shaped as `kiln plan` writes them, and synthetic token shards in Megatron-LM's
 //! indexed format written with kiln-data's writer.
 #![allow(dead_code)]
@@ -12,10 +12,26 @@ use serde_json::{json, Value};
 
 /// The fixture models by name (the compiler's `experiment.model` of `fixtures/models/*.kiln`).
 pub fn fixture_models() -> Vec<(String, Value)> {
-    let text = include_str!("../fixtures/models.json");
-    let list: Vec<Value> = serde_json::from_str(text).expect("fixtures/models.json parses");
-    list.into_iter()
-        .map(|m| (m["name"].as_str().unwrap().to_string(), m["model"].clone()))
+    // Planned now by the compiler (a dev-dependency), so the specs are today's `kiln plan`
+    // of each fixture and cannot go stale.
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "kiln"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let (checked, plans) =
+                kiln::plan_paths(std::slice::from_ref(&file), &kiln::load::FsLoader, &[])
+                    .unwrap_or_else(|e| panic!("{}: {e:?}", file.display()));
+            assert_eq!(checked.errors(), 0, "{} does not plan", file.display());
+            let plan = serde_json::to_value(&plans[0].1).unwrap();
+            let name = file.file_stem().unwrap().to_str().unwrap().to_string();
+            (name, plan["experiment"]["model"].clone())
+        })
         .collect()
 }
 
@@ -92,10 +108,22 @@ fn step_id(name: &str) -> String {
     format!("{h:016x}")
 }
 
-/// The plan JSON for `def` (steps: mix and train per phase, then evaluate).
+/// The plan JSON for `def` (steps: mix and train per phase, then evaluate): a whole plan of
+/// the current version, as the runtime's loader reads it.
 pub fn plan_json(def: &RunDef) -> Value {
     let seq_len = def.model["seq_len"].as_u64().unwrap();
+    let layers = def.model["layers"].as_u64().unwrap();
+    let cpu = json!({"ranks": 1, "nodes": 1, "gpus_per_rank": 0, "predicted_seconds": null});
+    let ranks = json!({"ranks": 2, "nodes": 1, "gpus_per_rank": 0, "predicted_seconds": null});
+    let command = |id: &str| json!(["kiln-worker", "--plan", "plan.json", "--step", id]);
+    let optimizer = json!({"beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "grad_clip": 1.0,
+                           "kind": "adamw", "weight_decay": 0.1});
+    let parallel = json!({"accumulation": def.global_batch / def.micro_batch / 2,
+                          "first_stage_layers": null, "flash_attention": true,
+                          "last_stage_layers": null, "micro_batch": def.micro_batch,
+                          "recompute": "none", "sequence_parallel": false, "zero": 0});
     let mut steps = Vec::new();
+    let mut phases = Vec::new();
     let mut start = 0;
     let mut previous_train: Option<String> = None;
     let mut last_mix = String::new();
@@ -106,12 +134,18 @@ pub fn plan_json(def: &RunDef) -> Value {
             "id": mix_id, "kind": "mix", "name": mix_name, "inputs": [],
             "outputs": [format!("steps/{mix_name}-{mix_id}")],
             "params": {"held_out_tokens": def.held_out_tokens as f64, "mix": {"web": 1.0},
-                       "phase": phase.name, "seed": def.seed, "tokens": def.train_tokens as f64}
+                       "phase": phase.name, "seed": def.seed, "tokens": def.train_tokens as f64},
+            "resources": cpu, "command": command(&mix_id)
         }));
         let train_name = format!("train.{}", phase.name);
         let train_id = step_id(&format!("{train_name}-{}", def.precision));
         let mut inputs = vec![mix_id.clone()];
         inputs.extend(previous_train.clone());
+        let schedule = json!({"anneal": phase.anneal, "lr": phase.lr, "mix": {"web": 1.0},
+                              "name": phase.name, "start_step": start, "steps": phase.steps,
+                              "tokens": (phase.steps * def.global_batch * seq_len) as f64,
+                              "tokens_trained": (phase.steps * def.global_batch * seq_len) as f64});
+        phases.push(schedule.clone());
         steps.push(json!({
             "id": train_id, "kind": "train", "name": train_name, "inputs": inputs,
             "outputs": [format!("steps/{train_name}-{train_id}")],
@@ -120,21 +154,15 @@ pub fn plan_json(def: &RunDef) -> Value {
                 "checkpoint": {"every_steps": def.checkpoint_every, "keep": def.keep},
                 "eval_every_steps": def.eval_every,
                 "model": def.model,
-                "optimizer": {"beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "grad_clip": 1.0,
-                              "kind": "adamw", "weight_decay": 0.1},
-                "parallel": {"accumulation": def.global_batch / def.micro_batch / 2,
-                             "first_stage_layers": null, "flash_attention": true,
-                             "last_stage_layers": null, "micro_batch": def.micro_batch,
-                             "recompute": "none", "sequence_parallel": false, "zero": 0},
+                "optimizer": optimizer,
+                "parallel": parallel,
                 "phase": phase.name,
                 "precision": def.precision,
-                "schedule": {"anneal": phase.anneal, "lr": phase.lr, "mix": {"web": 1.0},
-                             "name": phase.name, "start_step": start, "steps": phase.steps,
-                             "tokens": (phase.steps * def.global_batch * seq_len) as f64,
-                             "tokens_trained": (phase.steps * def.global_batch * seq_len) as f64},
+                "schedule": schedule,
                 "seed": def.seed,
-                "topology": {"context": 1.0, "data": 2.0, "pipeline": 1.0, "tensor": 1.0}
-            }
+                "topology": {"context": 1, "data": 2, "pipeline": 1, "tensor": 1}
+            },
+            "resources": ranks, "command": command(&train_id)
         }));
         start += phase.steps;
         previous_train = Some(train_id);
@@ -145,13 +173,39 @@ pub fn plan_json(def: &RunDef) -> Value {
         "id": eval_id, "kind": "evaluate", "name": "evaluate",
         "inputs": [previous_train.unwrap(), last_mix],
         "outputs": [format!("steps/evaluate-{eval_id}")],
-        "params": {"held_out_tokens": def.held_out_tokens as f64, "seed": def.seed}
+        "params": {"held_out_tokens": def.held_out_tokens as f64, "seed": def.seed},
+        "resources": ranks, "command": command(&eval_id)
     }));
+    let rank = |r: u32| {
+        json!({"rank": r, "node": 0, "local_rank": r, "tensor": 0,
+                               "context": 0, "data": r, "pipeline": 0})
+    };
     json!({
-        "version": 1,
-        "experiment": {"name": "kiln_train_test", "seed": def.seed},
-        "schedule": {"eval_tokens": def.held_out_tokens as f64, "seq_len": seq_len},
+        "version": kiln_plan::PLAN_VERSION,
+        "experiment": {
+            "name": "kiln_train_test", "seed": def.seed, "model": def.model,
+            "optimizer": optimizer, "precision": def.precision, "parallel": parallel,
+            "tokenizer": null, "sources": [], "dedup": {"exact": null, "near": null},
+            "quality": {"heuristics": [], "classifier_threshold": null, "thresholds": {}},
+            "gpu": "cpu", "values": []
+        },
+        "predictions": {"tokens_per_s": null, "step_time_s": null, "memory_per_gpu_bytes": null},
         "analysis": {"throughput": null},
+        "topology": {
+            "world": 2, "nodes": 1, "gpus_per_node": 2, "tensor": 1, "context": 1, "data": 2,
+            "pipeline": 1, "virtual_stages": 1, "stage_layers": [layers],
+            "ranks": [rank(0), rank(1)],
+            "groups": {"tensor": [[0], [1]], "context": [[0], [1]], "data": [[0, 1]],
+                       "pipeline": [[0], [1]]}
+        },
+        "schedule": {
+            "batch_tokens": (def.global_batch * seq_len) as f64, "seq_len": seq_len,
+            "global_batch": def.global_batch, "micro_batch": def.micro_batch,
+            "accumulation": def.global_batch / def.micro_batch / 2, "total_steps": start,
+            "phases": phases, "checkpoint_every_steps": def.checkpoint_every,
+            "checkpoint_keep": def.keep, "eval_every_steps": def.eval_every,
+            "eval_tokens": def.held_out_tokens as f64, "predicted_step_time_s": null
+        },
         "steps": steps
     })
 }
@@ -222,12 +276,12 @@ pub fn setup_run(run_dir: &Path, def: &RunDef) -> Plan {
         serde_json::to_string_pretty(&plan).unwrap(),
     )
     .unwrap();
-    Plan::from_value(&plan).unwrap()
+    Plan::from_value(plan).unwrap()
 }
 
 /// The output directory of step `name`.
 pub fn output_of(plan: &Plan, run_dir: &Path, name: &str) -> PathBuf {
-    plan.step(name).unwrap().output(run_dir).unwrap()
+    run_dir.join(plan.step(name).unwrap().output().unwrap())
 }
 
 /// Options for reproducible CPU runs: one thread, no progress bar.
@@ -242,7 +296,8 @@ pub fn options() -> kiln_train::TrainOptions {
 /// Runs every train step of the plan in order (and the evaluate step when `evaluate`).
 pub fn run_all(plan: &Plan, run_dir: &Path, evaluate: bool) {
     for step in &plan.steps {
-        let wanted = step.kind == "train" || (evaluate && step.kind == "evaluate");
+        let wanted = step.kind() == kiln_plan::StepKind::Train
+            || (evaluate && step.kind() == kiln_plan::StepKind::Evaluate);
         if wanted {
             match kiln_train::run_step(plan, &step.id, run_dir, &options()) {
                 Ok(kiln_train::StepOutcome::Done(_) | kiln_train::StepOutcome::AlreadyDone(_)) => {}
@@ -255,8 +310,12 @@ pub fn run_all(plan: &Plan, run_dir: &Path, evaluate: bool) {
 /// Every metrics line of the plan's train steps, in order.
 pub fn all_metrics(plan: &Plan, run_dir: &Path) -> Vec<kiln_train::metrics::StepMetrics> {
     let mut out = Vec::new();
-    for step in plan.steps.iter().filter(|s| s.kind == "train") {
-        let dir = step.output(run_dir).unwrap();
+    for step in plan
+        .steps
+        .iter()
+        .filter(|s| s.kind() == kiln_plan::StepKind::Train)
+    {
+        let dir = run_dir.join(step.output().unwrap());
         out.extend(kiln_train::metrics::read_metrics(&dir.join("metrics.jsonl")).unwrap());
     }
     out
@@ -272,7 +331,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// AdamW as the test plans configure it (β = 0.9/0.95, ε 1e-8, clip 1, weight decay 0.1).
 pub fn optimizer() -> kiln_train::spec::OptimizerSpec {
     kiln_train::spec::OptimizerSpec {
-        kind: "adamw".into(),
+        kind: kiln_plan::OptimizerKind::Adamw,
         beta1: 0.9,
         beta2: 0.95,
         eps: 1e-8,

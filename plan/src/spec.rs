@@ -1,0 +1,293 @@
+//! The resolved experiment as the plan carries it: typed specs for the runtime (model,
+//! optimizer, precision, parallel layout, tokenizer, sources, dedup, quality) and every value
+//! of the experiment with its provenance.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// `as_str` (the plan's spelling) and `Display` for the plan's enums.
+macro_rules! names {
+    ($($ty:ident { $($variant:ident => $name:literal),* $(,)? })*) => {$(
+        impl $ty {
+            /// The name as the plan and the language spell it.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $name),* }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+names! {
+    Activation { Swiglu => "swiglu", Gelu => "gelu", Relu => "relu" }
+    Norm { Rmsnorm => "rmsnorm", Layernorm => "layernorm" }
+    Position { Rope => "rope", Learned => "learned", Relative => "relative", Alibi => "alibi" }
+    Precision { Fp32 => "fp32", Bf16Mixed => "bf16_mixed", Fp16Mixed => "fp16_mixed", Fp8Mixed => "fp8_mixed" }
+    OptimizerKind { Adamw => "adamw" }
+    Recompute { None => "none", Selective => "selective", SelectiveOp => "selective_op", Full => "full" }
+    TokenizerKind { Bpe => "bpe", Unigram => "unigram" }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ExperimentSpec {
+    pub name: String,
+    pub seed: u64,
+    pub model: ModelSpec,
+    pub optimizer: OptimizerSpec,
+    pub precision: Precision,
+    pub parallel: ParallelSpec,
+    pub tokenizer: Option<TokenizerSpec>,
+    pub sources: Vec<SourceSpec>,
+    pub dedup: DedupSpec,
+    pub quality: QualitySpec,
+    /// The GPU preset the run was planned for.
+    pub gpu: String,
+    /// Every value of the experiment: its path, value, unit and where it came from.
+    pub values: Vec<PlanValue>,
+}
+
+/// The decoder's shape (the compiler's `model` record, derived).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ModelSpec {
+    pub layers: u64,
+    pub hidden: u64,
+    pub ffn_hidden: u64,
+    pub heads: u64,
+    pub kv_heads: u64,
+    pub head_dim: u64,
+    pub vocab: u64,
+    pub seq_len: u64,
+    pub tied_embeddings: bool,
+    pub activation: Activation,
+    pub norm: Norm,
+    pub position: Position,
+    pub bias: bool,
+    pub dropout: f64,
+    /// The compiler's parameter count, which the runtime's built model must equal.
+    pub params: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Swiglu,
+    Gelu,
+    Relu,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Norm {
+    Rmsnorm,
+    Layernorm,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Position {
+    Rope,
+    Learned,
+    Relative,
+    Alibi,
+}
+
+/// Numerical precision of training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    Fp32,
+    Bf16Mixed,
+    Fp16Mixed,
+    Fp8Mixed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// Adam with decoupled weight decay (Loshchilov & Hutter 2019).
+    Adamw,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct OptimizerSpec {
+    pub kind: OptimizerKind,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Global gradient-norm clip; 0 turns clipping off.
+    pub grad_clip: f64,
+}
+
+/// Activation recomputation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Recompute {
+    None,
+    /// Korthikanti et al.'s: the attention scores only.
+    Selective,
+    /// torchtitan's op-level policy.
+    SelectiveOp,
+    /// Every layer from its input.
+    Full,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ParallelSpec {
+    /// ZeRO stage, 0 to 3 (required: a plan without it is refused, not run as ZeRO 0).
+    pub zero: u8,
+    pub recompute: Recompute,
+    /// Layers of each (virtual) pipeline stage that full recompute covers; absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recompute_layers: Option<u64>,
+    /// Layers whose saved activations are offloaded to host memory; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload_layers: Option<u64>,
+    pub sequence_parallel: bool,
+    pub flash_attention: bool,
+    pub micro_batch: u64,
+    pub accumulation: u64,
+    pub first_stage_layers: Option<u64>,
+    pub last_stage_layers: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TokenizerKind {
+    Bpe,
+    Unigram,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TokenizerSpec {
+    pub kind: TokenizerKind,
+    pub vocab: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SourceSpec {
+    pub name: String,
+    pub path: String,
+    pub text_field: String,
+    /// Unique tokens the experiment declares for the source, if it does.
+    pub unique_tokens: Option<f64>,
+    /// How many times the source may be repeated before kiln warns.
+    pub max_epochs: f64,
+    /// The longest document the data steps keep (bytes of text); absent: the runtime's
+    /// default. Saturates at `u64::MAX` (no limit) for larger values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_document_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DedupSpec {
+    pub exact: Option<ExactDedupSpec>,
+    pub near: Option<NearDedupSpec>,
+}
+
+/// Exact deduplication (a Bloom filter over normalised documents).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ExactDedupSpec {
+    pub false_positive: f64,
+    pub expected_docs: Option<u64>,
+}
+
+/// Near deduplication (MinHash LSH over character n-grams).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct NearDedupSpec {
+    pub ngram: u64,
+    pub bands: u64,
+    pub rows: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct QualitySpec {
+    pub heuristics: Vec<String>,
+    pub classifier_threshold: Option<f64>,
+    /// Declared thresholds by family (`gopher_quality`, `gopher_repetition`, `c4`,
+    /// `fineweb`), with the runtime's field names; a family listed here is on.
+    pub thresholds: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+impl QualitySpec {
+    /// Whether any filter is on (the plan then has a quality step per source).
+    pub fn is_on(&self) -> bool {
+        !self.heuristics.is_empty()
+            || self.classifier_threshold.is_some()
+            || !self.thresholds.is_empty()
+    }
+}
+
+/// One value of the experiment, as `kiln check --values` prints it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PlanValue {
+    pub path: String,
+    pub value: serde_json::Value,
+    /// The unit of a number; absent for counts and non-numbers.
+    pub unit: Option<Unit>,
+    pub provenance: Provenance,
+}
+
+/// The unit of a quantity in the plan (the compiler's dimensions other than a count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    Tokens,
+    Steps,
+    Flops,
+    FlopsPerSecond,
+    Bytes,
+    BytesPerSecond,
+    Seconds,
+    Usd,
+}
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "from", content = "detail", rename_all = "snake_case")]
+pub enum Provenance {
+    /// Written in the experiment (or in the declaration being checked).
+    Declared,
+    /// Taken from the named preset.
+    Preset(String),
+    /// Computed by kiln; the text says how.
+    Derived(String),
+    /// The field's default.
+    Default,
+}
+
+impl fmt::Display for Provenance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Provenance::Declared => f.write_str("declared"),
+            Provenance::Preset(p) => write!(f, "preset {p}"),
+            Provenance::Derived(how) => write!(f, "derived: {how}"),
+            Provenance::Default => f.write_str("default"),
+        }
+    }
+}
