@@ -3,7 +3,7 @@
 //! `scripts/measured_kiln.py`), scored by `kiln validate` with its three constants fitted
 //! leave-one-source-out. `docs/validation.md`, the README's summary table and the constants kiln ships
 //! (`stdlib/fitted.json`) are regenerated here and must equal the committed
-//! ones, so neither goes stale: `KILN_UPDATE_VALIDATION=1 cargo test -p kiln --test
+//! ones, so neither goes stale: `KILN_UPDATE_VALIDATION=1 cargo test -p kiln-cli --test
 //! validation` rewrites all three.
 
 mod common;
@@ -49,7 +49,7 @@ fn the_validation_table_and_the_fitted_constants_are_current() {
         let committed = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             &committed == text,
-            "{} is stale: run `KILN_UPDATE_VALIDATION=1 cargo test -p kiln --test validation` \
+            "{} is stale: run `KILN_UPDATE_VALIDATION=1 cargo test -p kiln-cli --test validation` \
              (and commit the files)",
             path.display()
         );

@@ -621,7 +621,7 @@ fn real_project_root(loader: &dyn SourceLoader, dir: &Path) -> PathBuf {
 
 /// K-I007: the relative `path` of every data source of the experiments in `decls` stays
 /// inside the project of the file that declares the experiment (relative source paths are
-/// read from the project root, `run_cmd::project_root`), by its path and with links
+/// read from the project root, the `kiln` command's `project_root`), by its path and with links
 /// resolved as far as it exists on this machine. An absolute path declares data that lives
 /// elsewhere and is not checked.
 pub fn check_source_paths(

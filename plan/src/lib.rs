@@ -4,6 +4,7 @@
 //! is the one loader that checks it; `CHANGELOG.md` beside this crate says what each version
 //! changed. JSON Schema derivations are behind the `schema` feature (`kiln schema`).
 
+pub mod launch;
 pub mod schedule;
 pub mod spec;
 pub mod step;

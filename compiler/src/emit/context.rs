@@ -4,19 +4,10 @@ use crate::plan::graph::Step;
 use crate::plan::RunPlan;
 use minijinja::{context, Value};
 
-/// The launcher prefix of one step on this machine: training steps with several ranks run
-/// under mpirun, one process per rank.
+/// The launcher prefix of one step on this machine (kiln-plan's one definition): training
+/// steps with several ranks run under mpirun, one process per rank.
 fn local_launcher(step: &Step) -> Vec<String> {
-    if step.resources.ranks > 1 {
-        vec![
-            "mpirun".into(),
-            "--oversubscribe".into(),
-            "-np".into(),
-            step.resources.ranks.to_string(),
-        ]
-    } else {
-        Vec::new()
-    }
+    kiln_plan::launch::local_prefix(step.resources.ranks)
 }
 
 pub fn local(plan: &RunPlan) -> Value {

@@ -6,19 +6,12 @@ use std::process::Command;
 
 pub const WORKER: &str = env!("CARGO_BIN_EXE_kiln-worker");
 
-/// kiln-worker alone (`ranks` = 1) or under `mpirun -np ranks`; the caller adds arguments.
+/// kiln-worker alone (`ranks` = 1) or under mpirun as kiln-plan launches it; the caller adds
+/// arguments.
 pub fn launch(ranks: u32) -> Command {
-    if ranks > 1 {
-        let mut c = Command::new("mpirun");
-        c.args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "-np",
-            &ranks.to_string(),
-        ])
-        .arg(WORKER);
-        c
-    } else {
-        Command::new(WORKER)
-    }
+    let mut argv = kiln_plan::launch::local_prefix(ranks);
+    argv.push(WORKER.to_string());
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    c
 }

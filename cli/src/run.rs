@@ -2,7 +2,9 @@
 //! finds the `kiln-worker` program and starts it, one step (and one process per rank) at a time.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
+
+use crate::error::{Failure, Outcome};
 
 /// `kiln-worker` beside the running `kiln` (a cargo build puts both in target/…), else on PATH.
 pub fn find_worker() -> Option<PathBuf> {
@@ -17,91 +19,97 @@ pub fn find_worker() -> Option<PathBuf> {
     })
 }
 
-fn no_worker() -> ExitCode {
-    eprintln!("error: cannot find `kiln-worker` beside kiln or on PATH; build it with `cargo build --release -p kiln-worker`");
-    ExitCode::from(2)
+fn no_worker() -> Failure {
+    Failure::unusable("cannot find `kiln-worker` beside kiln or on PATH; build it with `cargo build --release -p kiln-worker`")
 }
 
-/// Executes every step of a plan in graph order, skipping steps whose output exists.
-/// `source_root` is the directory the sources' relative paths start from (the project).
-pub fn run(
-    plan_json: &str,
-    plan: &serde_json::Value,
-    out: &Path,
-    source_root: &Path,
-    ranks: Option<u32>,
-) -> ExitCode {
-    let Some(worker) = find_worker() else {
-        return no_worker();
-    };
-    if let Err(e) =
-        std::fs::create_dir_all(out).and_then(|_| write_atomic(&out.join("plan.json"), plan_json))
-    {
-        eprintln!("error: cannot write the plan to `{}`: {e}", out.display());
-        return ExitCode::from(2);
-    }
-    let steps = plan["steps"].as_array().cloned().unwrap_or_default();
-    for step in &steps {
-        let name = step["name"].as_str().unwrap_or("?");
-        let output = step["outputs"][0].as_str().unwrap_or("");
-        if !output.is_empty() && out.join(output).exists() {
-            eprintln!("kiln: {name} is done, skipping");
+/// Executes every step of a plan in graph order, skipping steps whose output exists: each
+/// step's own command (its program, `kiln-worker`, found beside kiln), one process, or for a
+/// training step one per rank under kiln-plan's launcher. `source_root` is the directory the
+/// sources' relative paths start from (the project).
+pub fn run(plan_json: &str, out: &Path, source_root: &Path, ranks: Option<u32>) -> Outcome {
+    let plan = kiln_plan::RunPlan::<serde_json::Value>::from_json(plan_json)
+        .map_err(|e| Failure::unusable(format!("{e}")))?;
+    let worker = find_worker().ok_or_else(no_worker)?;
+    std::fs::create_dir_all(out)
+        .and_then(|_| write_atomic(&out.join(kiln_plan::PLAN_FILE), plan_json))
+        .map_err(|e| {
+            Failure::unusable(format!("cannot write the plan to `{}`: {e}", out.display()))
+        })?;
+    for step in &plan.steps {
+        let output = step
+            .output()
+            .map_err(|e| Failure::unusable(e.to_string()))?;
+        if out.join(output).exists() {
+            eprintln!("kiln: {} is done, skipping", step.name);
             continue;
         }
-        let id = step["id"].as_str().unwrap_or("");
+        let Some((program, args)) = step.command.split_first() else {
+            return Err(Failure::unusable(format!(
+                "step {} has no command",
+                step.name
+            )));
+        };
+        if program != kiln_plan::WORKER {
+            return Err(Failure::unusable(format!(
+                "step {} runs `{program}`; kiln run starts only `{}`",
+                step.name,
+                kiln_plan::WORKER
+            )));
+        }
         // Data steps are one process; training steps run as the plan's ranks, or as many as
         // `--ranks` asks for on this machine.
-        let training = matches!(step["kind"].as_str(), Some("train" | "evaluate"));
-        let planned = step["resources"]["ranks"].as_u64().unwrap_or(1) as u32;
-        let ranks = if training {
-            ranks.unwrap_or(planned)
+        let ranks = if step.kind().is_training() {
+            ranks.unwrap_or(step.resources.ranks)
         } else {
             1
         };
         eprintln!(
-            "kiln: running {name} ({id}){}",
+            "kiln: running {} ({}){}",
+            step.name,
+            step.id,
             if ranks > 1 {
                 format!(" on {ranks} ranks")
             } else {
                 String::new()
             }
         );
-        let mut cmd = if ranks > 1 {
-            let mut c = Command::new("mpirun");
-            c.args([
-                "--allow-run-as-root",
-                "--oversubscribe",
-                "-np",
-                &ranks.to_string(),
-            ])
-            .arg(&worker);
-            c
-        } else {
-            Command::new(&worker)
+        let launcher = kiln_plan::launch::local_prefix(ranks);
+        let mut cmd = match launcher.split_first() {
+            Some((mpirun, flags)) => {
+                let mut c = Command::new(mpirun);
+                c.args(flags).arg(&worker);
+                c
+            }
+            None => Command::new(&worker),
         };
-        cmd.args(["--plan", "plan.json", "--step", id])
+        cmd.args(args)
             .arg("--source-root")
             .arg(source_root)
             .current_dir(out);
         match cmd.status() {
             Ok(s) if s.success() => {}
             Ok(s) => {
-                eprintln!("error: step {name} failed ({s}); its output is not written, so `kiln run` resumes from it");
-                return ExitCode::from(1);
+                return Err(Failure::refused(format!(
+                "step {} failed ({s}); its output is not written, so `kiln run` resumes from it",
+                step.name
+            )))
             }
             Err(e) => {
-                eprintln!("error: cannot start the worker for {name}: {e}");
-                return ExitCode::from(2);
+                return Err(Failure::unusable(format!(
+                    "cannot start the worker for {}: {e}",
+                    step.name
+                )))
             }
         }
     }
     eprintln!(
         "kiln: all {} steps of {} are done in {}",
-        steps.len(),
-        plan["experiment"]["name"].as_str().unwrap_or("?"),
+        plan.steps.len(),
+        plan.experiment.name,
         out.display()
     );
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 /// Writes a file whole through kiln's safe-write rule (kiln-fsio).
@@ -111,11 +119,8 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// Measures this machine with the worker and writes it as a kiln preset (a `cpu` GPU, a
 /// one-device node and a one-node cluster) that experiments can import.
-pub fn calibrate(out: &Path) -> ExitCode {
-    let m = match worker_calibration(&[]) {
-        Ok(m) => m,
-        Err(code) => return code,
-    };
+pub fn calibrate(out: &Path) -> Outcome {
+    let m = worker_calibration(&[])?;
     let num = |k: &str| m[k].as_f64().unwrap_or(0.0);
     let text = format!(
         "# This machine, measured by `kiln calibrate` ({date}; {threads} threads). Regenerate it with\n\
@@ -143,44 +148,38 @@ pub fn calibrate(out: &Path) -> ExitCode {
 }
 
 /// `kiln-worker calibrate ARGS`, its JSON; on failure the exit code, the reason printed.
-fn worker_calibration(args: &[&str]) -> Result<serde_json::Value, ExitCode> {
+fn worker_calibration(args: &[&str]) -> Result<serde_json::Value, Failure> {
     let Some(worker) = find_worker() else {
         return Err(no_worker());
     };
     let result = match Command::new(&worker).arg("calibrate").args(args).output() {
         Ok(o) if o.status.success() => o.stdout,
         Ok(o) => {
-            eprintln!(
-                "error: the worker's calibration failed: {}",
+            return Err(Failure::refused(format!(
+                "the worker's calibration failed: {}",
                 String::from_utf8_lossy(&o.stderr).trim()
-            );
-            return Err(ExitCode::from(1));
+            )))
         }
-        Err(e) => {
-            eprintln!("error: cannot start the worker: {e}");
-            return Err(ExitCode::from(2));
-        }
+        Err(e) => return Err(Failure::unusable(format!("cannot start the worker: {e}"))),
     };
-    serde_json::from_slice(&result).map_err(|e| {
-        eprintln!("error: the worker's calibration is not JSON: {e}");
-        ExitCode::from(1)
-    })
+    serde_json::from_slice(&result)
+        .map_err(|e| Failure::refused(format!("the worker's calibration is not JSON: {e}")))
 }
 
 /// Writes a presets file atomically, its directory made first.
-fn write_presets(out: &Path, text: &str) -> ExitCode {
+fn write_presets(out: &Path, text: &str) -> Outcome {
     if let Some(dir) = out.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
     match write_atomic(out, text) {
         Ok(()) => {
             eprintln!("kiln: wrote {}", out.display());
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Err(e) => {
-            eprintln!("error: cannot write `{}`: {e}", out.display());
-            ExitCode::from(2)
-        }
+        Err(e) => Err(Failure::unusable(format!(
+            "cannot write `{}`: {e}",
+            out.display()
+        ))),
     }
 }
 
@@ -188,19 +187,15 @@ fn write_presets(out: &Path, text: &str) -> ExitCode {
 /// (kiln-train's calibrate.rs: bf16 GEMMs over training shapes, causal SDPA attention, the
 /// copy bandwidth) and this writes a cluster of the node preset holding the GPU preset with
 /// the measured rates as overrides, checked before it is written.
-pub fn calibrate_gpu(out: &Path, device: &str, gpu: Option<&str>, node: Option<&str>) -> ExitCode {
+pub fn calibrate_gpu(out: &Path, device: &str, gpu: Option<&str>, node: Option<&str>) -> Outcome {
     let (Some(gpu), Some(node)) = (gpu, node) else {
-        eprintln!(
-            "error: `kiln calibrate --device {device}` needs --gpu and --node: the standard-library \
+        return Err(Failure::unusable(format!(
+            "`kiln calibrate --device {device}` needs --gpu and --node: the standard-library \
              presets the measured GPU is and sits in (e.g. --gpu h100_sxm --node dgx_h100); \
              their datasheet values stay where nothing was measured"
-        );
-        return ExitCode::from(2);
+        )));
     };
-    let m = match worker_calibration(&["--device", device]) {
-        Ok(m) => m,
-        Err(code) => return code,
-    };
+    let m = worker_calibration(&["--device", device])?;
     let text = gpu_presets(&m, gpu, node, out);
     let checked = kiln::check_source(
         &out.display().to_string(),
@@ -211,8 +206,7 @@ pub fn calibrate_gpu(out: &Path, device: &str, gpu: Option<&str>, node: Option<&
     if checked.errors() > 0 {
         let report =
             kiln::diagnostic::render_text(&checked.program.sources, &checked.diagnostics, false);
-        eprintln!("{report}error: the measured presets do not check (is `{gpu}` a gpu and `{node}` a node of the standard library?)");
-        return ExitCode::from(1);
+        return Err(Failure::refused(format!("{report}error: the measured presets do not check (is `{gpu}` a gpu and `{node}` a node of the standard library?)")));
     }
     write_presets(out, &text)
 }

@@ -1,12 +1,15 @@
 //! The `kiln` command line: reads files, prints diagnostics, sets the exit code.
 
-mod run_cmd;
+mod error;
+mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kiln::load::FsLoader;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use error::{Failure, Outcome};
 
 #[derive(Parser)]
 #[command(
@@ -172,7 +175,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    match cli.command {
+    let outcome = match cli.command {
         Command::Check {
             files,
             format,
@@ -200,13 +203,14 @@ fn main() -> ExitCode {
         } => {
             if device == "cpu" {
                 let out = output.unwrap_or_else(|| "calibration/this_machine.kiln".into());
-                run_cmd::calibrate(&out)
+                run::calibrate(&out)
             } else {
                 let out = output.unwrap_or_else(|| "calibration/this_gpu.kiln".into());
-                run_cmd::calibrate_gpu(&out, &device, gpu.as_deref(), node.as_deref())
+                run::calibrate_gpu(&out, &device, gpu.as_deref(), node.as_deref())
             }
         }
-        Command::Data { cmd } => kiln_data::cli::run(cmd),
+        // `kiln data` is kiln-data's own command line, with its own exit statuses.
+        Command::Data { cmd } => return kiln_data::cli::run(cmd),
         Command::Plan {
             file,
             output,
@@ -218,7 +222,7 @@ fn main() -> ExitCode {
                 "{}",
                 serde_json::to_string_pretty(&schema).expect("schema serialises")
             );
-            ExitCode::SUCCESS
+            Ok(())
         }
         Command::Graph { file, format } => graph(&file, format),
         Command::Emit {
@@ -229,10 +233,9 @@ fn main() -> ExitCode {
             allow,
         } => emit(&file, &target, &output, force, &allow),
         Command::Validate { dirs, fitted } => match kiln::validate::load(&dirs) {
-            Ok(cases) if cases.is_empty() => {
-                eprintln!("error: no .kiln file there has a `# measured: {{json}}` line");
-                ExitCode::from(2)
-            }
+            Ok(cases) if cases.is_empty() => Err(Failure::unusable(
+                "no .kiln file there has a `# measured: {json}` line".to_string(),
+            )),
             Ok(cases) => {
                 let report = kiln::validate::run(&cases);
                 if fitted {
@@ -243,12 +246,9 @@ fn main() -> ExitCode {
                 } else {
                     print!("{}", report.markdown());
                 }
-                ExitCode::SUCCESS
+                Ok(())
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
+            Err(e) => Err(Failure::unusable(e.to_string())),
         },
         Command::Codes { markdown } => {
             if markdown {
@@ -264,9 +264,10 @@ fn main() -> ExitCode {
                     );
                 }
             }
-            ExitCode::SUCCESS
+            Ok(())
         }
-    }
+    };
+    error::exit(outcome)
 }
 
 fn check(
@@ -275,12 +276,11 @@ fn check(
     allow: &[String],
     values: bool,
     color: Color,
-) -> ExitCode {
+) -> Outcome {
     let checked = match kiln::check_paths(files, &FsLoader, allow) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return Err(Failure::unusable(e.to_string()));
         }
     };
     match format {
@@ -328,21 +328,22 @@ fn check(
         }
     }
     if checked.errors() > 0 {
-        ExitCode::from(1)
+        Err(Failure::Refused(None))
     } else {
-        ExitCode::SUCCESS
+        Ok(())
     }
 }
 
-fn fmt(files: &[PathBuf], check: bool) -> ExitCode {
-    let mut status = ExitCode::SUCCESS;
+fn fmt(files: &[PathBuf], check: bool) -> Outcome {
+    let mut status = Ok(());
     for path in files {
         // A regular file only (it is rewritten in place), read without blocking and size-capped.
         let bytes = match kiln::load::SourceLoader::read(&FsLoader, path) {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("error: {}", kiln::load::entry_error(path, e));
-                return ExitCode::from(2);
+                return Err(Failure::unusable(
+                    kiln::load::entry_error(path, e).to_string(),
+                ));
             }
         };
         let mut sources = kiln::span::Sources::new();
@@ -355,7 +356,7 @@ fn fmt(files: &[PathBuf], check: bool) -> ExitCode {
                     "{}",
                     kiln::diagnostic::render_text(&sources, &[d], std::io::stderr().is_terminal())
                 );
-                status = ExitCode::from(1);
+                status = Err(Failure::Refused(None));
                 continue;
             }
         };
@@ -367,7 +368,7 @@ fn fmt(files: &[PathBuf], check: bool) -> ExitCode {
                     "{}",
                     kiln::diagnostic::render_text(&sources, &[d], std::io::stderr().is_terminal())
                 );
-                status = ExitCode::from(1);
+                status = Err(Failure::Refused(None));
                 continue;
             }
         };
@@ -377,21 +378,19 @@ fn fmt(files: &[PathBuf], check: bool) -> ExitCode {
         }
         if check {
             eprintln!("{} is not formatted", path.display());
-            status = ExitCode::from(1);
+            status = Err(Failure::Refused(None));
         } else if let Err(e) = kiln_fsio::write(path, formatted.as_bytes()) {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return Err(Failure::unusable(format!("{e}")));
         }
     }
     status
 }
 
-fn explain(file: &std::path::Path, format: ExplainFormat, allow: &[String]) -> ExitCode {
+fn explain(file: &std::path::Path, format: ExplainFormat, allow: &[String]) -> Outcome {
     let checked = match kiln::check_paths(&[file.to_path_buf()], &FsLoader, allow) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return Err(Failure::unusable(e.to_string()));
         }
     };
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -403,7 +402,7 @@ fn explain(file: &std::path::Path, format: ExplainFormat, allow: &[String]) -> E
     // under a line saying it is of a file with errors; the exit code stays 1.
     let errors = checked.errors();
     if errors > 0 && matches!(format, ExplainFormat::Json) {
-        return ExitCode::from(1);
+        return Err(Failure::Refused(None));
     }
     let mut any = false;
     for exp in checked.experiments() {
@@ -426,16 +425,15 @@ fn explain(file: &std::path::Path, format: ExplainFormat, allow: &[String]) -> E
         }
     }
     if errors > 0 {
-        return ExitCode::from(1);
+        return Err(Failure::Refused(None));
     }
     if !any {
-        eprintln!(
-            "error: `{}` declares no experiment to explain",
+        return Err(Failure::refused(format!(
+            "`{}` declares no experiment to explain",
             file.display()
-        );
-        return ExitCode::from(1);
+        )));
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 /// The line above an analysis of a file with errors: it is what the values as written give,
@@ -456,7 +454,7 @@ fn explain_marker(name: &str, errors: usize, markdown: bool) -> String {
 fn lower(
     file: &std::path::Path,
     allow: &[String],
-) -> Result<(kiln::Checked, Vec<(String, kiln::plan::RunPlan)>), ExitCode> {
+) -> Result<(kiln::Checked, Vec<(String, kiln::plan::RunPlan)>), Failure> {
     lower_for(file, allow, None)
 }
 
@@ -464,14 +462,11 @@ fn lower_for(
     file: &std::path::Path,
     allow: &[String],
     engine: Option<kiln::analyse::engine::Engine>,
-) -> Result<(kiln::Checked, Vec<(String, kiln::plan::RunPlan)>), ExitCode> {
+) -> Result<(kiln::Checked, Vec<(String, kiln::plan::RunPlan)>), Failure> {
     let (checked, plans) =
         match kiln::plan_paths_for(&[file.to_path_buf()], &FsLoader, allow, engine) {
             Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Err(ExitCode::from(2));
-            }
+            Err(e) => return Err(Failure::unusable(e)),
         };
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     eprint!(
@@ -479,27 +474,25 @@ fn lower_for(
         kiln::diagnostic::render_text(&checked.program.sources, &checked.diagnostics, color)
     );
     if checked.errors() > 0 {
-        return Err(ExitCode::from(1));
+        return Err(Failure::Refused(None));
     }
     if plans.is_empty() {
-        eprintln!("error: `{}` declares no experiment to plan", file.display());
-        return Err(ExitCode::from(1));
+        return Err(Failure::refused(format!(
+            "`{}` declares no experiment to plan",
+            file.display()
+        )));
     }
     Ok((checked, plans))
 }
 
-fn plan(file: &std::path::Path, output: Option<&std::path::Path>, allow: &[String]) -> ExitCode {
-    let (_, plans) = match lower(file, allow) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+fn plan(file: &std::path::Path, output: Option<&std::path::Path>, allow: &[String]) -> Outcome {
+    let (_, plans) = lower(file, allow)?;
     if plans.len() > 1 {
-        eprintln!(
-            "error: `{}` declares {} experiments; plan one per file",
+        return Err(Failure::refused(format!(
+            "`{}` declares {} experiments; plan one per file",
             file.display(),
             plans.len()
-        );
-        return ExitCode::from(1);
+        )));
     }
     let json = serde_json::to_string_pretty(&plans[0].1).expect("plans serialise") + "\n";
     match output {
@@ -507,27 +500,23 @@ fn plan(file: &std::path::Path, output: Option<&std::path::Path>, allow: &[Strin
             let written = kiln_fsio::refuse_inputs(path, &[file], None)
                 .and_then(|()| kiln_fsio::write(path, json.as_bytes()));
             if let Err(e) = written {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
+                return Err(Failure::unusable(format!("{e}")));
             }
         }
         None => print!("{json}"),
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
 
-fn graph(file: &std::path::Path, format: GraphFormat) -> ExitCode {
-    let (_, plans) = match lower(file, &[]) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+fn graph(file: &std::path::Path, format: GraphFormat) -> Outcome {
+    let (_, plans) = lower(file, &[])?;
     for (_, p) in &plans {
         match format {
             GraphFormat::Dot => print!("{}", kiln::plan::graph::dot(&p.steps)),
             GraphFormat::Mermaid => print!("{}", kiln::plan::graph::mermaid(&p.steps)),
         }
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 fn emit(
@@ -536,29 +525,24 @@ fn emit(
     output: &std::path::Path,
     force: bool,
     allow: &[String],
-) -> ExitCode {
+) -> Outcome {
     let Some(target) = kiln::emit::Target::parse(target) else {
         let names: Vec<&str> = kiln::emit::Target::ALL.iter().map(|t| t.name()).collect();
-        eprintln!(
-            "error: unknown target `{target}`; the targets are {}",
+        return Err(Failure::unusable(format!(
+            "unknown target `{target}`; the targets are {}",
             names.join(", ")
-        );
-        return ExitCode::from(2);
+        )));
     };
     // An engine target's files carry kiln's predictions for that engine.
     let engine = kiln::analyse::engine::Engine::from_name(target.name())
         .filter(|e| *e != kiln::analyse::engine::Engine::Kiln);
-    let (checked, plans) = match lower_for(file, allow, engine) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let (checked, plans) = lower_for(file, allow, engine)?;
     if plans.len() > 1 {
-        eprintln!(
-            "error: `{}` declares {} experiments; emit one per file",
+        return Err(Failure::refused(format!(
+            "`{}` declares {} experiments; emit one per file",
             file.display(),
             plans.len()
-        );
-        return ExitCode::from(1);
+        )));
     }
     let exp = checked
         .experiments()
@@ -581,8 +565,7 @@ fn emit(
         kiln::diagnostic::render_text(&checked.program.sources, &diags, color)
     );
     if let Err(e) = kiln::emit::write::write(output, &files, force, &[file]) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
+        return Err(Failure::unusable(format!("{e}")));
     }
     eprintln!(
         "kiln: wrote {} files for {} to {}",
@@ -590,7 +573,7 @@ fn emit(
         target.name(),
         output.display()
     );
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 fn run(
@@ -598,49 +581,38 @@ fn run(
     out: Option<&std::path::Path>,
     ranks: Option<u32>,
     allow: &[String],
-) -> ExitCode {
+) -> Outcome {
     let plan_json = if file.extension().is_some_and(|e| e == "json") {
         match std::fs::read_to_string(file) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("error: cannot read `{}`: {e}", file.display());
-                return ExitCode::from(2);
+                return Err(Failure::unusable(format!(
+                    "cannot read `{}`: {e}",
+                    file.display()
+                )));
             }
         }
     } else {
-        let (_, plans) = match lower(file, allow) {
-            Ok(r) => r,
-            Err(code) => return code,
-        };
+        let (_, plans) = lower(file, allow)?;
         if plans.len() > 1 {
-            eprintln!(
-                "error: `{}` declares {} experiments; run one per file",
+            return Err(Failure::refused(format!(
+                "`{}` declares {} experiments; run one per file",
                 file.display(),
                 plans.len()
-            );
-            return ExitCode::from(1);
+            )));
         }
         serde_json::to_string_pretty(&plans[0].1).expect("plans serialise") + "\n"
     };
-    let plan: serde_json::Value = match serde_json::from_str(&plan_json) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: `{}` is not a plan: {e}", file.display());
-            return ExitCode::from(2);
-        }
-    };
-    let name = plan["experiment"]["name"]
-        .as_str()
-        .unwrap_or("run")
-        .to_string();
+    let plan = kiln_plan::RunPlan::<serde_json::Value>::from_json(&plan_json)
+        .map_err(|e| Failure::unusable(format!("`{}`: {e}", file.display())))?;
     let out = out
         .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| std::path::Path::new("runs").join(name));
+        .unwrap_or_else(|| std::path::Path::new("runs").join(&plan.experiment.name));
     // Sources are relative to the experiment's project; a plan's to where kiln runs.
     let source_root = if file.extension().is_some_and(|e| e == "json") {
         std::env::current_dir().unwrap_or_default()
     } else {
-        run_cmd::project_root(file)
+        run::project_root(file)
     };
-    run_cmd::run(&plan_json, &plan, &out, &source_root, ranks)
+    run::run(&plan_json, &out, &source_root, ranks)
 }
