@@ -52,12 +52,27 @@ pub struct Record {
 
 impl Record {
     pub fn slot(&self, name: &str) -> Option<&Slot> {
-        self.fields.get(name)
+        self.get(name)
+    }
+
+    /// Every lookup by field name goes through here: in debug builds a name that no kind of
+    /// the schema has (a misspelling in the compiler) panics instead of reading as absent.
+    fn get(&self, name: &str) -> Option<&Slot> {
+        let slot = self.fields.get(name);
+        #[cfg(debug_assertions)]
+        if slot.is_none() {
+            assert!(
+                crate::schema::is_field_name(name) || crate::schema::has_free_keys(&self.kind),
+                "a `{}` record looked up `{name}`, a field no kind of the schema has",
+                self.kind
+            );
+        }
+        slot
     }
 
     /// A number, once derived.
     pub fn num(&self, name: &str) -> Option<f64> {
-        match self.fields.get(name).map(|s| &s.value) {
+        match self.get(name).map(|s| &s.value) {
             Some(Value::Num(v, _)) => Some(*v),
             _ => None,
         }
@@ -65,7 +80,7 @@ impl Record {
 
     /// A list of numbers (`stage_layers = [11, 5]`); `None` when absent or not all numbers.
     pub fn nums(&self, name: &str) -> Option<Vec<f64>> {
-        match self.fields.get(name).map(|s| &s.value) {
+        match self.get(name).map(|s| &s.value) {
             Some(Value::List(items)) => items
                 .iter()
                 .map(|v| match v {
@@ -78,7 +93,7 @@ impl Record {
     }
 
     pub fn bool(&self, name: &str) -> Option<bool> {
-        match self.fields.get(name).map(|s| &s.value) {
+        match self.get(name).map(|s| &s.value) {
             Some(Value::Bool(b)) => Some(*b),
             _ => None,
         }
@@ -86,7 +101,7 @@ impl Record {
 
     /// An enum option, or the name of a variant.
     pub fn sym(&self, name: &str) -> Option<&str> {
-        match self.fields.get(name).map(|s| &s.value) {
+        match self.get(name).map(|s| &s.value) {
             Some(Value::Sym(s)) => Some(s),
             Some(Value::Record(r)) => Some(&r.kind),
             _ => None,
@@ -94,14 +109,14 @@ impl Record {
     }
 
     pub fn str(&self, name: &str) -> Option<&str> {
-        match self.fields.get(name).map(|s| &s.value) {
+        match self.get(name).map(|s| &s.value) {
             Some(Value::Str(s)) => Some(s),
             _ => None,
         }
     }
 
     pub fn record(&self, name: &str) -> Option<&Record> {
-        match self.fields.get(name).map(|s| &s.value) {
+        match self.get(name).map(|s| &s.value) {
             Some(Value::Record(r)) => Some(r),
             _ => None,
         }
@@ -109,7 +124,7 @@ impl Record {
 
     /// The span of a field's value, falling back to the record's own span.
     pub fn span_of(&self, name: &str) -> Option<Span> {
-        self.fields.get(name).and_then(|s| s.span).or(self.span)
+        self.get(name).and_then(|s| s.span).or(self.span)
     }
 
     /// The named entries of one kind (`phase`), in source order.
@@ -220,4 +235,33 @@ impl Record {
 pub struct Resolved {
     pub name: String,
     pub record: Record,
+}
+
+#[cfg(all(test, debug_assertions))]
+mod tests {
+    use super::Record;
+
+    fn model() -> Record {
+        Record {
+            kind: "model".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_absent_field_of_the_schema_reads_as_none() {
+        assert_eq!(model().num("layers"), None);
+        // A mix takes source names as keys: any name may be looked up.
+        let mix = Record {
+            kind: "mix".into(),
+            ..Default::default()
+        };
+        assert_eq!(mix.num("my_corpus"), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "a field no kind of the schema has")]
+    fn a_misspelt_field_name_panics_in_debug_builds() {
+        model().num("layres");
+    }
 }

@@ -643,3 +643,52 @@ pub const KINDS: &[&KindSpec] = &[&EXPERIMENT, &MODEL, &GPU, &NODE, &CLUSTER, &M
 pub fn kind(name: &str) -> Option<&'static KindSpec> {
     KINDS.iter().copied().find(|k| k.name == name)
 }
+
+/// Whether some kind, block or variant of the schema has a field called `name` (or a named
+/// entry kind of that name). Debug builds check every `Record` lookup against it, so a
+/// misspelt field name in the compiler fails loudly instead of reading as absent.
+pub fn is_field_name(name: &str) -> bool {
+    use std::collections::BTreeSet;
+    use std::sync::OnceLock;
+    static NAMES: OnceLock<BTreeSet<&'static str>> = OnceLock::new();
+    fn ty(t: &Ty, out: &mut BTreeSet<&'static str>, seen: &mut Vec<&'static str>) {
+        match t {
+            Ty::Block(fields) => fields.iter().for_each(|f| field(f, out, seen)),
+            Ty::Variant(vs) => vs.iter().for_each(|v| {
+                out.insert(v.name);
+                v.fields.iter().for_each(|f| field(f, out, seen))
+            }),
+            Ty::Preset(k) => kind(k, out, seen),
+            Ty::List(t) => ty(t, out, seen),
+            _ => {}
+        }
+    }
+    fn field(f: &FieldSpec, out: &mut BTreeSet<&'static str>, seen: &mut Vec<&'static str>) {
+        out.insert(f.name);
+        ty(&f.ty, out, seen);
+    }
+    fn kind(k: &'static KindSpec, out: &mut BTreeSet<&'static str>, seen: &mut Vec<&'static str>) {
+        if seen.contains(&k.name) {
+            return;
+        }
+        seen.push(k.name);
+        out.insert(k.name);
+        k.fields.iter().for_each(|f| field(f, out, seen));
+        k.named.iter().for_each(|n| kind(n, out, seen));
+    }
+    NAMES
+        .get_or_init(|| {
+            let mut out = BTreeSet::new();
+            let mut seen = Vec::new();
+            KINDS.iter().for_each(|k| kind(k, &mut out, &mut seen));
+            out
+        })
+        .contains(name)
+}
+
+/// Whether records of `kind` take free keys (a mix: source name → weight), whose lookups
+/// cannot be checked against field names.
+pub fn has_free_keys(kind: &str) -> bool {
+    KINDS.iter().any(|k| k.name == kind && k.free_keys.is_some())
+}
+
