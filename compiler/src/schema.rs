@@ -689,6 +689,7 @@ pub fn is_field_name(name: &str) -> bool {
 /// Whether records of `kind` take free keys (a mix: source name → weight), whose lookups
 /// cannot be checked against field names.
 pub fn has_free_keys(kind: &str) -> bool {
-    KINDS.iter().any(|k| k.name == kind && k.free_keys.is_some())
+    KINDS
+        .iter()
+        .any(|k| k.name == kind && k.free_keys.is_some())
 }
-

@@ -1,0 +1,415 @@
+//! Megatron-LM: `pretrain_gpt.py` flags, one script per phase, resuming from the previous
+//! phase's checkpoint.
+
+use super::*;
+
+pub fn megatron(
+    plan: &RunPlan,
+    diags: &mut Vec<Diagnostic>,
+    at: &dyn Fn(&str) -> Span,
+) -> Vec<(String, Value)> {
+    let mut d = Diags::new(Target::Megatron, diags, at);
+    let e = &plan.experiment;
+    let m = &e.model;
+    let par = &e.parallel;
+    let t = &plan.topology;
+    let sched = &plan.schedule;
+    let w = |s: &str| s.to_string();
+    let n = |v: u64| v.to_string();
+
+    // Parallel layout.
+    let mut parallel = vec![
+        vec![w("--tensor-model-parallel-size"), n(t.tensor as u64)],
+        vec![w("--pipeline-model-parallel-size"), n(t.pipeline as u64)],
+        vec![w("--context-parallel-size"), n(t.context as u64)],
+    ];
+    if par.sequence_parallel {
+        parallel.push(vec![w("--sequence-parallel")]);
+    }
+    let stages = &t.stage_layers;
+    let uneven = stages.iter().any(|&l| l != stages[0]);
+    if uneven {
+        let (first, last) = (stages[0], stages[stages.len() - 1]);
+        let middle = &stages[1..stages.len() - 1];
+        if middle.iter().any(|&l| l != middle[0]) {
+            d.say(
+                "pipeline stages with different layer counts between the first and the last",
+                "Megatron-LM's --decoder-first/last-pipeline-num-layers split the other stages \
+                 evenly; emitted the first and last stages' counts, so Megatron-LM divides the \
+                 rest evenly (or use --pipeline-model-parallel-layout)",
+                "parallel",
+            );
+        }
+        parallel.push(vec![
+            w("--decoder-first-pipeline-num-layers"),
+            n(first as u64),
+        ]);
+        parallel.push(vec![
+            w("--decoder-last-pipeline-num-layers"),
+            n(last as u64),
+        ]);
+    }
+    if t.virtual_stages > 1 {
+        if uneven {
+            parallel.push(vec![
+                w("--num-virtual-stages-per-pipeline-rank"),
+                n(t.virtual_stages as u64),
+            ]);
+        } else {
+            match model_parts(plan) {
+                Some(parts) => parallel.push(vec![
+                    w("--num-layers-per-virtual-pipeline-stage"),
+                    n(parts[0] as u64),
+                ]),
+                None => {
+                    parallel.push(vec![
+                        w("--num-virtual-stages-per-pipeline-rank"),
+                        n(t.virtual_stages as u64),
+                    ]);
+                }
+            }
+        }
+    }
+    if par.zero >= 1 {
+        parallel.push(vec![w("--use-distributed-optimizer")]);
+    }
+    if par.zero >= 2 {
+        d.say(
+            format!("ZeRO stage {} with the distributed optimizer", par.zero),
+            format!(
+                "Megatron-LM's distributed optimizer shards the optimizer states across the \
+                 data-parallel group (ZeRO 1); emitted --use-distributed-optimizer, which keeps \
+                 full gradients{} on every GPU, so each GPU holds more than kiln's memory \
+                 estimate; Megatron-FSDP (--use-megatron-fsdp --data-parallel-sharding-strategy \
+                 {}) shards them, with its own constraints",
+                if par.zero >= 3 { " and parameters" } else { "" },
+                if par.zero >= 3 {
+                    "optim_grads_params"
+                } else {
+                    "optim_grads"
+                }
+            ),
+            "parallel",
+        );
+    }
+
+    // The model.
+    let mut model = vec![
+        vec![w("--num-layers"), n(m.layers)],
+        vec![w("--hidden-size"), n(m.hidden)],
+        vec![w("--ffn-hidden-size"), n(m.ffn_hidden)],
+        vec![w("--num-attention-heads"), n(m.heads)],
+    ];
+    if m.kv_heads != m.heads {
+        model.push(vec![w("--group-query-attention")]);
+        model.push(vec![w("--num-query-groups"), n(m.kv_heads)]);
+    }
+    model.push(vec![w("--kv-channels"), n(m.head_dim)]);
+    model.push(vec![w("--seq-length"), n(m.seq_len)]);
+    model.push(vec![w("--max-position-embeddings"), n(m.seq_len)]);
+    match m.activation.as_str() {
+        "swiglu" => model.push(vec![w("--swiglu")]),
+        "gelu" => {} // Megatron-LM's default MLP activation
+        other => d.say(
+            format!("the `{other}` activation"),
+            "Megatron-LM's arguments offer gelu (the default), --swiglu, --squared-relu and \
+             --quick-geglu; emitted gelu",
+            "model",
+        ),
+    }
+    model.push(vec![
+        w("--normalization"),
+        w(if m.norm.as_str() == "layernorm" {
+            "LayerNorm"
+        } else {
+            "RMSNorm"
+        }),
+    ]);
+    let position = match m.position.as_str() {
+        "rope" => "rope",
+        "learned" => "learned_absolute",
+        other => {
+            d.say(
+                format!("`{other}` positions"),
+                if other == "relative" {
+                    "Megatron-LM's `relative` position type is T5's bucketed attention bias, not \
+                     Transformer-XL's relative positions; emitted --position-embedding-type none \
+                     (no position information beyond the causal mask)"
+                } else {
+                    "Megatron-LM has no ALiBi; emitted --position-embedding-type none (no \
+                     position information beyond the causal mask)"
+                },
+                "model",
+            );
+            "none"
+        }
+    };
+    model.push(vec![w("--position-embedding-type"), w(position)]);
+    if !m.tied_embeddings {
+        model.push(vec![w("--untie-embeddings-and-output-weights")]);
+    }
+    if !m.bias {
+        model.push(vec![w("--disable-bias-linear")]);
+        if m.norm.as_str() == "layernorm" {
+            d.say(
+                "LayerNorm without a bias",
+                "Megatron-LM's LayerNorm always has a bias; emitted LayerNorm with one (2 × \
+                 hidden more parameters per layer)",
+                "model",
+            );
+        }
+    }
+    model.push(vec![w("--attention-dropout"), num(m.dropout)]);
+    model.push(vec![w("--hidden-dropout"), num(m.dropout)]);
+    model.push(vec![
+        w("--attention-backend"),
+        w(if par.flash_attention {
+            "flash"
+        } else {
+            "unfused"
+        }),
+    ]);
+    // The vocabulary: padded only to the tensor-parallel size, so the model's vocabulary
+    // is the plan's whenever the tensor size divides it.
+    model.push(vec![w("--make-vocab-size-divisible-by"), w("1")]);
+    if !m.vocab.is_multiple_of(t.tensor as u64) {
+        let padded = m.vocab.div_ceil(t.tensor as u64) * t.tensor as u64;
+        d.say(
+            format!(
+                "a vocabulary of {} tokens with tensor parallelism {}",
+                m.vocab, t.tensor
+            ),
+            format!(
+                "Megatron-LM pads the vocabulary to a multiple of the tensor-parallel size: the \
+                 model has {padded} embedding rows ({} unused)",
+                padded - m.vocab
+            ),
+            "model",
+        );
+    }
+    match tokenizer_output(plan) {
+        Some(dir) => {
+            model.push(vec![w("--tokenizer-type"), w("HuggingFaceTokenizer")]);
+            model.push(vec![w("--tokenizer-model"), dir]);
+        }
+        None => {
+            // The data is tokenized already; NullTokenizer adds one end-of-document token
+            // to --vocab-size, so the model's vocabulary is exactly the plan's.
+            model.push(vec![w("--tokenizer-type"), w("NullTokenizer")]);
+            model.push(vec![w("--vocab-size"), n(m.vocab.saturating_sub(1))]);
+        }
+    }
+
+    // Precision.
+    let mut precision = Vec::new();
+    match e.precision.as_str() {
+        "bf16_mixed" => precision.push(vec![w("--bf16")]),
+        // No --loss-scale: Megatron-LM scales the fp16 loss dynamically.
+        "fp16_mixed" => precision.push(vec![w("--fp16")]),
+        "fp8_mixed" => {
+            precision.push(vec![w("--bf16")]);
+            // E4M3 forward, E5M2 backward (Transformer Engine's hybrid recipe).
+            precision.push(vec![w("--fp8-format"), w("hybrid")]);
+        }
+        _ => {} // fp32: Megatron-LM's default
+    }
+
+    // Activation recomputation.
+    let mut recompute = Vec::new();
+    match par.recompute.as_str() {
+        "selective" => {
+            recompute.push(vec![w("--recompute-granularity"), w("selective")]);
+        }
+        "full" | "selective_op" => {
+            if par.recompute.as_str() == "selective_op" {
+                d.say(
+                    "torchtitan's op-level selective recomputation (`selective_op`)",
+                    "Megatron-LM recomputes whole layers or its listed submodules; emitted \
+                     --recompute-granularity full, which keeps less and recomputes more than \
+                     selective_op (slower steps than kiln predicts, within its memory estimate)",
+                    "parallel",
+                );
+            }
+            recompute.push(vec![w("--recompute-granularity"), w("full")]);
+            // kiln's `recompute_layers`: the first k layers of each stage (the block method);
+            // without it every layer, one at a time.
+            match par.recompute_layers {
+                Some(k) => {
+                    recompute.push(vec![w("--recompute-method"), w("block")]);
+                    recompute.push(vec![w("--recompute-num-layers"), w(&k.to_string())]);
+                }
+                None => {
+                    recompute.push(vec![w("--recompute-method"), w("uniform")]);
+                    recompute.push(vec![w("--recompute-num-layers"), w("1")]);
+                }
+            }
+        }
+        _ => {}
+    }
+
+    // Activation offload: Transformer Engine's CPU offload of the first N layers'
+    // activations (Megatron-LM's arguments.py turns --cpu-offloading on when N > 0).
+    if let Some(k) = par.offload_layers {
+        recompute.push(vec![w("--cpu-offloading-num-layers"), w(&k.to_string())]);
+    }
+
+    // Optimizer (Megatron-LM's `adam` decouples weight decay: AdamW).
+    let o = &e.optimizer;
+    let optimizer = vec![
+        vec![w("--optimizer"), w("adam")],
+        vec![w("--adam-beta1"), num(o.beta1)],
+        vec![w("--adam-beta2"), num(o.beta2)],
+        vec![w("--adam-eps"), num(o.eps)],
+        vec![w("--weight-decay"), num(o.weight_decay)],
+        vec![w("--clip-grad"), num(o.grad_clip)],
+    ];
+    if sched.checkpoint_keep > 0 {
+        d.say(
+            format!(
+                "keeping only the last {} checkpoints",
+                sched.checkpoint_keep
+            ),
+            "Megatron-LM keeps every checkpoint it saves to --save; delete older iter_* \
+             directories yourself",
+            "checkpoint",
+        );
+    }
+
+    let mut out = Vec::new();
+    for (i, p) in sched.phases.iter().enumerate() {
+        let start = p.start_step;
+        let end = p.start_step + p.steps;
+        let lr = global_lr(p);
+        if lr.end_lr > lr.peak {
+            d.say(
+                format!("phase `{}`'s schedule rising to its final value", p.name),
+                format!(
+                    "Megatron-LM's decay styles fall from --lr to --min-lr; emitted a constant {}",
+                    num(lr.peak)
+                ),
+                "phase",
+            );
+        }
+        let mut schedule = vec![
+            vec![w("--micro-batch-size"), n(sched.micro_batch)],
+            vec![w("--global-batch-size"), n(sched.global_batch)],
+            vec![w("--train-iters"), n(end)],
+            vec![w("--lr"), num(lr.peak)],
+            vec![w("--min-lr"), num(lr.end_lr.min(lr.peak))],
+            vec![w("--lr-decay-style"), w(lr.style)],
+            vec![w("--lr-warmup-iters"), n(lr.warmup_end)],
+            vec![w("--lr-decay-iters"), n(lr.decay_end)],
+        ];
+        if lr.init != 0.0 {
+            schedule.push(vec![w("--lr-warmup-init"), num(lr.init)]);
+        }
+        if let Some(decay) = lr.wsd_decay {
+            schedule.push(vec![w("--lr-wsd-decay-style"), w("linear")]);
+            schedule.push(vec![w("--lr-wsd-decay-iters"), n(decay)]);
+        }
+        if i > 0 {
+            // The checkpoint carries the previous phase's schedule; this phase's replaces it.
+            schedule.push(vec![w("--override-opt-param-scheduler")]);
+        }
+        schedule.push(vec![w("--seed"), n(e.seed)]);
+
+        // Data: the phase's mix over the encode steps' indexed datasets.
+        let mut data = vec![vec![w("--data-path")]];
+        for (source, weight) in &p.mix {
+            match encode_output(plan, source) {
+                Some(dir) => {
+                    data.push(vec![num(*weight), format!("{dir}/{MEGATRON_DATA_PREFIX}")]);
+                }
+                None => d.say(
+                    format!("source `{source}` of phase `{}`", p.name),
+                    "the plan has no encode step for it; it is left out of --data-path",
+                    "source",
+                ),
+            }
+        }
+        // Tokens this phase trains on and evaluates: Megatron-LM draws its validation set
+        // from a --split of each source, so the split is the ratio of the two.
+        let batch_tokens = sched.global_batch * sched.seq_len;
+        let eval_iters = (sched.eval_tokens / batch_tokens as f64).ceil().max(1.0) as u64;
+        let evaluations = end / sched.eval_every_steps.max(1) + 1;
+        let valid_tokens = eval_iters * batch_tokens * evaluations;
+        let train_tokens = end * batch_tokens;
+        data.extend([
+            vec![w("--split"), format!("{train_tokens},{valid_tokens},0")],
+            vec![w("--eval-interval"), n(sched.eval_every_steps)],
+            vec![w("--eval-iters"), n(eval_iters)],
+            vec![w("--save-interval"), n(sched.checkpoint_every_steps)],
+        ]);
+
+        let Some(train) = train_step(plan, p) else {
+            continue;
+        };
+        let prev = previous(plan, i).and_then(|q| train_step(plan, q));
+        let groups = vec![
+            context! { title => "parallel layout", args => parallel },
+            context! { title => "model", args => model },
+            context! { title => "precision", args => precision },
+            context! { title => "activation recomputation", args => recompute },
+            context! { title => "optimizer (Megatron-LM's adam is AdamW)", args => optimizer },
+            context! {
+                title => format!("batch and learning-rate schedule of phase {}, in iterations from the run's start", p.name),
+                args => schedule,
+            },
+            context! { title => "data: the phase's mix over the encode steps' indexed datasets; evaluation and checkpoints", args => data },
+        ];
+        let groups: Vec<Value> = groups
+            .into_iter()
+            .filter(|g| g.get_attr("args").ok().and_then(|a| a.len()).unwrap_or(0) > 0)
+            .collect();
+        let mut env = Vec::new();
+        if t.tensor > 1 || t.context > 1 {
+            // Megatron-LM requires it with tensor or context parallelism before Blackwell.
+            env.push(context! { name => "CUDA_DEVICE_MAX_CONNECTIONS", value => "1" });
+        }
+        let mut notes = Vec::new();
+        if i > 0 {
+            notes.push(format!(
+                "Megatron-LM counts iterations from the run's start: the warm-up reaches to \
+                 iteration {} and the decay ends at iteration {}, so the schedule over this \
+                 phase's iterations {start}-{end} is the phase's own.",
+                lr.warmup_end, lr.decay_end
+            ));
+        }
+        if lr.init != 0.0 {
+            notes.push(
+                "--lr-warmup-init starts the warm-up line where it passes through the phase's \
+                 first value at the phase's first iteration."
+                    .to_string(),
+            );
+        }
+        if i > 0 {
+            notes.push(
+                "Megatron-LM resumes the data at the checkpoint's consumed-sample count in this \
+                 phase's own blend of the sources."
+                    .to_string(),
+            );
+        }
+        let notes: Vec<String> = notes.iter().flat_map(|n| wrap(n, 88)).collect();
+        out.push((
+            format!("pretrain_{}", p.name),
+            context! {
+                experiment => e.name,
+                phase => p.name,
+                start => start,
+                end => end,
+                steps => p.steps,
+                nodes => t.nodes,
+                last_node => t.nodes.saturating_sub(1),
+                gpus_per_node => t.gpus_per_node,
+                master_port => MASTER_PORT,
+                env => env,
+                save => train.outputs[0],
+                previous => prev.map(|s| s.outputs[0].clone()),
+                previous_phase => previous(plan, i).map(|q| q.name.clone()),
+                groups => groups,
+                notes => notes,
+            },
+        ));
+    }
+    out
+}
