@@ -65,6 +65,21 @@ pub struct Predictions {
     pub step_time_s: Option<f64>,
     /// Memory of the most loaded device (bytes): allocated, fragmentation and runtime.
     pub memory_per_gpu_bytes: Option<f64>,
+    /// Model FLOPs over step time × GPUs × peak.
+    pub mfu: Option<f64>,
+    /// Bytes each GPU sends for data parallelism per optimizer step.
+    pub data_bytes_per_step: Option<f64>,
+    /// Model-state bytes on the most loaded device, as the plan's engine keeps them.
+    pub state_bytes: Option<StateBytes>,
+}
+
+/// Weights, gradients and optimizer states on one device (bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct StateBytes {
+    pub weights: f64,
+    pub gradients: f64,
+    pub optimizer: f64,
 }
 
 /// A plan that cannot be used.

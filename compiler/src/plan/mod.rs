@@ -65,6 +65,13 @@ pub fn lower(exp: &Resolved, setup: &Setup, analysis: &Analysis) -> Option<RunPl
             tokens_per_s: analysis.throughput.as_ref().map(|t| t.tokens_per_s),
             step_time_s: analysis.throughput.as_ref().map(|t| t.step_time_s),
             memory_per_gpu_bytes: Some(analysis.memory.per_gpu.total),
+            mfu: analysis.throughput.as_ref().map(|t| t.mfu),
+            data_bytes_per_step: Some(analysis.communication.per_step.data),
+            state_bytes: Some(kiln_plan::StateBytes {
+                weights: analysis.memory.per_gpu.weights,
+                gradients: analysis.memory.per_gpu.gradients,
+                optimizer: analysis.memory.per_gpu.optimizer,
+            }),
         },
         analysis: analysis.clone(),
         topology,

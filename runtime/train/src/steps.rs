@@ -525,64 +525,14 @@ fn train(
     let phase_start = p.schedule.start_step;
     let phase_end = phase_start + p.schedule.steps;
 
-    // Where to start: this step's own checkpoint, else the previous phase's final one.
-    let own = checkpoint::latest(&ckpt_root).filter(|f| f.state.step_id == step.id);
-    let (next_step, resumed_at, mut last_loss, mut last_eval) = if let Some(found) = own {
-        restore(&mut trainer, &found, p.precision)?;
-        let s = found.state.global_step;
-        (s, Some(s), Some(found.state.loss), None)
-    } else if let Some((prev, prev_dir)) = previous.last() {
-        let root = prev_dir.join(CHECKPOINT_DIR);
-        let found = checkpoint::latest(&root).ok_or_else(|| {
-            TrainError::Input(format!(
-                "the previous phase `{}` left no checkpoint in {}",
-                prev.name,
-                root.display()
-            ))
-        })?;
-        if found.state.global_step != phase_start {
-            return Err(TrainError::Input(format!(
-                "the previous phase's last checkpoint is at step {}, but phase `{}` starts at step {phase_start}",
-                found.state.global_step, p.phase
-            )));
-        }
-        restore(&mut trainer, &found, p.precision)?;
-        (phase_start, None, None, None)
-    } else if phase_start > 0 {
-        return Err(TrainError::Plan(format!(
-            "phase `{}` starts at step {phase_start} but step `{}` has no previous train step to continue from",
-            p.phase, step.name
-        )));
-    } else {
-        (0, None, None, None)
-    };
+    let Start {
+        next_step,
+        resumed_at,
+        mut last_loss,
+        mut last_eval,
+    } = start(&mut trainer, &ckpt_root, &previous, step, p)?;
 
-    let train_samples = Samples::open(&mix_dir.join(TRAIN_PREFIX), p.model.seq_len, p.model.vocab)?;
-    if train_samples.count() == 0 {
-        return Err(TrainError::Input(format!(
-            "the mix output {} has {} tokens, fewer than one {}-token sample",
-            mix_dir.display(),
-            train_samples.tokens(),
-            p.model.seq_len + 1
-        )));
-    }
-    let held_out_prefix = mix_dir.join(HELD_OUT_PREFIX);
-    let held_out = if kiln_data::shards::dataset_paths(&held_out_prefix)
-        .1
-        .exists()
-    {
-        Some(Samples::open(
-            &held_out_prefix,
-            p.model.seq_len,
-            p.model.vocab,
-        )?)
-    } else {
-        notes.push(format!(
-            "{} has no held-out set: no eval_loss",
-            mix_dir.display()
-        ));
-        None
-    };
+    let (train_samples, held_out) = open_mix(mix_dir, p, &mut notes)?;
     let eval_tokens = options
         .eval_max_tokens
         .or_else(|| spec::eval_tokens(plan))
@@ -683,60 +633,8 @@ fn train(
             if let Some(log) = &mut log {
                 log.sync()?;
             }
-            let state = TrainState {
-                format: STATE_FORMAT,
-                step_id: step.id.clone(),
-                phase: p.phase.clone(),
-                global_step: done,
-                phase_step: done - phase_start,
-                samples_consumed: (done - phase_start) * layout.global_batch,
-                tokens_trained: done * layout.tokens_per_step,
-                adam_step: trainer
-                    .dp
-                    .as_ref()
-                    .map_or(trainer.optimizer.step, |dp| dp.adam_step),
-                rng: RngState {
-                    rule: "libtorch's generator reseeded before each step from (seed, global step)"
-                        .into(),
-                    seed: p.seed,
-                    next_step_seed: step_seed(p.seed, done),
-                },
-                loss_scale: trainer.scaler.clone(),
-                precision: p.precision.as_str().into(),
-                lr,
-                loss: report.loss,
-                files: Vec::new(),
-                world: ranks as u64,
-                zero: if ranks > 1 {
-                    u64::from(p.parallel.zero)
-                } else {
-                    0
-                },
-            };
-            let params = trainer.model.named_parameters();
-            let dir = match &mut trainer.dp {
-                Some(dp) => {
-                    dp.gather_all()?;
-                    let dir = checkpoint::write_sharded(
-                        &ckpt_root,
-                        params,
-                        &dp.optimizer_state(),
-                        &state,
-                        p.checkpoint.keep,
-                        &dp.comm,
-                    )?;
-                    dp.release_all(false);
-                    dir
-                }
-                None => checkpoint::write(
-                    &ckpt_root,
-                    params,
-                    &trainer.optimizer.named_state(params),
-                    &state,
-                    p.checkpoint.keep,
-                )?,
-            };
-            final_checkpoint = Some(dir);
+            let state = train_state(&trainer, step, p, &layout, done, lr, report.loss, ranks);
+            final_checkpoint = Some(save(&mut trainer, &ckpt_root, &state, p.checkpoint.keep)?);
         }
     }
     bar.finish_and_clear();
@@ -748,26 +646,7 @@ fn train(
             (p.schedule.steps * layout.global_batch) as f64 / train_samples.count() as f64
         ));
     }
-    // What the data-parallel ranks sent and keep, beside kiln's prediction.
-    let data_parallel = trainer.dp.as_ref().map(|dp| {
-        let sent = dp.comm.sent;
-        let before = sent_before.unwrap_or_default();
-        let training = sent.training() - before.training();
-        let per_gpu = &plan.analysis["memory"]["per_gpu"];
-        DataParallelReport {
-            ranks: ranks as u64,
-            zero: dp.zero,
-            planned_data: f64::from(p.topology.data),
-            sent_bytes_per_step: (steps_run > 0).then(|| training as f64 / steps_run as f64),
-            predicted_bytes_per_step: plan.analysis["communication"]["per_step"]["data"].as_f64(),
-            state_bytes: dp.state_bytes(),
-            predicted_state_bytes: [
-                per_gpu["weights"].as_f64(),
-                per_gpu["gradients"].as_f64(),
-                per_gpu["optimizer"].as_f64(),
-            ],
-        }
-    });
+    let data_parallel = data_parallel_report(&trainer, plan, p, ranks, steps_run, sent_before);
     // The phase's last loss and evaluation, from the log (a resumed run that found its
     // last step done runs none itself).
     let logged = read_metrics(&work.join(METRICS_FILE))?;
@@ -836,6 +715,208 @@ fn train(
     drop(lock);
     eprint!("{}", summary.render());
     Ok(StepOutcome::Done(summary))
+}
+
+/// The phase's training samples and, where the mix wrote one, its held-out set (a note
+/// says when there is none).
+fn open_mix(
+    mix_dir: &Path,
+    p: &TrainParams,
+    notes: &mut Vec<String>,
+) -> Result<(Samples, Option<Samples>), TrainError> {
+    let train_samples = Samples::open(&mix_dir.join(TRAIN_PREFIX), p.model.seq_len, p.model.vocab)?;
+    if train_samples.count() == 0 {
+        return Err(TrainError::Input(format!(
+            "the mix output {} has {} tokens, fewer than one {}-token sample",
+            mix_dir.display(),
+            train_samples.tokens(),
+            p.model.seq_len + 1
+        )));
+    }
+    let held_out_prefix = mix_dir.join(HELD_OUT_PREFIX);
+    let held_out = if kiln_data::shards::dataset_paths(&held_out_prefix)
+        .1
+        .exists()
+    {
+        Some(Samples::open(
+            &held_out_prefix,
+            p.model.seq_len,
+            p.model.vocab,
+        )?)
+    } else {
+        notes.push(format!(
+            "{} has no held-out set: no eval_loss",
+            mix_dir.display()
+        ));
+        None
+    };
+    Ok((train_samples, held_out))
+}
+
+/// What the data-parallel ranks sent and keep, beside the plan's predictions.
+fn data_parallel_report(
+    trainer: &Trainer,
+    plan: &Plan,
+    p: &TrainParams,
+    ranks: usize,
+    steps_run: u64,
+    sent_before: Option<crate::collective::SentBytes>,
+) -> Option<DataParallelReport> {
+    let states = plan.predictions.state_bytes;
+    trainer.dp.as_ref().map(|dp| {
+        let sent = dp.comm.sent;
+        let before = sent_before.unwrap_or_default();
+        let training = sent.training() - before.training();
+        DataParallelReport {
+            ranks: ranks as u64,
+            zero: dp.zero,
+            planned_data: f64::from(p.topology.data),
+            sent_bytes_per_step: (steps_run > 0).then(|| training as f64 / steps_run as f64),
+            predicted_bytes_per_step: plan.predictions.data_bytes_per_step,
+            state_bytes: dp.state_bytes(),
+            predicted_state_bytes: [
+                states.map(|s| s.weights),
+                states.map(|s| s.gradients),
+                states.map(|s| s.optimizer),
+            ],
+        }
+    })
+}
+
+/// Where a phase starts and what the log already says.
+struct Start {
+    next_step: u64,
+    /// The step a resumed run started from (its own checkpoint).
+    resumed_at: Option<u64>,
+    last_loss: Option<f64>,
+    last_eval: Option<f64>,
+}
+
+/// The resume decision: this step's own latest checkpoint (a killed run), else the previous
+/// phase's final one (which must end where this phase starts), else step 0 for a first phase.
+fn start(
+    trainer: &mut Trainer,
+    ckpt_root: &Path,
+    previous: &[(&Step, PathBuf)],
+    step: &Step,
+    p: &TrainParams,
+) -> Result<Start, TrainError> {
+    let phase_start = p.schedule.start_step;
+    if let Some(found) = checkpoint::latest(ckpt_root).filter(|f| f.state.step_id == step.id) {
+        restore(trainer, &found, p.precision)?;
+        let s = found.state.global_step;
+        return Ok(Start {
+            next_step: s,
+            resumed_at: Some(s),
+            last_loss: Some(found.state.loss),
+            last_eval: None,
+        });
+    }
+    if let Some((prev, prev_dir)) = previous.last() {
+        let root = prev_dir.join(CHECKPOINT_DIR);
+        let found = checkpoint::latest(&root).ok_or_else(|| {
+            TrainError::Input(format!(
+                "the previous phase `{}` left no checkpoint in {}",
+                prev.name,
+                root.display()
+            ))
+        })?;
+        if found.state.global_step != phase_start {
+            return Err(TrainError::Input(format!(
+                "the previous phase's last checkpoint is at step {}, but phase `{}` starts at step {phase_start}",
+                found.state.global_step, p.phase
+            )));
+        }
+        restore(trainer, &found, p.precision)?;
+    } else if phase_start > 0 {
+        return Err(TrainError::Plan(format!(
+            "phase `{}` starts at step {phase_start} but step `{}` has no previous train step to continue from",
+            p.phase, step.name
+        )));
+    }
+    Ok(Start {
+        next_step: phase_start,
+        resumed_at: None,
+        last_loss: None,
+        last_eval: None,
+    })
+}
+
+/// The state a checkpoint records after global step `done`.
+#[allow(clippy::too_many_arguments)]
+fn train_state(
+    trainer: &Trainer,
+    step: &Step,
+    p: &TrainParams,
+    layout: &BatchLayout,
+    done: u64,
+    lr: f64,
+    loss: f64,
+    ranks: usize,
+) -> TrainState {
+    let phase_start = p.schedule.start_step;
+    TrainState {
+        format: STATE_FORMAT,
+        step_id: step.id.clone(),
+        phase: p.phase.clone(),
+        global_step: done,
+        phase_step: done - phase_start,
+        samples_consumed: (done - phase_start) * layout.global_batch,
+        tokens_trained: done * layout.tokens_per_step,
+        adam_step: trainer
+            .dp
+            .as_ref()
+            .map_or(trainer.optimizer.step, |dp| dp.adam_step),
+        rng: RngState {
+            rule: "libtorch's generator reseeded before each step from (seed, global step)".into(),
+            seed: p.seed,
+            next_step_seed: step_seed(p.seed, done),
+        },
+        loss_scale: trainer.scaler.clone(),
+        precision: p.precision.as_str().into(),
+        lr,
+        loss,
+        files: Vec::new(),
+        world: ranks as u64,
+        zero: if ranks > 1 {
+            u64::from(p.parallel.zero)
+        } else {
+            0
+        },
+    }
+}
+
+/// Writes a checkpoint of the trainer (sharded across data-parallel ranks, the whole model
+/// gathered for it), keeping the last `keep`; its directory.
+fn save(
+    trainer: &mut Trainer,
+    ckpt_root: &Path,
+    state: &TrainState,
+    keep: u64,
+) -> Result<PathBuf, TrainError> {
+    let params = trainer.model.named_parameters();
+    match &mut trainer.dp {
+        Some(dp) => {
+            dp.gather_all()?;
+            let dir = checkpoint::write_sharded(
+                ckpt_root,
+                params,
+                &dp.optimizer_state(),
+                state,
+                keep,
+                &dp.comm,
+            )?;
+            dp.release_all(false);
+            Ok(dir)
+        }
+        None => checkpoint::write(
+            ckpt_root,
+            params,
+            &trainer.optimizer.named_state(params),
+            state,
+            keep,
+        ),
+    }
 }
 
 /// Loads a checkpoint into the trainer.

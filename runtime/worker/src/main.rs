@@ -285,12 +285,12 @@ fn bench() -> ExitCode {
     let times = timing.step_s;
     let step_s = kiln_train::bench::median(&times);
     let tokens = p.batch_tokens;
-    let t = &plan.analysis["throughput"];
-    let predicted_step_s = t["step_time_s"].as_f64();
+    let predicted = &plan.predictions;
+    let predicted_step_s = predicted.step_time_s;
     // MFU scales inversely with the step time at a fixed batch: measured MFU = predicted
     // MFU × predicted step / measured step (for the plan's own world size).
-    let mfu = t["mfu"]
-        .as_f64()
+    let mfu = predicted
+        .mfu
         .zip(predicted_step_s)
         .map(|(m, s)| m * s / step_s);
     let total: f64 = times.iter().sum();
@@ -310,9 +310,9 @@ fn bench() -> ExitCode {
         "peak_rss_bytes": kiln_train::metrics::peak_rss_bytes(),
         "predicted": {
             "step_time_s": predicted_step_s,
-            "tokens_per_s": t["tokens_per_s"],
-            "mfu": t["mfu"],
-            "memory_per_gpu_bytes": plan.analysis["memory"]["per_gpu"]["total"],
+            "tokens_per_s": predicted.tokens_per_s,
+            "mfu": predicted.mfu,
+            "memory_per_gpu_bytes": predicted.memory_per_gpu_bytes,
         },
     });
     println!("{out}");

@@ -169,7 +169,8 @@ pub fn plan_with(sources: Value, steps: Vec<Value>) -> Value {
             "quality": {"heuristics": [], "classifier_threshold": null, "thresholds": {}},
             "gpu": "cpu", "values": []
         },
-        "predictions": {"tokens_per_s": null, "step_time_s": null, "memory_per_gpu_bytes": null},
+        "predictions": {"tokens_per_s": null, "step_time_s": null, "memory_per_gpu_bytes": null,
+                        "mfu": null, "data_bytes_per_step": null, "state_bytes": null},
         "analysis": null,
         "topology": {"world": 1, "nodes": 1, "gpus_per_node": 1, "tensor": 1, "context": 1,
                      "data": 1, "pipeline": 1, "virtual_stages": 1, "stage_layers": [1],

@@ -189,7 +189,8 @@ pub fn plan_json(def: &RunDef) -> Value {
             "quality": {"heuristics": [], "classifier_threshold": null, "thresholds": {}},
             "gpu": "cpu", "values": []
         },
-        "predictions": {"tokens_per_s": null, "step_time_s": null, "memory_per_gpu_bytes": null},
+        "predictions": {"tokens_per_s": null, "step_time_s": null, "memory_per_gpu_bytes": null,
+                        "mfu": null, "data_bytes_per_step": null, "state_bytes": null},
         "analysis": {"throughput": null},
         "topology": {
             "world": 2, "nodes": 1, "gpus_per_node": 2, "tensor": 1, "context": 1, "data": 2,
