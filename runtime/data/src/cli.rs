@@ -31,8 +31,9 @@ use crate::ingest::{
 use crate::near::{
     MinHasher, NearParams, DEFAULT_BANDS, DEFAULT_NGRAM, DEFAULT_ROWS, MINHASH_SEED,
 };
+use crate::ops::{self, ExactSettings};
 use crate::shards::DATA_PREFIX;
-use crate::steps::{self, ExactSettings};
+use crate::steps;
 use crate::tokenize::{self, ModelKind, Pretokenize, TrainConfig, WordCounter};
 
 /// The exact-dedup false-positive rate when none is given (the DESIGN.md example's
@@ -179,7 +180,7 @@ fn fail(e: impl std::fmt::Display) -> Failure {
 }
 
 /// A step's failure: 2 when a file could not be read or written, 1 when the work failed.
-fn step_failure(e: steps::DataError) -> Failure {
+fn step_failure(e: ops::DataError) -> Failure {
     Failure(e.message, if e.io { 2 } else { 1 })
 }
 
@@ -314,7 +315,7 @@ pub fn execute(cmd: &DataCommand) -> Result<Value, Failure> {
                 MinHasher::new(p).map_err(usage)?;
             }
             let report =
-                steps::dedup_documents(&config, exact.as_ref(), near, &a.out, progress(&a.common))
+                ops::dedup_documents(&config, exact.as_ref(), near, &a.out, progress(&a.common))
                     .map_err(step_failure)?;
             let mut v = serde_json::to_value(&report).map_err(fail)?;
             annotate(&mut v, "dedup", &a.out);
@@ -324,8 +325,8 @@ pub fn execute(cmd: &DataCommand) -> Result<Value, Failure> {
             let files = input_files(&a.inputs)?;
             let config = ingest_config(&a.inputs, &a.common);
             check_output_file(&a.out, &files, a.in_place)?;
-            let quality = steps::quality_config(&a.rules, None).map_err(usage)?;
-            let report = steps::filter_documents(&config, &quality, &a.out, progress(&a.common))
+            let quality = ops::quality_config(&a.rules, None).map_err(usage)?;
+            let report = ops::filter_documents(&config, &quality, &a.out, progress(&a.common))
                 .map_err(step_failure)?;
             let mut v = serde_json::to_value(&report).map_err(fail)?;
             annotate(&mut v, "filter", &a.out);
@@ -403,7 +404,7 @@ fn tokenize_command(a: &TokenizeArgs) -> Result<Value, Failure> {
     let mut summary = serde_json::Map::new();
     let tokenizer = match source {
         Source::Train(train) => {
-            let report = steps::train_tokenizer(&config, train, dir, show).map_err(step_failure)?;
+            let report = ops::train_tokenizer(&config, train, dir, show).map_err(step_failure)?;
             summary.insert("input_docs".into(), json!(report.input_docs));
             summary.insert("kept_docs".into(), json!(report.kept_docs));
             summary.insert("too_large_docs".into(), json!(report.too_large_docs));
@@ -423,9 +424,8 @@ fn tokenize_command(a: &TokenizeArgs) -> Result<Value, Failure> {
     };
     if !a.no_encode {
         let eod = eod_of(&tokenizer).map_err(fail)?;
-        let report =
-            steps::encode_documents(&config, &tokenizer, eod, &dir.join(DATA_PREFIX), show)
-                .map_err(step_failure)?;
+        let report = ops::encode_documents(&config, &tokenizer, eod, &dir.join(DATA_PREFIX), show)
+            .map_err(step_failure)?;
         let encode = serde_json::to_value(&report).map_err(fail)?;
         summary.insert("input_docs".into(), json!(report.input_docs));
         summary.insert("kept_docs".into(), json!(report.kept_docs));

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod mix;
 pub mod near;
 pub mod normalize;
+pub mod ops;
 pub mod plan;
 pub mod progress;
 pub mod shards;

@@ -1,8 +1,8 @@
 //! Quality thresholds declared in an experiment reach the filters through the plan: the
 //! compiler's names are the filters' names.
 
+use kiln_data::ops::{apply_thresholds, quality_config};
 use kiln_data::plan::QualityParams;
-use kiln_data::steps::{apply_thresholds, quality_config};
 use std::path::Path;
 use std::process::Command;
 
