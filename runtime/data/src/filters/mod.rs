@@ -27,6 +27,9 @@ pub mod fineweb;
 pub mod gopher;
 pub mod kl;
 #[rustfmt::skip]
+// Generated, not hand-written: runtime/data/generated/filter_tables.rs, written by
+// tests/reference/filters_gen_tables.py and kept current by tests/filters.rs.
+#[path = "../../generated/filter_tables.rs"]
 mod tables;
 pub mod words;
 

@@ -22,7 +22,7 @@
 //! matches at the start; the suffix is the match that starts leftmost (all alternatives end
 //! at `$`); infixes are found left to right, each the first alternative that matches at a
 //! position, with lookbehind and lookahead on the neighbouring characters. Their character
-//! classes are computed from the expressions themselves (`tables.rs`), and
+//! classes are computed from the expressions themselves (`generated/filter_tables.rs`), and
 //! `tests/filters.rs` compares the words of every document of a real corpus with datatrove's.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-"""Writes runtime/data/src/filters/tables.rs: every table kiln's port of datatrove's English
+"""Writes runtime/data/generated/filter_tables.rs: every table kiln's port of datatrove's English
 word tokenizer needs, taken from the installed libraries themselves so that nothing is
 transcribed by hand.
 
@@ -15,7 +15,7 @@ tokenizer exceptions and the special-case matcher), then drops whitespace tokens
 - the URL expression, with Python's `\\w` and `\\d` replaced by explicit classes;
 - datatrove's PUNCTUATION_SET and TERMINAL_PUNCTUATION, and the sentencizer's punctuation.
 
-Usage: `python filters_gen_tables.py > ../../src/filters/tables.rs` (tests/filters.rs runs it
+Usage: `python filters_gen_tables.py > ../../generated/filter_tables.rs` (tests/filters.rs runs it
 and compares its output with the checked-in file).
 """
 
