@@ -5,6 +5,7 @@
 //! changed. JSON Schema derivations are behind the `schema` feature (`kiln schema`).
 
 pub mod launch;
+pub mod run_dir;
 pub mod schedule;
 pub mod spec;
 pub mod step;
@@ -29,8 +30,7 @@ pub use topology::{Groups, Rank, Sizes, Topology};
 /// (CHANGELOG.md).
 pub const PLAN_VERSION: u32 = 2;
 
-/// The file a run directory's plan is written to (`kiln plan -o RUN_DIR`).
-pub const PLAN_FILE: &str = "plan.json";
+pub use run_dir::PLAN_FILE;
 
 /// The program that executes one step of a plan for one rank.
 pub const WORKER: &str = "kiln-worker";

@@ -47,7 +47,7 @@ pub fn build(drafts: Vec<Draft>) -> (Vec<Step>, DiGraph<usize, ()>) {
             .collect();
         ids.push(id.clone());
         steps.push(Step {
-            outputs: vec![format!("steps/{}-{id}", d.name)],
+            outputs: vec![kiln_plan::run_dir::step_output(&d.name, &id)],
             command: vec![
                 WORKER.into(),
                 "--plan".into(),

@@ -51,9 +51,9 @@ pub const INDEX_MAGIC: [u8; 9] = *b"MMIDIDX\x00\x00";
 pub const INDEX_VERSION: u64 = 1;
 /// Bytes of the index header before the arrays.
 pub const INDEX_HEADER_BYTES: usize = 34;
-/// The file prefix of an encode step's dataset in its output directory; the compiler's
-/// `emit::engines::MEGATRON_DATA_PREFIX` points Megatron-LM's `--data-path` at it.
-pub const DATA_PREFIX: &str = "text_document";
+/// The file prefix of an encode step's dataset in its output directory (kiln-plan's run
+/// directory layout; Megatron-LM's `--data-path` in the emitted scripts names it).
+pub use kiln_plan::run_dir::DATA_PREFIX;
 /// Megatron-LM's `DType.optimal_dtype` threshold: vocabularies below it fit `uint16`.
 pub const UINT16_VOCAB_LIMIT: u64 = 65_500;
 /// Documents encoded per parallel batch (assumption: enough work per thread to amortise

@@ -61,11 +61,11 @@ use crate::ops::{
 };
 
 /// The documents a text step writes.
-pub const DOCS_FILE: &str = "docs.jsonl.zst";
-/// Every step's report.
-pub const REPORT_FILE: &str = "report.json";
+pub use kiln_plan::run_dir::DOCS_FILE;
 /// The mix step's held-out set (an indexed dataset prefix).
-pub const HELD_OUT_PREFIX: &str = "held_out_document";
+pub use kiln_plan::run_dir::HELD_OUT_PREFIX;
+/// Every step's report.
+pub use kiln_plan::run_dir::REPORT_FILE;
 /// Documents read per batch by the steps that work in parallel batches.
 pub const READ_BATCH_DOCS: usize = 4096;
 

@@ -16,7 +16,7 @@ use crate::checkpoint::write_atomic;
 use crate::error::{io_at, TrainError};
 
 /// The metrics file in a train step's output directory.
-pub const METRICS_FILE: &str = "metrics.jsonl";
+pub use kiln_plan::run_dir::METRICS_FILE;
 /// How often the progress bar redraws when nothing changes.
 const PROGRESS_TICK: Duration = Duration::from_millis(500);
 

@@ -40,10 +40,10 @@ use crate::schedule::lr_for_step;
 use crate::spec::{self, Plan, Precision, Recompute, Step, StepKind, TrainParams};
 use crate::trainer::{evaluate, step_seed, to_batch, unigram_loss, Trainer};
 
-/// The summary a finished step leaves in its output directory.
-pub const SUMMARY_FILE: &str = "summary.json";
 /// The checkpoints' directory inside a train step's directory.
-pub const CHECKPOINT_DIR: &str = "checkpoints";
+pub use kiln_plan::run_dir::CHECKPOINT_DIR;
+/// The summary a finished step leaves in its output directory.
+pub use kiln_plan::run_dir::SUMMARY_FILE;
 /// The mix step's training stream (kiln-data's `shards::DATA_PREFIX`).
 pub const TRAIN_PREFIX: &str = kiln_data::shards::DATA_PREFIX;
 /// The mix step's held-out set (kiln-data's `steps::HELD_OUT_PREFIX`).

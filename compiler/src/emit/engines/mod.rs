@@ -35,10 +35,9 @@ use minijinja::{context, Value};
 /// The port ranks rendezvous on (the Slurm target uses the same).
 const MASTER_PORT: u32 = 29500;
 
-/// The file each encode step leaves in its output directory for Megatron-LM: an indexed
-/// dataset `text_document.bin` / `text_document.idx` (the name Megatron-LM's
-/// tools/preprocess_data.py gives a document-level dataset). `--data-path` takes the prefix.
-pub const MEGATRON_DATA_PREFIX: &str = "text_document";
+/// The prefix of an encoded or mixed dataset in its step's directory (kiln-plan's run
+/// directory layout): what Megatron-LM's `--data-path` names.
+pub use kiln_plan::run_dir::DATA_PREFIX as MEGATRON_DATA_PREFIX;
 
 /// Where a Kubernetes pod mounts the run directory (plan.json and steps/).
 const K8S_RUN_DIR: &str = "/kiln";
