@@ -554,89 +554,33 @@ fn train(
     );
     let sent_before = trainer.dp.as_ref().map(|dp| dp.comm.sent);
 
-    let seq_len = p.model.seq_len;
-    let mut ids: Vec<i64> = Vec::with_capacity((layout.micro_batch * (seq_len + 1)) as usize);
-    let mut compute_seconds = 0.0;
-    let mut steps_run = 0u64;
-    let mut final_checkpoint = None;
-    for global in next_step..phase_end {
-        if options.halt_after_steps.is_some_and(|h| steps_run >= h) {
-            bar.finish_and_clear();
-            return Ok(StepOutcome::Halted { next_step: global });
-        }
-        let in_phase = global - phase_start;
-        let lr = lr_for_step(
-            &p.schedule.lr,
-            in_phase,
-            p.schedule.steps,
-            p.schedule.anneal,
-        );
-        let started = Instant::now();
-        let report = trainer.step(global, layout.micro_batches as usize, lr, |i| {
-            ids.clear();
-            // This rank's contiguous slice of the global batch (the order is the ranks').
-            let first = in_phase * layout.global_batch
-                + rank as u64 * layout.rank_batch
-                + i as u64 * layout.micro_batch;
-            for position in first..first + layout.micro_batch {
-                train_samples.read(order.sample(position), &mut ids)?;
-            }
-            to_batch(&ids, layout.micro_batch as i64, seq_len as i64, device)
-        })?;
-        let seconds = started.elapsed().as_secs_f64();
-        compute_seconds += seconds;
-        steps_run += 1;
-        last_loss = Some(report.loss);
-        let done = global + 1;
-        let eval_now =
-            done == phase_end || (p.eval_every_steps > 0 && done % p.eval_every_steps == 0);
-        // ZeRO 3 gathers the whole model on every rank for rank 0's evaluation.
-        let gather = eval_now && held_out.is_some();
-        if let (Some(dp), true) = (&mut trainer.dp, gather) {
-            dp.gather_all()?;
-        }
-        let eval_loss = match (&held_out, eval_now && leader) {
-            (Some(h), true) => {
-                evaluate(&trainer.model, h, eval_tokens, layout.micro_batch, device)?
-                    .map(|r| r.loss)
-            }
-            _ => None,
-        };
-        if let (Some(dp), true) = (&mut trainer.dp, gather) {
-            dp.release_all(false);
-        }
-        if eval_loss.is_some() {
-            last_eval = eval_loss;
-        }
-        if let Some(log) = &mut log {
-            log.append(&StepMetrics {
-                step: global,
-                phase: p.phase.clone(),
-                lr,
-                loss: report.loss,
-                tokens: done * layout.tokens_per_step,
-                tokens_per_s: layout.tokens_per_step as f64 / seconds.max(f64::MIN_POSITIVE),
-                grad_norm: report.grad_norm,
-                loss_scale: report.loss_scale,
-                skipped: report.skipped,
-                eval_loss,
-            })?;
-        }
-        bar.set_message(format!(
-            "loss {:.4} {:.0} tokens/s",
-            report.loss,
-            layout.tokens_per_step as f64 / seconds.max(f64::MIN_POSITIVE)
-        ));
-        bar.inc(1);
-        let every = p.checkpoint.every_steps;
-        if done == phase_end || (every > 0 && done % every == 0) {
-            if let Some(log) = &mut log {
-                log.sync()?;
-            }
-            let state = train_state(&trainer, step, p, &layout, done, lr, report.loss, ranks);
-            final_checkpoint = Some(save(&mut trainer, &ckpt_root, &state, p.checkpoint.keep)?);
-        }
+    let phase = PhaseRun {
+        p,
+        step,
+        layout: &layout,
+        rank,
+        ranks,
+        leader,
+        device,
+        eval_tokens,
+        train_samples: &train_samples,
+        held_out: held_out.as_ref(),
+        ckpt_root: &ckpt_root,
+        halt_after_steps: options.halt_after_steps,
+    };
+    let ran = phase.run(&mut trainer, &mut order, &mut log, &bar, next_step)?;
+    if let Some(next_step) = ran.halted_at {
+        bar.finish_and_clear();
+        return Ok(StepOutcome::Halted { next_step });
     }
+    let Ran {
+        steps_run,
+        compute_seconds,
+        final_checkpoint,
+        ..
+    } = ran;
+    last_loss = ran.last_loss.or(last_loss);
+    last_eval = ran.last_eval.or(last_eval);
     bar.finish_and_clear();
     let epochs = order.epoch(p.schedule.steps * layout.global_batch);
     if epochs > 0 {
@@ -661,10 +605,87 @@ fn train(
         Some(d) => Some(d),
         None => checkpoint::latest(&ckpt_root).map(|f| f.dir),
     };
+    let summary = summarise(Finished {
+        step,
+        p,
+        layout: &layout,
+        device,
+        trainer: &trainer,
+        resumed_at,
+        steps_run,
+        compute_seconds,
+        last_loss,
+        last_eval,
+        checkpoint: final_checkpoint.and_then(|d| {
+            d.strip_prefix(&work)
+                .ok()
+                .map(|r| r.to_string_lossy().into_owned())
+        }),
+        notes,
+        data_parallel,
+        wall,
+        options,
+    });
+    // Every rank has read the working directory before rank 0 renames it.
+    if let Some(dp) = &trainer.dp {
+        dp.comm.barrier();
+    }
+    if !leader {
+        // Rank 0 writes the summary and renames the output.
+        return Ok(StepOutcome::Done(summary));
+    }
+    finish(&work, &output, &summary)?;
+    drop(lock);
+    eprint!("{}", summary.render());
+    Ok(StepOutcome::Done(summary))
+}
+
+/// What a phase's summary is made from.
+struct Finished<'a> {
+    step: &'a Step,
+    p: &'a TrainParams,
+    layout: &'a BatchLayout,
+    device: Device,
+    trainer: &'a Trainer,
+    resumed_at: Option<u64>,
+    steps_run: u64,
+    compute_seconds: f64,
+    last_loss: Option<f64>,
+    last_eval: Option<f64>,
+    /// The last checkpoint, relative to the step's directory.
+    checkpoint: Option<String>,
+    notes: Vec<String>,
+    data_parallel: Option<DataParallelReport>,
+    wall: Instant,
+    options: &'a TrainOptions,
+}
+
+/// The summary of a phase: what ran, its last loss and evaluation, measured against the
+/// plan's predictions.
+fn summarise(f: Finished) -> Summary {
+    let Finished {
+        step,
+        p,
+        layout,
+        device,
+        trainer,
+        resumed_at,
+        steps_run,
+        compute_seconds,
+        last_loss,
+        last_eval,
+        checkpoint,
+        notes,
+        data_parallel,
+        wall,
+        options,
+    } = f;
+    let phase_start = p.schedule.start_step;
+    let phase_end = phase_start + p.schedule.steps;
     let tokens = steps_run * layout.tokens_per_step;
     let measured = (compute_seconds > 0.0).then(|| tokens as f64 / compute_seconds);
     let predicted = options.predicted_tokens_per_s;
-    let summary = Summary {
+    Summary {
         step: step.name.clone(),
         id: step.id.clone(),
         kind: "train".into(),
@@ -696,25 +717,166 @@ fn train(
         peak_rss_bytes: peak_rss_bytes(),
         predicted_memory_bytes: options.predicted_memory_bytes,
         data_parallel,
-        checkpoint: final_checkpoint.and_then(|d| {
-            d.strip_prefix(&work)
-                .ok()
-                .map(|r| r.to_string_lossy().into_owned())
-        }),
+        checkpoint,
         notes,
-    };
-    // Every rank has read the working directory before rank 0 renames it.
-    if let Some(dp) = &trainer.dp {
-        dp.comm.barrier();
     }
-    if !leader {
-        // Rank 0 writes the summary and renames the output.
-        return Ok(StepOutcome::Done(summary));
+}
+
+/// One phase's steps as a rank runs them: what stays fixed while they run.
+struct PhaseRun<'a> {
+    p: &'a TrainParams,
+    step: &'a Step,
+    layout: &'a BatchLayout,
+    rank: usize,
+    ranks: usize,
+    leader: bool,
+    device: Device,
+    eval_tokens: u64,
+    train_samples: &'a Samples,
+    held_out: Option<&'a Samples>,
+    ckpt_root: &'a Path,
+    halt_after_steps: Option<u64>,
+}
+
+/// What running a phase's steps did.
+struct Ran {
+    /// Where a run asked to halt early stopped (`TrainOptions::halt_after_steps`).
+    halted_at: Option<u64>,
+    steps_run: u64,
+    compute_seconds: f64,
+    final_checkpoint: Option<PathBuf>,
+    last_loss: Option<f64>,
+    last_eval: Option<f64>,
+}
+
+impl PhaseRun<'_> {
+    /// The step loop from `next_step` to the phase's end: each optimizer step on this rank's
+    /// slice of the global batch, the held-out evaluation and the metrics line where due, and
+    /// a checkpoint every `checkpoint.every_steps` and at the end.
+    fn run(
+        &self,
+        trainer: &mut Trainer,
+        order: &mut SampleOrder,
+        log: &mut Option<MetricsLog>,
+        bar: &indicatif::ProgressBar,
+        next_step: u64,
+    ) -> Result<Ran, TrainError> {
+        let PhaseRun {
+            p,
+            step,
+            layout,
+            rank,
+            ranks,
+            leader,
+            device,
+            eval_tokens,
+            train_samples,
+            held_out,
+            ckpt_root,
+            halt_after_steps,
+        } = *self;
+        let phase_start = p.schedule.start_step;
+        let phase_end = phase_start + p.schedule.steps;
+        let mut last_loss = None;
+        let mut last_eval = None;
+        let seq_len = p.model.seq_len;
+        let mut ids: Vec<i64> = Vec::with_capacity((layout.micro_batch * (seq_len + 1)) as usize);
+        let mut compute_seconds = 0.0;
+        let mut steps_run = 0u64;
+        let mut final_checkpoint = None;
+        for global in next_step..phase_end {
+            if halt_after_steps.is_some_and(|h| steps_run >= h) {
+                return Ok(Ran {
+                    halted_at: Some(global),
+                    steps_run,
+                    compute_seconds,
+                    final_checkpoint,
+                    last_loss,
+                    last_eval,
+                });
+            }
+            let in_phase = global - phase_start;
+            let lr = lr_for_step(
+                &p.schedule.lr,
+                in_phase,
+                p.schedule.steps,
+                p.schedule.anneal,
+            );
+            let started = Instant::now();
+            let report = trainer.step(global, layout.micro_batches as usize, lr, |i| {
+                ids.clear();
+                // This rank's contiguous slice of the global batch (the order is the ranks').
+                let first = in_phase * layout.global_batch
+                    + rank as u64 * layout.rank_batch
+                    + i as u64 * layout.micro_batch;
+                for position in first..first + layout.micro_batch {
+                    train_samples.read(order.sample(position), &mut ids)?;
+                }
+                to_batch(&ids, layout.micro_batch as i64, seq_len as i64, device)
+            })?;
+            let seconds = started.elapsed().as_secs_f64();
+            compute_seconds += seconds;
+            steps_run += 1;
+            last_loss = Some(report.loss);
+            let done = global + 1;
+            let eval_now =
+                done == phase_end || (p.eval_every_steps > 0 && done % p.eval_every_steps == 0);
+            // ZeRO 3 gathers the whole model on every rank for rank 0's evaluation.
+            let gather = eval_now && held_out.is_some();
+            if let (Some(dp), true) = (&mut trainer.dp, gather) {
+                dp.gather_all()?;
+            }
+            let eval_loss = match (&held_out, eval_now && leader) {
+                (Some(h), true) => {
+                    evaluate(&trainer.model, h, eval_tokens, layout.micro_batch, device)?
+                        .map(|r| r.loss)
+                }
+                _ => None,
+            };
+            if let (Some(dp), true) = (&mut trainer.dp, gather) {
+                dp.release_all(false);
+            }
+            if eval_loss.is_some() {
+                last_eval = eval_loss;
+            }
+            if let Some(log) = log.as_mut() {
+                log.append(&StepMetrics {
+                    step: global,
+                    phase: p.phase.clone(),
+                    lr,
+                    loss: report.loss,
+                    tokens: done * layout.tokens_per_step,
+                    tokens_per_s: layout.tokens_per_step as f64 / seconds.max(f64::MIN_POSITIVE),
+                    grad_norm: report.grad_norm,
+                    loss_scale: report.loss_scale,
+                    skipped: report.skipped,
+                    eval_loss,
+                })?;
+            }
+            bar.set_message(format!(
+                "loss {:.4} {:.0} tokens/s",
+                report.loss,
+                layout.tokens_per_step as f64 / seconds.max(f64::MIN_POSITIVE)
+            ));
+            bar.inc(1);
+            let every = p.checkpoint.every_steps;
+            if done == phase_end || (every > 0 && done % every == 0) {
+                if let Some(log) = log.as_mut() {
+                    log.sync()?;
+                }
+                let state = train_state(trainer, step, p, layout, done, lr, report.loss, ranks);
+                final_checkpoint = Some(save(trainer, ckpt_root, &state, p.checkpoint.keep)?);
+            }
+        }
+        Ok(Ran {
+            halted_at: None,
+            steps_run,
+            compute_seconds,
+            final_checkpoint,
+            last_loss,
+            last_eval,
+        })
     }
-    finish(&work, &output, &summary)?;
-    drop(lock);
-    eprint!("{}", summary.render());
-    Ok(StepOutcome::Done(summary))
 }
 
 /// The phase's training samples and, where the mix wrote one, its held-out set (a note
