@@ -56,6 +56,24 @@ enum Command {
         #[arg(long, value_name = "CODE")]
         allow: Vec<String>,
     },
+    /// Every parallel layout of the experiment's cluster that fits, ranked by predicted step
+    /// time (or by memory): the best `--top`, with the declared layout beside them.
+    Tune {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = TuneObjective::Time)]
+        objective: TuneObjective,
+        /// How many layouts to list.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Only the layouts this engine runs (its profile also times them); default: the
+        /// experiment's `engine =`.
+        #[arg(long)]
+        engine: Option<String>,
+        #[arg(long, value_enum, default_value_t = TuneFormat::Text)]
+        format: TuneFormat,
+        #[arg(long, value_name = "CODE")]
+        allow: Vec<String>,
+    },
     /// Lower an experiment into its run plan (JSON): the only input of the runtime.
     Plan {
         file: PathBuf,
@@ -154,6 +172,20 @@ enum GraphFormat {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum TuneObjective {
+    Time,
+    Cost,
+    TokensPerS,
+    Memory,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TuneFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum ExplainFormat {
     Text,
     Json,
@@ -184,6 +216,14 @@ fn main() -> ExitCode {
             color,
         } => check(&files, format, &allow, values, color),
         Command::Fmt { files, check } => fmt(&files, check),
+        Command::Tune {
+            file,
+            objective,
+            top,
+            engine,
+            format,
+            allow,
+        } => tune(&file, objective, top, engine.as_deref(), format, &allow),
         Command::Explain {
             file,
             format,
@@ -384,6 +424,105 @@ fn fmt(files: &[PathBuf], check: bool) -> Outcome {
         }
     }
     status
+}
+
+/// `kiln tune`: the layout search of each experiment in the file. The declared layout may
+/// be one that does not fit (that is what the search is for): only the other errors refuse.
+fn tune(
+    file: &std::path::Path,
+    objective: TuneObjective,
+    top: usize,
+    engine: Option<&str>,
+    format: TuneFormat,
+    allow: &[String],
+) -> Outcome {
+    use kiln::tune::Objective;
+    let checked = kiln::check_paths(&[file.to_path_buf()], &FsLoader, allow)
+        .map_err(|e| Failure::unusable(e.to_string()))?;
+    let memory_codes = [kiln::codes::MEMORY.code, kiln::codes::MEMORY_HEADROOM.code];
+    let blocking: Vec<_> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| {
+            d.severity == kiln::diagnostic::Severity::Error && !memory_codes.contains(&d.code.code)
+        })
+        .cloned()
+        .collect();
+    if !blocking.is_empty() {
+        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        eprint!(
+            "{}",
+            kiln::diagnostic::render_text(&checked.program.sources, &blocking, color)
+        );
+        return Err(Failure::Refused(None));
+    }
+    let engine = match engine {
+        None => None,
+        Some(name) => Some(kiln::analyse::engine::Engine::from_name(name).ok_or_else(|| {
+            Failure::unusable(format!(
+                "unknown engine `{name}`: kiln, megatron, nemo, torchtitan, deepspeed, composer or nanotron"
+            ))
+        })?),
+    };
+    let (objective, name) = match objective {
+        TuneObjective::Time => (Objective::Time, "step time"),
+        TuneObjective::Cost => (Objective::Cost, "cost"),
+        TuneObjective::TokensPerS => (Objective::TokensPerS, "tokens per second"),
+        TuneObjective::Memory => (Objective::Memory, "memory"),
+    };
+    let mut any = false;
+    for exp in checked.experiments() {
+        let Some(setup) = kiln::analyse::setup::Setup::from_record(&exp.record) else {
+            continue;
+        };
+        let setup = match engine {
+            Some(e) => setup.for_engine(e, &exp.record),
+            None => setup,
+        };
+        any = true;
+        let search = kiln::tune::search(&setup, objective);
+        match format {
+            TuneFormat::Text => {
+                println!(
+                    "{} on {} × {} ({}):",
+                    exp.name,
+                    setup.world(),
+                    setup.hardware.gpu,
+                    setup.engine.name()
+                );
+                print!(
+                    "{}",
+                    kiln::tune::render(
+                        &search,
+                        top,
+                        name,
+                        kiln::analyse::time::fitted().memory.relative
+                    )
+                );
+            }
+            TuneFormat::Json => {
+                let mut shown = search.clone();
+                shown.ranked.truncate(top);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "experiment": exp.name,
+                        "engine": setup.engine.name(),
+                        "objective": name,
+                        "search": shown,
+                    }))
+                    .expect("serialisable")
+                );
+            }
+        }
+    }
+    if !any {
+        return Err(Failure::refused(format!(
+            "`{}` declares no experiment to tune",
+            file.display()
+        )));
+    }
+    Ok(())
 }
 
 fn explain(file: &std::path::Path, format: ExplainFormat, allow: &[String]) -> Outcome {

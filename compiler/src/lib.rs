@@ -25,6 +25,7 @@ pub mod resolve;
 pub mod schema;
 pub mod span;
 pub mod syntax;
+pub mod tune;
 pub mod units;
 pub mod validate;
 
