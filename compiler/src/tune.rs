@@ -77,9 +77,29 @@ pub struct Search {
     pub declared: Option<Candidate>,
 }
 
+/// The divisors of `n`, ascending (trial division up to √n).
 fn divisors(n: u64) -> Vec<u64> {
-    (1..=n).filter(|d| n.is_multiple_of(*d)).collect()
+    let mut small = Vec::new();
+    let mut large = Vec::new();
+    let mut d = 1;
+    while d * d <= n {
+        if n.is_multiple_of(d) {
+            small.push(d);
+            if d * d != n {
+                large.push(n / d);
+            }
+        }
+        d += 1;
+    }
+    small.extend(large.into_iter().rev());
+    small
 }
+
+/// Sizes beyond which the search does not enumerate (its divisor lists would be long):
+/// layers and sequences per step. Real runs are far inside them (Llama 3 405B: 126 layers,
+/// 2,048 sequences); a file beyond them gets an empty search, not a hang.
+const MAX_LAYERS: u64 = 1 << 16;
+const MAX_SEQUENCES: u64 = 1 << 24;
 
 const RECOMPUTES: [(Recompute, &str); 4] = [
     (Recompute::None, "none"),
@@ -122,9 +142,10 @@ fn candidate(setup: &Setup) -> Option<Candidate> {
 /// share of the batch; ZeRO 0–3; every recompute mode the engine runs; sequence parallelism
 /// with tensor parallelism (`selective` only without FlashAttention, with which it is
 /// `none`). Not searched yet: virtual stages, uneven first and last stages, recompute of
-/// every k layers, activation offload. The engine's own limits: DeepSpeed has no tensor parallelism in
-/// its config and no pipeline with ZeRO 2 or 3; `selective_op` is torchtitan's and kiln's.
-pub fn search(setup: &Setup, objective: Objective) -> Search {
+/// every k layers, activation offload. The engine's own limits: DeepSpeed has no tensor
+/// parallelism in its config and no pipeline with ZeRO 2 or 3; `selective_op` is
+/// torchtitan's and kiln's. `visit` gets each layout as `setup` with its parallel sizes set.
+fn for_each_layout(setup: &Setup, mut visit: impl FnMut(&Setup)) {
     let world = setup.world() as u64;
     let per_node = setup.hardware.gpus_per_node as u64;
     let m = &setup.shape;
@@ -136,9 +157,20 @@ pub fn search(setup: &Setup, objective: Objective) -> Search {
     );
     let sequences = (setup.batch_tokens / m.seq_len) as u64;
     let engine = setup.engine;
-    let declared = candidate(setup);
-    let mut evaluated = 0;
-    let mut ranked = Vec::new();
+    let world_ok = world >= 1 && (world as f64) <= crate::check::MAX_WORLD;
+    if !world_ok || layers == 0 || layers > MAX_LAYERS || sequences > MAX_SEQUENCES {
+        return;
+    }
+    let mut s = setup.clone();
+    {
+        let p = &mut s.parallel;
+        p.virtual_stages = 1.0;
+        p.first_stage_layers = None;
+        p.last_stage_layers = None;
+        p.stage_layers = None;
+        p.recompute_layers = None;
+        p.offload_layers = None;
+    }
     for tensor in divisors(per_node.min(world)) {
         if !heads.is_multiple_of(tensor) || !kv_heads.is_multiple_of(tensor) {
             continue;
@@ -179,11 +211,9 @@ pub fn search(setup: &Setup, objective: Objective) -> Search {
                                 if sequence_parallel && tensor == 1 {
                                     continue;
                                 }
-                                let mut s = setup.clone();
                                 let p = &mut s.parallel;
                                 p.tensor = tensor as f64;
                                 p.pipeline = pipeline as f64;
-                                p.virtual_stages = 1.0;
                                 p.context = context as f64;
                                 p.data = data as f64;
                                 p.micro_batch = micro_batch as f64;
@@ -191,17 +221,7 @@ pub fn search(setup: &Setup, objective: Objective) -> Search {
                                 p.zero = zero;
                                 p.recompute = recompute;
                                 p.sequence_parallel = sequence_parallel;
-                                p.first_stage_layers = None;
-                                p.last_stage_layers = None;
-                                p.stage_layers = None;
-                                p.recompute_layers = None;
-                                p.offload_layers = None;
-                                evaluated += 1;
-                                if let Some(c) = candidate(&s) {
-                                    if c.memory_bytes <= c.capacity_bytes {
-                                        ranked.push(c);
-                                    }
-                                }
+                                visit(&s);
                             }
                         }
                     }
@@ -209,6 +229,28 @@ pub fn search(setup: &Setup, objective: Objective) -> Search {
             }
         }
     }
+}
+
+/// How many layouts [`search`] would analyse (cheap: nothing is analysed).
+pub fn count(setup: &Setup) -> usize {
+    let mut n = 0;
+    for_each_layout(setup, |_| n += 1);
+    n
+}
+
+/// Analyses every layout and ranks those that fit by `objective`.
+pub fn search(setup: &Setup, objective: Objective) -> Search {
+    let declared = candidate(setup);
+    let mut evaluated = 0;
+    let mut ranked = Vec::new();
+    for_each_layout(setup, |s| {
+        evaluated += 1;
+        if let Some(c) = candidate(s) {
+            if c.memory_bytes <= c.capacity_bytes {
+                ranked.push(c);
+            }
+        }
+    });
     let key = |c: &Candidate| match objective {
         Objective::Time | Objective::Cost | Objective::TokensPerS => c.step_time_s,
         Objective::Memory => c.memory_bytes,

@@ -14,6 +14,10 @@ use crate::units::{self, Dim};
 /// clearly off the optimum are flagged. A judgement, named here.
 pub const LOSS_EXCESS_NATS: f64 = 0.01;
 
+/// The most layouts K-M001 and K-M002 search for their proposal inside a check (about 0.1 s
+/// in a debug build); beyond it the help points at `kiln tune`. A judgement, named here.
+pub const CHECK_SEARCH_LAYOUTS: usize = 20_000;
+
 pub fn check(exp: &Record, setup: &Setup, a: &Analysis, out: &mut Vec<Diagnostic>) {
     let here = |field: &str| {
         exp.span_of(field)
@@ -272,17 +276,52 @@ fn memory(setup: &Setup, a: &Analysis, at: Span, margin: f64, out: &mut Vec<Diag
     } else {
         ("fits", "fit")
     };
-    let help = if fits.is_empty() {
-        format!("no single change of sequence_parallel, zero, recompute, micro_batch, tensor or pipeline {one}; combine them, or use GPUs with more memory")
+    // The best layout of any combination (`kiln tune`'s search) that leaves `margin` free,
+    // where the search is small enough for a check (`kiln tune` runs any size).
+    let layouts = crate::tune::count(setup);
+    let searched = if layouts <= CHECK_SEARCH_LAYOUTS {
+        crate::tune::search(setup, crate::tune::Objective::Time)
     } else {
-        format!(
-            "cheapest changes that {many}: {}",
+        crate::tune::Search {
+            evaluated: 0,
+            fitting: 0,
+            ranked: Vec::new(),
+            declared: None,
+        }
+    };
+    let best = searched
+        .ranked
+        .iter()
+        .find(|c| c.memory_bytes * margin <= c.capacity_bytes)
+        .map(|c| {
+            let vs = base.map_or(String::new(), |b| {
+                let d = (c.step_time_s / b - 1.0) * 100.0;
+                format!(
+                    ", step time {}{}%",
+                    if d >= 0.0 { "+" } else { "" },
+                    units::trim(d)
+                )
+            });
+            format!(
+                "the best layout that {one} of {} searched: {} ({} GB{vs}; `kiln tune` lists more)",
+                searched.evaluated,
+                c.layout(),
+                units::trim(c.memory_bytes / 1e9)
+            )
+        });
+    let help = match (fits.is_empty(), best) {
+        (true, None) if layouts <= CHECK_SEARCH_LAYOUTS => format!("no layout of this cluster {one} (`kiln tune` searched {layouts}): use more GPUs or GPUs with more memory"),
+        (true, None) => format!("no single change {one}; `kiln tune` searches all {layouts} layouts of this cluster"),
+        (true, Some(best)) => format!("no single change {one}; {best}"),
+        (false, best) => format!(
+            "cheapest changes that {many}: {}{}",
             fits.iter()
                 .take(3)
                 .map(|f| f.1.clone())
                 .collect::<Vec<_>>()
-                .join("; ")
-        )
+                .join("; "),
+            best.map_or(String::new(), |b| format!("; {b}"))
+        ),
     };
     let fitted = crate::analyse::time::fitted();
     let diagnostic = if margin > 1.0 {
