@@ -2,8 +2,10 @@
 //! `kiln check experiments/llama3_405b.kiln` process (target: under 20 ms median), and
 //! `kiln explain` in process and as a whole process (target: under 30 ms median), and the
 //! whole `kiln plan` process for 8,192 ranks (target: under 200 ms median), and one layout
-//! analysed from its typed inputs (target: under 20 µs median).
-//! Run with `cargo bench -p kiln --bench check`.
+//! analysed from its typed inputs (target: under 20 µs median), and `kiln tune`'s exhaustive
+//! search on Llama 3 405B (8,560 layouts) and on a 1T model on 16,384 H100 (50,464 layouts;
+//! target: under a second).
+//! Run with `cargo bench -p kiln-cli --bench check`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::path::{Path, PathBuf};
@@ -56,6 +58,25 @@ fn bench(c: &mut Criterion) {
     c.bench_function("every analysis: analyse_setup llama3_405b", |b| {
         b.iter(|| kiln::analyse::analyse_setup(std::hint::black_box(&setup)))
     });
+    c.bench_function("tune llama3_405b: every layout of 8,192 H100", |b| {
+        b.iter(|| kiln::tune::search(std::hint::black_box(&setup), kiln::tune::Objective::Time))
+    });
+    let big = PathBuf::from("cli/benches/one_trillion.kiln");
+    let checked =
+        kiln::check_paths(std::slice::from_ref(&big), &kiln::load::FsLoader, &[]).unwrap();
+    let exp = checked.experiments().next().unwrap();
+    let big_setup = kiln::analyse::setup::Setup::from_record(&exp.record).unwrap();
+    let mut group = c.benchmark_group("tune");
+    group.sample_size(10);
+    group.bench_function("tune a 1T model: every layout of 16,384 H100", |b| {
+        b.iter(|| {
+            kiln::tune::search(
+                std::hint::black_box(&big_setup),
+                kiln::tune::Objective::Time,
+            )
+        })
+    });
+    group.finish();
     c.bench_function("process: kiln explain experiments/llama3_405b.kiln", |b| {
         b.iter(|| {
             let out = Command::new(env!("CARGO_BIN_EXE_kiln"))

@@ -14,7 +14,7 @@ use crate::units::{self, Dim};
 /// clearly off the optimum are flagged. A judgement, named here.
 pub const LOSS_EXCESS_NATS: f64 = 0.01;
 
-/// The most layouts K-M001 and K-M002 search for their proposal inside a check (about 0.1 s
+/// The most layouts K-M001 searches for its proposal inside a check (about 0.1 s
 /// in a debug build); beyond it the help points at `kiln tune`. A judgement, named here.
 pub const CHECK_SEARCH_LAYOUTS: usize = 20_000;
 
@@ -276,9 +276,14 @@ fn memory(setup: &Setup, a: &Analysis, at: Span, margin: f64, out: &mut Vec<Diag
     } else {
         ("fits", "fit")
     };
-    // The best layout of any combination (`kiln tune`'s search) that leaves `margin` free,
-    // where the search is small enough for a check (`kiln tune` runs any size).
-    let layouts = crate::tune::count(setup);
+    // For K-M001, the best layout of any combination (`kiln tune`'s search), where the
+    // search is small enough for a check (`kiln tune` runs any size). K-M002 (a layout that
+    // fits) keeps the check fast: its help lists single changes and points at `kiln tune`.
+    let layouts = if margin > 1.0 {
+        usize::MAX
+    } else {
+        crate::tune::count(setup)
+    };
     let searched = if layouts <= CHECK_SEARCH_LAYOUTS {
         crate::tune::search(setup, crate::tune::Objective::Time)
     } else {
@@ -311,7 +316,7 @@ fn memory(setup: &Setup, a: &Analysis, at: Span, margin: f64, out: &mut Vec<Diag
         });
     let help = match (fits.is_empty(), best) {
         (true, None) if layouts <= CHECK_SEARCH_LAYOUTS => format!("no layout of this cluster {one} (`kiln tune` searched {layouts}): use more GPUs or GPUs with more memory"),
-        (true, None) => format!("no single change {one}; `kiln tune` searches all {layouts} layouts of this cluster"),
+        (true, None) => format!("no single change {one}; `kiln tune` searches every layout of this cluster"),
         (true, Some(best)) => format!("no single change {one}; {best}"),
         (false, best) => format!(
             "cheapest changes that {many}: {}{}",
@@ -320,7 +325,10 @@ fn memory(setup: &Setup, a: &Analysis, at: Span, margin: f64, out: &mut Vec<Diag
                 .map(|f| f.1.clone())
                 .collect::<Vec<_>>()
                 .join("; "),
-            best.map_or(String::new(), |b| format!("; {b}"))
+            best.map_or_else(
+                || "; `kiln tune` ranks every layout of this cluster".to_string(),
+                |b| format!("; {b}")
+            )
         ),
     };
     let fitted = crate::analyse::time::fitted();
