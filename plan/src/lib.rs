@@ -70,13 +70,13 @@ pub struct Predictions {
     /// Bytes each GPU sends for data parallelism per optimizer step.
     pub data_bytes_per_step: Option<f64>,
     /// Model-state bytes on the most loaded device, as the plan's engine keeps them.
-    pub state_bytes: Option<StateBytes>,
+    pub state_bytes: Option<ModelStateBytes>,
 }
 
 /// Weights, gradients and optimizer states on one device (bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub struct StateBytes {
+pub struct ModelStateBytes {
     pub weights: f64,
     pub gradients: f64,
     pub optimizer: f64,

@@ -67,7 +67,7 @@ pub fn lower(exp: &Resolved, setup: &Setup, analysis: &Analysis) -> Option<RunPl
             memory_per_gpu_bytes: Some(analysis.memory.per_gpu.total),
             mfu: analysis.throughput.as_ref().map(|t| t.mfu),
             data_bytes_per_step: Some(analysis.communication.per_step.data),
-            state_bytes: Some(kiln_plan::StateBytes {
+            state_bytes: Some(kiln_plan::ModelStateBytes {
                 weights: analysis.memory.per_gpu.weights,
                 gradients: analysis.memory.per_gpu.gradients,
                 optimizer: analysis.memory.per_gpu.optimizer,
