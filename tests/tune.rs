@@ -133,3 +133,58 @@ fn an_engine_restricts_the_search_to_what_it_runs() {
         .collect();
     assert!(memory.windows(2).all(|w| w[0] <= w[1]), "{memory:?}");
 }
+
+#[test]
+fn write_puts_the_best_layout_into_the_file_keeping_its_comments() {
+    let best = tune(&["--top", "1"])["search"]["ranked"][0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("e.kiln");
+    let text = EXPERIMENT.replace(
+        "  parallel { micro_batch = 4 }",
+        "  # the layout, before tuning\n  parallel { micro_batch = 4, virtual_stages = 1 }  # trailing",
+    );
+    std::fs::write(&file, &text).unwrap();
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+    let out = Command::new(kiln)
+        .args(["tune", "--write", "--top", "1"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(written.contains("# the layout, before tuning"), "{written}");
+    assert!(written.contains("# trailing"), "{written}");
+    assert!(!written.contains("virtual_stages"), "{written}");
+    for field in ["tensor", "pipeline", "context", "micro_batch", "zero"] {
+        assert!(
+            written.contains(&format!("{field} = {}", best[field])),
+            "{field} = {} missing in:\n{written}",
+            best[field]
+        );
+    }
+    assert!(written.contains(&format!(
+        "recompute = {}",
+        best["recompute"].as_str().unwrap()
+    )));
+    // The written file checks (it fits now) and is already in the canonical layout.
+    let check = Command::new(kiln).arg("check").arg(&file).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let fmt = Command::new(kiln)
+        .args(["fmt", "--check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        fmt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fmt.stderr)
+    );
+}

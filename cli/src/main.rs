@@ -71,6 +71,10 @@ enum Command {
         engine: Option<String>,
         #[arg(long, value_enum, default_value_t = TuneFormat::Text)]
         format: TuneFormat,
+        /// Write the best layout into the file's `parallel` block (comments and layout kept,
+        /// then `kiln fmt`'s canonical layout).
+        #[arg(long)]
+        write: bool,
         #[arg(long, value_name = "CODE")]
         allow: Vec<String>,
     },
@@ -222,8 +226,17 @@ fn main() -> ExitCode {
             top,
             engine,
             format,
+            write,
             allow,
-        } => tune(&file, objective, top, engine.as_deref(), format, &allow),
+        } => tune(
+            &file,
+            objective,
+            top,
+            engine.as_deref(),
+            format,
+            write,
+            &allow,
+        ),
         Command::Explain {
             file,
             format,
@@ -434,6 +447,7 @@ fn tune(
     top: usize,
     engine: Option<&str>,
     format: TuneFormat,
+    write: bool,
     allow: &[String],
 ) -> Outcome {
     use kiln::tune::Objective;
@@ -471,6 +485,7 @@ fn tune(
         TuneObjective::Memory => (Objective::Memory, "memory"),
     };
     let mut any = false;
+    let mut best: Vec<(String, kiln::tune::Candidate)> = Vec::new();
     for exp in checked.experiments() {
         let Some(setup) = kiln::analyse::setup::Setup::from_record(&exp.record) else {
             continue;
@@ -481,6 +496,9 @@ fn tune(
         };
         any = true;
         let search = kiln::tune::search(&setup, objective);
+        if let Some(first) = search.ranked.first() {
+            best.push((exp.name.clone(), first.clone()));
+        }
         match format {
             TuneFormat::Text => {
                 println!(
@@ -521,6 +539,31 @@ fn tune(
             "`{}` declares no experiment to tune",
             file.display()
         )));
+    }
+    if write {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Failure::unusable(format!("cannot read `{}`: {e}", file.display())))?;
+        let mut text = text;
+        for (name, layout) in &best {
+            text = kiln::tune::write_layout(&text, name, layout).map_err(|e| {
+                Failure::unusable(format!(
+                    "cannot write the layout into `{}`: {e}",
+                    file.display()
+                ))
+            })?;
+        }
+        if best.is_empty() {
+            return Err(Failure::refused("no layout fits: nothing written"));
+        }
+        kiln_fsio::write(file, text.as_bytes()).map_err(|e| Failure::unusable(e.to_string()))?;
+        eprintln!(
+            "kiln: wrote the best layout into {} ({})",
+            file.display(),
+            best.iter()
+                .map(|(n, c)| format!("{n}: {}", c.layout()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
     }
     Ok(())
 }

@@ -313,3 +313,108 @@ pub fn render(search: &Search, k: usize, objective: &str, band: f64) -> String {
     );
     out
 }
+
+/// The source of `text` with experiment `name`'s `parallel` block set to `layout`, keeping
+/// everything else (comments included) and then in the canonical layout (`kiln fmt`): each
+/// field the search chose replaces its value or is added; the layout fields the search does
+/// not choose (virtual and uneven stages, `recompute_layers`, `offload_layers`) are removed.
+/// `data` and `accumulation` are written only where the file declared them (else they stay
+/// derived). `Err` says why the file cannot be rewritten.
+pub fn write_layout(text: &str, name: &str, layout: &Candidate) -> Result<String, String> {
+    use crate::syntax::ast::{Entry, ExprKind, Item};
+    let file = crate::syntax::parse(0, text).map_err(|d| d.message.clone())?;
+    let decl = file
+        .items
+        .iter()
+        .find_map(|i| match i {
+            Item::Decl(d) if d.kind.name == "experiment" && d.name.name == name => Some(d),
+            _ => None,
+        })
+        .ok_or_else(|| format!("no experiment `{name}` in the file"))?;
+    let chosen: Vec<(&str, String)> = vec![
+        ("tensor", layout.tensor.to_string()),
+        ("pipeline", layout.pipeline.to_string()),
+        ("context", layout.context.to_string()),
+        ("data", layout.data.to_string()),
+        ("micro_batch", layout.micro_batch.to_string()),
+        ("accumulation", layout.accumulation.to_string()),
+        ("zero", layout.zero.to_string()),
+        ("recompute", layout.recompute.to_string()),
+        ("sequence_parallel", layout.sequence_parallel.to_string()),
+    ];
+    let removed = [
+        "virtual_stages",
+        "first_stage_layers",
+        "last_stage_layers",
+        "stage_layers",
+        "recompute_layers",
+        "offload_layers",
+    ];
+    let derived_unless_declared = ["data", "accumulation"];
+    // Edits as (start, end, replacement), applied from the end.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let parallel = decl.body.entries.iter().find_map(|e| match e {
+        Entry::Field { key, value, .. } if key.name == "parallel" => match &value.kind {
+            ExprKind::Block(b) => Some(b),
+            _ => None,
+        },
+        _ => None,
+    });
+    match parallel {
+        Some(block) => {
+            let mut missing = Vec::new();
+            for (field, value) in &chosen {
+                let entry = block.entries.iter().find_map(|e| match e {
+                    Entry::Field { key, value, .. } if key.name == *field => Some(value),
+                    _ => None,
+                });
+                match entry {
+                    Some(v) => {
+                        edits.push((v.span.start as usize, v.span.end as usize, value.clone()))
+                    }
+                    None if derived_unless_declared.contains(field) => {}
+                    None => missing.push(format!("{field} = {value}")),
+                }
+            }
+            for e in &block.entries {
+                if let Entry::Field { key, span, .. } = e {
+                    if removed.contains(&key.name.as_str()) {
+                        let (start, mut end) = (span.start as usize, span.end as usize);
+                        // The separating comma after it, if any.
+                        let rest = &text[end..];
+                        let skipped = rest.len() - rest.trim_start_matches([' ', '\t']).len();
+                        if text[end + skipped..].starts_with(',') {
+                            end += skipped + 1;
+                        }
+                        edits.push((start, end, String::new()));
+                    }
+                }
+            }
+            if !missing.is_empty() {
+                // Before the block's closing brace, on a line of its own.
+                let close = block.span.end as usize - 1;
+                edits.push((close, close, format!("\n{}\n", missing.join("\n"))));
+            }
+        }
+        None => {
+            let fields: Vec<String> = chosen
+                .iter()
+                .filter(|(f, _)| !derived_unless_declared.contains(f))
+                .map(|(f, v)| format!("{f} = {v}"))
+                .collect();
+            let close = decl.body.span.end as usize - 1;
+            edits.push((
+                close,
+                close,
+                format!("\nparallel {{\n{}\n}}\n", fields.join("\n")),
+            ));
+        }
+    }
+    edits.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut out = text.to_string();
+    for (start, end, replacement) in edits {
+        out.replace_range(start..end, &replacement);
+    }
+    let reparsed = crate::syntax::parse(0, &out).map_err(|d| d.message.clone())?;
+    Ok(crate::syntax::fmt::format(&reparsed, &out))
+}
