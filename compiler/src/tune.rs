@@ -410,7 +410,7 @@ pub fn write_layout(text: &str, name: &str, layout: &Candidate) -> Result<String
             ));
         }
     }
-    edits.sort_by(|a, b| b.0.cmp(&a.0));
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
     let mut out = text.to_string();
     for (start, end, replacement) in edits {
         out.replace_range(start..end, &replacement);
