@@ -188,3 +188,67 @@ fn write_puts_the_best_layout_into_the_file_keeping_its_comments() {
         String::from_utf8_lossy(&fmt.stderr)
     );
 }
+
+#[test]
+fn auto_sizes_take_the_fastest_layout_that_keeps_the_written_ones() {
+    // The whole search, filtered here to the layouts that keep what the auto file writes
+    // (micro-batch 4; context 1 and no sequence parallelism by default), and to those that
+    // fit with kiln's memory band free: the first of them is what `auto` must choose.
+    let all = tune(&["--top", "100000"]);
+    let band = all["memory_band"].as_f64().unwrap();
+    let ranked = all["search"]["ranked"].as_array().unwrap();
+    let expected = ranked
+        .iter()
+        .find(|c| {
+            c["micro_batch"] == 4
+                && c["context"] == 1
+                && c["sequence_parallel"] == false
+                && c["memory_bytes"].as_f64().unwrap() * (1.0 + band)
+                    <= c["capacity_bytes"].as_f64().unwrap()
+        })
+        .expect("a layout at micro-batch 4 fits")
+        .clone();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("auto.kiln");
+    std::fs::write(
+        &file,
+        EXPERIMENT.replace(
+            "parallel { micro_batch = 4 }",
+            "parallel { micro_batch = 4, tensor = auto, pipeline = auto, zero = auto, recompute = auto }",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["check", "--values", "--color", "never"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains("0 errors, 0 warnings"),
+        "the chosen layout leaves the band free: {summary}"
+    );
+    let line = |field: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with(&format!("parallel.{field} ")))
+            .unwrap_or_else(|| panic!("no parallel.{field} in {text}"))
+            .to_string()
+    };
+    for field in ["tensor", "pipeline", "zero"] {
+        let l = line(field);
+        assert!(
+            l.contains(&format!("= {} ", expected[field])),
+            "{l} vs {expected}"
+        );
+        assert!(l.contains("searched: best of"), "{l}");
+    }
+    assert!(line("recompute").contains(&format!(
+        "= {} ",
+        expected["recompute"].as_str().unwrap()
+    )));
+    assert!(line("micro_batch").contains("(declared)"));
+    assert!(line("data").contains(&format!("= {} ", expected["data"])));
+    assert!(line("accumulation").contains(&format!("= {} ", expected["accumulation"])));
+}

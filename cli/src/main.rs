@@ -527,6 +527,7 @@ fn tune(
                         "experiment": exp.name,
                         "engine": setup.engine.name(),
                         "objective": name,
+                        "memory_band": kiln::analyse::time::fitted().memory.relative,
                         "search": shown,
                     }))
                     .expect("serialisable")

@@ -122,6 +122,10 @@ codes! {
         what "An `auto` value that kiln cannot derive, or arithmetic that cannot be evaluated (division by zero)."
         why "kiln says how it derives each value; where it cannot, it asks for the value instead of guessing."
         example "experiment e { tokens = auto, objective = fixed … }";
+    LAYOUT_SEARCH = "K-D003" "layout-search" Error
+        what "A `parallel` block with sizes written `auto` for which no layout of the cluster, keeping the sizes that are written, passes the layout checks and fits in memory."
+        why "kiln fills `auto` sizes with the fastest layout that fits; where none fits it says so rather than pick one that fails on the cluster."
+        example "parallel { tensor = auto, micro_batch = 64 } on one 40 GB GPU";
     MIX_UNKNOWN_SOURCE = "K-C001" "mix-unknown-source" Error
         what "A data mix names a source that the experiment does not declare."
         why "A weight on a missing source either crashes the data loader or is silently renormalised away."

@@ -97,7 +97,15 @@ fn compile(
     let cli_allow = allowed_codes(allow.iter().map(|s| (s.as_str(), None)), &mut diags);
     for decl in &mut decls {
         let kind = schema::kind(&decl.record.kind).expect("resolved declarations have known kinds");
+        // `auto` layout sizes: placeholders while the rest derives, then the search's choice.
+        let searched = match kind.name {
+            "experiment" => tune::take_autos(&mut decl.record),
+            _ => Vec::new(),
+        };
         let mut own = derive::derive(&mut decl.record, kind);
+        if !own.iter().chain(diags.iter()).any(Diagnostic::is_error) {
+            own.extend(tune::fill_autos(&mut decl.record, &searched));
+        }
         check::check(kind.name, &decl.record, &mut own);
         // The analyses' checks need a consistent experiment: skip them after any error.
         if kind.name == "experiment" && !own.iter().chain(diags.iter()).any(Diagnostic::is_error) {

@@ -259,7 +259,7 @@ impl<'p> Resolver<'p> {
                 }
                 Fill::Optional => continue,
                 Fill::Auto | Fill::Derived => Value::Auto,
-                Fill::Value(c) => self.constant(c, field, at),
+                Fill::Value(c) | Fill::Searched(c) => self.constant(c, field, at),
             };
             record.fields.insert(
                 field.name.to_string(),
@@ -485,7 +485,7 @@ impl<'p> Resolver<'p> {
         ctx: &Ctx,
     ) -> Option<Value> {
         if let ExprKind::Auto = expr.kind {
-            if matches!(default, Fill::Auto | Fill::RequiredOrAuto) {
+            if matches!(default, Fill::Auto | Fill::RequiredOrAuto | Fill::Searched(_)) {
                 return Some(Value::Auto);
             }
             self.diags.push(

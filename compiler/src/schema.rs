@@ -83,6 +83,9 @@ pub enum Fill {
     Value(Const),
     /// Left out or written `auto`, kiln derives it (see derive.rs).
     Auto,
+    /// Left out, it takes this value; written `auto`, the layout search chooses it
+    /// (`tune::fill_autos`: the best layout by predicted step time).
+    Searched(Const),
     /// Always derived; writing it is an error.
     Derived,
 }
@@ -340,20 +343,20 @@ pub const PHASE_ENTRY: KindSpec = KindSpec {
 };
 
 pub const PARALLEL: &[FieldSpec] = &[
-    f("tensor", COUNT, Value(Const::Num(1.0))),
-    f("pipeline", COUNT, Value(Const::Num(1.0))),
+    f("tensor", COUNT, Searched(Const::Num(1.0))),
+    f("pipeline", COUNT, Searched(Const::Num(1.0))),
     f("virtual_stages", COUNT, Value(Const::Num(1.0))),
     f("context", COUNT, Value(Const::Num(1.0))),
     f("data", COUNT, Auto),
     f(
         "zero",
         Ty::Num(Dim::Count, ZeroStage),
-        Value(Const::Num(0.0)),
+        Searched(Const::Num(0.0)),
     ),
     f(
         "recompute",
         Ty::Enum(&["none", "selective", "selective_op", "full"]),
-        Value(Const::Sym("none")),
+        Searched(Const::Sym("none")),
     ),
     // Under `recompute = full`, how many layers of each pipeline stage (virtual stage when
     // interleaved) recompute; the rest keep their activations (Megatron-LM
@@ -370,7 +373,7 @@ pub const PARALLEL: &[FieldSpec] = &[
     // FlashAttention (Dao et al. 2022) never stores the s × s attention scores; without it
     // they are activations (Korthikanti et al. 2022, Eq. 1: the 5as/h term).
     f("flash_attention", Ty::Bool, Value(Const::Bool(true))),
-    f("micro_batch", COUNT, Value(Const::Num(1.0))),
+    f("micro_batch", COUNT, Searched(Const::Num(1.0))),
     // Uneven pipelines (Llama 3 405B, Dubey et al. 2024 Sec. 3.3.2, and Megatron-LM's
     // --decoder-first/last-pipeline-num-layers): fewer layers on the first and last stages,
     // which also hold the embedding and the output layer.

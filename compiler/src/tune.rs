@@ -5,6 +5,10 @@
 use crate::analyse::analyse_layout;
 use crate::analyse::engine::Engine;
 use crate::analyse::setup::{Recompute, Setup};
+use crate::codes;
+use crate::diagnostic::Diagnostic;
+use crate::ir::{Provenance, Record, Value};
+use crate::units::Dim;
 use serde::Serialize;
 
 /// What the ranking minimises. On a fixed cluster and batch, step time, cost and tokens per
@@ -77,6 +81,29 @@ pub struct Search {
     pub declared: Option<Candidate>,
 }
 
+/// The sizes a search keeps as given; `None` fields it enumerates. `kiln tune` fixes nothing;
+/// `auto` in a `parallel` block fixes every field not written `auto` ([`fill_autos`]).
+#[derive(Clone, Debug, Default)]
+pub struct Fixed {
+    pub tensor: Option<u64>,
+    pub pipeline: Option<u64>,
+    pub context: Option<u64>,
+    pub data: Option<u64>,
+    pub micro_batch: Option<u64>,
+    pub accumulation: Option<u64>,
+    pub zero: Option<u8>,
+    pub recompute: Option<Recompute>,
+    pub sequence_parallel: Option<bool>,
+    /// Keep the declared virtual and uneven stages, `recompute_layers` and `offload_layers`
+    /// (else the search sets them to none).
+    pub keep_stages: bool,
+}
+
+/// `None` (free) or equal.
+fn admits<T: PartialEq>(fixed: Option<T>, value: T) -> bool {
+    fixed.is_none_or(|f| f == value)
+}
+
 /// The divisors of `n`, ascending (trial division up to √n).
 fn divisors(n: u64) -> Vec<u64> {
     let mut small = Vec::new();
@@ -145,7 +172,7 @@ fn candidate(setup: &Setup) -> Option<Candidate> {
 /// every k layers, activation offload. The engine's own limits: DeepSpeed has no tensor
 /// parallelism in its config and no pipeline with ZeRO 2 or 3; `selective_op` is
 /// torchtitan's and kiln's. `visit` gets each layout as `setup` with its parallel sizes set.
-fn for_each_layout(setup: &Setup, mut visit: impl FnMut(&Setup)) {
+fn for_each_layout(setup: &Setup, fixed: &Fixed, mut visit: impl FnMut(&Setup)) {
     let world = setup.world() as u64;
     let per_node = setup.hardware.gpus_per_node as u64;
     let m = &setup.shape;
@@ -162,7 +189,7 @@ fn for_each_layout(setup: &Setup, mut visit: impl FnMut(&Setup)) {
         return;
     }
     let mut s = setup.clone();
-    {
+    if !fixed.keep_stages {
         let p = &mut s.parallel;
         p.virtual_stages = 1.0;
         p.first_stage_layers = None;
@@ -172,14 +199,17 @@ fn for_each_layout(setup: &Setup, mut visit: impl FnMut(&Setup)) {
         p.offload_layers = None;
     }
     for tensor in divisors(per_node.min(world)) {
-        if !heads.is_multiple_of(tensor) || !kv_heads.is_multiple_of(tensor) {
+        if !heads.is_multiple_of(tensor)
+            || !kv_heads.is_multiple_of(tensor)
+            || !admits(fixed.tensor, tensor)
+        {
             continue;
         }
         if engine == Engine::Deepspeed && tensor > 1 {
             continue;
         }
         for pipeline in divisors(layers) {
-            if !world.is_multiple_of(tensor * pipeline) {
+            if !world.is_multiple_of(tensor * pipeline) || !admits(fixed.pipeline, pipeline) {
                 continue;
             }
             for context in divisors(world / (tensor * pipeline)) {
@@ -187,16 +217,30 @@ fn for_each_layout(setup: &Setup, mut visit: impl FnMut(&Setup)) {
                     continue;
                 }
                 let data = world / (tensor * pipeline * context);
-                if sequences == 0 || !sequences.is_multiple_of(data) {
+                if sequences == 0
+                    || !sequences.is_multiple_of(data)
+                    || !admits(fixed.context, context)
+                    || !admits(fixed.data, data)
+                {
                     continue;
                 }
                 for micro_batch in divisors(sequences / data) {
                     let accumulation = sequences / data / micro_batch;
+                    if !admits(fixed.micro_batch, micro_batch)
+                        || !admits(fixed.accumulation, accumulation)
+                    {
+                        continue;
+                    }
                     for zero in 0..=3u8 {
-                        if engine == Engine::Deepspeed && pipeline > 1 && zero >= 2 {
+                        if engine == Engine::Deepspeed && pipeline > 1 && zero >= 2
+                            || !admits(fixed.zero, zero)
+                        {
                             continue;
                         }
                         for (recompute, _) in RECOMPUTES {
+                            if !admits(fixed.recompute, recompute) {
+                                continue;
+                            }
                             if recompute == Recompute::SelectiveOp
                                 && !matches!(engine, Engine::Torchtitan | Engine::Kiln)
                             {
@@ -204,11 +248,16 @@ fn for_each_layout(setup: &Setup, mut visit: impl FnMut(&Setup)) {
                             }
                             // With FlashAttention the scores Korthikanti's selective
                             // recompute drops are never stored: the same layout as none.
-                            if recompute == Recompute::Selective && setup.parallel.flash_attention {
+                            if recompute == Recompute::Selective
+                                && setup.parallel.flash_attention
+                                && fixed.recompute.is_none()
+                            {
                                 continue;
                             }
                             for sequence_parallel in [false, true] {
-                                if sequence_parallel && tensor == 1 {
+                                if sequence_parallel && tensor == 1
+                                    || !admits(fixed.sequence_parallel, sequence_parallel)
+                                {
                                     continue;
                                 }
                                 let p = &mut s.parallel;
@@ -234,16 +283,21 @@ fn for_each_layout(setup: &Setup, mut visit: impl FnMut(&Setup)) {
 /// How many layouts [`search`] would analyse (cheap: nothing is analysed).
 pub fn count(setup: &Setup) -> usize {
     let mut n = 0;
-    for_each_layout(setup, |_| n += 1);
+    for_each_layout(setup, &Fixed::default(), |_| n += 1);
     n
 }
 
 /// Analyses every layout and ranks those that fit by `objective`.
 pub fn search(setup: &Setup, objective: Objective) -> Search {
+    search_within(setup, objective, &Fixed::default())
+}
+
+/// [`search`] over the layouts that keep `fixed`.
+pub fn search_within(setup: &Setup, objective: Objective, fixed: &Fixed) -> Search {
     let declared = candidate(setup);
     let mut evaluated = 0;
     let mut ranked = Vec::new();
-    for_each_layout(setup, |s| {
+    for_each_layout(setup, fixed, |s| {
         evaluated += 1;
         if let Some(c) = candidate(s) {
             if c.memory_bytes <= c.capacity_bytes {
@@ -417,4 +471,140 @@ pub fn write_layout(text: &str, name: &str, layout: &Candidate) -> Result<String
     }
     let reparsed = crate::syntax::parse(0, &out).map_err(|d| d.message.clone())?;
     Ok(crate::syntax::fmt::format(&reparsed, &out))
+}
+
+/// The `parallel` fields that may be written `auto` (schema `Fill::Searched`).
+pub const SEARCHED: [&str; 5] = ["tensor", "pipeline", "micro_batch", "zero", "recompute"];
+
+fn parallel_path(field: &str) -> [String; 2] {
+    ["parallel".to_string(), field.to_string()]
+}
+
+/// Before derivation: each searched field of experiment `exp` written `auto` takes its
+/// default (tensor, pipeline and micro-batch 1, ZeRO 0, no recompute) so that the rest of
+/// the layout derives; [`fill_autos`] replaces them after derivation. Returns the fields.
+pub fn take_autos(exp: &mut Record) -> Vec<&'static str> {
+    let mut taken = Vec::new();
+    for field in SEARCHED {
+        if let Some(slot) = exp.lookup_mut(&parallel_path(field)) {
+            if matches!(slot.value, Value::Auto) {
+                slot.value = match field {
+                    "recompute" => Value::Sym("none".into()),
+                    "zero" => Value::Num(0.0, Dim::Count),
+                    _ => Value::Num(1.0, Dim::Count),
+                };
+                taken.push(field);
+            }
+        }
+    }
+    taken
+}
+
+/// After derivation: the fields `searched` (from [`take_autos`]) become those of the fastest
+/// layout that fits, by predicted step time, among the layouts that keep every other size
+/// as written (`data` and `accumulation` too, where written); derived `data` and
+/// `accumulation` follow the layout chosen. K-D003 when no layout fits.
+pub fn fill_autos(exp: &mut Record, searched: &[&str]) -> Vec<Diagnostic> {
+    if searched.is_empty() {
+        return Vec::new();
+    }
+    let Some(setup) = Setup::from_record(exp) else {
+        return Vec::new(); // its inputs were reported
+    };
+    let declared = |field: &str| {
+        exp.lookup(&parallel_path(field))
+            .is_some_and(|s| !matches!(s.provenance, Provenance::Derived(_)))
+    };
+    let free = |field: &str| searched.contains(&field);
+    let par = &setup.parallel;
+    let fixed = Fixed {
+        tensor: (!free("tensor")).then_some(par.tensor as u64),
+        pipeline: (!free("pipeline")).then_some(par.pipeline as u64),
+        context: Some(par.context as u64),
+        data: declared("data").then_some(par.data as u64),
+        micro_batch: (!free("micro_batch")).then_some(par.micro_batch as u64),
+        accumulation: declared("accumulation").then_some(par.accumulation as u64),
+        zero: (!free("zero")).then_some(par.zero),
+        recompute: (!free("recompute")).then_some(par.recompute),
+        sequence_parallel: Some(par.sequence_parallel),
+        keep_stages: true,
+    };
+    let found = search_within(&setup, Objective::Time, &fixed);
+    let at = searched
+        .iter()
+        .find_map(|f| exp.lookup(&parallel_path(f)).and_then(|s| s.span));
+    // The fastest layout that fits by more than the memory model's validated band (the one
+    // K-M002 warns inside), else the fastest that fits at all.
+    let band = crate::analyse::time::fitted().memory.relative;
+    let clear = found
+        .ranked
+        .iter()
+        .find(|c| c.memory_bytes * (1.0 + band) <= c.capacity_bytes);
+    let Some(best) = clear.or(found.ranked.first()) else {
+        let mut d = Diagnostic::new(
+            codes::LAYOUT_SEARCH,
+            format!(
+                "no layout fits with `{}` searched: {} layouts keep the other sizes as written, and none fits in memory",
+                searched.join("`, `"),
+                found.evaluated
+            ),
+        )
+        .help("write more of the layout as `auto`, or run `kiln tune` to see every layout of this cluster");
+        if let Some(s) = at {
+            d = d.at(s, "searched here");
+        }
+        return vec![d];
+    };
+    let how = format!(
+        "searched: best of {} layouts by predicted step time ({} fit{}; {:.3} s a step)",
+        found.evaluated,
+        found.fitting,
+        match clear {
+            Some(_) => format!(", the fastest with kiln's ±{:.1} % memory band free", band * 100.0),
+            None => String::new(),
+        },
+        best.step_time_s
+    );
+    for field in searched {
+        let value = match *field {
+            "tensor" => Value::Num(best.tensor as f64, Dim::Count),
+            "pipeline" => Value::Num(best.pipeline as f64, Dim::Count),
+            "micro_batch" => Value::Num(best.micro_batch as f64, Dim::Count),
+            "zero" => Value::Num(best.zero as f64, Dim::Count),
+            _ => Value::Sym(best.recompute.to_string()),
+        };
+        if let Some(slot) = exp.lookup_mut(&parallel_path(field)) {
+            slot.value = value;
+            slot.provenance = Provenance::Derived(how.clone());
+        }
+    }
+    let world = setup.world();
+    let sequences = setup.batch_tokens / setup.shape.seq_len;
+    let follows = [
+        (
+            "data",
+            best.data as f64,
+            format!(
+                "world / (tensor × pipeline × context) = {world} / ({} × {} × {})",
+                best.tensor, best.pipeline, best.context
+            ),
+        ),
+        (
+            "accumulation",
+            best.accumulation as f64,
+            format!(
+                "batch / (seq_len × micro_batch × data) = {sequences} / ({} × {}) sequences",
+                best.micro_batch, best.data
+            ),
+        ),
+    ];
+    for (field, value, formula) in follows {
+        if let Some(slot) = exp.lookup_mut(&parallel_path(field)) {
+            if matches!(slot.provenance, Provenance::Derived(_)) {
+                slot.value = Value::Num(value, Dim::Count);
+                slot.provenance = Provenance::Derived(formula);
+            }
+        }
+    }
+    Vec::new()
 }
