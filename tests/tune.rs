@@ -224,7 +224,11 @@ fn auto_sizes_take_the_fastest_layout_that_keeps_the_written_ones() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary = String::from_utf8_lossy(&out.stderr);
     assert!(
         summary.contains("0 errors, 0 warnings"),
@@ -244,10 +248,7 @@ fn auto_sizes_take_the_fastest_layout_that_keeps_the_written_ones() {
         );
         assert!(l.contains("searched: best of"), "{l}");
     }
-    assert!(line("recompute").contains(&format!(
-        "= {} ",
-        expected["recompute"].as_str().unwrap()
-    )));
+    assert!(line("recompute").contains(&format!("= {} ", expected["recompute"].as_str().unwrap())));
     assert!(line("micro_batch").contains("(declared)"));
     assert!(line("data").contains(&format!("= {} ", expected["data"])));
     assert!(line("accumulation").contains(&format!("= {} ", expected["accumulation"])));

@@ -198,8 +198,12 @@ codes! {
         what "`offload_layers` where the engine cannot offload activations (kiln models Megatron-LM's and NeMo's CPU offloading), or against its conditions: fewer layers than the model has, no pipeline parallelism, no recompute; and the GPU must declare `host_bandwidth`."
         why "Megatron-LM refuses the others at start-up (TransformerConfig.__post_init__), and an engine without offloading would silently keep the activations on the GPU that kiln counted as moved."
         example "parallel { pipeline = 4, offload_layers = 8 } with engine = megatron";
+    COMPUTE_BUDGET = "K-C019" "compute-budget" Error
+        what "`compute` is declared and the experiment's own 6·N·D differs from it by more than 1 % (under `chinchilla` and `fixed`; under `inference_aware` the budget names the loss to reach, and training spends more)."
+        why "A budget that the model and tokens do not spend is either a stale number or a mistake in one of them; `tokens = auto` (or `model = auto`) spends it exactly."
+        example "compute = 1e23 FLOPs, model = llama3_8b, tokens = 15T";
     UNDER_TRAINED = "K-S001" "under-trained" Warning
-        what "Fewer tokens per parameter than the objective's optimum, by enough to cost more than 0.01 nats of predicted loss: against the compute-optimal N and D of the chosen law (Hoffmann et al. 2022 by default) for `chinchilla` and `fixed`, against Sardana et al.'s optimum for `inference_aware`."
+        what "Fewer tokens per parameter than the objective's optimum, by enough to cost more than 0.01 nats of predicted loss: against the compute-optimal N and D of the chosen law (Besiroglu et al. 2024's refit of Hoffmann et al. 2022 by default, about 20 tokens per parameter) for `chinchilla` and `fixed`, against Sardana et al.'s optimum for `inference_aware`."
         why "For the same compute, a smaller model on more tokens reaches a lower loss; the help gives that N and D and the loss difference."
         example "GPT-3 175B on 300B tokens: 1.7 tokens per parameter";
     OVER_TRAINED = "K-S002" "over-trained" Advice

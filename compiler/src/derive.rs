@@ -16,10 +16,6 @@ use std::collections::{HashMap, HashSet};
 
 type Path = Vec<String>;
 
-/// Chinchilla's compute-optimal ratio, about 20 tokens per parameter
-/// (Hoffmann et al. 2022, Table 3: 70B parameters ↔ 1.4T tokens).
-pub const CHINCHILLA_TOKENS_PER_PARAM: f64 = 20.0;
-
 /// Fills every pending and `auto` value of `record` (a declaration of kind `kind`).
 pub fn derive(record: &mut Record, kind: &'static schema::KindSpec) -> Vec<Diagnostic> {
     let mut d = Deriver {
@@ -420,7 +416,13 @@ fn rule_deps(top: &Record, path: &[String]) -> Vec<Path> {
     let (field, parent) = (path[path.len() - 1].as_str(), &path[..path.len() - 1]);
     let kind = top.record_at(parent).map(|r| r.kind.as_str()).unwrap_or("");
     let grand = &parent[..parent.len().saturating_sub(1)];
+    let auto_model = top
+        .record_at(parent)
+        .and_then(|r| r.preset.as_deref())
+        .and_then(crate::family::of_preset)
+        .is_some();
     match (kind, field) {
+        ("model", f) if auto_model && crate::family::SHAPE_FIELDS.contains(&f) => budget_deps(top),
         ("model", "kv_heads") => vec![join(parent, &["heads"])],
         ("model", "head_dim") => vec![join(parent, &["hidden"]), join(parent, &["heads"])],
         ("model", "params") => [
@@ -440,7 +442,14 @@ fn rule_deps(top: &Record, path: &[String]) -> Vec<Path> {
             p(&["cluster", "nodes"]),
             p(&["cluster", "node", "gpus_per_node"]),
         ],
-        ("experiment", "tokens") => vec![p(&["model", "params"])],
+        ("experiment", "tokens") => {
+            // The parameters, the law's constants and the objective's serve tokens.
+            let mut deps = vec![p(&["model", "params"]), p(&["objective", "serve_tokens"])];
+            if let Some(law) = top.record("law") {
+                deps.extend(law.fields.keys().map(|k| p(&["law", k])));
+            }
+            deps
+        }
         ("parallel", "data") => vec![
             join(grand, &["world"]),
             join(parent, &["tensor"]),
@@ -475,6 +484,118 @@ fn rule_deps(top: &Record, path: &[String]) -> Vec<Path> {
     }
 }
 
+/// What the law's optima read: the compute budget, the law's constants and the objective's
+/// serve tokens (absolute paths).
+fn budget_deps(top: &Record) -> Vec<Path> {
+    let mut deps = vec![p(&["compute"]), p(&["objective", "serve_tokens"])];
+    if let Some(law) = top.record("law") {
+        deps.extend(law.fields.keys().map(|k| p(&["law", k])));
+    }
+    deps
+}
+
+/// The objective's serve tokens: 0 under `chinchilla`, `serve_tokens` under
+/// `inference_aware`; `Err` (with `what` in the message) under `fixed`.
+fn serve_tokens(exp: &Record, what: &str, at: Option<Span>) -> Result<f64, Vec<Diagnostic>> {
+    let objective = exp.record("objective").ok_or_else(Vec::new)?;
+    match objective.kind.as_str() {
+        "chinchilla" => Ok(0.0),
+        "inference_aware" => objective.num("serve_tokens").ok_or_else(Vec::new),
+        _ => {
+            let mut d = Diagnostic::new(
+                codes::CANNOT_DERIVE,
+                format!("{what} needs an objective that has an optimum: `chinchilla` or `inference_aware`"),
+            )
+            .help("use `objective = chinchilla` for the law's compute-optimal size, or write the value");
+            if let Some(s) = at {
+                d = d.at(s, "auto");
+            }
+            Err(vec![d])
+        }
+    }
+}
+
+/// The law of an experiment and its name.
+fn law_of(exp: &Record) -> Result<(crate::analyse::setup::Law, String), Vec<Diagnostic>> {
+    let record = exp.record("law").ok_or_else(Vec::new)?;
+    let law = crate::analyse::setup::Law::from_record(record).ok_or_else(Vec::new)?;
+    Ok((
+        law,
+        record.preset.clone().unwrap_or_else(|| "declared".into()),
+    ))
+}
+
+/// `model = auto { family }`: the family's shape nearest the law's optimal parameters for
+/// the experiment's `compute` (compute-optimal; under `inference_aware`, Sardana et al.'s
+/// optimum for the compute-optimal model's loss), and the sentence that says how.
+fn auto_shape(
+    exp: &Record,
+    model: &Record,
+    family: &crate::family::Family,
+) -> Result<(ModelShape, String), Vec<Diagnostic>> {
+    let at = model.span;
+    let Some(compute) = exp.num("compute") else {
+        let mut d = Diagnostic::new(
+            codes::CANNOT_DERIVE,
+            "`model = auto` needs a compute budget to size the model",
+        )
+        .help("add `compute = 1e23 FLOPs` (C = 6·N·D) to the experiment, or name a model");
+        if let Some(s) = at {
+            d = d.at(s, "auto");
+        }
+        return Err(vec![d]);
+    };
+    let serve = serve_tokens(exp, "`model = auto`", at)?;
+    let (law, name) = law_of(exp)?;
+    let (n_opt, d_opt) = law.compute_optimal(compute);
+    let (target, how) = if serve > 0.0 {
+        let loss = law.loss(n_opt, d_opt);
+        let (n, _) = law.inference_optimal(loss, serve).ok_or_else(Vec::new)?;
+        (
+            n,
+            format!(
+                "Sardana et al.'s inference-aware optimum serving {} for the loss of the `{name}` law's compute-optimal {} parameters",
+                units::show(serve, Dim::Tokens),
+                units::show(n_opt, Dim::Count)
+            ),
+        )
+    } else {
+        (
+            n_opt,
+            format!(
+                "the `{name}` law's compute-optimal {} parameters",
+                units::show(n_opt, Dim::Count)
+            ),
+        )
+    };
+    let base = crate::family::base_shape(model).ok_or_else(Vec::new)?;
+    let Some(shape) = family.shape(&base, target) else {
+        let mut d = Diagnostic::new(
+            codes::CANNOT_DERIVE,
+            format!(
+                "the {} family has no shape near {} parameters",
+                family.name,
+                units::show(target, Dim::Count)
+            ),
+        )
+        .help("change the compute budget, or declare the model");
+        if let Some(s) = at {
+            d = d.at(s, "auto");
+        }
+        return Err(vec![d]);
+    };
+    let sentence = format!(
+        "the {} family's shape (family.rs) nearest {} for {}: {} layers × {} hidden, {} parameters",
+        family.name,
+        how,
+        units::show(compute, Dim::Flops),
+        shape.layers,
+        shape.hidden,
+        units::show(shape.params().total, Dim::Count)
+    );
+    Ok((shape, sentence))
+}
+
 /// The fewest nodes, at least as many as declared, whose GPUs divide by `model_parallel`.
 fn nodes_for(exp: &Record, model_parallel: f64) -> Option<(f64, f64)> {
     let cluster = exp.record("cluster")?;
@@ -507,7 +628,19 @@ fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic
     let num = |r: &Record, f: &str| r.num(f).ok_or_else(Vec::new);
     let count = |v: f64| Value::Num(v, Dim::Count);
     let here = record.span.or(top.span);
+    let family = record.preset.as_deref().and_then(crate::family::of_preset);
     match (record.kind.as_str(), field) {
+        ("model", f) if family.is_some() && crate::family::SHAPE_FIELDS.contains(&f) => {
+            let (shape, how) = auto_shape(grand()?, record, family.expect("checked"))?;
+            let value = match f {
+                "layers" => shape.layers,
+                "hidden" => shape.hidden,
+                "ffn_hidden" => shape.ffn_hidden,
+                "heads" => shape.heads,
+                _ => shape.kv_heads,
+            };
+            Ok((count(value), how))
+        }
         ("model", "kv_heads") => Ok((
             count(num(record, "heads")?),
             "multi-head attention: kv_heads = heads".into(),
@@ -552,24 +685,77 @@ fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic
             ))
         }
         ("experiment", "tokens") => {
-            if record.sym("objective") != Some("chinchilla") {
-                let mut d = Diagnostic::new(codes::CANNOT_DERIVE, "`tokens = auto` needs `objective = chinchilla`")
-                    .help("write the token budget, or use the chinchilla objective to take 20 tokens per parameter");
-                if let Some(s) = record.span_of("tokens") {
-                    d = d.at(s, "auto");
-                }
-                return Err(vec![d]);
-            }
+            // With a compute budget: the tokens that spend it (C = 6·N·D), or under
+            // `inference_aware` those that reach the loss of the budget's compute-optimal
+            // model (the quality Sardana et al.'s optimum is for). Without one, the law's
+            // optimum for the declared parameters: compute-optimal under `chinchilla`,
+            // Sardana et al.'s under `inference_aware` (scaling.rs).
             let params = record
                 .record("model")
                 .and_then(|m| m.num("params"))
                 .ok_or_else(Vec::new)?;
-            let tokens = (CHINCHILLA_TOKENS_PER_PARAM * params).round();
+            let inference_aware =
+                record.record("objective").map(|o| o.kind.as_str()) == Some("inference_aware");
+            let (law, name) = law_of(record)?;
+            if let Some(compute) = record.num("compute") {
+                if !inference_aware {
+                    let tokens = (compute / (6.0 * params)).round();
+                    return Ok((
+                        Value::Num(tokens, Dim::Tokens),
+                        format!(
+                            "compute / (6 × params) = {} / (6 × {}) ({} per parameter)",
+                            units::show(compute, Dim::Flops),
+                            units::show(params, Dim::Count),
+                            units::trim((tokens / params * 10.0).round() / 10.0)
+                        ),
+                    ));
+                }
+                let (n_opt, d_opt) = law.compute_optimal(compute);
+                let target = law.loss(n_opt, d_opt);
+                if let Some(tokens) = law.tokens_for_loss(params, target) {
+                    let tokens = tokens.round();
+                    return Ok((
+                        Value::Num(tokens, Dim::Tokens),
+                        format!(
+                            "the tokens on which {} parameters reach the `{name}` law's loss {target:.4} of the compute-optimal {} parameters for {} ({} per parameter)",
+                            units::show(params, Dim::Count),
+                            units::show(n_opt, Dim::Count),
+                            units::show(compute, Dim::Flops),
+                            units::trim((tokens / params * 10.0).round() / 10.0)
+                        ),
+                    ));
+                }
+            }
+            let serve = serve_tokens(record, "`tokens = auto`", record.span_of("tokens"))?;
+            let Some(tokens) = law.optimal_tokens(params, serve) else {
+                let mut d = Diagnostic::new(
+                    codes::CANNOT_DERIVE,
+                    format!(
+                        "the `{name}` law has no optimal token count for {} parameters",
+                        units::show(params, Dim::Count)
+                    ),
+                )
+                .help("write the token budget");
+                if let Some(s) = record.span_of("tokens") {
+                    d = d.at(s, "auto");
+                }
+                return Err(vec![d]);
+            };
+            let tokens = tokens.round();
+            let what = if serve > 0.0 {
+                format!(
+                    "inference-aware tokens (Sardana et al. 2024, serving {})",
+                    units::show(serve, Dim::Tokens)
+                )
+            } else {
+                "compute-optimal tokens".to_string()
+            };
             Ok((
                 Value::Num(tokens, Dim::Tokens),
                 format!(
-                    "Chinchilla's 20 tokens per parameter × {}",
-                    units::show(params, Dim::Count)
+                    "the `{name}` law's {what} for {} parameters ({} per parameter)",
+                    units::show(params, Dim::Count),
+                    units::trim((tokens / params * 10.0).round() / 10.0)
                 ),
             ))
         }

@@ -171,6 +171,19 @@ fn sections(setup: &Setup, a: &Analysis) -> Vec<Section> {
             ),
         ));
     }
+    if let Some(saving) = &s.inference_saving {
+        rows.push((
+            "saving against the compute-optimal model of that loss".into(),
+            format!(
+                "{}, {:.1} % of {} training and serving ({} parameters on {} tokens; Sardana et al. 2024)",
+                units::show(saving.saving_flops, Dim::Flops),
+                saving.saving_fraction * 100.0,
+                units::show(saving.chinchilla_total_flops, Dim::Flops),
+                count(saving.chinchilla_params),
+                count(saving.chinchilla_tokens)
+            ),
+        ));
+    }
     for e in &s.epochs {
         let value = match (e.epochs, e.unique_tokens) {
             (Some(ep), Some(u)) => format!(

@@ -16,6 +16,7 @@ pub mod derive;
 pub mod diagnostic;
 pub mod emit;
 pub mod explain;
+pub mod family;
 pub mod ir;
 pub mod load;
 pub mod model;

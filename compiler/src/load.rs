@@ -291,9 +291,9 @@ struct Loader<'a> {
     diags: Vec<Diagnostic>,
 }
 
-/// Standard-library modules that hold defaults of the schema (the default `law`), loaded
-/// whether or not a file imports them.
-pub const DEFAULT_MODULES: &[&str] = &["laws"];
+/// Standard-library modules that hold defaults of the schema (the default `law`) and the
+/// model families' base models (`family.rs`), loaded whether or not a file imports them.
+pub const DEFAULT_MODULES: &[&str] = &["laws", "models"];
 
 impl<'a> Loader<'a> {
     fn std_defaults(&mut self) {

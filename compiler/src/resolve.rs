@@ -289,32 +289,9 @@ impl<'p> Resolver<'p> {
                 self.defaults(&mut record, Shape::fields(v.name, v.fields), at);
                 Value::Record(record)
             }
-            (Const::Sym(s), Ty::Preset(kind)) => {
-                // A default preset comes from the standard library (load.rs loads its module).
-                let found = self.program.modules.iter().enumerate().find_map(|(id, m)| {
-                    matches!(m.key, crate::load::ModuleKey::Std(_))
-                        .then(|| {
-                            decls(self.program, id)
-                                .find(|d| d.name.name == s && d.kind.name == kind.name)
-                                .map(|d| (id, d))
-                        })
-                        .flatten()
-                });
-                let Some((module, decl)) = found else {
-                    return Value::Invalid;
-                };
-                let path = vec![field.name.to_string()];
-                let ctx = Ctx {
-                    module,
-                    root: path.clone(),
-                    path,
-                    provenance: Provenance::Default,
-                };
-                let mut record =
-                    self.fresh(Shape::of(kind), &decl.body, &ctx, Some(decl.name.span));
-                record.preset = Some(s.to_string());
-                Value::Record(record)
-            }
+            (Const::Sym(s), Ty::Preset(kind)) => self
+                .std_preset(kind, s, field.name, Provenance::Default)
+                .map_or(Value::Invalid, Value::Record),
             (Const::Sym(s), _) => Value::Sym(s.to_string()),
             (Const::Empty, Ty::Block(fields)) => {
                 let mut record = Record {
@@ -485,7 +462,10 @@ impl<'p> Resolver<'p> {
         ctx: &Ctx,
     ) -> Option<Value> {
         if let ExprKind::Auto = expr.kind {
-            if matches!(default, Fill::Auto | Fill::RequiredOrAuto | Fill::Searched(_)) {
+            if matches!(
+                default,
+                Fill::Auto | Fill::RequiredOrAuto | Fill::Searched(_)
+            ) {
                 return Some(Value::Auto);
             }
             self.diags.push(
@@ -551,6 +531,9 @@ impl<'p> Resolver<'p> {
             (Ty::Preset(kind), ExprKind::Path(path)) if path.len() == 1 => {
                 let r = self.preset(kind, &path[0].name, path[0].span, field, ctx)?;
                 Some(Value::Record(r))
+            }
+            (Ty::Preset(kind), ExprKind::Construct { name, body }) if name.name == "auto" => {
+                self.auto_model(kind, body, expr.span, field)
             }
             (Ty::Preset(kind), ExprKind::Construct { name, body }) => {
                 let mut record = self.preset(kind, &name.name, name.span, field, ctx)?;
@@ -711,6 +694,142 @@ impl<'p> Resolver<'p> {
     }
 
     /// A preset's record, with the preset's own references rooted where it is used.
+    /// A preset of the standard library by name (load.rs loads the modules that hold the
+    /// schema's defaults and the families' base models), resolved with `provenance`.
+    fn std_preset(
+        &mut self,
+        kind: &'static KindSpec,
+        s: &str,
+        field: &str,
+        provenance: Provenance,
+    ) -> Option<Record> {
+        let found = self
+            .program
+            .modules
+            .iter()
+            .enumerate()
+            .find_map(|(id, m)| {
+                matches!(m.key, crate::load::ModuleKey::Std(_))
+                    .then(|| {
+                        decls(self.program, id)
+                            .find(|d| d.name.name == s && d.kind.name == kind.name)
+                            .map(|d| (id, d))
+                    })
+                    .flatten()
+            })?;
+        let (module, decl) = found;
+        let path = vec![field.to_string()];
+        let ctx = Ctx {
+            module,
+            root: path.clone(),
+            path,
+            provenance,
+        };
+        let mut record = self.fresh(Shape::of(kind), &decl.body, &ctx, Some(decl.name.span));
+        record.preset = Some(s.to_string());
+        Some(record)
+    }
+
+    /// `model = auto { family = NAME }`: the family's base model (`family.rs`) with its shape
+    /// (layers, hidden, FFN, heads, key/value heads) left `auto`, for derive.rs to size from
+    /// the experiment's compute budget.
+    fn auto_model(
+        &mut self,
+        kind: &'static KindSpec,
+        body: &Block,
+        at: Span,
+        field: &str,
+    ) -> Option<Value> {
+        let help = || {
+            format!(
+                "write `{field} = auto {{ family = {} }}`",
+                crate::family::FAMILIES
+                    .iter()
+                    .map(|f| f.name)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            )
+        };
+        if kind.name != "model" {
+            self.diags.push(
+                Diagnostic::new(
+                    codes::CANNOT_DERIVE,
+                    format!("kiln cannot derive a `{}` from hints", kind.name),
+                )
+                .at(at, "`auto { … }` is only for `model`")
+                .help(format!("name a {} preset", kind.name)),
+            );
+            return None;
+        }
+        let mut family = None;
+        for entry in &body.entries {
+            match entry {
+                Entry::Field { key, value, .. } if key.name == "family" => match &value.kind {
+                    ExprKind::Path(p) if p.len() == 1 => {
+                        family = Some((p[0].name.clone(), value.span))
+                    }
+                    _ => {
+                        self.diags.push(
+                            Diagnostic::new(codes::WRONG_TYPE, "`family` is a family's name")
+                                .at(value.span, "not a name")
+                                .help(help()),
+                        );
+                        return None;
+                    }
+                },
+                other => {
+                    self.diags.push(
+                        Diagnostic::new(
+                            codes::UNKNOWN_FIELD,
+                            "`model = auto { … }` takes only `family`",
+                        )
+                        .at(other.span(), "not `family`")
+                        .help(format!(
+                            "{}; to set other fields, declare the model",
+                            help()
+                        )),
+                    );
+                    return None;
+                }
+            }
+        }
+        let Some((name, span)) = family else {
+            self.diags.push(
+                Diagnostic::new(codes::MISSING_FIELD, "`model = auto { … }` needs `family`")
+                    .at(at, "no family")
+                    .help(help()),
+            );
+            return None;
+        };
+        let Some(fam) = crate::family::find(&name) else {
+            self.diags.push(
+                Diagnostic::new(
+                    codes::UNKNOWN_NAME,
+                    format!("there is no model family `{name}`"),
+                )
+                .at(span, "unknown family")
+                .help(help()),
+            );
+            return None;
+        };
+        let mut record = self.std_preset(kind, fam.base, field, Provenance::Declared)?;
+        for f in crate::family::SHAPE_FIELDS {
+            record.fields.insert(
+                f.to_string(),
+                Slot {
+                    value: Value::Auto,
+                    provenance: Provenance::Declared,
+                    span: Some(at),
+                },
+            );
+        }
+        // The base model's published count is not this model's.
+        record.fields.shift_remove("published_params");
+        record.preset = Some(crate::family::auto_name(fam));
+        record.span = Some(at);
+        Some(Value::Record(record))
+    }
+
     fn preset(
         &mut self,
         kind: &'static KindSpec,

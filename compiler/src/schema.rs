@@ -557,6 +557,9 @@ pub const EXPERIMENT: KindSpec = KindSpec {
     fields: &[
         f("model", Ty::Preset(&MODEL), Required),
         f("tokens", TOKENS, RequiredOrAuto),
+        // The training compute budget, C = 6·N·D: with `tokens = auto` the tokens that spend
+        // it, with `model = auto { family }` the law's optimal size for it (derive.rs).
+        f("compute", Ty::Num(Dim::Flops, Positive), Optional),
         f("batch", TOKENS, Required),
         f("cluster", Ty::Preset(&CLUSTER), Required),
         f(
@@ -565,7 +568,7 @@ pub const EXPERIMENT: KindSpec = KindSpec {
             Value(Const::Sym("chinchilla")),
         ),
         // Hoffmann et al. 2022's approach 3 with the printed constants (std/laws.kiln).
-        f("law", Ty::Preset(&LAW), Value(Const::Sym("hoffmann"))),
+        f("law", Ty::Preset(&LAW), Value(Const::Sym("epoch"))),
         f(
             "precision",
             Ty::Enum(&["fp32", "bf16_mixed", "fp16_mixed", "fp8_mixed"]),

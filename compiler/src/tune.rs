@@ -484,10 +484,18 @@ fn parallel_path(field: &str) -> [String; 2] {
 /// default (tensor, pipeline and micro-batch 1, ZeRO 0, no recompute) so that the rest of
 /// the layout derives; [`fill_autos`] replaces them after derivation. Returns the fields.
 pub fn take_autos(exp: &mut Record) -> Vec<&'static str> {
+    // A model sized by kiln (`model = auto { family }`) has no layout its author could
+    // have chosen: the searched fields left out are searched too.
+    let auto_model = exp
+        .record("model")
+        .and_then(|m| m.preset.as_deref())
+        .and_then(crate::family::of_preset)
+        .is_some();
     let mut taken = Vec::new();
     for field in SEARCHED {
         if let Some(slot) = exp.lookup_mut(&parallel_path(field)) {
-            if matches!(slot.value, Value::Auto) {
+            let left_out = auto_model && matches!(slot.provenance, Provenance::Default);
+            if matches!(slot.value, Value::Auto) || left_out {
                 slot.value = match field {
                     "recompute" => Value::Sym("none".into()),
                     "zero" => Value::Num(0.0, Dim::Count),
@@ -516,6 +524,9 @@ pub fn fill_autos(exp: &mut Record, searched: &[&str]) -> Vec<Diagnostic> {
             .is_some_and(|s| !matches!(s.provenance, Provenance::Derived(_)))
     };
     let free = |field: &str| searched.contains(&field);
+    let declared_sp = exp
+        .lookup(&parallel_path("sequence_parallel"))
+        .is_some_and(|s| matches!(s.provenance, Provenance::Declared));
     let par = &setup.parallel;
     let fixed = Fixed {
         tensor: (!free("tensor")).then_some(par.tensor as u64),
@@ -526,7 +537,8 @@ pub fn fill_autos(exp: &mut Record, searched: &[&str]) -> Vec<Diagnostic> {
         accumulation: declared("accumulation").then_some(par.accumulation as u64),
         zero: (!free("zero")).then_some(par.zero),
         recompute: (!free("recompute")).then_some(par.recompute),
-        sequence_parallel: Some(par.sequence_parallel),
+        // Sequence parallelism goes with tensor parallelism: searched with it unless written.
+        sequence_parallel: (!(free("tensor") && !declared_sp)).then_some(par.sequence_parallel),
         keep_stages: true,
     };
     let found = search_within(&setup, Objective::Time, &fixed);
@@ -560,7 +572,10 @@ pub fn fill_autos(exp: &mut Record, searched: &[&str]) -> Vec<Diagnostic> {
         found.evaluated,
         found.fitting,
         match clear {
-            Some(_) => format!(", the fastest with kiln's ±{:.1} % memory band free", band * 100.0),
+            Some(_) => format!(
+                ", the fastest with kiln's ±{:.1} % memory band free",
+                band * 100.0
+            ),
             None => String::new(),
         },
         best.step_time_s
@@ -575,6 +590,12 @@ pub fn fill_autos(exp: &mut Record, searched: &[&str]) -> Vec<Diagnostic> {
         };
         if let Some(slot) = exp.lookup_mut(&parallel_path(field)) {
             slot.value = value;
+            slot.provenance = Provenance::Derived(how.clone());
+        }
+    }
+    if fixed.sequence_parallel.is_none() {
+        if let Some(slot) = exp.lookup_mut(&parallel_path("sequence_parallel")) {
+            slot.value = Value::Bool(best.sequence_parallel);
             slot.provenance = Provenance::Derived(how.clone());
         }
     }

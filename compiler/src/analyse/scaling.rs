@@ -65,6 +65,23 @@ impl Law {
         ((lo + hi) / 2.0).exp()
     }
 
+    /// The tokens for which `n` parameters are the optimum: compute-optimal (the N of
+    /// `compute_optimal(6·n·D)` is `n`) when `serve_tokens` is 0, else Sardana et al.'s
+    /// optimum for the loss `n` reaches on them. Both optima grow with D (more tokens, more
+    /// compute or a lower loss), so D is found by bisection on log D.
+    pub fn optimal_tokens(&self, n: f64, serve_tokens: f64) -> Option<f64> {
+        let optimum = |d: f64| {
+            if serve_tokens > 0.0 {
+                self.inference_optimal(self.loss(n, d), serve_tokens)
+                    .map_or(f64::INFINITY, |(n, _)| n)
+            } else {
+                self.compute_optimal(compute_flops(n, d)).0
+            }
+        };
+        let d = bisect_log(|d| optimum(d) >= n, 1.0, 1e20)?;
+        (d > 1.0).then_some(d)
+    }
+
     /// Tokens N parameters need to reach `loss`, if they can.
     pub fn tokens_for_loss(&self, n: f64, loss: f64) -> Option<f64> {
         match *self {
@@ -101,6 +118,21 @@ impl Law {
         let floor = bisect_log(|n| self.tokens_for_loss(n, target).is_some(), 1e3, 1e16)?;
         let n = minimise_log(cost, floor * 1.000001, 1e16);
         Some((n, self.tokens_for_loss(n, target)?))
+    }
+}
+
+impl Law {
+    /// The compute-optimal N and D whose loss is `target` (loss falls as compute grows).
+    pub fn compute_optimal_for_loss(&self, target: f64) -> Option<(f64, f64)> {
+        let c = bisect_log(
+            |c| {
+                let (n, d) = self.compute_optimal(c);
+                self.loss(n, d) <= target
+            },
+            1e10,
+            1e34,
+        )?;
+        Some(self.compute_optimal(c))
     }
 }
 
@@ -148,6 +180,19 @@ pub struct Optimum {
     pub loss: f64,
 }
 
+/// Sardana et al. 2024, Eq. 2's total cost, 6·N·D_train + 2·N·D_serve, of two models of the
+/// same loss: the compute-optimal one and the inference-aware optimum.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct InferenceSaving {
+    pub chinchilla_params: f64,
+    pub chinchilla_tokens: f64,
+    pub chinchilla_total_flops: f64,
+    pub inference_aware_total_flops: f64,
+    pub saving_flops: f64,
+    /// `saving_flops` as a share of the compute-optimal model's total.
+    pub saving_fraction: f64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SourceEpochs {
     pub source: String,
@@ -171,6 +216,9 @@ pub struct Scaling {
     pub kaplan: Optimum,
     /// With `objective = inference_aware`: Sardana et al.'s optimum for the same loss.
     pub inference_aware: Option<Optimum>,
+    /// With `objective = inference_aware`: training plus serving FLOPs of that optimum against
+    /// the compute-optimal model of the same loss (Sardana et al. 2024, Fig. 1).
+    pub inference_saving: Option<InferenceSaving>,
     pub serve_tokens: Option<f64>,
     pub epochs: Vec<SourceEpochs>,
 }
@@ -203,6 +251,22 @@ pub fn analyse(setup: &Setup) -> Scaling {
             loss: law.loss(n, d),
         })
     });
+    let inference_saving = match (&inference_aware, serve_tokens) {
+        (Some(ia), Some(serve)) => law.compute_optimal_for_loss(ia.loss).map(|(cn, cd)| {
+            let total = |n: f64, d: f64| compute_flops(n, d) + 2.0 * n * serve;
+            let chinchilla = total(cn, cd);
+            let aware = total(ia.optimal_params, ia.optimal_tokens);
+            InferenceSaving {
+                chinchilla_params: cn,
+                chinchilla_tokens: cd,
+                chinchilla_total_flops: chinchilla,
+                inference_aware_total_flops: aware,
+                saving_flops: chinchilla - aware,
+                saving_fraction: (chinchilla - aware) / chinchilla,
+            }
+        }),
+        _ => None,
+    };
     Scaling {
         law: setup.law_name.clone(),
         tokens: d,
@@ -220,6 +284,7 @@ pub fn analyse(setup: &Setup) -> Scaling {
             loss: KAPLAN.loss(kn, kd),
         },
         inference_aware,
+        inference_saving,
         serve_tokens,
         epochs: setup
             .sources

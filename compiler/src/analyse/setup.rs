@@ -47,6 +47,27 @@ pub enum Law {
     },
 }
 
+impl Law {
+    /// A `law` record's form and constants (`None` where one is missing or invalid).
+    pub fn from_record(law: &Record) -> Option<Law> {
+        Some(match law.sym("form")? {
+            "hoffmann" => Law::Hoffmann {
+                e: law.num("E")?,
+                a: law.num("A")?,
+                b: law.num("B")?,
+                alpha: law.num("alpha")?,
+                beta: law.num("beta")?,
+            },
+            _ => Law::Kaplan {
+                n_c: law.num("n_c")?,
+                d_c: law.num("d_c")?,
+                alpha_n: law.num("alpha_n")?,
+                alpha_d: law.num("alpha_d")?,
+            },
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Objective {
     Chinchilla,
@@ -257,21 +278,7 @@ impl Setup {
                 nodes: cluster.num("nodes")?,
                 gpu_hour_price: cluster.num("gpu_hour_price"),
             },
-            law: match law.sym("form")? {
-                "hoffmann" => Law::Hoffmann {
-                    e: law.num("E")?,
-                    a: law.num("A")?,
-                    b: law.num("B")?,
-                    alpha: law.num("alpha")?,
-                    beta: law.num("beta")?,
-                },
-                _ => Law::Kaplan {
-                    n_c: law.num("n_c")?,
-                    d_c: law.num("d_c")?,
-                    alpha_n: law.num("alpha_n")?,
-                    alpha_d: law.num("alpha_d")?,
-                },
-            },
+            law: Law::from_record(law)?,
             law_name: law.preset.clone().unwrap_or_else(|| "law".into()),
             objective: match objective.kind.as_str() {
                 "chinchilla" => Objective::Chinchilla,

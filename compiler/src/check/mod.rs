@@ -3,6 +3,7 @@
 //! Each file holds the checks of one area; each check's code and docs live in codes.rs.
 
 mod batch;
+mod budget;
 mod law;
 mod limits;
 pub use limits::MAX_WORLD;
@@ -25,6 +26,7 @@ pub fn check(kind: &str, record: &Record, out: &mut Vec<Diagnostic>) {
             phases::check(record, out);
             topology::check(record, out);
             batch::check(record, out);
+            budget::check(record, out);
             vocab::check(record, out);
             limits::check(record, out);
             if let Some(law) = record.record("law") {

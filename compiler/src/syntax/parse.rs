@@ -469,7 +469,15 @@ impl Builder {
             ),
             Rule::construct => {
                 let mut inner = pair.into_inner();
-                let name = self.ident(inner.next().expect("name"));
+                let head = inner.next().expect("name");
+                let name = match head.as_rule() {
+                    // `auto { … }` keeps `auto` as its name; resolve.rs reads it.
+                    Rule::auto => Ident {
+                        name: "auto".to_string(),
+                        span: self.span(&head),
+                    },
+                    _ => self.ident(head),
+                };
                 let body = self.block(inner.next().expect("body"))?;
                 ExprKind::Construct { name, body }
             }
