@@ -236,7 +236,7 @@ pub const CLUSTER: KindSpec = KindSpec {
     fields: &[
         f("node", Ty::Preset(&NODE), Required),
         f("nodes", COUNT, Required),
-        f("gpu_hour_price", Ty::Num(Dim::UsdPerHour, Positive), Optional),
+        f("gpu_hour_price", Ty::Num(Dim::UsdPerHr, Positive), Optional),
         SOURCE,
     ],
     named: &[],

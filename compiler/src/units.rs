@@ -17,7 +17,7 @@ pub enum Dim {
     Seconds,
     Usd,
     /// A price per hour of one GPU (`gpu_hour_price = 2.5 USD/h`), held in USD per hour.
-    UsdPerHour,
+    UsdPerHr,
 }
 
 impl Dim {
@@ -38,7 +38,7 @@ impl Dim {
             Dim::BytesPerSecond => "GB/s",
             Dim::Seconds => "h",
             Dim::Usd => "USD",
-            Dim::UsdPerHour => "USD/h",
+            Dim::UsdPerHr => "USD/h",
         }
     }
 }
@@ -55,7 +55,7 @@ impl fmt::Display for Dim {
             Dim::BytesPerSecond => "bytes/s",
             Dim::Seconds => "a duration",
             Dim::Usd => "USD",
-            Dim::UsdPerHour => "USD/h",
+            Dim::UsdPerHr => "USD/h",
         })
     }
 }
@@ -86,7 +86,7 @@ fn unit(name: &str) -> Option<(f64, Dim)> {
         "tokens" => Some((1.0, Dim::Tokens)),
         "steps" => Some((1.0, Dim::Steps)),
         "USD" => Some((1.0, Dim::Usd)),
-        "USD/h" => Some((1.0, Dim::UsdPerHour)),
+        "USD/h" => Some((1.0, Dim::UsdPerHr)),
         "%" => Some((0.01, Dim::Count)),
         "s" => Some((1.0, Dim::Seconds)),
         "min" => Some((60.0, Dim::Seconds)),
@@ -187,9 +187,10 @@ pub fn quantity(literal: &str, unit_word: Option<&str>) -> Result<(f64, Dim), Un
     if let Some(word) = unit_word {
         let (f, d) = unit(word).ok_or_else(|| UnitError::Unknown(word.to_string()))?;
         if dim != Dim::Count
-            || (magnitude && !matches!(
+            || (magnitude
+                && !matches!(
                     d,
-                    Dim::Tokens | Dim::Steps | Dim::Flops | Dim::Usd | Dim::UsdPerHour
+                    Dim::Tokens | Dim::Steps | Dim::Flops | Dim::Usd | Dim::UsdPerHr
                 ))
         {
             return Err(UnitError::Twice(format!("{literal} {word}")));
@@ -235,7 +236,7 @@ pub fn show(value: f64, dim: Dim) -> String {
         Dim::BytesPerSecond => format!("{} GB/s", trim(value / 1e9)),
         Dim::Seconds => format!("{} s", trim(value)),
         Dim::Usd => format!("{} USD", trim(value)),
-        Dim::UsdPerHour => format!("{} USD/h", trim(value)),
+        Dim::UsdPerHr => format!("{} USD/h", trim(value)),
     }
 }
 
@@ -301,15 +302,21 @@ mod tests {
     /// and never the same as a total in USD.
     #[test]
     fn price_per_hour() {
-        assert_eq!(quantity("2.5", Some("USD/h")), Ok((2.5, Dim::UsdPerHour)));
+        assert_eq!(quantity("2.5", Some("USD/h")), Ok((2.5, Dim::UsdPerHr)));
         assert_eq!(quantity("2", Some("USD")), Ok((2.0, Dim::Usd)));
-        assert_ne!(Dim::Usd, Dim::UsdPerHour);
-        assert!(!Dim::UsdPerHour.accepts_bare_count());
-        assert_eq!(show(2.5, Dim::UsdPerHour), "2.5 USD/h");
-        assert_eq!(Dim::UsdPerHour.to_string(), "USD/h");
-        assert_eq!(Dim::UsdPerHour.example_unit(), "USD/h");
+        assert_ne!(Dim::Usd, Dim::UsdPerHr);
+        assert!(!Dim::UsdPerHr.accepts_bare_count());
+        assert_eq!(show(2.5, Dim::UsdPerHr), "2.5 USD/h");
+        assert_eq!(Dim::UsdPerHr.to_string(), "USD/h");
+        assert_eq!(Dim::UsdPerHr.example_unit(), "USD/h");
         assert!(UNIT_WORDS.contains("USD/h"));
-        assert!(matches!(quantity("2", Some("USD/hr")), Err(UnitError::Unknown(_))));
-        assert!(matches!(quantity("2GB", Some("USD/h")), Err(UnitError::Twice(_))));
+        assert!(matches!(
+            quantity("2", Some("USD/hr")),
+            Err(UnitError::Unknown(_))
+        ));
+        assert!(matches!(
+            quantity("2GB", Some("USD/h")),
+            Err(UnitError::Twice(_))
+        ));
     }
 }
