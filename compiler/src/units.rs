@@ -17,6 +17,7 @@ pub enum Dim {
     Seconds,
     Usd,
     /// A price per hour of one GPU (`gpu_hour_price = 2.5 USD/h`), held in USD per hour.
+    #[serde(rename = "usd_per_hour")]
     UsdPerHr,
 }
 
