@@ -415,7 +415,7 @@ fn cost_from_a_declared_price() {
         .unwrap()
         .replace(
             "cluster = llama3_24k { nodes = 1024 }",
-            "cluster = llama3_24k { nodes = 1024, gpu_hour_price = 2 USD }",
+            "cluster = llama3_24k { nodes = 1024, gpu_hour_price = 2 USD/h }",
         );
     let v = explain_text("experiments/priced.kiln", &text);
     let gpu_hours = num(&v, "cost.gpu_hours");

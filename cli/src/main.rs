@@ -1,5 +1,6 @@
 //! The `kiln` command line: reads files, prints diagnostics, sets the exit code.
 
+mod compare;
 mod error;
 mod run;
 
@@ -53,6 +54,16 @@ enum Command {
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
         format: ExplainFormat,
+        #[arg(long, value_name = "CODE")]
+        allow: Vec<String>,
+    },
+    /// Two experiments side by side: model, scaling, layout, memory, time and cost with B − A
+    /// and B/A, and every resolved input that differs. Exit 1 if either file has errors.
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
         #[arg(long, value_name = "CODE")]
         allow: Vec<String>,
     },
@@ -242,6 +253,20 @@ fn main() -> ExitCode {
             format,
             allow,
         } => explain(&file, format, &allow),
+        Command::Compare {
+            a,
+            b,
+            format,
+            allow,
+        } => compare::run(
+            &a,
+            &b,
+            match format {
+                Format::Text => compare::Format::Text,
+                Format::Json => compare::Format::Json,
+            },
+            &allow,
+        ),
         Command::Run {
             file,
             out,

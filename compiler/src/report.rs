@@ -28,7 +28,8 @@ pub fn values(record: &Record) -> String {
         .collect()
 }
 
-fn show(v: &Value) -> String {
+/// One value as `--values` prints it: `16M tokens`, `"data/web.jsonl"`, `[a, b]`.
+pub fn show(v: &Value) -> String {
     match v {
         Value::Num(x, d) => units::show(*x, *d),
         Value::Str(s) => format!("{s:?}"),

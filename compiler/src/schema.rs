@@ -239,7 +239,7 @@ pub const CLUSTER: KindSpec = KindSpec {
     fields: &[
         f("node", Ty::Preset(&NODE), Required),
         f("nodes", COUNT, Required),
-        f("gpu_hour_price", Ty::Num(Dim::Usd, Positive), Optional),
+        f("gpu_hour_price", Ty::Num(Dim::UsdPerHr, Positive), Optional),
         SOURCE,
     ],
     named: &[],

@@ -16,6 +16,9 @@ pub enum Dim {
     BytesPerSecond,
     Seconds,
     Usd,
+    /// A price per hour of one GPU (`gpu_hour_price = 2.5 USD/h`), held in USD per hour.
+    #[serde(rename = "usd_per_hour")]
+    UsdPerHr,
 }
 
 impl Dim {
@@ -36,6 +39,7 @@ impl Dim {
             Dim::BytesPerSecond => "GB/s",
             Dim::Seconds => "h",
             Dim::Usd => "USD",
+            Dim::UsdPerHr => "USD/h",
         }
     }
 }
@@ -52,6 +56,7 @@ impl fmt::Display for Dim {
             Dim::BytesPerSecond => "bytes/s",
             Dim::Seconds => "a duration",
             Dim::Usd => "USD",
+            Dim::UsdPerHr => "USD/h",
         })
     }
 }
@@ -82,6 +87,7 @@ fn unit(name: &str) -> Option<(f64, Dim)> {
         "tokens" => Some((1.0, Dim::Tokens)),
         "steps" => Some((1.0, Dim::Steps)),
         "USD" => Some((1.0, Dim::Usd)),
+        "USD/h" => Some((1.0, Dim::UsdPerHr)),
         "%" => Some((0.01, Dim::Count)),
         "s" => Some((1.0, Dim::Seconds)),
         "min" => Some((60.0, Dim::Seconds)),
@@ -137,7 +143,7 @@ fn unit(name: &str) -> Option<(f64, Dim)> {
 
 /// Every unit word, for help text.
 pub const UNIT_WORDS: &str =
-    "tokens, steps, FLOPs, TFLOP/s, KB…PB, KiB…TiB, GB/s, TB/s, Gb/s, s, min, h, d, USD, %";
+    "tokens, steps, FLOPs, TFLOP/s, KB…PB, KiB…TiB, GB/s, TB/s, Gb/s, s, min, h, d, USD, USD/h, %";
 
 /// Why a quantity literal could not be read.
 #[derive(Debug, PartialEq)]
@@ -182,7 +188,11 @@ pub fn quantity(literal: &str, unit_word: Option<&str>) -> Result<(f64, Dim), Un
     if let Some(word) = unit_word {
         let (f, d) = unit(word).ok_or_else(|| UnitError::Unknown(word.to_string()))?;
         if dim != Dim::Count
-            || (magnitude && !matches!(d, Dim::Tokens | Dim::Steps | Dim::Flops | Dim::Usd))
+            || (magnitude
+                && !matches!(
+                    d,
+                    Dim::Tokens | Dim::Steps | Dim::Flops | Dim::Usd | Dim::UsdPerHr
+                ))
         {
             return Err(UnitError::Twice(format!("{literal} {word}")));
         }
@@ -227,6 +237,7 @@ pub fn show(value: f64, dim: Dim) -> String {
         Dim::BytesPerSecond => format!("{} GB/s", trim(value / 1e9)),
         Dim::Seconds => format!("{} s", trim(value)),
         Dim::Usd => format!("{} USD", trim(value)),
+        Dim::UsdPerHr => format!("{} USD/h", trim(value)),
     }
 }
 
@@ -284,6 +295,28 @@ mod tests {
         assert!(matches!(quantity("8Q", None), Err(UnitError::Unknown(_))));
         assert!(matches!(
             quantity("16M", Some("GB")),
+            Err(UnitError::Twice(_))
+        ));
+    }
+
+    /// A GPU-hour price is its own dimension: USD per hour, held as written (not per second),
+    /// and never the same as a total in USD.
+    #[test]
+    fn price_per_hour() {
+        assert_eq!(quantity("2.5", Some("USD/h")), Ok((2.5, Dim::UsdPerHr)));
+        assert_eq!(quantity("2", Some("USD")), Ok((2.0, Dim::Usd)));
+        assert_ne!(Dim::Usd, Dim::UsdPerHr);
+        assert!(!Dim::UsdPerHr.accepts_bare_count());
+        assert_eq!(show(2.5, Dim::UsdPerHr), "2.5 USD/h");
+        assert_eq!(Dim::UsdPerHr.to_string(), "USD/h");
+        assert_eq!(Dim::UsdPerHr.example_unit(), "USD/h");
+        assert!(UNIT_WORDS.contains("USD/h"));
+        assert!(matches!(
+            quantity("2", Some("USD/hr")),
+            Err(UnitError::Unknown(_))
+        ));
+        assert!(matches!(
+            quantity("2GB", Some("USD/h")),
             Err(UnitError::Twice(_))
         ));
     }

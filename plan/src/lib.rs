@@ -26,9 +26,9 @@ pub use step::{
 pub use topology::{Groups, Rank, Sizes, Topology};
 
 /// Bumped whenever the plan's meaning or shape changes; the runtime refuses other versions.
-/// 2: integer topology sizes in training steps, typed step parameters, `predictions`
-/// (CHANGELOG.md).
-pub const PLAN_VERSION: u32 = 2;
+/// 2: integer topology sizes in training steps, typed step parameters, `predictions`;
+/// 3: the unit `usd_per_hour` (CHANGELOG.md).
+pub const PLAN_VERSION: u32 = 3;
 
 pub use run_dir::PLAN_FILE;
 

@@ -264,6 +264,8 @@ pub enum Unit {
     BytesPerSecond,
     Seconds,
     Usd,
+    /// USD per hour of one GPU (`gpu_hour_price`).
+    UsdPerHour,
 }
 
 /// Where a value came from.

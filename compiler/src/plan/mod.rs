@@ -227,6 +227,7 @@ fn unit(d: crate::units::Dim) -> Option<Unit> {
         Dim::BytesPerSecond => Unit::BytesPerSecond,
         Dim::Seconds => Unit::Seconds,
         Dim::Usd => Unit::Usd,
+        Dim::UsdPerHr => Unit::UsdPerHour,
     })
 }
 
