@@ -32,6 +32,13 @@ pub struct Candidate {
     pub accumulation: u64,
     pub zero: u8,
     pub recompute: &'static str,
+    /// Under `full`, the layers of each (virtual) stage recomputed; `None`: all.
+    pub recompute_layers: Option<u32>,
+    /// Interleaved 1F1B: model chunks per pipeline rank.
+    pub virtual_stages: u32,
+    /// Layers of the first and of the last stage where they differ from the others'.
+    pub first_stage_layers: Option<u32>,
+    pub last_stage_layers: Option<u32>,
     pub sequence_parallel: bool,
     pub step_time_s: f64,
     pub tokens_per_s: f64,
@@ -56,6 +63,15 @@ impl Candidate {
             self.zero,
             self.recompute
         );
+        if let Some(k) = self.recompute_layers {
+            s += &format!(" ({k} layers a stage)");
+        }
+        if self.virtual_stages > 1 {
+            s += &format!(" · virtual {}", self.virtual_stages);
+        }
+        if let (Some(first), Some(last)) = (self.first_stage_layers, self.last_stage_layers) {
+            s += &format!(" · first/last stage {first}/{last} layers");
+        }
         if self.sequence_parallel {
             s += " · sp";
         }
@@ -71,9 +87,12 @@ impl Candidate {
 /// What a search found.
 #[derive(Clone, Debug, Serialize)]
 pub struct Search {
-    /// Layouts analysed (every one that passed the layout checks).
+    /// Every layout of the search space (each passes the layout checks).
+    pub layouts: usize,
+    /// Layouts analysed: all but those a bound proves cannot win (partial recompute: of the
+    /// k that fit, only the smallest can be fastest).
     pub evaluated: usize,
-    /// Of which fit in memory.
+    /// Layouts found to fit in memory, ranked below.
     pub fitting: usize,
     /// The fitting layouts, best first.
     pub ranked: Vec<Candidate>,
@@ -152,6 +171,10 @@ fn candidate(setup: &Setup) -> Option<Candidate> {
             .iter()
             .find(|(r, _)| *r == par.recompute)
             .map_or("none", |(_, n)| n),
+        recompute_layers: par.recompute_layers.map(|k| k as u32),
+        virtual_stages: par.virtual_stages as u32,
+        first_stage_layers: par.first_stage_layers.map(|k| k as u32),
+        last_stage_layers: par.last_stage_layers.map(|k| k as u32),
         sequence_parallel: par.sequence_parallel,
         step_time_s: throughput.step_time_s,
         tokens_per_s: throughput.tokens_per_s,
@@ -163,16 +186,43 @@ fn candidate(setup: &Setup) -> Option<Candidate> {
     })
 }
 
-/// Every layout of the cluster: tensor within a node dividing the heads and key/value heads,
-/// pipeline dividing the layers (even stages), context ring sizes that split the sequence
-/// into 2c chunks, data the rest of the world; every micro-batch that divides a data rank's
-/// share of the batch; ZeRO 0–3; every recompute mode the engine runs; sequence parallelism
-/// with tensor parallelism (`selective` only without FlashAttention, with which it is
-/// `none`). Not searched yet: virtual stages, uneven first and last stages, recompute of
-/// every k layers, activation offload. The engine's own limits: DeepSpeed has no tensor
-/// parallelism in its config and no pipeline with ZeRO 2 or 3; `selective_op` is
-/// torchtitan's and kiln's. `visit` gets each layout as `setup` with its parallel sizes set.
-fn for_each_layout(setup: &Setup, fixed: &Fixed, mut visit: impl FnMut(&Setup)) {
+/// The ways the search splits `layers` over `pipeline` stages: (layers of the first and of
+/// the last stage where they differ, layers of every other stage). Even where the stages
+/// divide the layers; where `uneven` (Megatron-LM's and NeMo's
+/// --decoder-first/last-pipeline-num-layers) and there are 3 or more stages, also the first
+/// and last stage one or two layers short of the others, which hold the embedding and the
+/// output layer (Llama 3 405B: 7 + 14 × 8 + 7 layers, Dubey et al. 2024 Sec. 3.3.2).
+fn splits(layers: u64, pipeline: u64, uneven: bool) -> Vec<(Option<u64>, u64)> {
+    let mut out = Vec::new();
+    if layers.is_multiple_of(pipeline) {
+        out.push((None, layers / pipeline));
+    }
+    if uneven && pipeline >= 3 {
+        for short in 1..=2 {
+            // (p − 2)·m + 2·(m − short) = layers.
+            let total = layers + 2 * short;
+            if total.is_multiple_of(pipeline) && total / pipeline > short {
+                out.push((Some(total / pipeline - short), total / pipeline));
+            }
+        }
+    }
+    out
+}
+
+/// Every layout of the cluster: tensor within a node dividing the heads and key/value heads;
+/// pipeline stages splitting the layers evenly or, where the engine takes it, with shorter
+/// first and last stages ([`splits`]); virtual stages (interleaved 1F1B: Megatron-LM, NeMo,
+/// torchtitan) dividing an even stage's layers, with at least as many micro-batches as
+/// stages; context ring sizes that split the sequence into 2c chunks; data the rest of the
+/// world; every micro-batch that divides a data rank's share of the batch; ZeRO 0–3; every
+/// recompute mode the engine runs; sequence parallelism with tensor parallelism (`selective`
+/// only without FlashAttention, with which it is `none`). Full recompute of only k layers
+/// of each (virtual) stage (Megatron-LM's and NeMo's block method) is the `partial` count
+/// `visit` gets beside a `full` layout: k = 1 … (layers per chunk − 1). Not searched:
+/// activation offload. The engine's own limits: DeepSpeed has no tensor parallelism in its
+/// config and no pipeline with ZeRO 2 or 3; `selective_op` is torchtitan's and kiln's.
+/// `visit` gets each layout as `setup` with its parallel sizes set.
+fn for_each_layout(setup: &Setup, fixed: &Fixed, mut visit: impl FnMut(&Setup, u64)) {
     let world = setup.world() as u64;
     let per_node = setup.hardware.gpus_per_node as u64;
     let m = &setup.shape;
@@ -184,6 +234,8 @@ fn for_each_layout(setup: &Setup, fixed: &Fixed, mut visit: impl FnMut(&Setup)) 
     );
     let sequences = (setup.batch_tokens / m.seq_len) as u64;
     let engine = setup.engine;
+    let megatron = matches!(engine, Engine::Megatron | Engine::Nemo);
+    let interleaves = megatron || engine == Engine::Torchtitan;
     let world_ok = world >= 1 && (world as f64) <= crate::check::MAX_WORLD;
     if !world_ok || layers == 0 || layers > MAX_LAYERS || sequences > MAX_SEQUENCES {
         return;
@@ -191,9 +243,6 @@ fn for_each_layout(setup: &Setup, fixed: &Fixed, mut visit: impl FnMut(&Setup)) 
     let mut s = setup.clone();
     if !fixed.keep_stages {
         let p = &mut s.parallel;
-        p.virtual_stages = 1.0;
-        p.first_stage_layers = None;
-        p.last_stage_layers = None;
         p.stage_layers = None;
         p.recompute_layers = None;
         p.offload_layers = None;
@@ -202,75 +251,115 @@ fn for_each_layout(setup: &Setup, fixed: &Fixed, mut visit: impl FnMut(&Setup)) 
         if !heads.is_multiple_of(tensor)
             || !kv_heads.is_multiple_of(tensor)
             || !admits(fixed.tensor, tensor)
+            || engine == Engine::Deepspeed && tensor > 1
         {
             continue;
         }
-        if engine == Engine::Deepspeed && tensor > 1 {
-            continue;
-        }
-        for pipeline in divisors(layers) {
-            if !world.is_multiple_of(tensor * pipeline) || !admits(fixed.pipeline, pipeline) {
+        for pipeline in divisors(world / tensor) {
+            if pipeline > layers || !admits(fixed.pipeline, pipeline) {
                 continue;
             }
-            for context in divisors(world / (tensor * pipeline)) {
-                if context > 1 && !seq_len.is_multiple_of(2 * context) {
-                    continue;
+            let stage_options = if fixed.keep_stages {
+                // The declared stages (`auto` keeps them): as written, else even.
+                let par = &setup.parallel;
+                let declared = par.first_stage_layers.is_some()
+                    || par.last_stage_layers.is_some()
+                    || par.stage_layers.is_some();
+                let chunks = pipeline * (par.virtual_stages as u64).max(1);
+                if declared || layers.is_multiple_of(chunks) {
+                    vec![(None, 0)]
+                } else {
+                    Vec::new()
                 }
-                let data = world / (tensor * pipeline * context);
-                if sequences == 0
-                    || !sequences.is_multiple_of(data)
-                    || !admits(fixed.context, context)
-                    || !admits(fixed.data, data)
-                {
-                    continue;
-                }
-                for micro_batch in divisors(sequences / data) {
-                    let accumulation = sequences / data / micro_batch;
-                    if !admits(fixed.micro_batch, micro_batch)
-                        || !admits(fixed.accumulation, accumulation)
-                    {
-                        continue;
-                    }
-                    for zero in 0..=3u8 {
-                        if engine == Engine::Deepspeed && pipeline > 1 && zero >= 2
-                            || !admits(fixed.zero, zero)
+            } else {
+                splits(layers, pipeline, megatron)
+            };
+            for (edge, middle) in stage_options {
+                let virtuals = match (fixed.keep_stages, edge) {
+                    (true, _) => vec![setup.parallel.virtual_stages as u64],
+                    (false, None) if interleaves && pipeline > 1 => divisors(middle),
+                    _ => vec![1],
+                };
+                for virtual_stages in virtuals {
+                    // Layers of one (virtual) stage of the middle: what `recompute_layers` counts.
+                    let chunk = if fixed.keep_stages {
+                        layers / pipeline / virtual_stages.max(1)
+                    } else {
+                        middle / virtual_stages
+                    };
+                    for context in divisors(world / (tensor * pipeline)) {
+                        if context > 1 && !seq_len.is_multiple_of(2 * context) {
+                            continue;
+                        }
+                        let data = world / (tensor * pipeline * context);
+                        if sequences == 0
+                            || !sequences.is_multiple_of(data)
+                            || !admits(fixed.context, context)
+                            || !admits(fixed.data, data)
                         {
                             continue;
                         }
-                        for (recompute, _) in RECOMPUTES {
-                            if !admits(fixed.recompute, recompute) {
-                                continue;
-                            }
-                            if recompute == Recompute::SelectiveOp
-                                && !matches!(engine, Engine::Torchtitan | Engine::Kiln)
+                        for micro_batch in divisors(sequences / data) {
+                            let accumulation = sequences / data / micro_batch;
+                            if !admits(fixed.micro_batch, micro_batch)
+                                || !admits(fixed.accumulation, accumulation)
+                                || virtual_stages > 1 && accumulation < pipeline
                             {
                                 continue;
                             }
-                            // With FlashAttention the scores Korthikanti's selective
-                            // recompute drops are never stored: the same layout as none.
-                            if recompute == Recompute::Selective
-                                && setup.parallel.flash_attention
-                                && fixed.recompute.is_none()
-                            {
-                                continue;
-                            }
-                            for sequence_parallel in [false, true] {
-                                if sequence_parallel && tensor == 1
-                                    || !admits(fixed.sequence_parallel, sequence_parallel)
+                            for zero in 0..=3u8 {
+                                if engine == Engine::Deepspeed && pipeline > 1 && zero >= 2
+                                    || !admits(fixed.zero, zero)
                                 {
                                     continue;
                                 }
-                                let p = &mut s.parallel;
-                                p.tensor = tensor as f64;
-                                p.pipeline = pipeline as f64;
-                                p.context = context as f64;
-                                p.data = data as f64;
-                                p.micro_batch = micro_batch as f64;
-                                p.accumulation = accumulation as f64;
-                                p.zero = zero;
-                                p.recompute = recompute;
-                                p.sequence_parallel = sequence_parallel;
-                                visit(&s);
+                                for (recompute, _) in RECOMPUTES {
+                                    if !admits(fixed.recompute, recompute)
+                                        || recompute == Recompute::SelectiveOp
+                                            && !matches!(engine, Engine::Torchtitan | Engine::Kiln)
+                                    {
+                                        continue;
+                                    }
+                                    // With FlashAttention the scores Korthikanti's selective
+                                    // recompute drops are never stored: the same layout as none.
+                                    if recompute == Recompute::Selective
+                                        && setup.parallel.flash_attention
+                                        && fixed.recompute.is_none()
+                                    {
+                                        continue;
+                                    }
+                                    let partial = if recompute == Recompute::Full
+                                        && megatron
+                                        && !fixed.keep_stages
+                                    {
+                                        chunk.saturating_sub(1)
+                                    } else {
+                                        0
+                                    };
+                                    for sequence_parallel in [false, true] {
+                                        if sequence_parallel && tensor == 1
+                                            || !admits(fixed.sequence_parallel, sequence_parallel)
+                                        {
+                                            continue;
+                                        }
+                                        let p = &mut s.parallel;
+                                        p.tensor = tensor as f64;
+                                        p.pipeline = pipeline as f64;
+                                        if !fixed.keep_stages {
+                                            p.virtual_stages = virtual_stages as f64;
+                                            p.first_stage_layers = edge.map(|e| e as f64);
+                                            p.last_stage_layers = edge.map(|e| e as f64);
+                                        }
+                                        p.context = context as f64;
+                                        p.data = data as f64;
+                                        p.micro_batch = micro_batch as f64;
+                                        p.accumulation = accumulation as f64;
+                                        p.zero = zero;
+                                        p.recompute = recompute;
+                                        p.sequence_parallel = sequence_parallel;
+                                        visit(&s, partial);
+                                    }
+                                }
                             }
                         }
                     }
@@ -283,7 +372,9 @@ fn for_each_layout(setup: &Setup, fixed: &Fixed, mut visit: impl FnMut(&Setup)) 
 /// How many layouts [`search`] would analyse (cheap: nothing is analysed).
 pub fn count(setup: &Setup) -> usize {
     let mut n = 0;
-    for_each_layout(setup, &Fixed::default(), |_| n += 1);
+    for_each_layout(setup, &Fixed::default(), |_, partial| {
+        n += 1 + partial as usize
+    });
     n
 }
 
@@ -295,15 +386,46 @@ pub fn search(setup: &Setup, objective: Objective) -> Search {
 /// [`search`] over the layouts that keep `fixed`.
 pub fn search_within(setup: &Setup, objective: Objective, fixed: &Fixed) -> Search {
     let declared = candidate(setup);
-    let mut evaluated = 0;
+    let (mut layouts, mut evaluated) = (0, 0);
     let mut ranked = Vec::new();
-    for_each_layout(setup, fixed, |s| {
+    let mut partial_setup = setup.clone();
+    for_each_layout(setup, fixed, |s, partial| {
+        layouts += 1 + partial as usize;
         evaluated += 1;
-        if let Some(c) = candidate(s) {
-            if c.memory_bytes <= c.capacity_bytes {
-                ranked.push(c);
+        let Some(full) = candidate(s) else { return };
+        if full.memory_bytes > full.capacity_bytes {
+            return; // recomputing every layer is the least memory: no k fits either
+        }
+        // Recomputing k < all layers of a stage: memory falls and step time rises with k
+        // (each recomputed layer frees its stash and adds its forward), so of the k that
+        // fit the smallest is the fastest, and under `memory` none beats k = all. Bisection
+        // finds it in log2(k) analyses: the bound that prunes the rest.
+        if partial > 0 && objective != Objective::Memory {
+            partial_setup.clone_from(s);
+            let mut fits = |k: u64, evaluated: &mut usize| {
+                partial_setup.parallel.recompute_layers = Some(k as f64);
+                *evaluated += 1;
+                candidate(&partial_setup).filter(|c| c.memory_bytes <= c.capacity_bytes)
+            };
+            let (mut lo, mut hi) = (1, partial + 1); // k = partial + 1 is every layer: fits
+            let mut best = None;
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                match fits(mid, &mut evaluated) {
+                    Some(c) => {
+                        best = Some(c);
+                        hi = mid;
+                    }
+                    None => lo = mid + 1,
+                }
+            }
+            if let Some(c) = best {
+                if c.recompute_layers == Some(lo as u32) {
+                    ranked.push(c);
+                }
             }
         }
+        ranked.push(full);
     });
     let key = |c: &Candidate| match objective {
         Objective::Time | Objective::Cost | Objective::TokensPerS => c.step_time_s,
@@ -317,6 +439,7 @@ pub fn search_within(setup: &Setup, objective: Objective, fixed: &Fixed) -> Sear
             .then(a.memory_bytes.total_cmp(&b.memory_bytes))
     });
     Search {
+        layouts,
         evaluated,
         fitting: ranked.len(),
         ranked,
@@ -329,7 +452,8 @@ pub fn search_within(setup: &Setup, objective: Objective, fixed: &Fixed) -> Sear
 /// `~`: they fit by kiln's figure, but measured runs of such layouts also ran out of memory.
 pub fn render(search: &Search, k: usize, objective: &str, band: f64) -> String {
     let mut out = format!(
-        "{} layouts analysed, {} fit; the best {} by {objective}:\n\n",
+        "{} layouts, {} analysed (the rest pruned by a bound), {} fit; the best {} by {objective}:\n\n",
+        search.layouts,
         search.evaluated,
         search.fitting,
         k.min(search.ranked.len())
@@ -370,8 +494,8 @@ pub fn render(search: &Search, k: usize, objective: &str, band: f64) -> String {
 
 /// The source of `text` with experiment `name`'s `parallel` block set to `layout`, keeping
 /// everything else (comments included) and then in the canonical layout (`kiln fmt`): each
-/// field the search chose replaces its value or is added; the layout fields the search does
-/// not choose (virtual and uneven stages, `recompute_layers`, `offload_layers`) are removed.
+/// field the search chose replaces its value or is added; the layout fields the layout does
+/// not have (uneven stages, `recompute_layers`, `stage_layers`, `offload_layers`) are removed.
 /// `data` and `accumulation` are written only where the file declared them (else they stay
 /// derived). `Err` says why the file cannot be rewritten.
 pub fn write_layout(text: &str, name: &str, layout: &Candidate) -> Result<String, String> {
@@ -395,15 +519,31 @@ pub fn write_layout(text: &str, name: &str, layout: &Candidate) -> Result<String
         ("zero", layout.zero.to_string()),
         ("recompute", layout.recompute.to_string()),
         ("sequence_parallel", layout.sequence_parallel.to_string()),
+        ("virtual_stages", layout.virtual_stages.to_string()),
     ];
-    let removed = [
-        "virtual_stages",
-        "first_stage_layers",
-        "last_stage_layers",
-        "stage_layers",
-        "recompute_layers",
-        "offload_layers",
+    // The optional fields: written where the layout has them, removed where it has not.
+    let optional = [
+        ("first_stage_layers", layout.first_stage_layers),
+        ("last_stage_layers", layout.last_stage_layers),
+        ("recompute_layers", layout.recompute_layers),
     ];
+    let chosen: Vec<(&str, String)> = chosen
+        .into_iter()
+        .chain(
+            optional
+                .iter()
+                .filter_map(|(f, v)| v.map(|v| (*f, v.to_string()))),
+        )
+        .collect();
+    let removed: Vec<&str> = ["stage_layers", "offload_layers"]
+        .into_iter()
+        .chain(
+            optional
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(f, _)| *f),
+        )
+        .collect();
     let derived_unless_declared = ["data", "accumulation"];
     // Edits as (start, end, replacement), applied from the end.
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
@@ -538,7 +678,7 @@ pub fn fill_autos(exp: &mut Record, searched: &[&str]) -> Vec<Diagnostic> {
         zero: (!free("zero")).then_some(par.zero),
         recompute: (!free("recompute")).then_some(par.recompute),
         // Sequence parallelism goes with tensor parallelism: searched with it unless written.
-        sequence_parallel: (!(free("tensor") && !declared_sp)).then_some(par.sequence_parallel),
+        sequence_parallel: (!free("tensor") || declared_sp).then_some(par.sequence_parallel),
         keep_stages: true,
     };
     let found = search_within(&setup, Objective::Time, &fixed);

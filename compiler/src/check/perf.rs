@@ -288,6 +288,7 @@ fn memory(setup: &Setup, a: &Analysis, at: Span, margin: f64, out: &mut Vec<Diag
         crate::tune::search(setup, crate::tune::Objective::Time)
     } else {
         crate::tune::Search {
+            layouts: 0,
             evaluated: 0,
             fitting: 0,
             ranked: Vec::new(),
@@ -309,7 +310,7 @@ fn memory(setup: &Setup, a: &Analysis, at: Span, margin: f64, out: &mut Vec<Diag
             });
             format!(
                 "the best layout that {one} of {} searched: {} ({} GB{vs}; `kiln tune` lists more)",
-                searched.evaluated,
+                searched.layouts,
                 c.layout(),
                 units::trim(c.memory_bytes / 1e9)
             )
