@@ -12,6 +12,7 @@
 pub mod analyse;
 pub mod check;
 pub mod codes;
+pub mod budget;
 pub mod derive;
 pub mod diagnostic;
 pub mod emit;
@@ -98,15 +99,18 @@ fn compile(
     let cli_allow = allowed_codes(allow.iter().map(|s| (s.as_str(), None)), &mut diags);
     for decl in &mut decls {
         let kind = schema::kind(&decl.record.kind).expect("resolved declarations have known kinds");
-        // `auto` layout sizes: placeholders while the rest derives, then the search's choice.
-        let searched = match kind.name {
-            "experiment" => tune::take_autos(&mut decl.record),
-            _ => Vec::new(),
+        let earlier_errors = diags.iter().any(Diagnostic::is_error);
+        let derive_all = |record: &mut ir::Record| derive_experiment(record, kind, earlier_errors);
+        let mut own = match (kind.name, earlier_errors) {
+            ("experiment", false) => match budget::solve(&decl.record, &derive_all) {
+                Some((record, own)) => {
+                    decl.record = record;
+                    own
+                }
+                None => derive_all(&mut decl.record),
+            },
+            _ => derive_all(&mut decl.record),
         };
-        let mut own = derive::derive(&mut decl.record, kind);
-        if !own.iter().chain(diags.iter()).any(Diagnostic::is_error) {
-            own.extend(tune::fill_autos(&mut decl.record, &searched));
-        }
         check::check(kind.name, &decl.record, &mut own);
         // The analyses' checks need a consistent experiment: skip them after any error.
         if kind.name == "experiment" && !own.iter().chain(diags.iter()).any(Diagnostic::is_error) {
@@ -135,6 +139,24 @@ fn compile(
         decls,
         diagnostics: diags,
     }
+}
+
+/// Derives a declaration: for an experiment, the `auto` layout sizes take placeholders while
+/// the rest derives, then the layout search's choice (tune.rs), unless something failed.
+fn derive_experiment(
+    record: &mut ir::Record,
+    kind: &'static schema::KindSpec,
+    earlier_errors: bool,
+) -> Vec<Diagnostic> {
+    let searched = match kind.name {
+        "experiment" => tune::take_autos(record),
+        _ => Vec::new(),
+    };
+    let mut own = derive::derive(record, kind);
+    if !earlier_errors && !own.iter().any(Diagnostic::is_error) {
+        own.extend(tune::fill_autos(record, &searched));
+    }
+    own
 }
 
 /// The codes named in an allow list; unknown names and errors are reported (K-A001).

@@ -560,6 +560,10 @@ pub const EXPERIMENT: KindSpec = KindSpec {
         // The training compute budget, C = 6·N·D: with `tokens = auto` the tokens that spend
         // it, with `model = auto { family }` the law's optimal size for it (derive.rs).
         f("compute", Ty::Num(Dim::Flops, Positive), Optional),
+        // A wall-clock budget on the declared cluster, or a dollar budget at its
+        // `gpu_hour_price`: the compute it buys at kiln's predicted step time (budget.rs).
+        f("budget", Ty::Num(Dim::Seconds, Positive), Optional),
+        f("budget_usd", Ty::Num(Dim::Usd, Positive), Optional),
         f("batch", TOKENS, Required),
         f("cluster", Ty::Preset(&CLUSTER), Required),
         f(
