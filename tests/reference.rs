@@ -485,20 +485,39 @@ fn a_compute_budget_sizes_the_model_and_its_tokens() {
 /// discretely), so it lands within 10 % under the budget, never over.
 #[test]
 fn a_time_or_dollar_budget_buys_the_compute_that_fits_it() {
-    let base = std::fs::read_to_string(common::root().join("experiments/budget_1e23.kiln")).unwrap();
+    let base =
+        std::fs::read_to_string(common::root().join("experiments/budget_1e23.kiln")).unwrap();
     let days = |v: &Value| num(v, "cost.wall_clock_s") / 86400.0;
-    let v = explain_text("tests/b.kiln", &base.replace("compute = 1e23 FLOPs", "budget = 30d"));
+    let v = explain_text(
+        "tests/b.kiln",
+        &base.replace("compute = 1e23 FLOPs", "budget = 30d"),
+    );
     assert!((27.0..=30.0).contains(&days(&v)), "{} days", days(&v));
-    within("6·N·D", 6.0 * num(&v, "model.params") * num(&v, "scaling.tokens"), num(&v, "scaling.compute_flops"), 1e-9);
+    within(
+        "6·N·D",
+        6.0 * num(&v, "model.params") * num(&v, "scaling.tokens"),
+        num(&v, "scaling.compute_flops"),
+        1e-9,
+    );
     let priced = base
         .replace("compute = 1e23 FLOPs", "budget_usd = 2M USD")
-        .replace("dgx_h100_pod { nodes = 32 }", "dgx_h100_pod { nodes = 32, gpu_hour_price = 2.5 USD/h }");
+        .replace(
+            "dgx_h100_pod { nodes = 32 }",
+            "dgx_h100_pod { nodes = 32, gpu_hour_price = 2.5 USD/h }",
+        );
     let v = explain_text("tests/b.kiln", &priced);
     let usd = num(&v, "cost.usd");
     assert!((1.8e6..=2e6).contains(&usd), "{usd} USD");
     // Two budgets at once are refused.
     std::env::set_current_dir(common::root()).unwrap();
-    let both = base.replace("compute = 1e23 FLOPs", "compute = 1e23 FLOPs\n  budget = 30d");
+    let both = base.replace(
+        "compute = 1e23 FLOPs",
+        "compute = 1e23 FLOPs\n  budget = 30d",
+    );
     let checked = kiln::check_source("tests/b.kiln", &both, &kiln::load::FsLoader, &[]);
-    assert!(checked.diagnostics.iter().any(|d| d.code.code == "K-C019"), "{}", common::render(&checked));
+    assert!(
+        checked.diagnostics.iter().any(|d| d.code.code == "K-C019"),
+        "{}",
+        common::render(&checked)
+    );
 }

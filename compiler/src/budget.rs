@@ -25,7 +25,11 @@ fn seconds(exp: &Record, gpus: f64) -> Result<Option<(f64, String)>, Diagnostic>
         }
         d
     };
-    if (time.is_some() || usd.is_some()) && exp.slot("compute").is_some_and(|s| matches!(s.provenance, Provenance::Declared)) {
+    if (time.is_some() || usd.is_some())
+        && exp
+            .slot("compute")
+            .is_some_and(|s| matches!(s.provenance, Provenance::Declared))
+    {
         return Err(refuse(
             "a budget beside `compute`: kiln would have two budgets".into(),
             "keep one of `compute`, `budget` and `budget_usd`",
@@ -127,7 +131,10 @@ pub fn solve(
             format!("the budget ({shown}) buys less than a quarter of what {gpus} GPUs at 40 % MFU would do in it"),
         )
         .help("raise the budget, or give `compute` directly");
-        if let Some(s) = pristine.span_of("budget").or(pristine.span_of("budget_usd")) {
+        if let Some(s) = pristine
+            .span_of("budget")
+            .or(pristine.span_of("budget_usd"))
+        {
             d = d.at(s, "the budget");
         }
         diags.push(d);

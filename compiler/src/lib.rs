@@ -10,9 +10,9 @@
 #![allow(clippy::result_large_err)]
 
 pub mod analyse;
+pub mod budget;
 pub mod check;
 pub mod codes;
-pub mod budget;
 pub mod derive;
 pub mod diagnostic;
 pub mod emit;

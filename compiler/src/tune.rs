@@ -371,11 +371,18 @@ fn for_each_layout(setup: &Setup, fixed: &Fixed, mut visit: impl FnMut(&Setup, u
 
 /// How many layouts [`search`] would analyse (cheap: nothing is analysed).
 pub fn count(setup: &Setup) -> usize {
-    let mut n = 0;
+    count_with_base(setup).0
+}
+
+/// [`count`], and the layouts without partial recompute: what bounds the analyses (each
+/// adds at most log2 of its partial recomputes).
+pub fn count_with_base(setup: &Setup) -> (usize, usize) {
+    let (mut n, mut base) = (0, 0);
     for_each_layout(setup, &Fixed::default(), |_, partial| {
-        n += 1 + partial as usize
+        n += 1 + partial as usize;
+        base += 1;
     });
-    n
+    (n, base)
 }
 
 /// Analyses every layout and ranks those that fit by `objective`.
@@ -452,9 +459,13 @@ pub fn search_within(setup: &Setup, objective: Objective, fixed: &Fixed) -> Sear
 /// `~`: they fit by kiln's figure, but measured runs of such layouts also ran out of memory.
 pub fn render(search: &Search, k: usize, objective: &str, band: f64) -> String {
     let mut out = format!(
-        "{} layouts, {} analysed (the rest pruned by a bound), {} fit; the best {} by {objective}:\n\n",
+        "{} layouts, {}, {} fit; the best {} by {objective}:\n\n",
         search.layouts,
-        search.evaluated,
+        if search.evaluated < search.layouts {
+            format!("{} analysed (the rest pruned by a bound)", search.evaluated)
+        } else {
+            "every one analysed".to_string()
+        },
         search.fitting,
         k.min(search.ranked.len())
     );

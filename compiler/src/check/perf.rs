@@ -14,8 +14,9 @@ use crate::units::{self, Dim};
 /// clearly off the optimum are flagged. A judgement, named here.
 pub const LOSS_EXCESS_NATS: f64 = 0.01;
 
-/// The most layouts K-M001 searches for its proposal inside a check (about 0.1 s
-/// in a debug build); beyond it the help points at `kiln tune`. A judgement, named here.
+/// The most layouts (counted without partial recompute, which the search bisects) K-M001
+/// searches for its proposal inside a check (about 0.1 s in a debug build); beyond it the help
+/// points at `kiln tune`. A judgement, named here.
 pub const CHECK_SEARCH_LAYOUTS: usize = 20_000;
 
 pub fn check(exp: &Record, setup: &Setup, a: &Analysis, out: &mut Vec<Diagnostic>) {
@@ -279,12 +280,12 @@ fn memory(setup: &Setup, a: &Analysis, at: Span, margin: f64, out: &mut Vec<Diag
     // For K-M001, the best layout of any combination (`kiln tune`'s search), where the
     // search is small enough for a check (`kiln tune` runs any size). K-M002 (a layout that
     // fits) keeps the check fast: its help lists single changes and points at `kiln tune`.
-    let layouts = if margin > 1.0 {
-        usize::MAX
+    let (layouts, base_layouts) = if margin > 1.0 {
+        (usize::MAX, usize::MAX)
     } else {
-        crate::tune::count(setup)
+        crate::tune::count_with_base(setup)
     };
-    let searched = if layouts <= CHECK_SEARCH_LAYOUTS {
+    let searched = if base_layouts <= CHECK_SEARCH_LAYOUTS {
         crate::tune::search(setup, crate::tune::Objective::Time)
     } else {
         crate::tune::Search {
@@ -316,7 +317,7 @@ fn memory(setup: &Setup, a: &Analysis, at: Span, margin: f64, out: &mut Vec<Diag
             )
         });
     let help = match (fits.is_empty(), best) {
-        (true, None) if layouts <= CHECK_SEARCH_LAYOUTS => format!("no layout of this cluster {one} (`kiln tune` searched {layouts}): use more GPUs or GPUs with more memory"),
+        (true, None) if base_layouts <= CHECK_SEARCH_LAYOUTS => format!("no layout of this cluster {one} (`kiln tune` searched {layouts}): use more GPUs or GPUs with more memory"),
         (true, None) => format!("no single change {one}; `kiln tune` searches every layout of this cluster"),
         (true, Some(best)) => format!("no single change {one}; {best}"),
         (false, best) => format!(
