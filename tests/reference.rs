@@ -32,6 +32,15 @@ fn explain_text(name: &str, text: &str) -> Value {
     serde_json::from_str(&kiln::explain::json(&exp.name, &analysis)).unwrap()
 }
 
+/// Besiroglu et al. 2024's refit of Chinchilla's approach 3 (`std.laws.epoch`, the default).
+const EPOCH: Law = Law::Hoffmann {
+    e: 1.8172,
+    a: 482.01,
+    b: 2085.43,
+    alpha: 0.3478,
+    beta: 0.3658,
+};
+
 fn num(v: &Value, path: &str) -> f64 {
     path.split('.')
         .fold(v, |v, k| &v[k])
@@ -163,13 +172,7 @@ experiment k {{
 /// reproduces them within ±15 % up to 1T parameters (published.yaml's tolerance).
 #[test]
 fn chinchilla_table_3_with_the_epoch_refit() {
-    let epoch = Law::Hoffmann {
-        e: 1.8172,
-        a: 482.01,
-        b: 2085.43,
-        alpha: 0.3478,
-        beta: 0.3658,
-    };
+    let epoch = EPOCH;
     let rows = [
         (400e6, 1.92e19, 8.0e9),
         (1e9, 1.21e20, 20.2e9),
@@ -256,13 +259,7 @@ experiment e {
   source web { path = "data/web.jsonl" }
   phase main { mix { web = 100% }, lr = cosine { peak = 3e-4 } }
 }"#;
-    let epoch = Law::Hoffmann {
-        e: 1.8172,
-        a: 482.01,
-        b: 2085.43,
-        alpha: 0.3478,
-        beta: 0.3658,
-    };
+    let epoch = EPOCH;
     let v = explain_text(
         "tests/auto.kiln",
         &base.replace("OBJECTIVE", "objective = chinchilla"),
@@ -437,13 +434,7 @@ fn cost_from_a_declared_price() {
 /// the budget, and the fastest layout that fits.
 #[test]
 fn a_compute_budget_sizes_the_model_and_its_tokens() {
-    let epoch = Law::Hoffmann {
-        e: 1.8172,
-        a: 482.01,
-        b: 2085.43,
-        alpha: 0.3478,
-        beta: 0.3658,
-    };
+    let epoch = EPOCH;
     let (n_opt, _) = epoch.compute_optimal(1e23);
     within("the Epoch refit's optimum itself", n_opt, 29.4e9, 0.01);
     let v = explain("experiments/budget_1e23.kiln");

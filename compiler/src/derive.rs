@@ -568,7 +568,7 @@ fn auto_shape(
             ),
         )
     };
-    let base = crate::family::base_shape(model).ok_or_else(Vec::new)?;
+    let base = ModelShape::layer_kinds(model).ok_or_else(Vec::new)?;
     let Some(shape) = family.shape(&base, target) else {
         let mut d = Diagnostic::new(
             codes::CANNOT_DERIVE,

@@ -1,30 +1,7 @@
 //! Model families: a concrete shape for a parameter count from a family's published
 //! width, depth and head rules (`model = auto { family = … }`).
 
-use crate::ir::Record;
 use crate::model::ModelShape;
-
-/// An auto model's shape fields at zero, its other fields (vocabulary, sequence length,
-/// layer kinds) as resolved: what [`Family::shape`] sizes.
-pub fn base_shape(r: &Record) -> Option<ModelShape> {
-    Some(ModelShape {
-        layers: 0.0,
-        hidden: 0.0,
-        ffn_hidden: 0.0,
-        heads: 0.0,
-        kv_heads: 0.0,
-        head_dim: 0.0,
-        vocab: r.num("vocab")?,
-        seq_len: r.num("seq_len")?,
-        tied_embeddings: r.bool("tied_embeddings")?,
-        gated_ffn: r.sym("activation")? == "swiglu",
-        layernorm: r.sym("norm")? == "layernorm",
-        learned_positions: r.sym("position")? == "learned",
-        relative_positions: r.sym("position")? == "relative",
-        rotary: r.sym("position")? == "rope",
-        bias: r.bool("bias")?,
-    })
-}
 
 /// A family's rules, read off its published models.
 #[derive(Clone, Copy, Debug)]

@@ -46,6 +46,20 @@ impl ModelShape {
             heads: r.num("heads")?,
             kv_heads: r.num("kv_heads")?,
             head_dim: r.num("head_dim")?,
+            ..ModelShape::layer_kinds(r)?
+        })
+    }
+
+    /// A model record's vocabulary, sequence length and layer kinds, its widths and depth at
+    /// zero: what `model = auto { family }` sizes (family.rs).
+    pub fn layer_kinds(r: &Record) -> Option<ModelShape> {
+        Some(ModelShape {
+            layers: 0.0,
+            hidden: 0.0,
+            ffn_hidden: 0.0,
+            heads: 0.0,
+            kv_heads: 0.0,
+            head_dim: 0.0,
             vocab: r.num("vocab")?,
             seq_len: r.num("seq_len")?,
             tied_embeddings: r.bool("tied_embeddings")?,
