@@ -261,3 +261,49 @@ fn find_number(v: &serde_json::Value, key: &str) -> Option<f64> {
         _ => None,
     }
 }
+
+/// `kiln check --target X` applies engine X's start-up rules whatever the file declares, and
+/// `kiln emit --target X` refuses before writing anything: DeepSpeed with pipeline 8 and
+/// ZeRO 3 (the example) passes for kiln's runtime and is K-E002 for DeepSpeed.
+#[test]
+fn check_and_emit_for_a_target_apply_its_start_up_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pp8_zero3.kiln");
+    let text = std::fs::read_to_string(common::root().join("experiments/llama3_8b.kiln")).unwrap();
+    let text = text.replace("    pipeline = 1\n", "    pipeline = 8\n");
+    assert!(text.contains("pipeline = 8") && text.contains("zero = 3"));
+    std::fs::write(&file, text).unwrap();
+    let file = file.to_str().unwrap();
+    let own = kiln(&["check", file]);
+    assert!(own.status.success(), "{}", stderr(&own));
+    assert!(!stderr(&own).contains("K-E002"));
+    let ds = kiln(&["check", "--target", "deepspeed", file]);
+    assert_eq!(ds.status.code(), Some(1), "{}", stderr(&ds));
+    let text = stderr(&ds);
+    assert!(
+        text.contains("error[K-E002]: DeepSpeed refuses pipeline = 8 with ZeRO stage 3"),
+        "{text}"
+    );
+    assert!(text.contains("deepspeed/runtime/pipe/engine.py"), "{text}");
+    let megatron = kiln(&["check", "--target", "megatron", file]);
+    assert!(
+        !stderr(&megatron).contains("K-E002"),
+        "{}",
+        stderr(&megatron)
+    );
+    let out = dir.path().join("emitted");
+    let emit = kiln(&[
+        "emit",
+        file,
+        "--target",
+        "deepspeed",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(emit.status.code(), Some(1), "{}", stderr(&emit));
+    assert!(stderr(&emit).contains("K-E002"));
+    assert!(!out.exists(), "nothing is emitted for a refused layout");
+    let unknown = kiln(&["check", "--target", "fairseq", file]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("unknown engine `fairseq`"));
+}

@@ -39,6 +39,11 @@ enum Command {
         values: bool,
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
+        /// Check for this engine (megatron, nemo, torchtitan, deepspeed, composer, nanotron,
+        /// kiln) whatever `engine` the file declares: its start-up rules (K-E002, K-E003)
+        /// and its predictions.
+        #[arg(long, value_name = "ENGINE")]
+        target: Option<String>,
     },
     /// Format files in place in the canonical layout (comments kept); `--check` only reports.
     Fmt {
@@ -229,7 +234,8 @@ fn main() -> ExitCode {
             allow,
             values,
             color,
-        } => check(&files, format, &allow, values, color),
+            target,
+        } => check(&files, format, &allow, values, color, target.as_deref()),
         Command::Fmt { files, check } => fmt(&files, check),
         Command::Tune {
             file,
@@ -348,14 +354,25 @@ fn main() -> ExitCode {
     error::exit(outcome)
 }
 
+/// An engine by name (`--engine`, `--target`), or a usage error listing them.
+fn engine_named(name: &str) -> Result<kiln::analyse::engine::Engine, Failure> {
+    kiln::analyse::engine::Engine::from_name(name).ok_or_else(|| {
+        Failure::unusable(format!(
+            "unknown engine `{name}`: kiln, megatron, nemo, torchtitan, deepspeed, composer or nanotron"
+        ))
+    })
+}
+
 fn check(
     files: &[PathBuf],
     format: Format,
     allow: &[String],
     values: bool,
     color: Color,
+    target: Option<&str>,
 ) -> Outcome {
-    let checked = match kiln::check_paths(files, &FsLoader, allow) {
+    let engine = target.map(engine_named).transpose()?;
+    let checked = match kiln::check_paths_for(files, &FsLoader, allow, engine) {
         Ok(c) => c,
         Err(e) => {
             return Err(Failure::unusable(e.to_string()));
@@ -478,7 +495,12 @@ fn tune(
     use kiln::tune::Objective;
     let checked = kiln::check_paths(&[file.to_path_buf()], &FsLoader, allow)
         .map_err(|e| Failure::unusable(e.to_string()))?;
-    let memory_codes = [kiln::codes::MEMORY.code, kiln::codes::MEMORY_HEADROOM.code];
+    // What the search itself answers: a layout that does not fit, or that the engine refuses.
+    let memory_codes = [
+        kiln::codes::MEMORY.code,
+        kiln::codes::MEMORY_HEADROOM.code,
+        kiln::codes::ENGINE_REFUSES.code,
+    ];
     let blocking: Vec<_> = checked
         .diagnostics
         .iter()
@@ -495,14 +517,7 @@ fn tune(
         );
         return Err(Failure::Refused(None));
     }
-    let engine = match engine {
-        None => None,
-        Some(name) => Some(kiln::analyse::engine::Engine::from_name(name).ok_or_else(|| {
-            Failure::unusable(format!(
-                "unknown engine `{name}`: kiln, megatron, nemo, torchtitan, deepspeed, composer or nanotron"
-            ))
-        })?),
-    };
+    let engine = engine.map(engine_named).transpose()?;
     let (objective, name) = match objective {
         TuneObjective::Time => (Objective::Time, "step time"),
         TuneObjective::Cost => (Objective::Cost, "cost"),

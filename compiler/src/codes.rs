@@ -242,6 +242,14 @@ codes! {
         what "`kiln emit` for a target (Megatron-LM, torchtitan, DeepSpeed, Kubernetes) that has no way to express something the experiment declares; the message says what and what the emitted file does instead."
         why "Engines silently ignore or approximate what they do not support; kiln says so instead of dropping it."
         example "kiln emit --target deepspeed for an experiment with tensor = 8";
+    ENGINE_REFUSES = "K-E002" "engine-refuses" Error
+        what "The experiment's engine (`engine = …`, or `kiln check --target …` and `kiln emit --target …`) refuses the layout at start-up: DeepSpeed's pipeline with ZeRO-2/3, Megatron-LM's interleaved schedule over micro-batches that are not a multiple of the pipeline size, context parallelism whose 2 × context chunks do not divide the sequence (Megatron-LM, torchtitan), tensor-parallel overlap without sequence parallelism (Megatron-LM). The note cites the engine's code the rule mirrors (docs/engines.md lists them all)."
+        why "The engine stops with an assertion after the job has queued and the nodes have started; kiln says it before anything is emitted, with the fix."
+        example "engine = deepspeed, parallel { pipeline = 8, zero = 3 }";
+    ENGINE_OVERRIDES = "K-E003" "engine-overrides" Warning
+        what "The engine silently changes a declared value at start-up (Megatron-LM turns sequence parallelism off at tensor = 1)."
+        why "What runs is then not what was declared; kiln says which value the engine uses instead."
+        example "engine = megatron, parallel { tensor = 1, sequence_parallel = true }";
     UNKNOWN_ALLOW = "K-A001" "unknown-allow" Warning
         what "`allow` or `--allow` names a code that does not exist, or one that is an error (errors cannot be silenced)."
         why "A silencing that does nothing hides nothing, which is worth knowing."

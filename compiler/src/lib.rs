@@ -72,8 +72,19 @@ pub fn check_paths(
     loader: &dyn SourceLoader,
     allow: &[String],
 ) -> Result<Checked, String> {
+    check_paths_for(paths, loader, allow, None)
+}
+
+/// Checks files on disk for `engine` (`kiln check --target`, `kiln emit --target`): its
+/// start-up rules (K-E002, K-E003) and its predictions, whatever the files declare.
+pub fn check_paths_for(
+    paths: &[PathBuf],
+    loader: &dyn SourceLoader,
+    allow: &[String],
+    engine: Option<analyse::engine::Engine>,
+) -> Result<Checked, String> {
     let (program, diags) = load::load(paths, loader)?;
-    Ok(compile(program, diags, loader, allow))
+    Ok(compile(program, diags, loader, allow, engine))
 }
 
 /// Checks one text given in memory, named `name` (imports resolve relative to `name`).
@@ -84,7 +95,7 @@ pub fn check_source(
     allow: &[String],
 ) -> Checked {
     let (program, diags) = load::load_text(name, text, loader);
-    compile(program, diags, loader, allow)
+    compile(program, diags, loader, allow, None)
 }
 
 fn compile(
@@ -92,6 +103,7 @@ fn compile(
     mut diags: Vec<Diagnostic>,
     loader: &dyn SourceLoader,
     allow: &[String],
+    engine: Option<analyse::engine::Engine>,
 ) -> Checked {
     let (mut decls, resolve_diags) = resolve::resolve(&program);
     diags.extend(resolve_diags);
@@ -114,7 +126,15 @@ fn compile(
         check::check(kind.name, &decl.record, &mut own);
         // The analyses' checks need a consistent experiment: skip them after any error.
         if kind.name == "experiment" && !own.iter().chain(diags.iter()).any(Diagnostic::is_error) {
-            if let Some((setup, analysis)) = analyse::analyse(&decl.record) {
+            let analysed = analyse::setup::Setup::from_record(&decl.record).map(|setup| {
+                let setup = match engine {
+                    Some(e) => setup.for_engine(e, &decl.record),
+                    None => setup,
+                };
+                let analysis = analyse::analyse_setup(&setup);
+                (setup, analysis)
+            });
+            if let Some((setup, analysis)) = analysed {
                 check::perf::check(&decl.record, &setup, &analysis, &mut own);
             }
         }
@@ -214,7 +234,7 @@ pub fn plan_paths_for(
     allow: &[String],
     engine: Option<analyse::engine::Engine>,
 ) -> Result<(Checked, Vec<(String, plan::RunPlan)>), String> {
-    let mut checked = check_paths(paths, loader, allow)?;
+    let mut checked = check_paths_for(paths, loader, allow, engine)?;
     let mut plans = Vec::new();
     if checked.errors() > 0 {
         return Ok((checked, plans));

@@ -5,6 +5,7 @@
 use crate::analyse::analyse_layout;
 use crate::analyse::engine::Engine;
 use crate::analyse::setup::{Recompute, Setup};
+use crate::check::engine::{refusal, Layout};
 use crate::codes;
 use crate::diagnostic::Diagnostic;
 use crate::ir::{Provenance, Record, Value};
@@ -308,9 +309,20 @@ fn for_each_layout(setup: &Setup, fixed: &Fixed, mut visit: impl FnMut(&Setup, u
                                 continue;
                             }
                             for zero in 0..=3u8 {
-                                if engine == Engine::Deepspeed && pipeline > 1 && zero >= 2
-                                    || !admits(fixed.zero, zero)
-                                {
+                                // The engine's start-up rules (check/engine.rs) on what is
+                                // chosen so far; sequence parallelism's come below.
+                                let layout = Layout {
+                                    tensor,
+                                    pipeline,
+                                    virtual_stages,
+                                    context,
+                                    zero,
+                                    accumulation,
+                                    seq_len,
+                                    sequence_parallel: false,
+                                    tp_comm_overlap: false,
+                                };
+                                if refusal(engine, &layout).is_some() || !admits(fixed.zero, zero) {
                                     continue;
                                 }
                                 for (recompute, _) in RECOMPUTES {

@@ -4,6 +4,7 @@
 
 mod batch;
 mod budget;
+pub mod engine;
 mod law;
 mod limits;
 pub use limits::MAX_WORLD;
