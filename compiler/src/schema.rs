@@ -240,6 +240,13 @@ pub const CLUSTER: KindSpec = KindSpec {
         f("node", Ty::Preset(&NODE), Required),
         f("nodes", COUNT, Required),
         f("gpu_hour_price", Ty::Num(Dim::UsdPerHr, Positive), Optional),
+        // The scheduler's limits (`kiln emit --target slurm|megatron|torchtitan`): the
+        // partition's longest job (a long training step runs as several jobs, each resuming
+        // from the last checkpoint) and the `#SBATCH --account/--partition/--qos` a site needs.
+        f("max_job_time", Ty::Num(Dim::Seconds, Positive), Optional),
+        f("account", Ty::Str, Optional),
+        f("partition", Ty::Str, Optional),
+        f("qos", Ty::Str, Optional),
         SOURCE,
     ],
     named: &[],

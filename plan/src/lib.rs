@@ -7,6 +7,7 @@
 pub mod launch;
 pub mod run_dir;
 pub mod schedule;
+pub mod scheduler;
 pub mod spec;
 pub mod step;
 pub mod topology;
@@ -18,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use schedule::{lr_for_step, LrSchedule, PhaseSchedule, Schedule};
+pub use scheduler::{SchedulerSpec, EXIT_CHECKPOINTED, STOP_FILE_ENV};
 pub use spec::*;
 pub use step::{
     CheckpointParams, EncodeParams, EvaluateParams, IngestParams, MixParams, Resources, Step,
@@ -27,8 +29,8 @@ pub use topology::{Groups, Rank, Sizes, Topology};
 
 /// Bumped whenever the plan's meaning or shape changes; the runtime refuses other versions.
 /// 2: integer topology sizes in training steps, typed step parameters, `predictions`;
-/// 3: the unit `usd_per_hour` (CHANGELOG.md).
-pub const PLAN_VERSION: u32 = 3;
+/// 3: the unit `usd_per_hour`; 4: `scheduler` (CHANGELOG.md).
+pub const PLAN_VERSION: u32 = 4;
 
 pub use run_dir::PLAN_FILE;
 
@@ -52,6 +54,8 @@ pub struct RunPlan<A = serde_json::Value> {
     pub analysis: A,
     pub topology: Topology,
     pub schedule: Schedule,
+    /// The cluster's scheduler limits and names (sbatch headers, long runs split into jobs).
+    pub scheduler: SchedulerSpec,
     pub steps: Vec<Step>,
 }
 

@@ -81,6 +81,15 @@ const TEMPLATES: &[(&str, &str)] = &[
         "torchtitan.py",
         include_str!("../../../templates/torchtitan.py.j2"),
     ),
+    // One sbatch script per phase for the engine targets (context::engine_sbatch).
+    (
+        "megatron.sbatch",
+        include_str!("../../../templates/megatron.sbatch.j2"),
+    ),
+    (
+        "torchtitan.sbatch",
+        include_str!("../../../templates/torchtitan.sbatch.j2"),
+    ),
     (
         "deepspeed.json",
         include_str!("../../../templates/deepspeed.json.j2"),
@@ -191,20 +200,40 @@ pub fn emit(
         }
         Target::Megatron => {
             for (name, ctx) in engines::megatron(plan, &mut diags, at) {
+                let script = format!("{name}.sh");
                 files.push(File {
-                    path: format!("{name}.sh"),
+                    path: script.clone(),
                     text: render("megatron.sh", &ctx),
                     executable: true,
                 });
+                if let Some(job) =
+                    context::engine_sbatch(plan, context::Engine::Megatron, &script, &ctx)
+                {
+                    files.push(File {
+                        path: format!("{name}.sbatch"),
+                        text: render("megatron.sbatch", &job),
+                        executable: true,
+                    });
+                }
             }
         }
         Target::Torchtitan => {
             for (name, ctx) in engines::torchtitan(plan, &mut diags, at) {
+                let config = format!("{name}.py");
                 files.push(File {
-                    path: format!("{name}.py"),
+                    path: config.clone(),
                     text: render("torchtitan.py", &ctx),
                     executable: false,
                 });
+                if let Some(job) =
+                    context::engine_sbatch(plan, context::Engine::Torchtitan, &config, &ctx)
+                {
+                    files.push(File {
+                        path: format!("{name}.sbatch"),
+                        text: render("torchtitan.sbatch", &job),
+                        executable: true,
+                    });
+                }
             }
         }
         Target::Deepspeed => {

@@ -76,8 +76,21 @@ pub fn lower(exp: &Resolved, setup: &Setup, analysis: &Analysis) -> Option<RunPl
         analysis: analysis.clone(),
         topology,
         schedule,
+        scheduler: scheduler(r),
         steps,
     })
+}
+
+/// The cluster's scheduler fields (`max_job_time`, `account`, `partition`, `qos`).
+fn scheduler(r: &Record) -> kiln_plan::SchedulerSpec {
+    let cluster = r.record("cluster");
+    let text = |f: &str| cluster.and_then(|c| c.str(f)).map(str::to_string);
+    kiln_plan::SchedulerSpec {
+        max_job_seconds: cluster.and_then(|c| c.num("max_job_time")),
+        account: text("account"),
+        partition: text("partition"),
+        qos: text("qos"),
+    }
 }
 
 fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {

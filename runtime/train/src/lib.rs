@@ -28,4 +28,6 @@ pub mod trainer;
 pub use calibrate::{calibrate, Calibration, CalibrationConfig};
 pub use error::TrainError;
 pub use spec::Plan;
-pub use steps::{run_evaluate_step, run_step, run_train_step, StepOutcome, Summary, TrainOptions};
+pub use steps::{
+    run_evaluate_step, run_step, run_train_step, StepOutcome, StopWhen, Summary, TrainOptions,
+};

@@ -1,6 +1,10 @@
 //! The worker's entry points: a plan's `train` step (one phase) and its `evaluate` step.
 //!
-//! A train step resumes a killed run from its last checkpoint.
+//! A train step resumes a killed run from its last checkpoint. Asked to stop
+//! ([`TrainOptions::stop`]: a signal the worker caught, or the stop file a Slurm job's
+//! script creates before its time limit), every rank finishes the optimizer step it is in,
+//! the ranks agree (one all-reduce), write a checkpoint and return
+//! [`StepOutcome::Checkpointed`]: the next process resumes there.
 //!
 //! # Directories (paths in the plan are relative to the run directory)
 //! A train step reads its mix step's output (`text_document` to train on,
@@ -22,6 +26,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -75,6 +80,33 @@ pub struct TrainOptions {
     pub halt_after_steps: Option<u64>,
     /// At most this many held-out tokens per evaluation (default: the plan's).
     pub eval_max_tokens: Option<u64>,
+    /// When to stop early with a checkpoint (a time limit is near).
+    pub stop: StopWhen,
+}
+
+/// What asks a training run to stop early with a checkpoint: a flag a signal handler sets
+/// (the worker's SIGUSR1 and SIGTERM) and a file whose existence asks the same (the emitted
+/// sbatch scripts create it on Slurm's warning signal). Checked after every optimizer step;
+/// any rank's request stops every rank at the same step.
+#[derive(Clone, Debug, Default)]
+pub struct StopWhen {
+    pub flag: Option<&'static AtomicBool>,
+    /// Looked at by rank 0 only (one `stat` per step, not one per rank on a shared
+    /// file system).
+    pub file: Option<PathBuf>,
+}
+
+impl StopWhen {
+    /// Whether this rank has been asked to stop (`leader`: rank 0, which looks at the file).
+    fn requested(&self, leader: bool) -> bool {
+        self.flag.is_some_and(|f| f.load(Ordering::SeqCst))
+            || (leader && self.file.as_deref().is_some_and(Path::exists))
+    }
+
+    /// Whether anything can ask at all (no collective per step otherwise).
+    fn armed(&self) -> bool {
+        self.flag.is_some() || self.file.is_some()
+    }
 }
 
 impl Default for TrainOptions {
@@ -87,6 +119,7 @@ impl Default for TrainOptions {
             predicted_memory_bytes: None,
             halt_after_steps: None,
             eval_max_tokens: None,
+            stop: StopWhen::default(),
         }
     }
 }
@@ -260,6 +293,12 @@ pub enum StepOutcome {
     AlreadyDone(Summary),
     /// Stopped by [`TrainOptions::halt_after_steps`] before the phase's end.
     Halted {
+        next_step: u64,
+    },
+    /// Asked to stop ([`TrainOptions::stop`]): every rank stopped after the same step and
+    /// a checkpoint of it is written; the step resumes there (the worker exits with
+    /// `kiln_plan::EXIT_CHECKPOINTED`).
+    Checkpointed {
         next_step: u64,
     },
     /// Rank 0 of the world runs this step (an evaluation); this rank had nothing to do.
@@ -567,11 +606,29 @@ fn train(
         held_out: held_out.as_ref(),
         ckpt_root: &ckpt_root,
         halt_after_steps: options.halt_after_steps,
+        stop: &options.stop,
     };
     let ran = phase.run(&mut trainer, &mut order, &mut log, &bar, next_step)?;
     if let Some(next_step) = ran.halted_at {
         bar.finish_and_clear();
         return Ok(StepOutcome::Halted { next_step });
+    }
+    if let Some(next_step) = ran.stopped_at {
+        bar.finish_and_clear();
+        // The checkpoint is renamed into place (rank 0, after a barrier in
+        // `write_sharded`); no rank leaves before it is, so a launcher that ends the job
+        // on the first rank's exit cannot cut it short.
+        if let Some(dp) = &trainer.dp {
+            dp.comm.barrier();
+        }
+        if leader {
+            eprintln!(
+                "{}: asked to stop; checkpointed at step {next_step}, resumes there",
+                step.name
+            );
+        }
+        drop(lock);
+        return Ok(StepOutcome::Checkpointed { next_step });
     }
     let Ran {
         steps_run,
@@ -736,12 +793,15 @@ struct PhaseRun<'a> {
     held_out: Option<&'a Samples>,
     ckpt_root: &'a Path,
     halt_after_steps: Option<u64>,
+    stop: &'a StopWhen,
 }
 
 /// What running a phase's steps did.
 struct Ran {
     /// Where a run asked to halt early stopped (`TrainOptions::halt_after_steps`).
     halted_at: Option<u64>,
+    /// The step after the checkpoint a run asked to stop wrote (`TrainOptions::stop`).
+    stopped_at: Option<u64>,
     steps_run: u64,
     compute_seconds: f64,
     final_checkpoint: Option<PathBuf>,
@@ -774,6 +834,7 @@ impl PhaseRun<'_> {
             held_out,
             ckpt_root,
             halt_after_steps,
+            stop,
         } = *self;
         let phase_start = p.schedule.start_step;
         let phase_end = phase_start + p.schedule.steps;
@@ -788,6 +849,7 @@ impl PhaseRun<'_> {
             if halt_after_steps.is_some_and(|h| steps_run >= h) {
                 return Ok(Ran {
                     halted_at: Some(global),
+                    stopped_at: None,
                     steps_run,
                     compute_seconds,
                     final_checkpoint,
@@ -860,16 +922,38 @@ impl PhaseRun<'_> {
             ));
             bar.inc(1);
             let every = p.checkpoint.every_steps;
-            if done == phase_end || (every > 0 && done % every == 0) {
+            let periodic = done == phase_end || (every > 0 && done % every == 0);
+            // A stop request, agreed by every rank: all stop after the same step (the
+            // checkpoint is collective). Not after the last step: that one finishes the phase.
+            let stopping = done < phase_end && stop.armed() && {
+                let asked = f64::from(u8::from(stop.requested(leader)));
+                match &mut trainer.dp {
+                    Some(dp) => dp.comm.all_reduce_scalar(asked) > 0.0,
+                    None => asked > 0.0,
+                }
+            };
+            if periodic || stopping {
                 if let Some(log) = log.as_mut() {
                     log.sync()?;
                 }
                 let state = train_state(trainer, step, p, layout, done, lr, report.loss, ranks);
                 final_checkpoint = Some(save(trainer, ckpt_root, &state, p.checkpoint.keep)?);
             }
+            if stopping {
+                return Ok(Ran {
+                    halted_at: None,
+                    stopped_at: Some(done),
+                    steps_run,
+                    compute_seconds,
+                    final_checkpoint,
+                    last_loss,
+                    last_eval,
+                });
+            }
         }
         Ok(Ran {
             halted_at: None,
+            stopped_at: None,
             steps_run,
             compute_seconds,
             final_checkpoint,

@@ -8,10 +8,14 @@
 //! NCCL smoke test of scripts/gpu-check).
 //!
 //! Exit codes: 0 the step is done (now or before), 1 it failed, 2 the plan or the arguments
-//! cannot be used.
+//! cannot be used, 75 (`kiln_plan::EXIT_CHECKPOINTED`, sysexits.h's EX_TEMPFAIL) a train
+//! step asked to stop — SIGUSR1, SIGTERM, or the file `KILN_STOP_FILE` names — checkpointed
+//! and is not finished: run the same command again to resume it (the emitted sbatch scripts
+//! requeue the job).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::Parser;
@@ -438,6 +442,46 @@ fn main() -> ExitCode {
     }
 }
 
+/// Set by SIGUSR1 or SIGTERM during a train step: stop after the current optimizer step
+/// with a checkpoint (kiln-train's `StopWhen`).
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// The signal handler: only async-signal-safe work (an atomic store, and `sigaction` to put
+/// the signal's default action back, so that a second one ends the process at once).
+extern "C" fn request_stop(signal: libc::c_int) {
+    STOP_REQUESTED.store(true, Ordering::SeqCst);
+    // SAFETY: sigaction is async-signal-safe (signal-safety(7)); the struct is zeroed and
+    // then given SIG_DFL.
+    unsafe {
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(signal, &default, std::ptr::null_mut());
+    }
+}
+
+/// Catches SIGUSR1 (Slurm's warning before the time limit, `sbatch --signal`) and SIGTERM
+/// (Slurm's signal at the limit, preemption or `scancel`, with KillWait seconds before
+/// SIGKILL: slurm.conf(5)) for a train step. Installed after MPI starts, so that they are
+/// ours; SA_RESTART keeps interrupted system calls (MPI's, libtorch's) going.
+fn catch_stop_signals() {
+    for signal in [libc::SIGUSR1, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction with our handler, an empty mask and SA_RESTART; the
+        // handler touches only an atomic and calls sigaction.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = request_stop as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+                eprintln!(
+                    "warning: cannot catch signal {signal}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
 /// Runs a train or evaluate step with kiln-train (libtorch): one process, or one rank of
 /// an MPI job (`mpirun`, `srun --mpi=pmix`), the ranks training data-parallel.
 fn train(cli: &Cli) -> ExitCode {
@@ -448,11 +492,14 @@ fn train(cli: &Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let gpus = plan
+    let this_step = plan
         .steps
         .iter()
-        .find(|s| s.id == cli.step || s.name == cli.step)
-        .map_or(0, |s| s.resources.gpus_per_rank);
+        .find(|s| s.id == cli.step || s.name == cli.step);
+    let gpus = this_step.map_or(0, |s| s.resources.gpus_per_rank);
+    // Only a train step can stop early and resume; an evaluation keeps the signals' default
+    // actions.
+    let resumable = this_step.is_some_and(|s| s.kind() == kiln_plan::StepKind::Train);
     let cuda = match (cli.device.as_str(), gpus) {
         ("plan", 0) | ("cpu", _) => false,
         ("plan" | "cuda", _) => true,
@@ -476,6 +523,17 @@ fn train(cli: &Cli) -> ExitCode {
     let (mpi, comm) = match world(nccl) {
         Ok(w) => w,
         Err(code) => return code,
+    };
+    let stop = if resumable {
+        catch_stop_signals();
+        kiln_train::StopWhen {
+            flag: Some(&STOP_REQUESTED),
+            file: std::env::var_os(kiln_plan::STOP_FILE_ENV)
+                .filter(|f| !f.is_empty())
+                .map(PathBuf::from),
+        }
+    } else {
+        kiln_train::StopWhen::default()
     };
     let device = if cuda {
         comm.device_or_first_gpu()
@@ -507,6 +565,7 @@ fn train(cli: &Cli) -> ExitCode {
         predicted_tokens_per_s: plan.predictions.tokens_per_s,
         predicted_memory_bytes: plan.predictions.memory_per_gpu_bytes,
         device,
+        stop,
         ..Default::default()
     };
     let result = kiln_train::steps::run_step_on(&plan, &cli.step, &cli.run_dir, &options, comm);
@@ -518,6 +577,10 @@ fn train(cli: &Cli) -> ExitCode {
         ) => (0, None),
         Ok(kiln_train::StepOutcome::Halted { next_step }) => {
             (1, Some(format!("halted before step {next_step}")))
+        }
+        // Every rank stopped at the same step after the checkpoint was in place.
+        Ok(kiln_train::StepOutcome::Checkpointed { .. }) => {
+            (i32::from(kiln_plan::EXIT_CHECKPOINTED), None)
         }
         Err(e @ (kiln_train::TrainError::Plan(_) | kiln_train::TrainError::Unsupported(_))) => {
             (2, Some(e.to_string()))
