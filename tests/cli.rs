@@ -307,3 +307,56 @@ fn check_and_emit_for_a_target_apply_its_start_up_rules() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(stderr(&unknown).contains("unknown engine `fairseq`"));
 }
+
+/// Megatron-LM pads the tokenizer's vocabulary to a multiple of
+/// make_vocab_size_divisible_by × tensor; the emitted divisor makes that padding land on the
+/// declared vocabulary (GPT-2's 50,257 tokens in a model of 50,432 rows, tensor 8), where
+/// `--make-vocab-size-divisible-by 1` gave the model the tokenizer's size.
+#[test]
+fn megatron_gets_the_declared_padded_vocabulary() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gpt3_padded.kiln");
+    let text = std::fs::read_to_string(common::root().join("experiments/gpt3_175b.kiln")).unwrap();
+    let text = text.replace(
+        "  model = gpt3_175b\n",
+        "  model = gpt3_175b { vocab = 50432 }\n",
+    );
+    assert!(text.contains("vocab = 50432"));
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("megatron");
+    let emit = kiln(&[
+        "emit",
+        file.to_str().unwrap(),
+        "--target",
+        "megatron",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(emit.status.success(), "{}", stderr(&emit));
+    assert!(
+        !stderr(&emit).contains("cannot express a vocabulary"),
+        "{}",
+        stderr(&emit)
+    );
+    let script = std::fs::read_to_string(out.join("pretrain_main.sh")).unwrap();
+    let flag = |name: &str| -> u64 {
+        let at = script.find(name).unwrap_or_else(|| panic!("no {name}"));
+        script[at + name.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (divisor, tensor) = (
+        flag("--make-vocab-size-divisible-by"),
+        flag("--tensor-model-parallel-size"),
+    );
+    // megatron/core/tokenizers/utils/build_tokenizer.py, vocab_size_with_padding.
+    let multiple = divisor * tensor;
+    assert_eq!(
+        50_257u64.div_ceil(multiple) * multiple,
+        50_432,
+        "{divisor} × {tensor}"
+    );
+}

@@ -114,6 +114,10 @@ codes! {
         what "A value is given for a field that kiln derives (`params`, `world`)."
         why "A derived number that is also declared can disagree with itself; declare the inputs instead."
         example "model m { params = 8B, … }";
+    FIELD_WITHOUT_EFFECT = "K-R009" "field-without-effect" Warning
+        what "A field is declared that the rest of its declaration makes meaningless: `rope_base` with `position` other than `rope`."
+        why "Nothing written is silently ignored: a RoPE base on a model with learned positions is either a leftover or a sign that `position = rope` was meant."
+        example "model m { position = learned, rope_base = 500000 }";
     DERIVATION_CYCLE = "K-D001" "derivation-cycle" Error
         what "Fields that depend on each other in a cycle, through references or `auto`."
         why "There is no order in which to compute them; the diagnostic names every field in the cycle."
@@ -202,6 +206,14 @@ codes! {
         what "`compute` is declared and the experiment's own 6·N·D differs from it by more than 1 % (under `chinchilla` and `fixed`; under `inference_aware` the budget names the loss to reach, and training spends more)."
         why "A budget that the model and tokens do not spend is either a stale number or a mistake in one of them; `tokens = auto` (or `model = auto`) spends it exactly."
         example "compute = 1e23 FLOPs, model = llama3_8b, tokens = 15T";
+    JOB_TIME_LIMIT = "K-C020" "job-time-limit" Error
+        what "The cluster's `max_job_time` is shorter than a minute (Slurm's time limits are whole minutes), or shorter than two of the experiment's predicted optimizer steps: a job cannot finish the step in progress and checkpoint before its limit."
+        why "Each job of a long training step is warned before its limit, finishes its step, checkpoints and requeues itself; a job that cannot do that is killed without a checkpoint, again and again, and the run never advances."
+        example "cluster = dgx_h100_pod { nodes = 8, max_job_time = 30s }";
+    JOB_TIME_CHECKPOINTS = "K-C021" "job-time-checkpoints" Warning
+        what "The cluster's `max_job_time` is under 5 minutes, or the experiment's checkpoints (`checkpoint.every` × the predicted step time) are further apart than a job."
+        why "Short jobs spend much of their time starting, loading and checkpointing. A job that ends without its warning (a node failure, a missed signal) resumes from the last periodic checkpoint, and torchtitan, which cannot checkpoint on a signal, resumes only from those: checkpoints further apart than a job lose a whole job's work, or make no progress at all."
+        example "cluster = dgx_h100_pod { nodes = 8, max_job_time = 2min }";
     UNDER_TRAINED = "K-S001" "under-trained" Warning
         what "Fewer tokens per parameter than the objective's optimum, by enough to cost more than 0.01 nats of predicted loss: against the compute-optimal N and D of the chosen law (Besiroglu et al. 2024's refit of Hoffmann et al. 2022 by default, about 20 tokens per parameter) for `chinchilla` and `fixed`, against Sardana et al.'s optimum for `inference_aware`."
         why "For the same compute, a smaller model on more tokens reaches a lower loss; the help gives that N and D and the loss difference."

@@ -550,7 +550,21 @@ fn auto_shape(
     let (n_opt, d_opt) = law.compute_optimal(compute);
     let (target, how) = if serve > 0.0 {
         let loss = law.loss(n_opt, d_opt);
-        let (n, _) = law.inference_optimal(loss, serve).ok_or_else(Vec::new)?;
+        let Some((n, _)) = law.inference_optimal(loss, serve) else {
+            let mut d = Diagnostic::new(
+                codes::CANNOT_DERIVE,
+                format!(
+                    "the `{name}` law has no inference-aware optimum for the loss {loss:.3} of {} at {}",
+                    units::show(compute, Dim::Flops),
+                    units::show(serve, Dim::Tokens)
+                ),
+            )
+            .help("change the compute budget or `serve_tokens`, or declare the model");
+            if let Some(s) = at {
+                d = d.at(s, "auto");
+            }
+            return Err(vec![d]);
+        };
         (
             n,
             format!(

@@ -84,7 +84,19 @@ pub fn check_paths_for(
     engine: Option<analyse::engine::Engine>,
 ) -> Result<Checked, String> {
     let (program, diags) = load::load(paths, loader)?;
-    Ok(compile(program, diags, loader, allow, engine))
+    let target = engine.map(|engine| Target {
+        engine,
+        predict: true,
+    });
+    Ok(compile(program, diags, loader, allow, target))
+}
+
+/// The engine a check is for, other than the file's: its start-up rules always, its
+/// predictions (memory, time) only when `predict`.
+#[derive(Clone, Copy)]
+struct Target {
+    engine: analyse::engine::Engine,
+    predict: bool,
 }
 
 /// Checks one text given in memory, named `name` (imports resolve relative to `name`).
@@ -103,7 +115,7 @@ fn compile(
     mut diags: Vec<Diagnostic>,
     loader: &dyn SourceLoader,
     allow: &[String],
-    engine: Option<analyse::engine::Engine>,
+    engine: Option<Target>,
 ) -> Checked {
     let (mut decls, resolve_diags) = resolve::resolve(&program);
     diags.extend(resolve_diags);
@@ -126,15 +138,21 @@ fn compile(
         check::check(kind.name, &decl.record, &mut own);
         // The analyses' checks need a consistent experiment: skip them after any error.
         if kind.name == "experiment" && !own.iter().chain(diags.iter()).any(Diagnostic::is_error) {
-            let analysed = analyse::setup::Setup::from_record(&decl.record).map(|setup| {
-                let setup = match engine {
-                    Some(e) => setup.for_engine(e, &decl.record),
-                    None => setup,
+            if let Some(setup) = analyse::setup::Setup::from_record(&decl.record) {
+                let for_target = engine.map(|e| setup.clone().for_engine(e.engine, &decl.record));
+                // The engine's start-up rules, for the target when one is given.
+                check::engine::check(
+                    &decl.record,
+                    for_target.as_ref().unwrap_or(&setup),
+                    &mut own,
+                );
+                // The predictions: the target's under `kiln check --target`, the file's
+                // engine under `kiln emit --target` (whose plan carries the target's).
+                let setup = match (for_target, engine) {
+                    (Some(target), Some(t)) if t.predict => target,
+                    _ => setup,
                 };
                 let analysis = analyse::analyse_setup(&setup);
-                (setup, analysis)
-            });
-            if let Some((setup, analysis)) = analysed {
                 check::perf::check(&decl.record, &setup, &analysis, &mut own);
             }
         }
@@ -234,7 +252,14 @@ pub fn plan_paths_for(
     allow: &[String],
     engine: Option<analyse::engine::Engine>,
 ) -> Result<(Checked, Vec<(String, plan::RunPlan)>), String> {
-    let mut checked = check_paths_for(paths, loader, allow, engine)?;
+    // The target's start-up rules; the file's engine's memory and time checks (the plan
+    // carries the target's predictions).
+    let (program, diags) = load::load(paths, loader)?;
+    let target = engine.map(|engine| Target {
+        engine,
+        predict: false,
+    });
+    let mut checked = compile(program, diags, loader, allow, target);
     let mut plans = Vec::new();
     if checked.errors() > 0 {
         return Ok((checked, plans));

@@ -179,6 +179,16 @@ pub const MODEL: KindSpec = KindSpec {
         f("bias", Ty::Bool, Value(Const::Bool(false))),
         // Dropout probability; above 0 its masks are activations (Korthikanti et al. 2022).
         f("dropout", FRACTION, Value(Const::Num(0.0))),
+        // RoPE's base wavelength θ (Su et al. 2021, Eq. 15: θ_i = rope_base^(−2i/d)):
+        // 10,000 in the paper and Llama 1/2, 500,000 in Llama 3 (Dubey et al. 2024, Table 3).
+        // Used only with `position = rope` (K-C020 otherwise).
+        f("rope_base", POSITIVE, Value(Const::Num(10_000.0))),
+        // The ε inside the normalisation: 1e-5, PyTorch's LayerNorm default and the released
+        // GPT-2 and Llama 2/3 configs' `layer_norm_epsilon` / `rms_norm_eps`.
+        f("norm_eps", POSITIVE, Value(Const::Num(1e-5))),
+        // The standard deviation of the weights' normal initialisation (GPT-2, Radford et
+        // al. 2019; Megatron-LM's `init_method_std` default).
+        f("init_std", POSITIVE, Value(Const::Num(0.02))),
         f("published_params", POSITIVE, Optional),
         SOURCE,
         f("params", COUNT, Derived),

@@ -70,6 +70,13 @@ pub struct ModelSpec {
     pub position: Position,
     pub bias: bool,
     pub dropout: f64,
+    /// RoPE's base wavelength θ (θ_i = rope_base^(−2i/d), Su et al. 2021, Eq. 15): 10,000 in
+    /// Llama 1/2, 500,000 in Llama 3. Read only when `position` is `rope`.
+    pub rope_base: f64,
+    /// The ε inside the normalisation (RMSNorm's mean square, LayerNorm's variance).
+    pub norm_eps: f64,
+    /// The standard deviation of the normal initialisation of the weights (GPT-2's 0.02).
+    pub init_std: f64,
     /// The compiler's parameter count, which the runtime's built model must equal.
     pub params: u64,
 }

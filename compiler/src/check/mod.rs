@@ -4,11 +4,13 @@
 
 mod batch;
 mod budget;
+pub mod cluster;
 pub mod engine;
 mod law;
 mod limits;
 pub use limits::MAX_WORLD;
 mod mix;
+mod model;
 mod offload;
 pub mod perf;
 mod phases;
@@ -24,10 +26,12 @@ pub fn check(kind: &str, record: &Record, out: &mut Vec<Diagnostic>) {
     match kind {
         "experiment" => {
             mix::check(record, out);
+            model::check(record, out);
             phases::check(record, out);
             topology::check(record, out);
             batch::check(record, out);
             budget::check(record, out);
+            cluster::check(record, out);
             vocab::check(record, out);
             limits::check(record, out);
             if let Some(law) = record.record("law") {

@@ -119,6 +119,9 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
             position: symbol(m, "position")?,
             bias: m.bool("bias")?,
             dropout: m.num("dropout")?,
+            rope_base: m.num("rope_base")?,
+            norm_eps: m.num("norm_eps")?,
+            init_std: m.num("init_std")?,
             params: schedule::whole(setup.params.total)?,
         },
         optimizer: OptimizerSpec {

@@ -15,7 +15,7 @@
 //!   Eq. 1), through libtorch's `scaled_dot_product_attention` (FlashAttention-style kernels
 //!   where libtorch has them).
 //! - Positions: rotary embeddings on queries and keys (Su et al. 2021, RoFormer Eq. 34 with
-//!   θ_i = [`ROPE_BASE`]^(−2i/d), Sec. 3.2.2), in the "rotate half" layout of GPT-NeoX and
+//!   θ_i = `rope_base`^(−2i/d), Sec. 3.2.2; the plan's `model.rope_base`), in the "rotate half" layout of GPT-NeoX and
 //!   Hugging Face's Llama, so the weights load there; a learned table added to the token
 //!   embeddings (Radford et al. 2019, GPT-2); or ALiBi's per-head linear biases (Press et
 //!   al. 2022, Sec. 3, slopes as the authors' `get_slopes`). Transformer-XL relative
@@ -29,8 +29,9 @@
 //!
 //! # Initialisation (GPT-2, Radford et al. 2019, Sec. 2.3; Megatron-LM's `init_method_normal`
 //! and `scaled_init_method_normal`)
-//! Every matrix and embedding ~ N(0, [`INIT_STD`]²); the two projections that write into the
-//! residual stream (attention output, feed-forward down) ~ N(0, (INIT_STD / √(2·layers))²),
+//! Every matrix and embedding ~ N(0, σ²) with σ the plan's `model.init_std` (0.02 in GPT-2);
+//! the two projections that write into the residual stream (attention output, feed-forward
+//! down) ~ N(0, (σ / √(2·layers))²),
 //! GPT-2's 1/√N scaling of the N = 2·layers residual layers; norm gains 1, biases 0. The
 //! values are drawn in a fixed order from libtorch's generator seeded with the plan's seed,
 //! so a seed determines the initial weights.
@@ -51,13 +52,6 @@ use tch::{Kind, Reduction, Tensor};
 use crate::error::TrainError;
 use crate::spec::{Activation, ModelSpec, Norm, Position, Precision};
 
-/// RoPE's base wavelength, θ_i = 10000^(−2i/d) (Su et al. 2021, Eq. 15; Llama 1/2 use it).
-pub const ROPE_BASE: f64 = 10_000.0;
-/// The ε added to the mean square (RMSNorm) or variance (LayerNorm): 1e-5, PyTorch's
-/// `LayerNorm` default, which GPT-2 and Llama 2/3 (`rms_norm_eps`) use.
-pub const NORM_EPS: f64 = 1e-5;
-/// The standard deviation of the initial weights (GPT-2; Megatron-LM's `init_method_std`).
-pub const INIT_STD: f64 = 0.02;
 /// GELU's tanh approximation, as GPT-2's code computes it.
 pub const GELU_APPROXIMATION: &str = "tanh";
 /// The target id that the loss ignores (PyTorch's `ignore_index` default); token ids are
@@ -78,8 +72,15 @@ impl Linear {
 }
 
 enum NormLayer {
-    Rms { gain: Tensor },
-    Layer { gain: Tensor, bias: Tensor },
+    Rms {
+        gain: Tensor,
+        eps: f64,
+    },
+    Layer {
+        gain: Tensor,
+        bias: Tensor,
+        eps: f64,
+    },
 }
 
 impl NormLayer {
@@ -88,9 +89,9 @@ impl NormLayer {
         let x = x.to_kind(Kind::Float);
         let width = x.size().last().copied().unwrap_or(1);
         match self {
-            NormLayer::Rms { gain } => x.rms_norm([width], Some(gain), NORM_EPS),
-            NormLayer::Layer { gain, bias } => {
-                x.layer_norm([width], Some(gain), Some(bias), NORM_EPS, true)
+            NormLayer::Rms { gain, eps } => x.rms_norm([width], Some(gain), *eps),
+            NormLayer::Layer { gain, bias, eps } => {
+                x.layer_norm([width], Some(gain), Some(bias), *eps, true)
             }
         }
     }
@@ -149,7 +150,7 @@ struct Rope {
 }
 
 impl Rope {
-    fn new(seq_len: i64, head_dim: i64, device: tch::Device) -> Rope {
+    fn new(seq_len: i64, head_dim: i64, base: f64, device: tch::Device) -> Rope {
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity((seq_len * head_dim) as usize);
         let mut sin = Vec::with_capacity((seq_len * head_dim) as usize);
@@ -157,7 +158,7 @@ impl Rope {
             // The two halves share frequencies (the rotate-half layout).
             for _ in 0..2 {
                 for i in 0..half {
-                    let theta = ROPE_BASE.powf(-2.0 * i as f64 / head_dim as f64);
+                    let theta = base.powf(-2.0 * i as f64 / head_dim as f64);
                     let angle = pos as f64 * theta;
                     cos.push(angle.cos() as f32);
                     sin.push(angle.sin() as f32);
@@ -322,13 +323,14 @@ impl Builder {
         Linear { weight, bias }
     }
 
-    fn norm(&mut self, name: &str, kind: Norm, width: i64) -> NormLayer {
+    fn norm(&mut self, name: &str, kind: Norm, width: i64, eps: f64) -> NormLayer {
         let gain = self.add(format!("{name}.weight"), &[width], Init::Fill(1.0));
         match kind {
-            Norm::Rmsnorm => NormLayer::Rms { gain },
+            Norm::Rmsnorm => NormLayer::Rms { gain, eps },
             Norm::Layernorm => NormLayer::Layer {
                 gain,
                 bias: self.add(format!("{name}.bias"), &[width], Init::Fill(0.0)),
+                eps,
             },
         }
     }
@@ -355,7 +357,7 @@ impl Model {
         );
         let q_width = (spec.heads * spec.head_dim) as i64;
         let kv_width = (spec.kv_heads * spec.head_dim) as i64;
-        let residual_std = INIT_STD / (2.0 * spec.layers as f64).sqrt();
+        let residual_std = spec.init_std / (2.0 * spec.layers as f64).sqrt();
         let mut b = Builder {
             device,
             params: Vec::new(),
@@ -363,39 +365,39 @@ impl Model {
         let embed = b.add(
             "model.embed_tokens.weight".into(),
             &[v, h],
-            Init::Normal(INIT_STD),
+            Init::Normal(spec.init_std),
         );
         let positions = (spec.position == Position::Learned).then(|| {
             b.add(
                 "model.embed_positions.weight".into(),
                 &[t, h],
-                Init::Normal(INIT_STD),
+                Init::Normal(spec.init_std),
             )
         });
         let mut blocks = Vec::with_capacity(spec.layers as usize);
         for i in 0..spec.layers {
             let p = format!("model.layers.{i}");
-            let attn_norm = b.norm(&format!("{p}.input_layernorm"), spec.norm, h);
+            let attn_norm = b.norm(&format!("{p}.input_layernorm"), spec.norm, h, spec.norm_eps);
             let q = b.linear(
                 &format!("{p}.self_attn.q_proj"),
                 q_width,
                 h,
                 spec.bias,
-                INIT_STD,
+                spec.init_std,
             );
             let k = b.linear(
                 &format!("{p}.self_attn.k_proj"),
                 kv_width,
                 h,
                 spec.bias,
-                INIT_STD,
+                spec.init_std,
             );
             let vv = b.linear(
                 &format!("{p}.self_attn.v_proj"),
                 kv_width,
                 h,
                 spec.bias,
-                INIT_STD,
+                spec.init_std,
             );
             let o = b.linear(
                 &format!("{p}.self_attn.o_proj"),
@@ -404,15 +406,26 @@ impl Model {
                 spec.bias,
                 residual_std,
             );
-            let mlp_norm = b.norm(&format!("{p}.post_attention_layernorm"), spec.norm, h);
+            let mlp_norm = b.norm(
+                &format!("{p}.post_attention_layernorm"),
+                spec.norm,
+                h,
+                spec.norm_eps,
+            );
             let mlp = match spec.activation {
                 Activation::Swiglu => FeedForward::Gated {
-                    gate: b.linear(&format!("{p}.mlp.gate_proj"), f, h, spec.bias, INIT_STD),
-                    up: b.linear(&format!("{p}.mlp.up_proj"), f, h, spec.bias, INIT_STD),
+                    gate: b.linear(
+                        &format!("{p}.mlp.gate_proj"),
+                        f,
+                        h,
+                        spec.bias,
+                        spec.init_std,
+                    ),
+                    up: b.linear(&format!("{p}.mlp.up_proj"), f, h, spec.bias, spec.init_std),
                     down: b.linear(&format!("{p}.mlp.down_proj"), h, f, spec.bias, residual_std),
                 },
                 activation => FeedForward::Plain {
-                    up: b.linear(&format!("{p}.mlp.up_proj"), f, h, spec.bias, INIT_STD),
+                    up: b.linear(&format!("{p}.mlp.up_proj"), f, h, spec.bias, spec.init_std),
                     down: b.linear(&format!("{p}.mlp.down_proj"), h, f, spec.bias, residual_std),
                     activation,
                 },
@@ -427,11 +440,16 @@ impl Model {
                 mlp,
             });
         }
-        let final_norm = b.norm("model.norm", spec.norm, h);
-        let lm_head = (!spec.tied_embeddings)
-            .then(|| b.add("lm_head.weight".into(), &[v, h], Init::Normal(INIT_STD)));
-        let rope =
-            (spec.position == Position::Rope).then(|| Rope::new(t, spec.head_dim as i64, device));
+        let final_norm = b.norm("model.norm", spec.norm, h, spec.norm_eps);
+        let lm_head = (!spec.tied_embeddings).then(|| {
+            b.add(
+                "lm_head.weight".into(),
+                &[v, h],
+                Init::Normal(spec.init_std),
+            )
+        });
+        let rope = (spec.position == Position::Rope)
+            .then(|| Rope::new(t, spec.head_dim as i64, spec.rope_base, device));
         let alibi = (spec.position == Position::Alibi).then(|| alibi_bias(spec, device));
         let built: u64 = b.params.iter().map(|(_, t)| t.numel() as u64).sum();
         let model = Model {

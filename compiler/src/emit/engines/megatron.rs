@@ -145,6 +145,23 @@ pub fn megatron(
         }
     };
     model.push(vec![w("--position-embedding-type"), w(position)]);
+    if position == "rope" {
+        // megatron/training/arguments.py: --rotary-base is an int (its default 10,000).
+        let base = m.rope_base.round();
+        if base != m.rope_base {
+            d.say(
+                format!("a RoPE base of {}", m.rope_base),
+                format!("Megatron-LM's --rotary-base is an integer; emitted {base}"),
+                "model",
+            );
+        }
+        model.push(vec![w("--rotary-base"), n(base as u64)]);
+    }
+    // TransformerConfig.layernorm_epsilon and init_method_std (megatron/core/transformer/
+    // transformer_config.py); the output layers' std is scaled by 1/√(2·layers) there as in
+    // kiln's runtime.
+    model.push(vec![w("--norm-epsilon"), num(m.norm_eps)]);
+    model.push(vec![w("--init-method-std"), num(m.init_std)]);
     if !m.tied_embeddings {
         model.push(vec![w("--untie-embeddings-and-output-weights")]);
     }
@@ -169,23 +186,36 @@ pub fn megatron(
             "unfused"
         }),
     ]);
-    // The vocabulary: padded only to the tensor-parallel size, so the model's vocabulary
-    // is the plan's whenever the tensor size divides it.
-    model.push(vec![w("--make-vocab-size-divisible-by"), w("1")]);
-    if !m.vocab.is_multiple_of(t.tensor as u64) {
-        let padded = m.vocab.div_ceil(t.tensor as u64) * t.tensor as u64;
-        d.say(
-            format!(
-                "a vocabulary of {} tokens with tensor parallelism {}",
-                m.vocab, t.tensor
-            ),
-            format!(
-                "Megatron-LM pads the vocabulary to a multiple of the tensor-parallel size: the \
-                 model has {padded} embedding rows ({} unused)",
-                padded - m.vocab
-            ),
-            "model",
-        );
+    // The vocabulary: Megatron-LM pads the tokenizer's vocabulary up to a multiple of
+    // make_vocab_size_divisible_by × tensor (megatron/core/tokenizers/utils/build_tokenizer.py,
+    // vocab_size_with_padding); the divisor is chosen so that the padding lands exactly on
+    // the model's declared (padded) vocabulary.
+    let tokenizer_vocab = match tokenizer_output(plan) {
+        Some(_) => e.tokenizer.as_ref().map_or(m.vocab, |t| t.vocab),
+        // NullTokenizer: --vocab-size plus its one end-of-document token.
+        None => m.vocab,
+    };
+    match vocab_divisor(tokenizer_vocab, m.vocab, t.tensor as u64) {
+        Some(divisor) => {
+            model.push(vec![w("--make-vocab-size-divisible-by"), n(divisor)]);
+        }
+        None => {
+            let multiple = t.tensor as u64;
+            let padded = tokenizer_vocab.div_ceil(multiple) * multiple;
+            model.push(vec![w("--make-vocab-size-divisible-by"), w("1")]);
+            d.say(
+                format!(
+                    "a vocabulary of {} tokens with tensor parallelism {}",
+                    m.vocab, t.tensor
+                ),
+                format!(
+                    "Megatron-LM pads the tokenizer's {tokenizer_vocab} tokens to a multiple of \
+                     the tensor-parallel size: the model has {padded} embedding rows, not {}",
+                    m.vocab
+                ),
+                "model",
+            );
+        }
     }
     match tokenizer_output(plan) {
         Some(dir) => {
@@ -412,4 +442,56 @@ pub fn megatron(
         ));
     }
     out
+}
+
+/// The `--make-vocab-size-divisible-by` that pads `tokenizer_vocab` to exactly `model_vocab`
+/// under tensor parallelism `tensor` (padding to a multiple of divisor × tensor): the
+/// largest power of two that does, else `model_vocab / tensor`; `None` when no divisor can
+/// (the model's vocabulary is not a multiple of the tensor size, or is smaller than the
+/// tokenizer's).
+pub(super) fn vocab_divisor(tokenizer_vocab: u64, model_vocab: u64, tensor: u64) -> Option<u64> {
+    let tensor = tensor.max(1);
+    if tokenizer_vocab == 0 || model_vocab < tokenizer_vocab || !model_vocab.is_multiple_of(tensor)
+    {
+        return None;
+    }
+    let per_rank = model_vocab / tensor;
+    let pads_to = |d: u64| tokenizer_vocab.div_ceil(d * tensor) * d * tensor == model_vocab;
+    let largest_power = 1u64 << per_rank.trailing_zeros();
+    std::iter::successors(Some(largest_power), |d| (*d > 1).then_some(d / 2))
+        .find(|&d| pads_to(d))
+        .or(Some(per_rank))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vocab_divisor;
+
+    #[test]
+    fn the_divisor_pads_to_the_declared_vocabulary() {
+        // GPT-2's 50,257 tokens (+1 end-of-document: 50,258) padded to 50,432 = 197 × 256.
+        assert_eq!(vocab_divisor(50_258, 50_432, 1), Some(256));
+        assert_eq!(vocab_divisor(50_258, 50_432, 8), Some(32));
+        assert_eq!(vocab_divisor(50_257, 50_304, 1), Some(128));
+        // Llama 3's 128,256 is its own padding at tensor 8: 16,032 per rank.
+        assert_eq!(vocab_divisor(128_256, 128_256, 8), Some(32));
+        for (tv, mv, tp) in [
+            (50_258, 50_432, 4),
+            (128_256, 128_256, 8),
+            (2_048, 2_048, 2),
+        ] {
+            let d = vocab_divisor(tv, mv, tp).unwrap();
+            assert_eq!(tv.div_ceil(d * tp) * d * tp, mv, "{tv} {mv} {tp}: {d}");
+        }
+        assert_eq!(
+            vocab_divisor(50_258, 50_257, 1),
+            None,
+            "smaller than the tokenizer"
+        );
+        assert_eq!(
+            vocab_divisor(50_257, 50_257, 8),
+            None,
+            "not a multiple of the tensor size"
+        );
+    }
 }

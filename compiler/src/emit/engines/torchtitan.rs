@@ -42,7 +42,19 @@ pub fn torchtitan(
             *s == shape && *tied == m.tied_embeddings && m.head_dim * m.heads == m.hidden
         })
         .map(|(f, _, _)| f.to_string());
-    let flavor = named.clone().unwrap_or_else(|| format!("kiln_{}", e.name));
+    // Always a flavor of the plan's own: torchtitan's named Llama 3 flavors scale RoPE for
+    // long context (ComplexRoPE scaling = "llama", max_seq_len 131,072), which the plan
+    // does not, and fix θ and ε; a registered flavor carries the plan's.
+    let flavor = format!("kiln_{}", e.name);
+    // torchtitan's Llama 3 initialisation (torchtitan/models/llama3/__init__.py): truncated
+    // normals of std 0.02 scaled by depth, embeddings of std 1, the output layer dim^-0.5.
+    d.say(
+        format!("an initialisation of std {}", m.init_std),
+        "torchtitan's Llama 3 models initialise with their own rule (truncated normal of std \
+         0.02 scaled by layer depth, embeddings of std 1.0, the output layer of std dim^-0.5); \
+         emitted that",
+        "model",
+    );
     if m.activation.as_str() != "swiglu" {
         d.say(
             format!("the `{}` activation", m.activation),
@@ -154,6 +166,17 @@ pub fn torchtitan(
             format!("`offload_layers = {k}` (activations of {k} layers in host memory)"),
             "torchtitan has no activation offload; emitted without it, so each GPU holds those \
              activations too (more memory than kiln's estimate)",
+            "parallel",
+        );
+    }
+    if par.recompute.as_str() == "selective" {
+        d.say(
+            "`recompute = selective` (Korthikanti's: recompute the attention core)",
+            "torchtitan has no attention-only checkpointing; its FlexAttention never stores the \
+             attention scores that selective recompute drops, so the closest is none: emitted \
+             activation_checkpoint None (the memory kiln predicts for selective with \
+             FlashAttention), not SelectiveAC (its op-level policy keeps matmul outputs and \
+             recomputes the rest: `recompute = selective_op`)",
             "parallel",
         );
     }
@@ -361,7 +384,7 @@ pub fn torchtitan(
                 nodes => t.nodes,
                 gpus_per_node => t.gpus_per_node,
                 flavor => py_str(&flavor),
-                custom => named.is_none(),
+                like => named.clone().map(|f| py_str(&f)),
                 shape => context! {
                     layers => m.layers,
                     dim => m.hidden,
@@ -372,6 +395,8 @@ pub fn torchtitan(
                     vocab => m.vocab,
                     seq_len => m.seq_len,
                     tied => py_bool(m.tied_embeddings),
+                    rope_base => num(m.rope_base),
+                    norm_eps => num(m.norm_eps),
                 },
                 float8 => float8,
                 hf_assets => hf_assets,
