@@ -141,9 +141,7 @@ NOT_EXPRESSED = {
 # wrong, or (the plan value it applies to, what is wrong). Shown as "DIFFERS (TODO …)" without failing; clear an entry when the emission is
 # fixed (a row that became equal says so in the output, so stale entries are visible).
 EMISSION_TODO = {
-    ("megatron", "model.vocab"): "--make-vocab-size-divisible-by 1: Megatron pads to the tensor size, not the declared vocabulary",
-    ("megatron", "model.params"): "follows model.vocab's padding",
-    ("megatron", "--rotary-base"): "Megatron-LM's --rotary-base is an int (type=int in megatron/training/arguments.py); kiln writes 500000.0",
+    ("megatron", "--rotary-base"): "Megatron-LM's --rotary-base is an int (type=int in megatron/training/arguments.py); kiln writes a float (e.g. 500000.0), which the parser refuses",
     ("megatron", "schedule.eval_tokens"): "--eval-iters counts whole global batches (1 iteration = global batch × seq len tokens), more than the plan's eval tokens; needs a K-E001 or eval tokens in whole batches",
     ("torchtitan", "parallel.recompute"): ("selective", "kiln's selective recompute emits no activation checkpointing"),
 }
@@ -855,7 +853,10 @@ def validate_torchtitan(directory, r, warnings):
         layout_rows(rt, plan, layout)
         # The schedule, data, tokenizer, checkpoints, evaluation and seed.
         lr = cfg.lr_scheduler
-        kind = "wsd" if lr.decay_ratio else "constant" if lr.min_lr_factor == 1 else lr.decay_type
+        if lr.decay_ratio == 0 or lr.min_lr_factor == 1:
+            kind = N("constant", f"decay_ratio {lr.decay_ratio}, min_lr_factor {lr.min_lr_factor}: no decay")
+        else:
+            kind = "wsd" if lr.decay_ratio else lr.decay_type
         lr_rows(rt, phase, kind, t.steps)
         opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=kwargs["lr"])
         with quiet():
@@ -1199,12 +1200,20 @@ def validate_megatron(directory, r, warnings):
             margs.get_device_arch_version = lambda: arch
             args.rank, args.world_size = 0, world
             args._is_global_batch_size_explicitly_specified = True
+            saved = {k: os.environ.get(k) for k in exports}
+            os.environ.update(exports)  # the script's exports, which validate_args reads
             try:
                 with quiet():
                     margs.validate_args(args, {})
             except BaseException as e:  # noqa: BLE001 - asserts
                 r.fail(f"{label}: Megatron-LM's validate_args stops: {type(e).__name__}: {e}")
                 continue
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
             r.ok(f"{label}: Megatron-LM's validate_args accepts it for {world} GPUs (data-parallel size {args.data_parallel_size})")
             # Kernel choices that need Transformer Engine (not installed here; no value of
             # the plan depends on them) are turned off, as Megatron-LM itself does without TE.
@@ -1370,7 +1379,10 @@ def validate_megatron(directory, r, warnings):
             fields = {"peak": args.lr, "warmup_steps": args.lr_warmup_iters}
             if lr["kind"] == "cosine":
                 fields["final"] = args.min_lr
-        lr_rows(rt, phase, styles.get(args.lr_decay_style, args.lr_decay_style), args.train_iters, fields)
+        style = styles.get(args.lr_decay_style, args.lr_decay_style)
+        if args.lr == args.min_lr and style in ("linear", "cosine"):
+            style = N("constant", f"--lr-decay-style {args.lr_decay_style} from --lr to an equal --min-lr")
+        lr_rows(rt, phase, style, args.train_iters, fields)
         data = args.data_path or []
         rt.row(
             "phase.mix",
@@ -1655,7 +1667,9 @@ def main():
                 cmd += ["--warnings", f"{e}={warning_files[e]}"]
         print(f"\n(in {venv}: {' '.join(engines)})")
         sys.stdout.flush()
-        codes.append(subprocess.run(cmd).returncode)
+        # Without this process's one-process group (its MASTER_PORT is taken).
+        env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")}
+        codes.append(subprocess.run(cmd, env=env).returncode)
     return 1 if 1 in codes else max(codes, default=0) if all(c in (0, 3) for c in codes) else 1
 
 
