@@ -45,7 +45,6 @@ pub fn check(exp: &Record, setup: &Setup, a: &Analysis, out: &mut Vec<Diagnostic
     precision(setup, here("precision"), out);
     super::offload::check(exp, setup, out);
     super::cluster::check_times(exp, a, out);
-    super::cluster::check_times(exp, a, out);
     // The memory model's validated band (stdlib/fitted.json): a layout that fits by less
     // than the band is a warning, with the changes that leave the band free.
     let band = crate::analyse::time::fitted().memory.relative;
