@@ -216,6 +216,7 @@ pub fn engine_sbatch(
         experiment => plan.experiment.name,
         phase => phase,
         script => script,
+        sbatch_file => format!("{}.sbatch", script.rsplit_once('.').map_or(script, |(stem, _)| stem)),
         function => engine_ctx.get_attr("function").ok().filter(|f| !f.is_undefined()),
         module => if ext == "py" { module } else { script },
         nodes => t.nodes,
