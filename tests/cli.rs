@@ -360,3 +360,47 @@ fn megatron_gets_the_declared_padded_vocabulary() {
         "{divisor} × {tensor}"
     );
 }
+
+/// Korthikanti's `recompute = selective` has no torchtitan spelling: the emitted config has
+/// no activation checkpointing (FlexAttention keeps no scores to drop), and K-E001 says so
+/// instead of dropping it silently; `selective_op` becomes SelectiveAC.
+#[test]
+fn torchtitan_says_what_selective_recompute_becomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::root().join("experiments/tiny.kiln")).unwrap();
+    for (mode, config, warned) in [
+        ("selective", "activation_checkpoint=None", true),
+        ("selective_op", "SelectiveAC.Config()", false),
+    ] {
+        // Beside tiny.kiln, whose calibration import is relative to experiments/.
+        let file = tempfile::Builder::new()
+            .prefix(".tiny_recompute")
+            .suffix(".kiln")
+            .tempfile_in(common::root().join("experiments"))
+            .unwrap();
+        let with = text.replace(
+            "    data = auto\n",
+            &format!("    data = auto\n    recompute = {mode}\n"),
+        );
+        assert!(with.contains(&format!("recompute = {mode}")));
+        std::fs::write(file.path(), with).unwrap();
+        let out = dir.path().join(mode);
+        let emit = kiln(&[
+            "emit",
+            file.path().to_str().unwrap(),
+            "--target",
+            "torchtitan",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(emit.status.success(), "{}", stderr(&emit));
+        assert_eq!(
+            stderr(&emit).contains("cannot express `recompute = selective`"),
+            warned,
+            "{}",
+            stderr(&emit)
+        );
+        let config_text = std::fs::read_to_string(out.join("torchtitan_main.py")).unwrap();
+        assert!(config_text.contains(config), "{mode}: no {config}");
+    }
+}

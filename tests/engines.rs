@@ -14,7 +14,6 @@ use std::process::Command;
 /// which cannot be allowed).
 const REFUSED: &[(&str, &str, &str)] = &[
     ("llama3_405b", "deepspeed", "K-E002"),
-    ("llama3_405b", "torchtitan", "K-M001"),
 ];
 
 /// For tiny, llama3_8b, llama3_405b and gpt3_175b: every target is emitted (its K-E001

@@ -117,7 +117,7 @@ NOT_EXPRESSED = {
         "model.params": (r"cannot express (the `\w+` activation|`layernorm` normalization|`\w+` positions|biases)", "torchtitan builds Llama 3's architecture"),
         "precision": (r"cannot express fp16 mixed precision", "torchtitan trains in bf16 or fp32"),
         "parallel.zero": (r"cannot express ZeRO stage 1", "FSDP shards parameters and gradients too"),
-        "parallel.recompute": (r"cannot express `\w+` activation recomputation", "torchtitan's activation checkpointing is selective by op or full"),
+        "parallel.recompute": (r"cannot express (`\w+` activation recomputation|`recompute = selective`)", "torchtitan's activation checkpointing is selective by op or full; Korthikanti's selective is none under FlexAttention"),
         "schedule.eval_tokens": (r"cannot express evaluation on the mix steps' held-out tokens", "torchtitan's validator reads a registered dataset"),
         "schedule.eval_every_steps": (r"cannot express evaluation on the mix steps' held-out tokens", "the validator is left off"),
         "topology.stage_layers": (r"cannot express (uneven|the pipeline split)", "torchtitan splits the pipeline itself"),
@@ -131,6 +131,7 @@ NOT_EXPRESSED = {
         "schedule.checkpoint_keep": (r"cannot express keeping only the last \d+ checkpoints", "Megatron-LM keeps every checkpoint"),
         "model.position": (r"cannot express `\w+` positions", "Megatron-LM's position types"),
         "model.activation": (r"cannot express the `\w+` activation", "Megatron-LM's activations"),
+        "schedule.eval_tokens": (r"cannot express evaluating on \S+ tokens", "Megatron-LM evaluates whole global batches (--eval-iters)"),
     },
     "kubernetes": {
         "step.after": (r"cannot express dependencies between steps", "Jobs start together; the order is annotated (kiln.dev/after) for a controller"),
@@ -141,9 +142,6 @@ NOT_EXPRESSED = {
 # wrong, or (the plan value it applies to, what is wrong). Shown as "DIFFERS (TODO …)" without failing; clear an entry when the emission is
 # fixed (a row that became equal says so in the output, so stale entries are visible).
 EMISSION_TODO = {
-    ("megatron", "--rotary-base"): "Megatron-LM's --rotary-base is an int (type=int in megatron/training/arguments.py); kiln writes a float (e.g. 500000.0), which the parser refuses",
-    ("megatron", "schedule.eval_tokens"): "--eval-iters counts whole global batches (1 iteration = global batch × seq len tokens), more than the plan's eval tokens; needs a K-E001 or eval tokens in whole batches",
-    ("torchtitan", "parallel.recompute"): ("selective", "kiln's selective recompute emits no activation checkpointing"),
 }
 
 MISSING = object()  # a field the plan does not hold (yet)

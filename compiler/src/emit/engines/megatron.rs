@@ -361,6 +361,23 @@ pub fn megatron(
         // from a --split of each source, so the split is the ratio of the two.
         let batch_tokens = sched.global_batch * sched.seq_len;
         let eval_iters = (sched.eval_tokens / batch_tokens as f64).ceil().max(1.0) as u64;
+        if (eval_iters * batch_tokens) as f64 != sched.eval_tokens {
+            d.say(
+                format!(
+                    "evaluating on {} tokens",
+                    crate::units::show(sched.eval_tokens, crate::units::Dim::Tokens)
+                ),
+                format!(
+                    "Megatron-LM evaluates whole global batches (--eval-iters); emitted \
+                     --eval-iters {eval_iters}, {} tokens per evaluation",
+                    crate::units::show(
+                        (eval_iters * batch_tokens) as f64,
+                        crate::units::Dim::Tokens
+                    )
+                ),
+                "eval",
+            );
+        }
         let evaluations = end / sched.eval_every_steps.max(1) + 1;
         let valid_tokens = eval_iters * batch_tokens * evaluations;
         let train_tokens = end * batch_tokens;
