@@ -485,6 +485,8 @@ fn the_engine_sbatch_scripts_launch_torchrun_on_every_node_and_resume() {
         if target == "megatron" {
             lint(&out_dir.join(format!("{script}.sh")));
         }
+        // Slurm opens the job's --output file (logs/…) before the job starts.
+        std::fs::create_dir_all(out_dir.join("logs")).unwrap();
         let record = dir.path().join(format!("record-{target}"));
         std::fs::create_dir_all(&record).unwrap();
         // The site's account does not exist on the test cluster, which has no accounting:
