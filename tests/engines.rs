@@ -12,9 +12,7 @@ use std::process::Command;
 /// The DeepSpeed pipeline with ZeRO 2 is DeepSpeed's own start-up refusal (K-E002); the
 /// published 405B layout does not fit torchtitan's memory as kiln predicts it (K-M001,
 /// which cannot be allowed).
-const REFUSED: &[(&str, &str, &str)] = &[
-    ("llama3_405b", "deepspeed", "K-E002"),
-];
+const REFUSED: &[(&str, &str, &str)] = &[("llama3_405b", "deepspeed", "K-E002")];
 
 /// For tiny, llama3_8b, llama3_405b and gpt3_175b: every target is emitted (its K-E001
 /// warnings kept), and validate.py prints a round-trip table per engine and phase (field |

@@ -173,6 +173,7 @@ pub fn plan_with(sources: Value, steps: Vec<Value>) -> Value {
         "predictions": {"tokens_per_s": null, "step_time_s": null, "memory_per_gpu_bytes": null,
                         "mfu": null, "data_bytes_per_step": null, "state_bytes": null},
         "analysis": null,
+        "scheduler": {"max_job_seconds": null, "account": null, "partition": null, "qos": null},
         "topology": {"world": 1, "nodes": 1, "gpus_per_node": 1, "tensor": 1, "context": 1,
                      "data": 1, "pipeline": 1, "virtual_stages": 1, "stage_layers": [1],
                      "ranks": [{"rank": 0, "node": 0, "local_rank": 0, "tensor": 0, "context": 0,

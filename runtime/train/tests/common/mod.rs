@@ -192,6 +192,7 @@ pub fn plan_json(def: &RunDef) -> Value {
         "predictions": {"tokens_per_s": null, "step_time_s": null, "memory_per_gpu_bytes": null,
                         "mfu": null, "data_bytes_per_step": null, "state_bytes": null},
         "analysis": {"throughput": null},
+        "scheduler": {"max_job_seconds": null, "account": null, "partition": null, "qos": null},
         "topology": {
             "world": 2, "nodes": 1, "gpus_per_node": 2, "tensor": 1, "context": 1, "data": 2,
             "pipeline": 1, "virtual_stages": 1, "stage_layers": [layers],
