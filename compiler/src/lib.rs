@@ -75,19 +75,28 @@ pub fn check_paths(
     check_paths_for(paths, loader, allow, None)
 }
 
-/// Checks files on disk for `engine` (`kiln check --target`, `kiln emit --target`): its
-/// start-up rules (K-E002, K-E003) and its predictions, whatever the files declare.
+/// Checks files on disk for `engine` (`kiln check --target`): its start-up rules (K-E002,
+/// K-E003) and its predictions, whatever the files declare.
 pub fn check_paths_for(
     paths: &[PathBuf],
     loader: &dyn SourceLoader,
     allow: &[String],
     engine: Option<analyse::engine::Engine>,
 ) -> Result<Checked, String> {
+    check_paths_with(paths, loader, allow, engine, true)
+}
+
+/// Checks files on disk, for `engine`'s start-up rules when one is given, and for its
+/// predictions too when `predict`.
+fn check_paths_with(
+    paths: &[PathBuf],
+    loader: &dyn SourceLoader,
+    allow: &[String],
+    engine: Option<analyse::engine::Engine>,
+    predict: bool,
+) -> Result<Checked, String> {
     let (program, diags) = load::load(paths, loader)?;
-    let target = engine.map(|engine| Target {
-        engine,
-        predict: true,
-    });
+    let target = engine.map(|engine| Target { engine, predict });
     Ok(compile(program, diags, loader, allow, target))
 }
 
@@ -254,12 +263,7 @@ pub fn plan_paths_for(
 ) -> Result<(Checked, Vec<(String, plan::RunPlan)>), String> {
     // The target's start-up rules; the file's engine's memory and time checks (the plan
     // carries the target's predictions).
-    let (program, diags) = load::load(paths, loader)?;
-    let target = engine.map(|engine| Target {
-        engine,
-        predict: false,
-    });
-    let mut checked = compile(program, diags, loader, allow, target);
+    let mut checked = check_paths_with(paths, loader, allow, engine, false)?;
     let mut plans = Vec::new();
     if checked.errors() > 0 {
         return Ok((checked, plans));
