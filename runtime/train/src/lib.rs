@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod collective;
 pub mod data;
 pub mod error;
+pub mod hf;
 pub mod metrics;
 pub mod model;
 pub mod nccl;
