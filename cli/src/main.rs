@@ -137,6 +137,10 @@ enum Command {
         /// Run the training steps as this many ranks under mpirun (at least 1).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         ranks: Option<u32>,
+        /// Run only up to these steps: a step's name (`train.scorer.ref`) or its kind
+        /// (`quality_filter`: every source's), and the steps they read from.
+        #[arg(long, value_name = "STEP")]
+        until: Option<String>,
         #[arg(long, value_name = "CODE")]
         allow: Vec<String>,
     },
@@ -277,8 +281,9 @@ fn main() -> ExitCode {
             file,
             out,
             ranks,
+            until,
             allow,
-        } => run(&file, out.as_deref(), ranks, &allow),
+        } => run(&file, out.as_deref(), ranks, until.as_deref(), &allow),
         Command::Calibrate {
             output,
             device,
@@ -803,6 +808,7 @@ fn run(
     file: &std::path::Path,
     out: Option<&std::path::Path>,
     ranks: Option<u32>,
+    until: Option<&str>,
     allow: &[String],
 ) -> Outcome {
     let plan_json = if file.extension().is_some_and(|e| e == "json") {
@@ -837,5 +843,5 @@ fn run(
     } else {
         run::project_root(file)
     };
-    run::run(&plan_json, &out, &source_root, ranks)
+    run::run(&plan_json, &out, &source_root, ranks, until)
 }

@@ -27,16 +27,28 @@ fn no_worker() -> Failure {
 /// step's own command (its program, `kiln-worker`, found beside kiln), one process, or for a
 /// training step one per rank under kiln-plan's launcher. `source_root` is the directory the
 /// sources' relative paths start from (the project).
-pub fn run(plan_json: &str, out: &Path, source_root: &Path, ranks: Option<u32>) -> Outcome {
+/// With `until`, only the steps it names (a step's name, or the part before its first
+/// `.`: `quality_filter` is every `quality_filter.SOURCE`) and the steps they read from.
+pub fn run(
+    plan_json: &str,
+    out: &Path,
+    source_root: &Path,
+    ranks: Option<u32>,
+    until: Option<&str>,
+) -> Outcome {
     let plan = kiln_plan::RunPlan::<serde_json::Value>::from_json(plan_json)
         .map_err(|e| Failure::unusable(format!("{e}")))?;
+    let selected = match until {
+        None => plan.steps.iter().map(|s| s.id.as_str()).collect(),
+        Some(name) => steps_until(&plan.steps, name)?,
+    };
     let worker = find_worker().ok_or_else(no_worker)?;
     std::fs::create_dir_all(out)
         .and_then(|_| write_atomic(&out.join(kiln_plan::PLAN_FILE), plan_json))
         .map_err(|e| {
             Failure::unusable(format!("cannot write the plan to `{}`: {e}", out.display()))
         })?;
-    for step in &plan.steps {
+    for step in plan.steps.iter().filter(|s| selected.contains(s.id.as_str())) {
         let output = step
             .output()
             .map_err(|e| Failure::unusable(e.to_string()))?;
@@ -103,13 +115,54 @@ pub fn run(plan_json: &str, out: &Path, source_root: &Path, ranks: Option<u32>) 
             }
         }
     }
-    eprintln!(
-        "kiln: all {} steps of {} are done in {}",
-        plan.steps.len(),
-        plan.experiment.name,
-        out.display()
-    );
+    match until {
+        None => eprintln!(
+            "kiln: all {} steps of {} are done in {}",
+            plan.steps.len(),
+            plan.experiment.name,
+            out.display()
+        ),
+        Some(name) => eprintln!(
+            "kiln: the {} steps up to {name} of {} are done in {}",
+            selected.len(),
+            plan.experiment.name,
+            out.display()
+        ),
+    }
     Ok(())
+}
+
+/// The ids of the steps named by `name` (whole name, or the part before the first `.`)
+/// and of every step they read from, transitively.
+pub fn steps_until<'a>(
+    steps: &'a [kiln_plan::Step],
+    name: &str,
+) -> Result<std::collections::BTreeSet<&'a str>, Failure> {
+    let targets: Vec<&kiln_plan::Step> = steps
+        .iter()
+        .filter(|s| s.name == name || s.name.split('.').next() == Some(name))
+        .collect();
+    if targets.is_empty() {
+        let mut names: Vec<&str> = steps
+            .iter()
+            .map(|s| s.name.split('.').next().unwrap_or(&s.name))
+            .collect();
+        names.dedup();
+        return Err(Failure::refused(format!(
+            "no step of the plan is called `{name}`; its steps are {}",
+            names.join(", ")
+        )));
+    }
+    let mut selected = std::collections::BTreeSet::new();
+    let mut stack: Vec<&str> = targets.iter().map(|s| s.id.as_str()).collect();
+    while let Some(id) = stack.pop() {
+        if selected.insert(id) {
+            if let Some(step) = steps.iter().find(|s| s.id == id) {
+                stack.extend(step.inputs.iter().map(String::as_str));
+            }
+        }
+    }
+    Ok(selected)
 }
 
 /// Writes a file whole through kiln's safe-write rule (kiln-fsio).

@@ -214,6 +214,14 @@ codes! {
         what "The cluster's `max_job_time` is under 5 minutes, or the experiment's checkpoints (`checkpoint.every` × the predicted step time) are further apart than a job."
         why "Short jobs spend much of their time starting, loading and checkpointing. A job that ends without its warning (a node failure, a missed signal) resumes from the last periodic checkpoint, and torchtitan, which cannot checkpoint on a signal, resumes only from those: checkpoints further apart than a job lose a whole job's work, or make no progress at all."
         example "cluster = dgx_h100_pod { nodes = 8, max_job_time = 2min }";
+    UNKNOWN_ENTRY = "K-C022" "unknown-entry" Error
+        what "A field that names an entry of the experiment (`classifier.scorer`, `likelihood_ratio.general`, a scorer's `source`, `kl.reference`) names none that is declared."
+        why "The plan's steps would read a scorer or a source that does not exist; the help suggests the nearest declared name."
+        example "quality { classifier { scorer = reff, keep = 70% } } with scorer ref { … }";
+    QUALITY_MODEL = "K-C023" "quality-model" Error
+        what "The model-based filter or its scorer is incomplete or contradictory: a classifier without `scorer`, with both or neither of `keep` and `threshold`; a scorer with none or several of `model` (trained here, with `source`, `tokens` and `lr`), `hf` and `checkpoint`; a trained scorer whose learning rate is `linear` without `from`, or whose sequence length does not divide the batch; a likelihood ratio of a scorer against itself; a KL rule with both `max` and `max_nats`."
+        why "Each of these leaves a step of the chain (train the scorer, score the sample, train the classifier, filter) without what it needs, which the runtime would find only after the earlier steps have run."
+        example "quality { classifier { keep = 70% } }  # no scorer";
     UNDER_TRAINED = "K-S001" "under-trained" Warning
         what "Fewer tokens per parameter than the objective's optimum, by enough to cost more than 0.01 nats of predicted loss: against the compute-optimal N and D of the chosen law (Besiroglu et al. 2024's refit of Hoffmann et al. 2022 by default, about 20 tokens per parameter) for `chinchilla` and `fixed`, against Sardana et al.'s optimum for `inference_aware`."
         why "For the same compute, a smaller model on more tokens reaches a lower loss; the help gives that N and D and the loss difference."

@@ -509,6 +509,9 @@ impl<'p> Resolver<'p> {
                 self.unknown_option(field, name, options.iter().copied(), expr.span);
                 None
             }
+            (Ty::Name(_), ExprKind::Path(path)) if path.len() == 1 => {
+                Some(Value::Sym(path[0].name.clone()))
+            }
             (Ty::Variant(variants), ExprKind::Path(path)) if path.len() == 1 => {
                 let v = self.variant(variants, &path[0].name, field, expr.span)?;
                 let mut record = Record {

@@ -38,6 +38,9 @@ pub enum Ty {
     /// A block with its own fields (`parallel { … }`).
     Block(&'static [FieldSpec]),
     List(&'static Ty),
+    /// The name of an entry the experiment declares, written bare (`sotu` for a `source
+    /// sotu { … }`); the checks look it up (K-C022).
+    Name(&'static str),
 }
 
 impl Ty {
@@ -66,6 +69,7 @@ impl Ty {
             ),
             Ty::Block(_) => "a block `{ … }`".into(),
             Ty::List(t) => format!("a list of {}", t.describe()),
+            Ty::Name(kind) => format!("the name of a declared {kind}"),
         }
     }
 }
@@ -310,6 +314,23 @@ pub const SOURCE_ENTRY: KindSpec = KindSpec {
     free_keys: None,
 };
 
+/// A language model that scores documents: trained by the plan (`model` on `source` for
+/// `tokens` at `lr`), a Hugging Face directory (`hf`) or a kiln training output
+/// (`checkpoint`).
+pub const SCORER_ENTRY: KindSpec = KindSpec {
+    name: "scorer",
+    fields: &[
+        f("model", Ty::Preset(&MODEL), Optional),
+        f("source", Ty::Name("source"), Optional),
+        f("tokens", TOKENS, Optional),
+        f("lr", Ty::Variant(LR), Optional),
+        f("hf", Ty::Str, Optional),
+        f("checkpoint", Ty::Str, Optional),
+    ],
+    named: &[],
+    free_keys: None,
+};
+
 const WARMUP: FieldSpec = f("warmup", STEPS, Value(Const::Num(0.0)));
 
 /// Learning-rate schedules of a phase.
@@ -501,11 +522,83 @@ pub const QUALITY: &[FieldSpec] = &[
     f("gopher_repetition", Ty::Block(GOPHER_REPETITION), Optional),
     f("c4", Ty::Block(C4), Optional),
     f("fineweb", Ty::Block(FINEWEB), Optional),
+    f("classifier", Ty::Block(CLASSIFIER), Optional),
+    f("kl", Ty::Block(KL), Optional),
+];
+
+/// How a scorer turns a document into a number (higher is better).
+pub const SCORE_METHOD: &[VariantSpec] = &[
+    // Minus the document's mean loss under the scorer (Wenzek et al. 2020, CCNet).
+    VariantSpec {
+        name: "perplexity",
+        fields: &[],
+    },
+    // A general model's loss minus the scorer's (Moore & Lewis 2010; Xie et al. 2023).
+    VariantSpec {
+        name: "likelihood_ratio",
+        fields: &[f("general", Ty::Name("scorer"), Required)],
+    },
+    // An instruct model grades the document (FineWeb-Edu: Penedo et al. 2024, 0–5).
+    VariantSpec {
+        name: "rating",
+        fields: &[
+            f("prompt", Ty::Str, Required),
+            f("scale", COUNT, Value(Const::Num(5.0))),
+            f("max_new_tokens", COUNT, Value(Const::Num(8.0))),
+        ],
+    },
+];
+
+/// What the classifier learns from the scores.
+pub const CLASSIFIER_LABELS: &[VariantSpec] = &[
+    VariantSpec {
+        name: "regression",
+        fields: &[],
+    },
+    // The top fraction of the sample by score is "good" (DCLM's fastText labels, Li et
+    // al. 2024); half by default (assumption).
+    VariantSpec {
+        name: "top",
+        fields: &[f("fraction", FRACTION, Value(Const::Num(0.5)))],
+    },
+];
+
+/// The model-based filter: a scorer rates a sample, a classifier learns the ratings and
+/// filters every document.
+pub const CLASSIFIER: &[FieldSpec] = &[
+    f("scorer", Ty::Name("scorer"), Optional),
     f(
-        "classifier",
-        Ty::Block(&[f("threshold", REAL, Required)]),
-        Optional,
+        "method",
+        Ty::Variant(SCORE_METHOD),
+        Value(Const::Sym("perplexity")),
     ),
+    // Documents sampled and scored per source (assumption: enough for the classifier's
+    // held-out metrics to mean something at demo scale).
+    f("sample", COUNT, Value(Const::Num(2000.0))),
+    f(
+        "labels",
+        Ty::Variant(CLASSIFIER_LABELS),
+        Value(Const::Sym("top")),
+    ),
+    // Keep this fraction of documents (the threshold is the classifier score's quantile on
+    // the sample), or every document scoring at least `threshold`.
+    f("keep", FRACTION, Optional),
+    f("threshold", REAL, Optional),
+    // Tokens of each document the scorer reads; absent: its model's sequence length.
+    f("max_tokens", COUNT, Optional),
+    f("batch_docs", COUNT, Value(Const::Num(16.0))),
+];
+
+/// The KL threshold as a quantile of the reference documents' own divergence.
+pub const KL_QUANTILES: &[&str] = &["p50", "p90", "p95", "p99", "p999"];
+
+/// The KL-divergence rule against a reference source's word distribution.
+pub const KL: &[FieldSpec] = &[
+    f("reference", Ty::Name("source"), Required),
+    // A quantile of the held-out reference documents' KL (`p99`), or `max_nats`.
+    f("max", Ty::Enum(KL_QUANTILES), Optional),
+    f("max_nats", Ty::Num(Dim::Count, NonNegative), Optional),
+    f("smoothing", POSITIVE, Value(Const::Num(1.0))),
 ];
 
 /// How often the runtime saves a checkpoint, and how many it keeps.
@@ -629,7 +722,7 @@ pub const EXPERIMENT: KindSpec = KindSpec {
         f("allow", Ty::List(&Ty::Str), Value(Const::Empty)),
         f("world", COUNT, Derived),
     ],
-    named: &[&SOURCE_ENTRY, &PHASE_ENTRY],
+    named: &[&SOURCE_ENTRY, &PHASE_ENTRY, &SCORER_ENTRY],
     free_keys: None,
 };
 

@@ -232,19 +232,115 @@ pub struct NearDedupSpec {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct QualitySpec {
     pub heuristics: Vec<String>,
-    pub classifier_threshold: Option<f64>,
     /// Declared thresholds by family (`gopher_quality`, `gopher_repetition`, `c4`,
     /// `fineweb`), with the runtime's field names; a family listed here is on.
     pub thresholds: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// The model-based filter: a classifier trained on a scorer's scores of a sample
+    /// (the plan's `train_classifier` step); `null` when off.
+    pub classifier: Option<ClassifierSpec>,
+    /// The KL-divergence rule against a reference source's word distribution (the plan's
+    /// `kl_reference` step); `null` when off.
+    pub kl: Option<KlSpec>,
 }
 
 impl QualitySpec {
     /// Whether any filter is on (the plan then has a quality step per source).
     pub fn is_on(&self) -> bool {
         !self.heuristics.is_empty()
-            || self.classifier_threshold.is_some()
             || !self.thresholds.is_empty()
+            || self.classifier.is_some()
+            || self.kl.is_some()
     }
+}
+
+/// How the quality classifier is taught and applied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ClassifierSpec {
+    /// The scorer entry whose scores teach it.
+    pub scorer: String,
+    pub labels: ClassifierLabels,
+    pub keep: KeepRule,
+    /// Documents sampled per source and scored.
+    pub sample_docs: u64,
+}
+
+/// What the classifier learns from the scorer's scores.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ClassifierLabels {
+    /// The score itself (standardised), by least squares.
+    Regression,
+    /// Good = among the top `fraction` of the sample by score (logistic).
+    Top { fraction: f64 },
+}
+
+/// Which documents a score keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum KeepRule {
+    /// Documents whose classifier score is at least `min_score`.
+    Threshold { min_score: f64 },
+    /// The top `fraction` of documents: the threshold is the classifier's score quantile
+    /// on the scored sample (resolved by `train_classifier`).
+    Fraction { fraction: f64 },
+}
+
+/// The KL rule: a document is removed when `KL(p_doc ‖ p_ref)` exceeds `max`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct KlSpec {
+    /// The source whose documents make the reference distribution.
+    pub reference: String,
+    pub max: KlMax,
+    /// Additive smoothing α of the reference distribution.
+    pub smoothing: f64,
+}
+
+/// The KL threshold: in nats, or as a quantile of the held-out reference documents' own KL.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum KlMax {
+    Nats { nats: f64 },
+    Quantile { quantile: f64 },
+}
+
+/// A language model that scores documents.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScorerModel {
+    /// Trained by the plan's step of this name (a `train` step among the score step's
+    /// inputs); its tokenizer is the one its mix step's sources were encoded with.
+    Trained { step: String },
+    /// A Hugging Face Llama-family directory (`config.json`, `*.safetensors`,
+    /// `tokenizer.json`), relative to the project.
+    HuggingFace { path: String },
+    /// A kiln training step's output directory (a checkpoint and the plan beside it),
+    /// relative to the project.
+    Checkpoint { path: String },
+}
+
+/// How a scorer turns a document into a number (higher is better).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScoreMethod {
+    /// Minus the document's mean loss (nats per token) under the scorer (CCNet).
+    Perplexity,
+    /// The general model's mean loss minus the scorer's (Moore & Lewis 2010; DSIR).
+    LikelihoodRatio { general: ScorerModel },
+    /// An instruct model grades the document: `prompt` with `{document}` replaced, greedy
+    /// decoding of at most `max_new_tokens`, the first integer in 0..=`scale` of the reply
+    /// (FineWeb-Edu).
+    Rating {
+        prompt: String,
+        scale: u32,
+        max_new_tokens: u32,
+    },
 }
 
 /// One value of the experiment, as `kiln check --values` prints it.

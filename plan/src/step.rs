@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use crate::schedule::PhaseSchedule;
 use crate::spec::{
-    ExactDedupSpec, ModelSpec, NearDedupSpec, OptimizerSpec, ParallelSpec, Precision, QualitySpec,
-    TokenizerKind,
+    ClassifierLabels, ExactDedupSpec, KeepRule, KlMax, ModelSpec, NearDedupSpec, OptimizerSpec,
+    ParallelSpec, Precision, QualitySpec, ScoreMethod, ScorerModel, TokenizerKind,
 };
 use crate::topology::Sizes;
 use crate::PlanError;
@@ -43,6 +43,10 @@ pub enum StepParams {
     ExactDedup(ExactDedupSpec),
     NearDedup(NearDedupSpec),
     QualityFilter(QualitySpec),
+    Sample(SampleParams),
+    Score(ScoreParams),
+    TrainClassifier(TrainClassifierParams),
+    KlReference(KlReferenceParams),
     TrainTokenizer(TokenizerParams),
     Encode(EncodeParams),
     Mix(MixParams),
@@ -57,6 +61,10 @@ pub enum StepKind {
     ExactDedup,
     NearDedup,
     QualityFilter,
+    Sample,
+    Score,
+    TrainClassifier,
+    KlReference,
     TrainTokenizer,
     Encode,
     Mix,
@@ -71,6 +79,10 @@ impl StepKind {
             StepKind::ExactDedup => "exact_dedup",
             StepKind::NearDedup => "near_dedup",
             StepKind::QualityFilter => "quality_filter",
+            StepKind::Sample => "sample",
+            StepKind::Score => "score",
+            StepKind::TrainClassifier => "train_classifier",
+            StepKind::KlReference => "kl_reference",
             StepKind::TrainTokenizer => "train_tokenizer",
             StepKind::Encode => "encode",
             StepKind::Mix => "mix",
@@ -79,9 +91,10 @@ impl StepKind {
         }
     }
 
-    /// Training and evaluation (kiln-train); the rest are data steps (kiln-data).
+    /// The steps that run a language model (kiln-train: training, evaluation, scoring);
+    /// the rest are data steps (kiln-data).
     pub fn is_training(self) -> bool {
-        matches!(self, StepKind::Train | StepKind::Evaluate)
+        matches!(self, StepKind::Train | StepKind::Evaluate | StepKind::Score)
     }
 }
 
@@ -92,6 +105,10 @@ impl StepParams {
             StepParams::ExactDedup(_) => StepKind::ExactDedup,
             StepParams::NearDedup(_) => StepKind::NearDedup,
             StepParams::QualityFilter(_) => StepKind::QualityFilter,
+            StepParams::Sample(_) => StepKind::Sample,
+            StepParams::Score(_) => StepKind::Score,
+            StepParams::TrainClassifier(_) => StepKind::TrainClassifier,
+            StepParams::KlReference(_) => StepKind::KlReference,
             StepParams::TrainTokenizer(_) => StepKind::TrainTokenizer,
             StepParams::Encode(_) => StepKind::Encode,
             StepParams::Mix(_) => StepKind::Mix,
@@ -164,6 +181,57 @@ pub struct IngestParams {
     /// default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_document_bytes: Option<u64>,
+}
+
+/// `sample`: a seeded sample of a source's documents (after dedup), the same documents
+/// whatever the order or number of workers: the `docs` documents with the smallest
+/// `xxh3(seed, id)`, written in input order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SampleParams {
+    pub source: String,
+    pub docs: u64,
+    pub seed: u64,
+}
+
+/// `score`: every sampled document of a source scored by a language model. Output:
+/// `scores.jsonl`, one `{"id", "text", "score", "tokens"}` line per document in sample
+/// order (`score` null where a rating reply held no grade); resumable batch by batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ScoreParams {
+    pub source: String,
+    pub scorer: ScorerModel,
+    pub method: ScoreMethod,
+    /// Tokens of each document read (its first window; the rating prompt's document is cut
+    /// to it).
+    pub max_tokens: u64,
+    /// Documents per forward batch (and per resumable unit).
+    pub batch_docs: u64,
+}
+
+/// `train_classifier`: the fastText-style classifier trained on every source's scored
+/// sample. Output: `classifier.json` and the resolved keep threshold in the report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TrainClassifierParams {
+    pub labels: ClassifierLabels,
+    pub keep: KeepRule,
+    pub held_out_fraction: f64,
+    pub seed: u64,
+}
+
+/// `kl_reference`: the word-unigram distribution of a reference source and, for a quantile
+/// threshold, the KL of its held-out documents. Output: `reference.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct KlReferenceParams {
+    pub source: String,
+    pub max: KlMax,
+    pub smoothing: f64,
+    /// Documents held out of the distribution to measure the quantile.
+    pub held_out_fraction: f64,
+    pub seed: u64,
 }
 
 /// `train_tokenizer`: a tokenizer trained on every filtered source.

@@ -80,6 +80,15 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
         && exp
             .entries("phase")
             .all(|(_, r, _)| r.record("mix").is_some());
+    // A source that teaches a scorer or makes the KL reference is used without a mix.
+    for (_, scorer, _) in exp.entries("scorer") {
+        used.extend(scorer.sym("source"));
+    }
+    used.extend(
+        exp.record("quality")
+            .and_then(|q| q.record("kl"))
+            .and_then(|k| k.sym("reference")),
+    );
     for (name, _, span) in exp.entries("source") {
         if !used.contains(name.as_str()) && mixes_known {
             out.push(
@@ -89,7 +98,8 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
                 )
                 .at(span, "declared but never mixed")
                 .help(format!(
-                    "add `{name} = …%` to a phase's mix, or remove the source"
+                    "add `{name} = …%` to a phase's mix, name it as a scorer's or the KL \
+                     rule's source, or remove the source"
                 )),
             );
         }

@@ -14,6 +14,7 @@ mod model;
 mod offload;
 pub mod perf;
 mod phases;
+mod quality;
 mod topology;
 mod vocab;
 
@@ -34,6 +35,7 @@ pub fn check(kind: &str, record: &Record, out: &mut Vec<Diagnostic>) {
             cluster::check(record, out);
             vocab::check(record, out);
             limits::check(record, out);
+            quality::check(record, out);
             if let Some(law) = record.record("law") {
                 law::check(law, out);
             }

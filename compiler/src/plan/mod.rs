@@ -10,8 +10,9 @@ use crate::analyse::Analysis;
 use crate::ir::{Record, Resolved, Value};
 use graph::Draft;
 use kiln_plan::step::{
-    CheckpointParams, EncodeParams, EvaluateParams, IngestParams, MixParams, Resources, Step,
-    StepParams, TokenizerParams, TrainParams,
+    CheckpointParams, EncodeParams, EvaluateParams, IngestParams, KlReferenceParams, MixParams,
+    Resources, SampleParams, ScoreParams, Step, StepParams, TokenizerParams,
+    TrainClassifierParams, TrainParams,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -20,6 +21,9 @@ pub use kiln_plan::spec::{
     Activation, DedupSpec, ExactDedupSpec, ExperimentSpec, ModelSpec, NearDedupSpec, Norm,
     OptimizerKind, OptimizerSpec, ParallelSpec, PlanValue, Position, Precision, QualitySpec,
     Recompute, SourceSpec, TokenizerKind, TokenizerSpec, Unit,
+};
+use kiln_plan::spec::{
+    ClassifierLabels, ClassifierSpec, KeepRule, KlMax, KlSpec, ScoreMethod, ScorerModel,
 };
 pub use kiln_plan::{Predictions, PLAN_VERSION};
 
@@ -57,7 +61,7 @@ pub fn lower(exp: &Resolved, setup: &Setup, analysis: &Analysis) -> Option<RunPl
         .collect::<Option<Vec<u32>>>()?;
     let topology = topology::place(layout, stage_layers);
     let schedule = schedule::build(r, setup, analysis)?;
-    let steps = steps(&spec, setup, &schedule)?;
+    let steps = steps(r, &spec, setup, &schedule)?;
     Some(RunPlan {
         version: PLAN_VERSION,
         experiment: spec,
@@ -104,26 +108,7 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
     Some(ExperimentSpec {
         name: exp.name.clone(),
         seed: n(r, "seed")?,
-        model: ModelSpec {
-            layers: n(m, "layers")?,
-            hidden: n(m, "hidden")?,
-            ffn_hidden: n(m, "ffn_hidden")?,
-            heads: n(m, "heads")?,
-            kv_heads: n(m, "kv_heads")?,
-            head_dim: n(m, "head_dim")?,
-            vocab: n(m, "vocab")?,
-            seq_len: n(m, "seq_len")?,
-            tied_embeddings: m.bool("tied_embeddings")?,
-            activation: symbol(m, "activation")?,
-            norm: symbol(m, "norm")?,
-            position: symbol(m, "position")?,
-            bias: m.bool("bias")?,
-            dropout: m.num("dropout")?,
-            rope_base: m.num("rope_base")?,
-            norm_eps: m.num("norm_eps")?,
-            init_std: m.num("init_std")?,
-            params: schedule::whole(setup.params.total)?,
-        },
+        model: model_spec(m, setup.params.total)?,
         optimizer: OptimizerSpec {
             kind: symbol_of(&opt.kind)?,
             beta1: opt.num("beta1")?,
@@ -193,9 +178,10 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
                     .collect(),
                 _ => Vec::new(),
             },
-            classifier_threshold: quality
+            classifier: quality
                 .and_then(|q| q.record("classifier"))
-                .and_then(|c| c.num("threshold")),
+                .and_then(classifier_spec),
+            kl: quality.and_then(|q| q.record("kl")).and_then(kl_spec),
             thresholds: crate::schema::QUALITY_FAMILIES
                 .iter()
                 .filter_map(|(family, _)| {
@@ -219,6 +205,74 @@ fn experiment_spec(exp: &Resolved, setup: &Setup) -> Option<ExperimentSpec> {
         gpu: setup.hardware.gpu.clone(),
         values: values(r),
     })
+}
+
+/// A model record's shape as the plan's `ModelSpec`, with its parameter count.
+fn model_spec(m: &Record, params: f64) -> Option<ModelSpec> {
+    let n = |f: &str| m.num(f).and_then(schedule::whole);
+    Some(ModelSpec {
+        layers: n("layers")?,
+        hidden: n("hidden")?,
+        ffn_hidden: n("ffn_hidden")?,
+        heads: n("heads")?,
+        kv_heads: n("kv_heads")?,
+        head_dim: n("head_dim")?,
+        vocab: n("vocab")?,
+        seq_len: n("seq_len")?,
+        tied_embeddings: m.bool("tied_embeddings")?,
+        activation: symbol(m, "activation")?,
+        norm: symbol(m, "norm")?,
+        position: symbol(m, "position")?,
+        bias: m.bool("bias")?,
+        dropout: m.num("dropout")?,
+        rope_base: m.num("rope_base")?,
+        norm_eps: m.num("norm_eps")?,
+        init_std: m.num("init_std")?,
+        params: schedule::whole(params)?,
+    })
+}
+
+/// `quality.classifier` (checked by K-C022/K-C023: a scorer is named, one of `keep` and
+/// `threshold`).
+fn classifier_spec(c: &Record) -> Option<ClassifierSpec> {
+    let labels = c.record("labels")?;
+    Some(ClassifierSpec {
+        scorer: c.sym("scorer")?.to_string(),
+        labels: match labels.kind.as_str() {
+            "regression" => ClassifierLabels::Regression,
+            _ => ClassifierLabels::Top {
+                fraction: labels.num("fraction")?,
+            },
+        },
+        keep: match (c.num("keep"), c.num("threshold")) {
+            (Some(fraction), _) => KeepRule::Fraction { fraction },
+            (None, Some(min_score)) => KeepRule::Threshold { min_score },
+            (None, None) => return None,
+        },
+        sample_docs: c.num("sample").and_then(schedule::whole)?,
+    })
+}
+
+/// `quality.kl`: a quantile (`max = p99`, the default) or `max_nats`.
+fn kl_spec(k: &Record) -> Option<KlSpec> {
+    let max = match (k.num("max_nats"), k.sym("max")) {
+        (Some(nats), _) => KlMax::Nats { nats },
+        (None, q) => KlMax::Quantile {
+            quantile: quantile_of(q.unwrap_or("p99"))?,
+        },
+    };
+    Some(KlSpec {
+        reference: k.sym("reference")?.to_string(),
+        max,
+        smoothing: k.num("smoothing")?,
+    })
+}
+
+/// `p99` → 0.99, `p999` → 0.999.
+fn quantile_of(name: &str) -> Option<f64> {
+    let digits = name.strip_prefix('p')?;
+    let v: f64 = digits.parse().ok()?;
+    Some(v / 10f64.powi(digits.len() as i32))
 }
 
 /// A symbol of the record as the plan's enum of that name (the schema allows no other).
@@ -287,7 +341,12 @@ fn values(record: &Record) -> Vec<PlanValue> {
 /// The step graph: per source ingest → exact dedup → near dedup → quality filter; the
 /// tokenizer trained on every filtered source; encoding per source; a mix and a training
 /// step per phase (each resuming from the one before); evaluation.
-fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) -> Option<Vec<Step>> {
+fn steps(
+    r: &Record,
+    spec: &ExperimentSpec,
+    setup: &Setup,
+    schedule: &schedule::Schedule,
+) -> Option<Vec<Step>> {
     let mut drafts: Vec<Draft> = Vec::new();
     // Training and evaluation take one accelerator per rank, none on a CPU device.
     let gpus_per_rank = if setup.hardware.arch == "cpu" { 0 } else { 1 };
@@ -310,7 +369,7 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
         });
         drafts.len() - 1
     };
-    let mut filtered: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut deduped: BTreeMap<&str, usize> = BTreeMap::new();
     for s in &spec.sources {
         let mut last = add(
             &mut drafts,
@@ -342,16 +401,203 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
                 cpu(1),
             );
         }
+        deduped.insert(&s.name, last);
+    }
+    // Scorers the plan trains, each on its source with its own tokenizer (the main
+    // tokenizer is trained on filtered text, which the scorer decides).
+    let gpus = gpus_per_rank;
+    let mut trained_scorers: BTreeMap<String, usize> = BTreeMap::new();
+    for (name, sc, _) in r.entries("scorer") {
+        let (Some(m), Some(source)) = (sc.record("model"), sc.sym("source")) else {
+            continue;
+        };
+        let model = model_spec(m, crate::model::ModelShape::from_record(m)?.params().total)?;
+        let tokenizer = spec.tokenizer.as_ref()?;
+        let docs = *deduped.get(source)?;
+        let tok = add(
+            &mut drafts,
+            format!("train_tokenizer.scorer.{name}"),
+            vec![docs],
+            StepParams::TrainTokenizer(TokenizerParams {
+                kind: tokenizer.kind,
+                vocab: model.vocab,
+                seed: spec.seed,
+                pretokenize: None,
+            }),
+            cpu(1),
+        );
+        let encode = add(
+            &mut drafts,
+            format!("encode.scorer.{name}"),
+            vec![docs, tok],
+            StepParams::Encode(EncodeParams {
+                source: source.to_string(),
+                seq_len: model.seq_len,
+            }),
+            cpu(1),
+        );
+        let (phase, parallel) = scorer_phase(name, sc, source, &model, schedule)?;
+        let mix = add(
+            &mut drafts,
+            format!("mix.scorer.{name}"),
+            vec![encode],
+            StepParams::Mix(MixParams {
+                phase: phase.name.clone(),
+                tokens: phase.tokens_trained,
+                mix: phase.mix.clone(),
+                seed: spec.seed,
+                held_out_tokens: schedule.eval_tokens,
+            }),
+            cpu(1),
+        );
+        let one = kiln_plan::Sizes {
+            tensor: 1,
+            pipeline: 1,
+            context: 1,
+            data: 1,
+        };
+        let train = add(
+            &mut drafts,
+            format!("train.scorer.{name}"),
+            vec![mix],
+            StepParams::Train(Box::new(TrainParams {
+                phase: phase.name.clone(),
+                model,
+                optimizer: spec.optimizer.clone(),
+                precision: spec.precision,
+                parallel,
+                topology: one,
+                batch_tokens: phase.tokens_trained / phase.steps.max(1) as f64,
+                schedule: phase,
+                checkpoint: CheckpointParams {
+                    every_steps: schedule.checkpoint_every_steps,
+                    keep: schedule.checkpoint_keep,
+                },
+                eval_every_steps: schedule.eval_every_steps,
+                seed: spec.seed,
+            })),
+            Resources {
+                ranks: 1,
+                nodes: 1,
+                gpus_per_rank: gpus,
+                predicted_seconds: None,
+            },
+        );
+        trained_scorers.insert(name.clone(), train);
+    }
+    // The model-based filter: sample → score per source, one classifier over all.
+    let mut scored: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut classifier = None;
+    if let Some(c) = &spec.quality.classifier {
+        let quality = r.record("quality")?.record("classifier")?;
+        let (scorer, scorer_inputs) = scorer_model(r, &c.scorer, &trained_scorers)?;
+        let method_record = quality.record("method")?;
+        let mut inputs_extra = scorer_inputs;
+        let method = match method_record.kind.as_str() {
+            "likelihood_ratio" => {
+                let (general, more) =
+                    scorer_model(r, method_record.sym("general")?, &trained_scorers)?;
+                inputs_extra.extend(more);
+                ScoreMethod::LikelihoodRatio { general }
+            }
+            "rating" => ScoreMethod::Rating {
+                prompt: method_record.str("prompt")?.to_string(),
+                scale: u32::try_from(method_record.num("scale").and_then(schedule::whole)?)
+                    .ok()?,
+                max_new_tokens: u32::try_from(
+                    method_record
+                        .num("max_new_tokens")
+                        .and_then(schedule::whole)?,
+                )
+                .ok()?,
+            },
+            _ => ScoreMethod::Perplexity,
+        };
+        let max_tokens = match quality.num("max_tokens") {
+            Some(t) => schedule::whole(t)?,
+            None => scorer_seq_len(r, &c.scorer).unwrap_or(spec.model.seq_len),
+        };
+        for s in mix_sources(spec, schedule) {
+            let sample = add(
+                &mut drafts,
+                format!("sample.{s}"),
+                vec![deduped[s]],
+                StepParams::Sample(SampleParams {
+                    source: s.to_string(),
+                    docs: c.sample_docs,
+                    seed: spec.seed,
+                }),
+                cpu(1),
+            );
+            let mut inputs = vec![sample];
+            inputs.extend(inputs_extra.iter().copied());
+            let score = add(
+                &mut drafts,
+                format!("score.{s}"),
+                inputs,
+                StepParams::Score(ScoreParams {
+                    source: s.to_string(),
+                    scorer: scorer.clone(),
+                    method: method.clone(),
+                    max_tokens,
+                    batch_docs: quality.num("batch_docs").and_then(schedule::whole)?,
+                }),
+                Resources {
+                    ranks: 1,
+                    nodes: 1,
+                    gpus_per_rank: gpus,
+                    predicted_seconds: None,
+                },
+            );
+            scored.insert(s, score);
+        }
+        classifier = Some(add(
+            &mut drafts,
+            "train_classifier".into(),
+            scored.values().copied().collect(),
+            StepParams::TrainClassifier(TrainClassifierParams {
+                labels: c.labels,
+                keep: c.keep,
+                held_out_fraction: CLASSIFIER_HELD_OUT,
+                seed: spec.seed,
+            }),
+            cpu(1),
+        ));
+    }
+    let kl_reference = spec.quality.kl.as_ref().map(|k| {
+        add(
+            &mut drafts,
+            "kl_reference".into(),
+            vec![deduped[k.reference.as_str()]],
+            StepParams::KlReference(KlReferenceParams {
+                source: k.reference.clone(),
+                max: k.max,
+                smoothing: k.smoothing,
+                held_out_fraction: KL_HELD_OUT,
+                seed: spec.seed,
+            }),
+            cpu(1),
+        )
+    });
+    // Only the sources a phase draws from are filtered, tokenized and encoded; a source
+    // that only teaches a scorer or makes the KL reference stays as it is.
+    let mut filtered: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in mix_sources(spec, schedule) {
+        let mut last = deduped[s];
         if spec.quality.is_on() {
+            let mut inputs = vec![last];
+            inputs.extend(classifier);
+            inputs.extend(kl_reference);
+            inputs.extend(scored.get(s).copied());
             last = add(
                 &mut drafts,
-                format!("quality_filter.{}", s.name),
-                vec![last],
+                format!("quality_filter.{s}"),
+                inputs,
                 StepParams::QualityFilter(spec.quality.clone()),
                 cpu(1),
             );
         }
-        filtered.insert(&s.name, last);
+        filtered.insert(s, last);
     }
     let tokenizer = spec.tokenizer.as_ref().map(|t| {
         add(
@@ -368,17 +614,17 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
         )
     });
     let mut encoded: BTreeMap<&str, usize> = BTreeMap::new();
-    for s in &spec.sources {
-        let mut inputs = vec![filtered[s.name.as_str()]];
+    for name in mix_sources(spec, schedule) {
+        let mut inputs = vec![filtered[name]];
         inputs.extend(tokenizer);
         encoded.insert(
-            &s.name,
+            name,
             add(
                 &mut drafts,
-                format!("encode.{}", s.name),
+                format!("encode.{name}"),
                 inputs,
                 StepParams::Encode(EncodeParams {
-                    source: s.name.clone(),
+                    source: name.to_string(),
                     seq_len: spec.model.seq_len,
                 }),
                 cpu(1),
@@ -466,6 +712,111 @@ fn steps(spec: &ExperimentSpec, setup: &Setup, schedule: &schedule::Schedule) ->
         );
     }
     Some(graph::build(drafts).0)
+}
+
+/// Fraction of the scored sample the classifier is not trained on, to measure it
+/// (assumption: a tenth, the usual split).
+const CLASSIFIER_HELD_OUT: f64 = 0.1;
+/// Fraction of the reference documents left out of the KL reference distribution, whose
+/// own divergence sets a quantile threshold (assumption: a tenth).
+const KL_HELD_OUT: f64 = 0.1;
+
+/// The sources some phase draws from, in declaration order.
+fn mix_sources<'a>(spec: &'a ExperimentSpec, schedule: &schedule::Schedule) -> Vec<&'a str> {
+    spec.sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|s| {
+            schedule
+                .phases
+                .iter()
+                .any(|p| p.mix.get(*s).is_some_and(|w| *w > 0.0))
+        })
+        .collect()
+}
+
+/// A scorer entry as the plan's `ScorerModel`, with the steps it needs as inputs.
+fn scorer_model(
+    r: &Record,
+    name: &str,
+    trained: &BTreeMap<String, usize>,
+) -> Option<(ScorerModel, Vec<usize>)> {
+    let (_, sc, _) = r.entries("scorer").find(|(n, _, _)| n.as_str() == name)?;
+    if let Some(&step) = trained.get(name) {
+        return Some((
+            ScorerModel::Trained {
+                step: format!("train.scorer.{name}"),
+            },
+            vec![step],
+        ));
+    }
+    if let Some(path) = sc.str("hf") {
+        return Some((
+            ScorerModel::HuggingFace {
+                path: path.to_string(),
+            },
+            vec![],
+        ));
+    }
+    Some((
+        ScorerModel::Checkpoint {
+            path: sc.str("checkpoint")?.to_string(),
+        },
+        vec![],
+    ))
+}
+
+/// The sequence length of a scorer the plan trains (others: read by the runtime).
+fn scorer_seq_len(r: &Record, name: &str) -> Option<u64> {
+    let (_, sc, _) = r.entries("scorer").find(|(n, _, _)| n.as_str() == name)?;
+    sc.record("model")?.num("seq_len").and_then(schedule::whole)
+}
+
+/// A trained scorer's one phase and its single-rank layout: the experiment's batch in
+/// the scorer's sequences, micro-batches of the experiment's size where they divide it.
+fn scorer_phase(
+    name: &str,
+    sc: &Record,
+    source: &str,
+    model: &ModelSpec,
+    schedule: &schedule::Schedule,
+) -> Option<(kiln_plan::PhaseSchedule, ParallelSpec)> {
+    let sequences = schedule::whole(schedule.batch_tokens / model.seq_len as f64)?.max(1);
+    let batch_tokens = (sequences * model.seq_len) as f64;
+    let tokens = sc.num("tokens")?;
+    let steps = schedule::whole((tokens / batch_tokens).ceil())?.max(1);
+    let micro_batch = gcd(schedule.micro_batch.max(1), sequences);
+    let phase = kiln_plan::PhaseSchedule {
+        name: format!("scorer.{name}"),
+        start_step: 0,
+        steps,
+        tokens,
+        tokens_trained: steps as f64 * batch_tokens,
+        anneal: false,
+        mix: BTreeMap::from([(source.to_string(), 1.0)]),
+        lr: schedule::lr_schedule(sc.record("lr")?, steps)?,
+    };
+    let parallel = ParallelSpec {
+        zero: 0,
+        recompute: Recompute::None,
+        recompute_layers: None,
+        offload_layers: None,
+        sequence_parallel: false,
+        flash_attention: true,
+        micro_batch,
+        accumulation: sequences / micro_batch,
+        first_stage_layers: None,
+        last_stage_layers: None,
+    };
+    Some((phase, parallel))
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 fn setup_step_time(schedule: &schedule::Schedule) -> Option<f64> {

@@ -16,6 +16,31 @@ pub fn whole(v: f64) -> Option<u64> {
     (v.is_finite() && v.fract() == 0.0 && (0.0..=MAX_COUNT).contains(&v)).then_some(v as u64)
 }
 
+/// A phase's (or a scorer's) `lr` record over `steps` optimizer steps.
+pub fn lr_schedule(lr_record: &Record, steps: u64) -> Option<LrSchedule> {
+    let n = |f: &str| lr_record.num(f);
+    Some(match lr_record.kind.as_str() {
+        "constant" => LrSchedule::Constant {
+            value: n("value")?,
+            warmup_steps: whole(n("warmup")?)?,
+        },
+        "cosine" => LrSchedule::Cosine {
+            peak: n("peak")?,
+            warmup_steps: whole(n("warmup")?)?,
+            final_lr: n("final")?,
+        },
+        "wsd" => LrSchedule::Wsd {
+            peak: n("peak")?,
+            warmup_steps: whole(n("warmup")?)?,
+            decay_steps: whole((n("decay")? * steps as f64).round())?,
+        },
+        _ => LrSchedule::Linear {
+            from: n("from")?,
+            to: n("to")?,
+        },
+    })
+}
+
 pub fn build(exp: &Record, setup: &Setup, analysis: &Analysis) -> Option<Schedule> {
     let batch = setup.batch_tokens;
     let mut start = 0u64;
@@ -23,28 +48,7 @@ pub fn build(exp: &Record, setup: &Setup, analysis: &Analysis) -> Option<Schedul
     for (name, p, _) in exp.entries("phase") {
         let tokens = p.num("tokens")?;
         let steps = whole((tokens / batch).ceil())?;
-        let lr_record = p.record("lr")?;
-        let n = |f: &str| lr_record.num(f);
-        let lr = match lr_record.kind.as_str() {
-            "constant" => LrSchedule::Constant {
-                value: n("value")?,
-                warmup_steps: whole(n("warmup")?)?,
-            },
-            "cosine" => LrSchedule::Cosine {
-                peak: n("peak")?,
-                warmup_steps: whole(n("warmup")?)?,
-                final_lr: n("final")?,
-            },
-            "wsd" => LrSchedule::Wsd {
-                peak: n("peak")?,
-                warmup_steps: whole(n("warmup")?)?,
-                decay_steps: whole((n("decay")? * steps as f64).round())?,
-            },
-            _ => LrSchedule::Linear {
-                from: n("from")?,
-                to: n("to")?,
-            },
-        };
+        let lr = lr_schedule(p.record("lr")?, steps)?;
         let mix = p
             .record("mix")?
             .fields
