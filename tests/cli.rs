@@ -404,3 +404,28 @@ fn torchtitan_says_what_selective_recompute_becomes() {
         assert!(config_text.contains(config), "{mode}: no {config}");
     }
 }
+
+#[test]
+fn run_until_names_the_steps_it_knows() {
+    // A name that is no step is refused before anything runs, with the plan's step names.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = kiln(&[
+        "run",
+        "experiments/tiny_quality.kiln",
+        "--out",
+        out.to_str().unwrap(),
+        "--until",
+        "quality_filtr",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("no step of the plan is called `quality_filtr`"),
+        "{err}"
+    );
+    for kind in ["sample", "score", "train_classifier", "kl_reference", "quality_filter"] {
+        assert!(err.contains(kind), "{kind} missing from: {err}");
+    }
+    assert!(!out.join("ingest.web").exists());
+}

@@ -234,6 +234,90 @@ fn a_changed_parameter_reruns_exactly_the_steps_downstream() {
     }
 }
 
+/// The model-based filter's chain (experiments/tiny_quality.kiln): a changed sample size,
+/// scoring method (a rating prompt), or scorer re-runs exactly the steps that read it.
+#[test]
+fn the_quality_chain_reruns_exactly_what_depends_on_it() {
+    let base = std::fs::read_to_string(common::root().join("experiments/tiny_quality.kiln"))
+        .unwrap()
+        .replace(
+            "import \"../calibration/this_machine.kiln\"",
+            "import std.clusters.dgx_h100_pod",
+        )
+        .replace(
+            "cluster = this_machine_cluster",
+            "cluster = dgx_h100_pod { nodes = 1 }",
+        )
+        .replace("micro_batch = 32", "micro_batch = 4");
+    let before = ids(&plan_of_text("quality", &base));
+    // Everything the filtered corpus feeds.
+    let main = [
+        "train_tokenizer",
+        "encode.web",
+        "encode.code",
+        "mix.main",
+        "train.main",
+        "evaluate",
+    ];
+    let with = |first: &[&'static str]| -> Vec<&'static str> {
+        first.iter().copied().chain(main).collect()
+    };
+    let scored = [
+        "score.web",
+        "score.code",
+        "train_classifier",
+        "quality_filter.web",
+        "quality_filter.code",
+    ];
+    let cases: [(&str, &str, Vec<&str>); 4] = [
+        (
+            "sample = 1000",
+            "sample = 900",
+            with(&[
+                "sample.web",
+                "score.web",
+                "sample.code",
+                "score.code",
+                "train_classifier",
+                "quality_filter.web",
+                "quality_filter.code",
+            ]),
+        ),
+        (
+            "method = perplexity",
+            "method = rating { prompt = \"Grade 0-5: {document}\\nGrade:\" }",
+            with(&scored),
+        ),
+        (
+            "tokens = 400K",
+            "tokens = 300K",
+            [&["mix.scorer.ref", "train.scorer.ref"][..], &scored[..]]
+                .concat()
+                .into_iter()
+                .chain(main)
+                .collect(),
+        ),
+        // The KL threshold: the reference step and the filters, not the scores.
+        (
+            "max = p99",
+            "max = p95",
+            with(&["kl_reference", "quality_filter.web", "quality_filter.code"]),
+        ),
+    ];
+    for (from, to, changed) in cases {
+        assert!(base.contains(from), "{from}");
+        let after = ids(&plan_of_text("quality_changed", &base.replacen(from, to, 1)));
+        assert_eq!(before.len(), after.len());
+        let differing: Vec<&str> = before
+            .iter()
+            .zip(&after)
+            .filter(|(a, b)| a.1 != b.1)
+            .map(|(a, _)| a.0.as_str())
+            .collect();
+        assert_eq!(differing, changed, "changing `{from}`");
+    }
+}
+
 #[test]
 fn schedules_in_optimizer_steps() {
     let plan: Value = serde_json::from_str(&plan_text("experiments/tiny.kiln")).unwrap();

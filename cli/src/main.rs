@@ -147,7 +147,7 @@ enum Command {
     /// The data steps on their own: dedup, filter, tokenize.
     Data {
         #[command(subcommand)]
-        cmd: kiln_data::cli::DataCommand,
+        cmd: DataCli,
     },
     /// Measure this machine (matmul FLOP/s, memory bandwidth) and write it as a kiln preset.
     Calibrate {
@@ -299,7 +299,12 @@ fn main() -> ExitCode {
             }
         }
         // `kiln data` is kiln-data's own command line, with its own exit statuses.
-        Command::Data { cmd } => return kiln_data::cli::run(cmd),
+        Command::Data {
+            cmd: DataCli::Data(cmd),
+        } => return kiln_data::cli::run(cmd),
+        Command::Data {
+            cmd: DataCli::Score { args },
+        } => return run::score(&args),
         Command::Plan {
             file,
             output,
@@ -802,6 +807,21 @@ fn emit(
         output.display()
     );
     Ok(())
+}
+
+/// `kiln data`: kiln-data's commands, and `score`, which needs a language model and so runs
+/// in kiln-worker (kiln never links libtorch).
+#[derive(Subcommand)]
+enum DataCli {
+    #[command(flatten)]
+    Data(kiln_data::cli::DataCommand),
+    /// Score documents with a language model: perplexity, likelihood ratio or an instruct
+    /// model's rating (kiln-worker score; `kiln data score --help` for its options).
+    #[command(disable_help_flag = true)]
+    Score {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn run(

@@ -165,6 +165,21 @@ pub fn steps_until<'a>(
     Ok(selected)
 }
 
+/// `kiln data score ARGS`: `kiln-worker score ARGS`, its output and exit status passed on.
+pub fn score(args: &[String]) -> std::process::ExitCode {
+    let Some(worker) = find_worker() else {
+        eprintln!("error: {}", no_worker());
+        return std::process::ExitCode::from(2);
+    };
+    match Command::new(&worker).arg("score").args(args).status() {
+        Ok(status) => std::process::ExitCode::from(status.code().unwrap_or(2).clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("error: cannot start `{}`: {e}", worker.display());
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 /// Writes a file whole through kiln's safe-write rule (kiln-fsio).
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     kiln_fsio::write(path, text.as_bytes()).map_err(std::io::Error::from)

@@ -134,7 +134,7 @@ fn scorer(
                         .iter()
                         .map(|m| format!("`{m}`"))
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(" or ")
                 ),
             )
             .at(span, "declared here")
