@@ -1,4 +1,4 @@
-//! kiln-train: runs a run plan's train and evaluate steps with libtorch (tch).
+//! kiln-train: runs a run plan's train, evaluate and score steps with libtorch (tch).
 //!
 //! It builds the decoder from the plan's model spec and trains it with AdamW on the plan's
 //! schedule, in fp32 or mixed precision, with atomic checkpoints, exact resume and metrics;
@@ -7,7 +7,9 @@
 //! Modules in the order a step uses them: [`spec`] (the plan's fields), [`model`],
 //! [`optim`], [`collective`] (MPI, and [`nccl`]) and [`parallel`] (data parallelism with ZeRO across
 //! processes), [`schedule`], [`data`], [`trainer`] (one optimizer step), [`checkpoint`],
-//! [`metrics`], [`steps`] (the worker's entry points), [`calibrate`] and [`bench`].
+//! [`metrics`], [`steps`] (the worker's entry points), [`score`] (documents scored by a
+//! language model: the `score` step, with [`hf`] for Hugging Face scorers), [`calibrate`]
+//! and [`bench`].
 
 pub mod bench;
 pub mod calibrate;
@@ -22,6 +24,7 @@ pub mod nccl;
 pub mod optim;
 pub mod parallel;
 pub use kiln_plan::schedule;
+pub mod score;
 pub mod spec;
 pub mod steps;
 pub mod trainer;

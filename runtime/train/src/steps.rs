@@ -1,4 +1,5 @@
-//! The worker's entry points: a plan's `train` step (one phase) and its `evaluate` step.
+//! The worker's entry points: a plan's `train` step (one phase) and its `evaluate` step
+//! (its `score` steps are dispatched to [`crate::score`]).
 //!
 //! A train step resumes a killed run from its last checkpoint. Asked to stop
 //! ([`TrainOptions::stop`]: a signal the worker caught, or the stop file a Slurm job's
@@ -11,7 +12,9 @@
 //! `held_out_document` to evaluate on) and, for a phase after the first, the previous train
 //! step's output, whose newest checkpoint must be at the phase's `start_step`. It works in
 //! `<output>.partial/` — `checkpoints/`, `metrics.jsonl` — which survives a kill, and when the
-//! phase is done writes [`SUMMARY_FILE`] there and renames the directory to `<output>`, so
+//! phase is done writes [`SUMMARY_FILE`] there (with the model's shape, `model.json`, and the
+//! tokenizer its data was encoded with, `tokenizer.json`, so the output scores documents as
+//! a checkpoint scorer) and renames the directory to `<output>`, so
 //! an existing output means the step is done (`kiln run` skips it). A `.lock` file, held
 //! with `flock` while the step runs, keeps a second process out of the same directory.
 //!
@@ -54,9 +57,9 @@ pub const TRAIN_PREFIX: &str = kiln_data::shards::DATA_PREFIX;
 /// The mix step's held-out set (kiln-data's `steps::HELD_OUT_PREFIX`).
 pub const HELD_OUT_PREFIX: &str = kiln_data::steps::HELD_OUT_PREFIX;
 /// The suffix of a train step's working directory.
-const PARTIAL_SUFFIX: &str = ".partial";
+pub(crate) const PARTIAL_SUFFIX: &str = ".partial";
 /// The lock file in a working directory.
-const LOCK_FILE: &str = ".lock";
+pub(crate) const LOCK_FILE: &str = ".lock";
 
 /// How a step runs on this machine (nothing here changes the numbers a step computes,
 /// except `threads`, which fixes libtorch's reduction order).
@@ -82,6 +85,9 @@ pub struct TrainOptions {
     pub eval_max_tokens: Option<u64>,
     /// When to stop early with a checkpoint (a time limit is near).
     pub stop: StopWhen,
+    /// Where a score step's scorer paths are relative to (the project); default: the run
+    /// directory.
+    pub source_root: Option<PathBuf>,
 }
 
 /// What asks a training run to stop early with a checkpoint: a flag a signal handler sets
@@ -98,7 +104,7 @@ pub struct StopWhen {
 
 impl StopWhen {
     /// Whether this rank has been asked to stop (`leader`: rank 0, which looks at the file).
-    fn requested(&self, leader: bool) -> bool {
+    pub(crate) fn requested(&self, leader: bool) -> bool {
         self.flag.is_some_and(|f| f.load(Ordering::SeqCst))
             || (leader && self.file.as_deref().is_some_and(Path::exists))
     }
@@ -120,6 +126,7 @@ impl Default for TrainOptions {
             halt_after_steps: None,
             eval_max_tokens: None,
             stop: StopWhen::default(),
+            source_root: None,
         }
     }
 }
@@ -303,9 +310,13 @@ pub enum StepOutcome {
     },
     /// Rank 0 of the world runs this step (an evaluation); this rank had nothing to do.
     OtherRank,
+    /// A score step scored its documents (its report).
+    Scored(crate::score::ScoreReport),
+    /// A score step's output existed already (its report).
+    AlreadyScored(crate::score::ScoreReport),
 }
 
-/// Runs a `train` or `evaluate` step of `plan` (by id or name).
+/// Runs a `train`, `evaluate` or `score` step of `plan` (by id or name).
 pub fn run_step(
     plan: &Plan,
     step_id: &str,
@@ -315,7 +326,9 @@ pub fn run_step(
     run_step_on(plan, step_id, run_dir, options, Collective::single())
 }
 
-/// [`run_step`] as one rank of `comm`'s world: every rank trains; rank 0 alone evaluates.
+/// [`run_step`] as one rank of `comm`'s world: every rank trains; rank 0 alone evaluates
+/// and scores (a score step that asked to stop returns [`StepOutcome::Checkpointed`] with
+/// the documents done).
 pub fn run_step_on(
     plan: &Plan,
     step_id: &str,
@@ -330,6 +343,10 @@ pub fn run_step_on(
             run_evaluate_step(plan, step_id, run_dir, options)
         }
         StepKind::Evaluate => Ok(StepOutcome::OtherRank),
+        StepKind::Score if comm.rank() == 0 => {
+            crate::score::run_score_step(plan, step_id, run_dir, options)
+        }
+        StepKind::Score => Ok(StepOutcome::OtherRank),
         other => Err(TrainError::Plan(format!(
             "step `{}` is a {} step, not a training step",
             step.name,
@@ -351,7 +368,7 @@ fn read_summary(output: &Path) -> Result<Summary, TrainError> {
 }
 
 /// The output directories of a step's inputs of `kind`, checked to be done.
-fn inputs_of<'p>(
+pub(crate) fn inputs_of<'p>(
     plan: &'p Plan,
     step: &Step,
     kind: StepKind,
@@ -378,11 +395,11 @@ fn inputs_of<'p>(
 }
 
 /// Holds an exclusive `flock` on `dir/.lock` while alive.
-struct DirLock {
+pub(crate) struct DirLock {
     _file: File,
 }
 
-fn lock_dir(dir: &Path) -> Result<DirLock, TrainError> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock, TrainError> {
     use std::os::fd::AsRawFd;
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
@@ -399,7 +416,7 @@ fn lock_dir(dir: &Path) -> Result<DirLock, TrainError> {
     Ok(DirLock { _file: file })
 }
 
-fn device_name(device: Device) -> String {
+pub(crate) fn device_name(device: Device) -> String {
     match device {
         Device::Cpu => "cpu".into(),
         Device::Cuda(i) => format!("cuda:{i}"),
@@ -691,6 +708,8 @@ fn train(
         // Rank 0 writes the summary and renames the output.
         return Ok(StepOutcome::Done(summary));
     }
+    // The model's shape and tokenizer beside its checkpoints: a scorer for other runs.
+    crate::score::describe_train_output(plan, step, &p.model, run_dir, &work)?;
     finish(&work, &output, &summary)?;
     drop(lock);
     eprint!("{}", summary.render());

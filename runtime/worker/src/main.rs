@@ -5,13 +5,15 @@
 //! plan.json` times steps of the plan's first train step on random tokens (JSON beside the
 //! plan's predictions; scripts/gpu-check runs it on a GPU); `kiln-worker collectives
 //! --backend mpi|nccl` checks the collective layer's four operations on this world (the
-//! NCCL smoke test of scripts/gpu-check).
+//! NCCL smoke test of scripts/gpu-check); `kiln-worker score --input docs.jsonl --output DIR
+//! --hf DIR|--checkpoint DIR` scores a JSONL file of documents outside a plan, as a plan's
+//! score step does (`kiln_train::score`), and prints its report.
 //!
 //! Exit codes: 0 the step is done (now or before), 1 it failed, 2 the plan or the arguments
-//! cannot be used, 75 (`kiln_plan::EXIT_CHECKPOINTED`, sysexits.h's EX_TEMPFAIL) a train
-//! step asked to stop — SIGUSR1, SIGTERM, or the file `KILN_STOP_FILE` names — checkpointed
-//! and is not finished: run the same command again to resume it (the emitted sbatch scripts
-//! requeue the job).
+//! cannot be used, 75 (`kiln_plan::EXIT_CHECKPOINTED`, sysexits.h's EX_TEMPFAIL) a train or
+//! score step asked to stop — SIGUSR1, SIGTERM, or the file `KILN_STOP_FILE` names —
+//! checkpointed (a score step: its whole batches kept) and is not finished: run the same
+//! command again to resume it (the emitted sbatch scripts requeue the job).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,8 +40,8 @@ struct Cli {
     /// The run directory: the plan's output paths are relative to it.
     #[arg(long, default_value = ".")]
     run_dir: PathBuf,
-    /// Where the sources' relative paths are read from (the experiment's project);
-    /// default: the run directory.
+    /// Where the sources' (and a score step's scorers') relative paths are read from (the
+    /// experiment's project); default: the run directory.
     #[arg(long)]
     source_root: Option<PathBuf>,
     /// Worker threads for the step's parallel work (default: one per core).
@@ -48,9 +50,9 @@ struct Cli {
     /// Hide progress bars (they are shown only on a terminal anyway).
     #[arg(long)]
     quiet: bool,
-    /// Where a train or evaluate step runs: `plan` (its GPU per rank, CUDA device = the
-    /// node-local rank, ranks joined by NCCL; the CPU when the plan's device is one), `cpu`
-    /// or `cuda`.
+    /// Where a train, evaluate or score step runs: `plan` (its GPU per rank, CUDA device =
+    /// the node-local rank, ranks joined by NCCL; the CPU when the plan's device is one, and
+    /// for a score step when this machine has no GPU), `cpu` or `cuda`.
     #[arg(long, default_value = "plan")]
     device: String,
 }
@@ -344,9 +346,217 @@ fn calibration_config(args: &[String]) -> Result<kiln_train::CalibrationConfig, 
     }
 }
 
+/// `kiln-worker score`: a JSONL file of documents scored by a language model.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kiln-worker score",
+    about = "Scores a JSONL file of documents with a language model (kiln-train's score step outside a plan)"
+)]
+struct ScoreCli {
+    /// The documents: `.jsonl` or `.jsonl.zst`, one `{"id", "text"}` object a line.
+    #[arg(long)]
+    input: PathBuf,
+    /// The output directory: `scores.jsonl` and `report.json` (the work happens in
+    /// `DIR.partial/`, which a re-run after a kill resumes).
+    #[arg(long)]
+    output: PathBuf,
+    /// The scorer: a Hugging Face Llama-family directory (config.json, *.safetensors,
+    /// tokenizer.json).
+    #[arg(
+        long,
+        conflicts_with = "checkpoint",
+        required_unless_present = "checkpoint"
+    )]
+    hf: Option<String>,
+    /// The scorer: a finished kiln train step's output directory.
+    #[arg(long)]
+    checkpoint: Option<String>,
+    /// The general model of `likelihood_ratio`: a Hugging Face directory.
+    #[arg(long, conflicts_with = "general_checkpoint")]
+    general_hf: Option<String>,
+    /// The general model of `likelihood_ratio`: a kiln train step's output directory.
+    #[arg(long)]
+    general_checkpoint: Option<String>,
+    /// `perplexity`, `likelihood_ratio` or `rating`; default: `likelihood_ratio` with a
+    /// general model, else `perplexity`.
+    #[arg(long)]
+    method: Option<String>,
+    /// The rating prompt (`rating`): a text file in which `{document}` is replaced by the
+    /// document.
+    #[arg(long)]
+    prompt_file: Option<PathBuf>,
+    /// The highest grade (`rating`): grades are integers in 0..=scale.
+    #[arg(long, default_value_t = 5)]
+    scale: u32,
+    /// The longest reply in tokens (`rating`).
+    #[arg(long, default_value_t = 8)]
+    max_new_tokens: u32,
+    /// Tokens of each document read; default: the scorer's seq_len (never more).
+    #[arg(long)]
+    max_tokens: Option<u64>,
+    /// Documents per forward pass (and per resumable unit).
+    #[arg(long, default_value_t = 16)]
+    batch_docs: u64,
+    /// The report on standard output: `text` or `json`.
+    #[arg(long, default_value = "text")]
+    format: String,
+    /// `cpu`, `cuda` (the first GPU) or `auto` (CUDA when libtorch sees a GPU).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// libtorch's intra-op threads (fix it to resume bit-identically; default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Hide the progress (shown on a terminal as a bar, otherwise as a line every 5 s).
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn score_usage(message: String) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+/// Runs `kiln-worker score` (see [`ScoreCli`]).
+fn score() -> ExitCode {
+    let cli = ScoreCli::parse_from(std::env::args().skip(1));
+    use kiln_train::score::{ScoreMethod, ScorerModel};
+    let scorer = match (&cli.hf, &cli.checkpoint) {
+        (Some(path), _) => ScorerModel::HuggingFace { path: path.clone() },
+        (None, Some(path)) => ScorerModel::Checkpoint { path: path.clone() },
+        (None, None) => return score_usage("give the scorer: --hf DIR or --checkpoint DIR".into()),
+    };
+    let general = match (&cli.general_hf, &cli.general_checkpoint) {
+        (Some(path), _) => Some(ScorerModel::HuggingFace { path: path.clone() }),
+        (None, Some(path)) => Some(ScorerModel::Checkpoint { path: path.clone() }),
+        (None, None) => None,
+    };
+    let default = if general.is_some() {
+        "likelihood_ratio"
+    } else {
+        "perplexity"
+    };
+    let method = match (cli.method.as_deref().unwrap_or(default), general) {
+        ("perplexity", None) => ScoreMethod::Perplexity,
+        ("likelihood_ratio", Some(general)) => ScoreMethod::LikelihoodRatio { general },
+        ("likelihood_ratio", None) => {
+            return score_usage(
+                "--method likelihood_ratio needs the general model: --general-hf DIR or --general-checkpoint DIR".into(),
+            )
+        }
+        ("rating", None) => {
+            let Some(file) = &cli.prompt_file else {
+                return score_usage(
+                    "--method rating needs --prompt-file F (a prompt with `{document}` in it)"
+                        .into(),
+                );
+            };
+            let prompt = match std::fs::read_to_string(file) {
+                Ok(p) => p,
+                Err(e) => return score_usage(format!("{}: {e}", file.display())),
+            };
+            ScoreMethod::Rating {
+                prompt,
+                scale: cli.scale,
+                max_new_tokens: cli.max_new_tokens,
+            }
+        }
+        (m @ ("perplexity" | "rating"), Some(_)) => {
+            return score_usage(format!(
+                "--method {m} takes no general model (--general-hf, --general-checkpoint are for likelihood_ratio)"
+            ))
+        }
+        (other, _) => {
+            return score_usage(format!(
+                "--method {other}: use perplexity, likelihood_ratio or rating"
+            ))
+        }
+    };
+    let json = match cli.format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => return score_usage(format!("--format {other}: use text or json")),
+    };
+    let device = match cli.device.as_str() {
+        "cpu" => tch::Device::Cpu,
+        "cuda" if tch::Cuda::is_available() => tch::Device::Cuda(0),
+        "cuda" => {
+            return score_usage("--device cuda, but libtorch sees no CUDA GPU (check the driver and LD_LIBRARY_PATH to torch/lib)".into())
+        }
+        "auto" => tch::Device::cuda_if_available(),
+        other => return score_usage(format!("--device {other}: use cpu, cuda or auto")),
+    };
+    match kiln_data::cli::thread_count(cli.threads) {
+        Ok(Some(n)) => tch::set_num_threads(n as i32),
+        Ok(None) => {}
+        Err(kiln_data::cli::Failure(message, code)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(code);
+        }
+    }
+    catch_stop_signals();
+    let here = PathBuf::from(".");
+    let job = kiln_train::score::ScoreJob {
+        name: "score".into(),
+        id: None,
+        source: None,
+        input: cli.input.clone(),
+        output: cli.output.clone(),
+        scorer,
+        method,
+        max_tokens: cli.max_tokens,
+        batch_docs: cli.batch_docs,
+        max_document_bytes: kiln_data::ingest::DEFAULT_MAX_DOCUMENT_BYTES,
+        context: kiln_train::score::ScorerContext {
+            plan: None,
+            run_dir: &here,
+            source_root: &here,
+            device,
+        },
+        progress: !cli.quiet,
+        stop: kiln_train::StopWhen {
+            flag: Some(&STOP_REQUESTED),
+            file: std::env::var_os(kiln_plan::STOP_FILE_ENV)
+                .filter(|f| !f.is_empty())
+                .map(PathBuf::from),
+        },
+    };
+    let report = match kiln_train::score::score_documents(&job) {
+        Ok(kiln_train::score::ScoreOutcome::Done(r)) => r,
+        Ok(kiln_train::score::ScoreOutcome::AlreadyDone(r)) => {
+            eprintln!("score: {} exists (already scored)", cli.output.display());
+            r
+        }
+        Ok(kiln_train::score::ScoreOutcome::Stopped { .. }) => {
+            return ExitCode::from(kiln_plan::EXIT_CHECKPOINTED)
+        }
+        Err(e @ (kiln_train::TrainError::Plan(_) | kiln_train::TrainError::Unsupported(_))) => {
+            return score_usage(e.to_string())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        print!("{}", report.render());
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("bench") {
         return bench();
+    }
+    if std::env::args().nth(1).as_deref() == Some("score") {
+        return score();
     }
     if std::env::args().nth(1).as_deref() == Some("collectives") {
         return collectives();
@@ -482,8 +692,8 @@ fn catch_stop_signals() {
     }
 }
 
-/// Runs a train or evaluate step with kiln-train (libtorch): one process, or one rank of
-/// an MPI job (`mpirun`, `srun --mpi=pmix`), the ranks training data-parallel.
+/// Runs a train, evaluate or score step with kiln-train (libtorch): one process, or one rank
+/// of an MPI job (`mpirun`, `srun --mpi=pmix`), the ranks training data-parallel.
 fn train(cli: &Cli) -> ExitCode {
     let plan = match kiln_train::Plan::load(&cli.plan) {
         Ok(p) => p,
@@ -497,11 +707,17 @@ fn train(cli: &Cli) -> ExitCode {
         .iter()
         .find(|s| s.id == cli.step || s.name == cli.step);
     let gpus = this_step.map_or(0, |s| s.resources.gpus_per_rank);
-    // Only a train step can stop early and resume; an evaluation keeps the signals' default
+    let kind = this_step.map(|s| s.kind());
+    // Train and score steps stop early and resume; an evaluation keeps the signals' default
     // actions.
-    let resumable = this_step.is_some_and(|s| s.kind() == kiln_plan::StepKind::Train);
+    let resumable = matches!(
+        kind,
+        Some(kiln_plan::StepKind::Train | kiln_plan::StepKind::Score)
+    );
     let cuda = match (cli.device.as_str(), gpus) {
         ("plan", 0) | ("cpu", _) => false,
+        // A score step runs on the plan's GPU where there is one, else on this CPU.
+        ("plan", _) if kind == Some(kiln_plan::StepKind::Score) => tch::Cuda::is_available(),
         ("plan" | "cuda", _) => true,
         (other, _) => {
             eprintln!("error: --device {other}: use plan, cpu or cuda");
@@ -515,8 +731,10 @@ fn train(cli: &Cli) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    // Ranks on GPUs exchange their buffers through NCCL.
-    let nccl = cuda && kiln_train::collective::launched_by_mpi();
+    // Ranks on GPUs exchange their buffers through NCCL (a score step runs on one rank).
+    let nccl = cuda
+        && kind != Some(kiln_plan::StepKind::Score)
+        && kiln_train::collective::launched_by_mpi();
     if nccl {
         kiln_train::nccl::reexec_with_nccl();
     }
@@ -566,6 +784,7 @@ fn train(cli: &Cli) -> ExitCode {
         predicted_memory_bytes: plan.predictions.memory_per_gpu_bytes,
         device,
         stop,
+        source_root: cli.source_root.clone(),
         ..Default::default()
     };
     let result = kiln_train::steps::run_step_on(&plan, &cli.step, &cli.run_dir, &options, comm);
@@ -573,8 +792,13 @@ fn train(cli: &Cli) -> ExitCode {
         Ok(
             kiln_train::StepOutcome::Done(_)
             | kiln_train::StepOutcome::AlreadyDone(_)
+            | kiln_train::StepOutcome::Scored(_)
             | kiln_train::StepOutcome::OtherRank,
         ) => (0, None),
+        Ok(kiln_train::StepOutcome::AlreadyScored(_)) => {
+            eprintln!("{}: already done", cli.step);
+            (0, None)
+        }
         Ok(kiln_train::StepOutcome::Halted { next_step }) => {
             (1, Some(format!("halted before step {next_step}")))
         }

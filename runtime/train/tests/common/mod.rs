@@ -186,7 +186,7 @@ pub fn plan_json(def: &RunDef) -> Value {
             "name": "kiln_train_test", "seed": def.seed, "model": def.model,
             "optimizer": optimizer, "precision": def.precision, "parallel": parallel,
             "tokenizer": null, "sources": [], "dedup": {"exact": null, "near": null},
-            "quality": {"heuristics": [], "classifier_threshold": null, "thresholds": {}},
+            "quality": {"heuristics": [], "thresholds": {}, "classifier": null, "kl": null},
             "gpu": "cpu", "values": []
         },
         "predictions": {"tokens_per_s": null, "step_time_s": null, "memory_per_gpu_bytes": null,
@@ -340,4 +340,42 @@ pub fn optimizer() -> kiln_train::spec::OptimizerSpec {
         grad_clip: 1.0,
         weight_decay: 0.1,
     }
+}
+
+/// Writes a character-level `tokenizer.json` into `dir`: `<|endoftext|>` (id 0), then one
+/// token per character of `chars` (ids 1…), no merges, no normaliser or pre-tokeniser, a
+/// decoder that joins the characters back. A vocabulary as small as the test models' (which
+/// kiln's own trainer cannot make: it needs the 256 bytes). Returns the file.
+pub fn write_char_tokenizer(dir: &Path, chars: &[char]) -> PathBuf {
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("<|endoftext|>".into(), json!(0));
+    for (i, c) in chars.iter().enumerate() {
+        vocab.insert(c.to_string(), json!(i + 1));
+    }
+    let tokenizer = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [{"id": 0, "content": "<|endoftext|>", "single_word": false,
+                          "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
+        "normalizer": null,
+        "pre_tokenizer": null,
+        "post_processor": null,
+        "decoder": {"type": "Fuse"},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                  "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                  "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": vocab, "merges": []}
+    });
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join("tokenizer.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&tokenizer).unwrap()).unwrap();
+    file
+}
+
+/// Printable ASCII (95 characters), optionally without the digits.
+pub fn printable_ascii(digits: bool) -> Vec<char> {
+    (' '..='~')
+        .filter(|c| digits || !c.is_ascii_digit())
+        .collect()
 }
