@@ -1,5 +1,6 @@
 //! `kiln data …`: the data steps on files of the user's choosing, outside a plan (dedup,
-//! quality filter, tokenizer training and encoding), with text or JSON summaries.
+//! quality filter, the quality classifier, tokenizer training and encoding), with text or
+//! JSON summaries.
 //!
 //! The `kiln` binary nests [`DataCommand`] as its `data` subcommand and calls [`run`].
 //! Exit codes follow `kiln`'s: 0 done; 1 the work failed (no document could be read, a
@@ -9,10 +10,10 @@
 //! would replace an input) and files that cannot be read or written during it.
 //!
 //! Outputs are written whole or not at all (`kiln_fsio`): a failed command leaves the old
-//! output as it was. `dedup` and `filter` refuse an output that is one of their inputs
-//! unless `--in-place` is given (the input is then replaced once the new file is complete);
-//! `tokenize` refuses an output directory that holds an input, and replaces the directory
-//! whole. A command that reads no document because every line was malformed or too large
+//! output as it was. `dedup`, `filter` and `classify apply` refuse an output that is one of
+//! their inputs unless `--in-place` is given (the input is then replaced once the new file
+//! is complete); `tokenize` and `classify train` refuse an output directory that holds an
+//! input, and replace the directory whole. A command that reads no document because every line was malformed or too large
 //! fails (exit 1) naming the first such line, rather than writing an empty output.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use serde_json::{json, Value};
 use kiln_fsio::AtomicDir;
 
 use crate::exact::BloomFilter;
+use crate::filters::Models;
 use crate::ingest::{
     expand_inputs, format_of, Format, IngestConfig, DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_TEXT_FIELD,
 };
@@ -32,6 +34,7 @@ use crate::near::{
     MinHasher, NearParams, DEFAULT_BANDS, DEFAULT_NGRAM, DEFAULT_ROWS, MINHASH_SEED,
 };
 use crate::ops::{self, ExactSettings};
+use crate::plan::{ClassifierLabels, KeepRule, TrainClassifierParams};
 use crate::shards::DATA_PREFIX;
 use crate::steps;
 use crate::tokenize::{self, ModelKind, Pretokenize, TrainConfig, WordCounter};
@@ -51,6 +54,113 @@ pub enum DataCommand {
     /// Train a tokenizer (--vocab) or load one (--tokenizer), and encode the documents into
     /// Megatron-LM token shards (OUT/text_document.bin/.idx).
     Tokenize(TokenizeArgs),
+    /// Train a quality classifier on a scorer's scores (`train`), or keep the documents it
+    /// scores at least a threshold (`apply`).
+    Classify(ClassifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    #[command(subcommand)]
+    pub cmd: ClassifyCommand,
+}
+
+/// `kiln data classify` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClassifyCommand {
+    /// Train a fastText-style classifier on scored documents: writes OUT/classifier.json and
+    /// OUT/report.json (held-out Spearman and AUC, the resolved keep threshold).
+    Train(ClassifyTrainArgs),
+    /// Keep the documents a trained classifier scores at least the threshold.
+    Apply(ClassifyApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClassifyTrainArgs {
+    /// Score files: `{"id", "text", "score", "tokens"}` lines (a score step's scores.jsonl;
+    /// `score` null where the scorer could not grade the document).
+    #[arg(long, required = true, num_args = 1..)]
+    pub scores: Vec<PathBuf>,
+    /// The output directory (classifier.json, report.json), replaced whole.
+    #[arg(short = 'o', long)]
+    pub out: PathBuf,
+    /// `regression` (learn the standardised score by least squares) or `top:FRACTION` (the
+    /// top fraction of the documents by score are good; logistic), e.g. `top:30%`.
+    #[arg(long, default_value = "top:50%", value_parser = parse_labels)]
+    pub labels: ClassifierLabels,
+    /// Keep this fraction of documents (`70%` or `0.7`): the threshold is the classifier
+    /// score that keeps it on the scored documents. Without --keep or --threshold: the top
+    /// labels' fraction (half for regression).
+    #[arg(long, value_parser = parse_fraction, conflicts_with = "threshold")]
+    pub keep: Option<f64>,
+    /// Keep documents whose classifier score is at least this (a probability for top labels,
+    /// a predicted score for regression).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Scored documents held out to measure the classifier (`10%` or `0.1`).
+    #[arg(long, default_value = "0.1", value_parser = parse_fraction)]
+    pub held_out: f64,
+    /// Seeds the held-out split and the training.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ClassifyApplyArgs {
+    /// The classifier: a `classify train` (or train_classifier step) directory, whose
+    /// report.json holds the threshold, or a classifier.json file.
+    #[arg(long)]
+    pub classifier: PathBuf,
+    /// Input files, directories or `*` patterns.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// The output file (.jsonl or .jsonl.zst).
+    #[arg(short = 'o', long)]
+    pub out: PathBuf,
+    /// Keep documents scoring at least this (default: the threshold of the classifier's
+    /// report.json).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Allow --out to be one of the inputs (replaced once the output is complete).
+    #[arg(long)]
+    pub in_place: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// A fraction: `30%` or `0.3`, in [0, 1].
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    let v = match s.trim().strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|v| v / 100.0),
+        None => s.trim().parse::<f64>(),
+    }
+    .map_err(|_| format!("`{s}` is not a fraction (`30%` or `0.3`)"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` is not between 0 and 100 %"))
+    }
+}
+
+/// `regression`, `top` (half) or `top:FRACTION`.
+pub fn parse_labels(s: &str) -> Result<ClassifierLabels, String> {
+    match s.split_once(':') {
+        None if s == "regression" => Ok(ClassifierLabels::Regression),
+        None if s == "top" => Ok(ClassifierLabels::Top { fraction: 0.5 }),
+        Some(("top", f)) => {
+            let fraction = parse_fraction(f)?;
+            if fraction > 0.0 {
+                Ok(ClassifierLabels::Top { fraction })
+            } else {
+                Err("the top fraction must be above 0".into())
+            }
+        }
+        _ => Err(format!(
+            "`{s}`: the labels are `regression` or `top:FRACTION` (e.g. `top:30%`)"
+        )),
+    }
 }
 
 /// How the summary is printed.
@@ -195,6 +305,10 @@ pub fn run(cmd: DataCommand) -> ExitCode {
         DataCommand::Dedup(a) => &a.common,
         DataCommand::Filter(a) => &a.common,
         DataCommand::Tokenize(a) => &a.common,
+        DataCommand::Classify(c) => match &c.cmd {
+            ClassifyCommand::Train(a) => &a.common,
+            ClassifyCommand::Apply(a) => &a.common,
+        },
     };
     let format = common.format;
     let result = match thread_count(common.threads) {
@@ -325,15 +439,115 @@ pub fn execute(cmd: &DataCommand) -> Result<Value, Failure> {
             let files = input_files(&a.inputs)?;
             let config = ingest_config(&a.inputs, &a.common);
             check_output_file(&a.out, &files, a.in_place)?;
-            let quality = ops::quality_config(&a.rules, None).map_err(usage)?;
-            let report = ops::filter_documents(&config, &quality, &a.out, progress(&a.common))
-                .map_err(step_failure)?;
+            let quality = ops::quality_config(&a.rules).map_err(usage)?;
+            let report = ops::filter_documents(
+                &config,
+                &quality,
+                Models::default(),
+                &a.out,
+                progress(&a.common),
+            )
+            .map_err(step_failure)?;
             let mut v = serde_json::to_value(&report).map_err(fail)?;
             annotate(&mut v, "filter", &a.out);
             Ok(v)
         }
         DataCommand::Tokenize(a) => tokenize_command(a),
+        DataCommand::Classify(c) => match &c.cmd {
+            ClassifyCommand::Train(a) => classify_train(a),
+            ClassifyCommand::Apply(a) => classify_apply(a),
+        },
     }
+}
+
+/// `kiln data classify train`: `ops::train_quality_classifier` into a directory replaced
+/// whole, with the summary as its report.json.
+fn classify_train(a: &ClassifyTrainArgs) -> Result<Value, Failure> {
+    for f in &a.scores {
+        if !f.is_file() {
+            return Err(usage(format!(
+                "score file `{}` does not exist",
+                f.display()
+            )));
+        }
+    }
+    let inputs: Vec<&Path> = a.scores.iter().map(PathBuf::as_path).collect();
+    kiln_fsio::refuse_inputs(&a.out, &inputs, None).map_err(usage)?;
+    if a.out.exists() && !a.out.is_dir() {
+        return Err(usage(format!(
+            "`{}` exists and is not a directory; name a directory",
+            a.out.display()
+        )));
+    }
+    if a.held_out >= 1.0 {
+        return Err(usage("--held-out must be below 100 %"));
+    }
+    let keep = match (a.keep, a.threshold) {
+        (Some(fraction), _) => KeepRule::Fraction { fraction },
+        (None, Some(min_score)) if min_score.is_finite() => KeepRule::Threshold { min_score },
+        (None, Some(t)) => return Err(usage(format!("--threshold {t} is not a number"))),
+        (None, None) => KeepRule::Fraction {
+            fraction: match a.labels {
+                ClassifierLabels::Top { fraction } => fraction,
+                ClassifierLabels::Regression => 0.5,
+            },
+        },
+    };
+    let params = TrainClassifierParams {
+        labels: a.labels,
+        keep,
+        held_out_fraction: a.held_out,
+        seed: a.seed,
+    };
+    let scores: Vec<ops::ScoreInput> = a
+        .scores
+        .iter()
+        .map(|p| ops::ScoreInput {
+            name: p.display().to_string(),
+            path: p.clone(),
+        })
+        .collect();
+    let work = AtomicDir::create(&a.out).map_err(usage)?;
+    let report =
+        ops::train_quality_classifier(&scores, &params, work.path()).map_err(step_failure)?;
+    let mut v = serde_json::to_value(&report).map_err(fail)?;
+    annotate(&mut v, "classify train", &a.out);
+    let text = serde_json::to_string_pretty(&v).map_err(fail)? + "\n";
+    kiln_fsio::write(&work.path().join(steps::REPORT_FILE), text.as_bytes()).map_err(usage)?;
+    work.commit().map_err(usage)?;
+    Ok(v)
+}
+
+/// `kiln data classify apply`: the quality filter with the classifier alone.
+fn classify_apply(a: &ClassifyApplyArgs) -> Result<Value, Failure> {
+    let files = input_files(&a.inputs)?;
+    let config = ingest_config(&a.inputs, &a.common);
+    check_output_file(&a.out, &files, a.in_place)?;
+    let trained = ops::load_classifier(&a.classifier).map_err(usage)?;
+    let threshold = match (a.threshold, trained.threshold) {
+        (Some(t), _) if !t.is_finite() => {
+            return Err(usage(format!("--threshold {t} is not a number")))
+        }
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => {
+            return Err(usage(format!(
+                "`{}` has no report.json with a threshold: give --threshold",
+                a.classifier.display()
+            )))
+        }
+    };
+    let quality = ops::classifier_only(threshold);
+    let models = Models {
+        classifier: Some(&trained.classifier),
+        ..Default::default()
+    };
+    let report = ops::filter_documents(&config, &quality, models, &a.out, progress(&a.common))
+        .map_err(step_failure)?;
+    let mut v = serde_json::to_value(&report).map_err(fail)?;
+    v["threshold"] = json!(threshold);
+    v["objective"] = json!(trained.classifier.objective().name());
+    annotate(&mut v, "classify apply", &a.out);
+    Ok(v)
 }
 
 /// Adds the command and output path in front of a report.
@@ -450,6 +664,9 @@ fn text_summary(v: &Value) -> String {
     let mut out = String::new();
     let command = v.get("command").and_then(Value::as_str).unwrap_or("data");
     let output = v.get("output").and_then(Value::as_str).unwrap_or("");
+    if command == "classify train" {
+        return classify_train_summary(v, output);
+    }
     if let (Some(input), Some(kept)) = (get("input_docs"), get("kept_docs")) {
         let pct = if input == 0 {
             100.0
@@ -479,6 +696,9 @@ fn text_summary(v: &Value) -> String {
                 .unwrap_or(0),
         );
     }
+    if let Some(t) = v.get("threshold").and_then(Value::as_f64) {
+        out += &format!("  threshold: classifier score ≥ {}\n", short_number(t));
+    }
     if let Some(tokens) = get("tokens") {
         out += &format!("  tokens: {tokens} (end-of-document tokens included)\n");
     }
@@ -490,6 +710,55 @@ fn text_summary(v: &Value) -> String {
         out += &format!("  skipped {n} documents above --max-document-bytes");
         out += &first_of(v, "too_large");
     }
+    out
+}
+
+/// A number for the text summaries: three decimals, or three significant digits in
+/// scientific notation when smaller than 0.01 (a saturated classifier's thresholds).
+fn short_number(x: f64) -> String {
+    if x != 0.0 && x.abs() < 0.01 {
+        format!("{x:.3e}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// The text summary of `classify train`.
+fn classify_train_summary(v: &Value, output: &str) -> String {
+    let u = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let f = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .map_or("-".into(), short_number)
+    };
+    let mut out = format!(
+        "classify train: {} documents trained on, {} held out ({} without a score) → {output}\n",
+        u("train_docs"),
+        u("held_out_docs"),
+        u("null_score_docs")
+    );
+    out += &format!(
+        "  labels: {} ({}), good = score ≥ {} ({} of {} documents)\n",
+        v.get("labels").and_then(Value::as_str).unwrap_or("?"),
+        v.get("objective").and_then(Value::as_str).unwrap_or("?"),
+        f("label_cut"),
+        u("good_docs"),
+        u("kept_docs"),
+    );
+    out += &format!(
+        "  held out: Spearman {}, AUC {}, accuracy {}\n",
+        f("held_out_spearman"),
+        f("held_out_auc"),
+        f("held_out_accuracy")
+    );
+    out += &format!(
+        "  threshold: classifier score ≥ {} keeps {:.1} % of the scored documents\n",
+        f("threshold"),
+        v.get("sample_kept_fraction")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+            * 100.0
+    );
     out
 }
 

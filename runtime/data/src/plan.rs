@@ -3,11 +3,13 @@
 //! its loader.
 
 pub use kiln_plan::spec::{
-    ExactDedupSpec as ExactDedupParams, NearDedupSpec as NearDedupParams,
-    QualitySpec as QualityParams, SourceSpec as Source, TokenizerKind,
+    ClassifierLabels, ClassifierSpec, ExactDedupSpec as ExactDedupParams, KeepRule, KlMax, KlSpec,
+    NearDedupSpec as NearDedupParams, QualitySpec as QualityParams, SourceSpec as Source,
+    TokenizerKind,
 };
 pub use kiln_plan::step::{
-    EncodeParams, IngestParams, MixParams, Step, StepKind, StepParams, TokenizerParams,
+    EncodeParams, IngestParams, KlReferenceParams, MixParams, SampleParams, ScoreParams, Step,
+    StepKind, StepParams, TokenizerParams, TrainClassifierParams,
 };
 pub use kiln_plan::{PlanError, PLAN_VERSION};
 

@@ -1,6 +1,8 @@
-//! Runs one data step of a run plan (ingest, exact and near dedup, quality filter, tokenizer
-//! training, encoding, mixing): inputs from the input steps' output directories, the output
-//! directory written whole or not at all, a JSON report in it.
+//! Runs one data step of a run plan (ingest, exact and near dedup, sample, quality filter
+//! with its model steps — train_classifier, kl_reference —, tokenizer training, encoding,
+//! mixing): inputs from the input steps' output directories, the output directory written
+//! whole or not at all, a JSON report in it. `score` is kiln-train's (it runs a model);
+//! its `scores.jsonl` is read here ([`crate::scores`]).
 //!
 //! # Directories
 //! Paths in the plan are relative to the run directory ([`StepContext::run_dir`]); source
@@ -15,7 +17,9 @@
 //! # What each step leaves in its output directory
 //! | step | files |
 //! | --- | --- |
-//! | ingest, exact_dedup, near_dedup, quality_filter | [`DOCS_FILE`]: `{"id", "text"}` lines (the ids of the source's lines carried through) |
+//! | ingest, exact_dedup, near_dedup, sample, quality_filter | [`DOCS_FILE`]: `{"id", "text"}` lines (the ids of the source's lines carried through) |
+//! | train_classifier | [`CLASSIFIER_FILE`] (the classifier; its resolved `threshold` and `label_cut` are in the report) |
+//! | kl_reference | [`REFERENCE_FILE`] (the reference distribution, `smoothing`, the resolved `max_kl_nats`) |
 //! | train_tokenizer | `tokenizer.json`, `tokenizer_config.json` (see `tokenize`) |
 //! | encode | `text_document.bin/.idx` (see `shards`) and a copy of the tokenizer files |
 //! | mix | `text_document.bin/.idx` (the phase's training stream), `held_out_document.bin/.idx` |
@@ -24,6 +28,13 @@
 //! `kept_docs`, plus what the step counted (`removed` per rule, `tokens`, epochs, …; the
 //! steps that read documents also `malformed_lines` and `too_large_docs`, with the first of
 //! each listed). Reports hold no times or machine paths, so a re-run writes the same bytes.
+//!
+//! # The quality filter's inputs
+//! Found by kind: one documents step (ingest, exact_dedup or near_dedup); a train_classifier
+//! step when `quality.classifier` is on and a kl_reference step when `quality.kl` is on (a
+//! family on without its step, or a step without its family, is an error); and optionally
+//! the source's score step, whose scored sample gives the report's `good_tokens_lost` (the
+//! good tokens each heuristic family removes, `ops::good_tokens_lost`).
 //!
 //! # Document size
 //! The ingest step skips documents above its `max_document_bytes` parameter (the default
@@ -54,12 +65,20 @@ use crate::progress::Progress;
 use crate::shards::{self, IndexedDataset};
 use crate::tokenize::{self, ModelKind, Pretokenize, TrainConfig};
 
+use crate::filters::Models;
 use crate::ops::de;
 use crate::ops::{
-    apply_thresholds, dedup_documents, encode_documents, filter_documents, quality_config,
-    train_tokenizer, DataError, ExactSettings,
+    apply_thresholds, build_kl_reference, dedup_documents, encode_documents, filter_documents,
+    good_tokens_lost, load_classifier, load_kl_reference, quality_config, train_quality_classifier,
+    train_tokenizer, DataError, ExactSettings, ScoreInput,
 };
+use crate::sample::sample_documents;
+use crate::scores::{read_scores, SCORES_FILE};
 
+/// The classifier a `train_classifier` step writes.
+pub use crate::ops::CLASSIFIER_FILE;
+/// The reference distribution a `kl_reference` step writes.
+pub use crate::ops::REFERENCE_FILE;
 /// The documents a text step writes.
 pub use kiln_plan::run_dir::DOCS_FILE;
 /// The mix step's held-out set (an indexed dataset prefix).
@@ -244,18 +263,50 @@ fn execute(
             .map_err(de)?;
             to_value(&report)
         }
-        StepParams::QualityFilter(p) => {
-            let mut config = quality_config(&p.heuristics, p.classifier_threshold)?;
-            apply_thresholds(&mut config, &p.thresholds)?;
+        StepParams::QualityFilter(p) => quality_step(plan, step, p, inputs, out, ctx),
+        StepParams::Sample(p) => {
             let input = single_input(inputs)?;
-            let report = filter_documents(
+            let report = sample_documents(
                 &docs_config(plan, input),
-                &config,
+                p.docs,
+                p.seed,
                 &out.join(DOCS_FILE),
                 ctx.progress,
-            )
-            .map_err(de)?;
-            to_value(&report)
+            )?;
+            if report.short_by > 0 {
+                eprintln!(
+                    "warning: {}: the source has {} documents, {} fewer than the {} asked for; \
+                     every one is in the sample",
+                    step.name, report.input_docs, report.short_by, report.requested_docs
+                );
+            }
+            let mut value = to_value(&report)?;
+            value["source"] = json!(p.source);
+            Ok(value)
+        }
+        StepParams::TrainClassifier(p) => {
+            let mut scores = Vec::new();
+            for (input, dir) in inputs {
+                if input.kind() != StepKind::Score {
+                    return Err(DataError::work(format!(
+                        "a train_classifier step reads score steps, not the {} step `{}`",
+                        input.kind().name(),
+                        input.name
+                    )));
+                }
+                scores.push(ScoreInput {
+                    name: input.name.clone(),
+                    path: dir.join(SCORES_FILE),
+                });
+            }
+            to_value(&train_quality_classifier(&scores, p, out)?)
+        }
+        StepParams::KlReference(p) => {
+            let input = single_input(inputs)?;
+            let report = build_kl_reference(&docs_config(plan, input), p, out, ctx.progress)?;
+            let mut value = to_value(&report)?;
+            value["source"] = json!(p.source);
+            Ok(value)
         }
         StepParams::TrainTokenizer(p) => {
             let kind = ModelKind::parse(p.kind.as_str()).ok_or_else(|| {
@@ -309,10 +360,9 @@ fn execute(
             to_value(&report)
         }
         StepParams::Mix(p) => mix_step(plan, p, inputs, out, ctx),
-        StepParams::Train(_) | StepParams::Evaluate(_) => Err(DataError::work(format!(
-            "{} is not a data step",
-            step.kind().name()
-        ))),
+        StepParams::Train(_) | StepParams::Evaluate(_) | StepParams::Score(_) => Err(
+            DataError::work(format!("{} is not a data step", step.kind().name())),
+        ),
     }
 }
 
@@ -478,6 +528,203 @@ fn mix_step(
         map.insert("input_docs".into(), json!(input_docs));
         map.insert("kept_docs".into(), json!(report.train_docs));
         map.insert("tokens".into(), json!(report.train_tokens));
+    }
+    Ok(value)
+}
+
+/// The one input of a kind, if any (more than one is an error).
+fn at_most_one<'a, 'b>(
+    found: &[&'a (&'b Step, PathBuf)],
+    kind: &str,
+    step: &str,
+) -> Result<Option<&'a (&'b Step, PathBuf)>, DataError> {
+    match found {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        _ => Err(DataError::work(format!(
+            "`{step}` has {} {kind} inputs; it reads at most one",
+            found.len()
+        ))),
+    }
+}
+
+/// The source a step's documents come from: the `source` of the first ingest or sample step
+/// up its chain of first inputs.
+fn source_of(plan: &Plan, step: &Step) -> Option<String> {
+    let mut s = step;
+    for _ in 0..64 {
+        match &s.params {
+            StepParams::Ingest(p) => return Some(p.source.clone()),
+            StepParams::Sample(p) => return Some(p.source.clone()),
+            _ => s = plan.step(s.inputs.first()?).ok()?,
+        }
+    }
+    None
+}
+
+/// The quality filter: its inputs found by kind — the documents (one ingest, exact_dedup or
+/// near_dedup step), a `train_classifier` step (its classifier and resolved threshold) when
+/// `quality.classifier` is on, a `kl_reference` step (its distribution, smoothing and
+/// threshold) when `quality.kl` is on, and optionally the source's `score` step, whose
+/// scored sample measures the good tokens the heuristics lose (with the classifier's
+/// `label_cut`).
+fn quality_step(
+    plan: &Plan,
+    step: &Step,
+    p: &plan::QualityParams,
+    inputs: &[(&Step, PathBuf)],
+    out: &Path,
+    ctx: &StepContext,
+) -> Result<Value, DataError> {
+    let of_kind = |kinds: &[StepKind]| -> Vec<&(&Step, PathBuf)> {
+        inputs
+            .iter()
+            .filter(|(s, _)| kinds.contains(&s.kind()))
+            .collect()
+    };
+    let docs = of_kind(&[StepKind::Ingest, StepKind::ExactDedup, StepKind::NearDedup]);
+    let classifiers = of_kind(&[StepKind::TrainClassifier]);
+    let references = of_kind(&[StepKind::KlReference]);
+    let score_steps = of_kind(&[StepKind::Score]);
+    if let Some((other, _)) = inputs.iter().find(|(s, _)| {
+        !matches!(
+            s.kind(),
+            StepKind::Ingest
+                | StepKind::ExactDedup
+                | StepKind::NearDedup
+                | StepKind::TrainClassifier
+                | StepKind::KlReference
+                | StepKind::Score
+        )
+    }) {
+        return Err(DataError::work(format!(
+            "a quality_filter step does not read a {} step (`{}`)",
+            other.kind().name(),
+            other.name
+        )));
+    }
+    let docs = match docs.as_slice() {
+        [one] => *one,
+        _ => {
+            return Err(DataError::work(format!(
+                "a quality_filter step reads one documents step (ingest, exact_dedup or \
+                 near_dedup); `{}` has {}",
+                step.name,
+                docs.len()
+            )))
+        }
+    };
+    let classifier_input = at_most_one(&classifiers, "train_classifier", &step.name)?;
+    let reference_input = at_most_one(&references, "kl_reference", &step.name)?;
+    let mut config = quality_config(&p.heuristics)?;
+    apply_thresholds(&mut config, &p.thresholds)?;
+    let mut used = serde_json::Map::new();
+    let trained = match (&p.classifier, &classifier_input) {
+        (Some(_), Some((s, dir))) => {
+            let trained = load_classifier(dir)?;
+            let threshold = trained
+                .threshold
+                .ok_or_else(|| format!("the report of `{}` has no resolved `threshold`", s.name))?;
+            config.classifier = Some(crate::filters::classifier::ClassifierFilterConfig {
+                min_score: threshold,
+            });
+            used.insert(
+                "classifier".into(),
+                json!({ "step": s.name, "threshold": threshold,
+                        "objective": trained.classifier.objective().name(),
+                        "label_cut": trained.label_cut }),
+            );
+            Some((s, trained))
+        }
+        (Some(_), None) => {
+            return Err(DataError::work(format!(
+                "quality.classifier is on but `{}` has no train_classifier input to read \
+                 the classifier from",
+                step.name
+            )))
+        }
+        (None, Some((s, _))) => {
+            return Err(DataError::work(format!(
+                "`{}` reads the train_classifier step `{}` but quality.classifier is off",
+                step.name, s.name
+            )))
+        }
+        (None, None) => None,
+    };
+    let reference = match (&p.kl, &reference_input) {
+        (Some(_), Some((s, dir))) => {
+            let file = load_kl_reference(dir)?;
+            config.kl = Some(file.config());
+            used.insert(
+                "kl".into(),
+                json!({ "step": s.name, "max_kl_nats": file.max_kl_nats,
+                        "smoothing": file.smoothing }),
+            );
+            Some(file)
+        }
+        (Some(_), None) => {
+            return Err(DataError::work(format!(
+                "quality.kl is on but `{}` has no kl_reference input to read the reference \
+                 distribution from",
+                step.name
+            )))
+        }
+        (None, Some((s, _))) => {
+            return Err(DataError::work(format!(
+                "`{}` reads the kl_reference step `{}` but quality.kl is off",
+                step.name, s.name
+            )))
+        }
+        (None, None) => None,
+    };
+    config.validate().map_err(de)?;
+    let models = Models {
+        kl_reference: reference.as_ref().map(|r| &r.reference),
+        classifier: trained.as_ref().map(|(_, t)| &t.classifier),
+    };
+    // The source's score step: the one whose source is this step's (the only one when the
+    // source cannot be told).
+    let source = source_of(plan, docs.0);
+    let score_input = match (&source, score_steps.as_slice()) {
+        (_, []) => None,
+        (None, [one]) => Some(*one),
+        (Some(name), several) => several
+            .iter()
+            .find(|(s, _)| matches!(&s.params, StepParams::Score(q) if q.source == *name))
+            .copied(),
+        (None, _) => None,
+    };
+    let good = match (score_input, &trained) {
+        (Some((score_step, dir)), Some((classifier_step, t))) => {
+            let label_cut = t.label_cut.ok_or_else(|| {
+                format!(
+                    "the report of `{}` has no `label_cut`",
+                    classifier_step.name
+                )
+            })?;
+            let scored = read_scores(&dir.join(SCORES_FILE))?;
+            let mut lost = to_value(&good_tokens_lost(&scored, label_cut, &config, models)?)?;
+            lost["score_step"] = json!(score_step.name);
+            Some(lost)
+        }
+        _ => None,
+    };
+    let report = filter_documents(
+        &docs_config(plan, docs),
+        &config,
+        models,
+        &out.join(DOCS_FILE),
+        ctx.progress,
+    )?;
+    let mut value = to_value(&report)?;
+    if let Some(s) = source {
+        value["source"] = json!(s);
+    }
+    if !used.is_empty() {
+        value["models"] = Value::Object(used);
+    }
+    if let Some(good) = good {
+        value["good_tokens_lost"] = good;
     }
     Ok(value)
 }

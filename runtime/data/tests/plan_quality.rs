@@ -49,7 +49,7 @@ fn declared_thresholds_reach_the_filters() {
         .find(|s| s["kind"] == "quality_filter")
         .expect("a quality_filter step");
     let params: QualityParams = serde_json::from_value(step["params"].clone()).unwrap();
-    let mut config = quality_config(&params.heuristics, params.classifier_threshold).unwrap();
+    let mut config = quality_config(&params.heuristics).unwrap();
     apply_thresholds(&mut config, &params.thresholds).unwrap();
     let gopher = config
         .gopher_quality

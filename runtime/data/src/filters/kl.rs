@@ -156,6 +156,16 @@ impl UnigramReference {
         }
     }
 
+    /// Adds the counts of `other` (built with the same lowercasing), so a corpus can be
+    /// counted in parallel parts; the result does not depend on how it was split.
+    pub fn merge(&mut self, other: UnigramReference) {
+        for (w, c) in other.counts {
+            let n = self.counts.entry(w).or_insert(0);
+            *n = n.saturating_add(c);
+        }
+        self.total_words = self.total_words.saturating_add(other.total_words);
+    }
+
     /// Whether words are lowercased before counting and lookup.
     pub fn lowercase(&self) -> bool {
         self.lowercase

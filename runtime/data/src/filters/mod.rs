@@ -419,7 +419,7 @@ impl<'a> QualityFilter<'a> {
             }
         }
         if let (Some(k), Some(model)) = (&c.classifier, self.models.classifier) {
-            if model.score(current) < k.min_score {
+            if model.score_words(&current_words) < k.min_score {
                 return removed(Family::Classifier, 0);
             }
         }

@@ -197,9 +197,48 @@ pub struct Tok {
     pub space_after: bool,
 }
 
+/// A filter in front of a table of string keys: a bit per (length up to 15, first byte, last
+/// byte, each byte's low 6 bits). A key is never filtered out, so a string the filter
+/// refuses is not a key and needs no hash lookup; most words of a text are refused.
+struct KeyFilter {
+    bits: Vec<u64>,
+}
+
+impl KeyFilter {
+    fn slot(s: &str) -> usize {
+        let b = s.as_bytes();
+        match (b.first(), b.last()) {
+            (Some(&first), Some(&last)) => {
+                (b.len().min(15) << 12) | ((first as usize & 63) << 6) | (last as usize & 63)
+            }
+            _ => 0,
+        }
+    }
+
+    fn new<'a>(keys: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut bits = vec![0u64; (16 << 12) / 64];
+        for k in keys {
+            let i = Self::slot(k);
+            bits[i / 64] |= 1 << (i % 64);
+        }
+        KeyFilter { bits }
+    }
+
+    /// False only for a string that is no key.
+    #[inline]
+    fn may_contain(&self, s: &str) -> bool {
+        let i = Self::slot(s);
+        self.bits[i / 64] & (1 << (i % 64)) != 0
+    }
+}
+
 /// The compiled tables (built once per process).
 struct Tokenizer {
     specials: HashMap<&'static str, &'static [&'static str], FxBuild>,
+    /// In front of `specials`.
+    specials_filter: KeyFilter,
+    /// In front of `patterns`.
+    patterns_filter: KeyFilter,
     /// Matcher patterns by their first token.
     patterns: HashMap<&'static str, Vec<&'static [&'static str]>, FxBuild>,
     currencies_and_units: HashMap<&'static str, (), FxBuild>,
@@ -225,6 +264,8 @@ fn tokenizer() -> &'static Tokenizer {
             .map(|s| (*s, ()))
             .collect();
         Tokenizer {
+            specials_filter: KeyFilter::new(tables::SPECIAL_CASES.iter().map(|(k, _)| *k)),
+            patterns_filter: KeyFilter::new(patterns.keys().copied()),
             specials,
             patterns,
             currencies_and_units,
@@ -353,7 +394,14 @@ fn find_infixes(s: &str, out: &mut Vec<(usize, usize)>) {
         } else if one_char {
             end = i + 1;
         } else if in_set(&tables::ALPHA, prev) || is_ascii_digit(prev) {
-            for h in HYPHENS {
+            // Every hyphen alternative starts with one of these characters: the others
+            // cannot start one (and skip seven string comparisons per character).
+            let hyphens: &[&str] = if matches!(c, '-' | '–' | '—' | '~') {
+                &HYPHENS
+            } else {
+                &[]
+            };
+            for &h in hyphens {
                 if rest.starts_with(h) && in_set(&tables::ALPHA, rest[h.len()..].chars().next()) {
                     end = i + h.len();
                     break;
@@ -377,8 +425,16 @@ fn find_infixes(s: &str, out: &mut Vec<(usize, usize)>) {
 
 /// Whether spaCy's URL expression matches all of `s`.
 fn is_url(s: &str, t: &Tokenizer) -> bool {
-    // Both of its host forms (dotted IP address, domain with a TLD) contain a dot.
-    s.contains('.')
+    // Its host is a dotted IP address (three dots) or a domain: a dot, then a top-level
+    // domain of two or more of spaCy's ALPHA_LOWER (`a-z` or characters beyond ASCII; the
+    // expression is case-sensitive). A string with neither cannot match, and the expression
+    // (lookaheads, so a backtracking search) is not run on it.
+    let tld = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || !c.is_ascii());
+    let domain = s.match_indices('.').any(|(i, _)| {
+        let mut after = s[i + 1..].chars();
+        tld(after.next()) && tld(after.next())
+    });
+    (domain || s.bytes().filter(|&b| b == b'.').count() >= 3)
         && t.url
             .as_ref()
             .is_some_and(|rx| rx.is_match(s).unwrap_or(false))
@@ -397,10 +453,49 @@ fn push_special(at: usize, parts: &[&str], out: &mut Vec<Tok>) {
     }
 }
 
+/// The special-case lookups of one run, remembering the last two ranges asked: the affix
+/// loop asks again for a range it has just looked up (the remainder once a suffix is off,
+/// then the same range at the top of the next pass and after the loop), and each answer is
+/// a function of the range alone.
+struct SpecialLookups<'t> {
+    specials: &'t HashMap<&'static str, &'static [&'static str], FxBuild>,
+    filter: &'t KeyFilter,
+    last: [(usize, usize, Option<&'static [&'static str]>); 2],
+    next: usize,
+}
+
+impl<'t> SpecialLookups<'t> {
+    fn new(t: &'t Tokenizer) -> Self {
+        SpecialLookups {
+            specials: &t.specials,
+            filter: &t.specials_filter,
+            last: [(usize::MAX, usize::MAX, None); 2],
+            next: 0,
+        }
+    }
+
+    /// `specials.get(&text[a..b])`.
+    fn get(&mut self, text: &str, a: usize, b: usize) -> Option<&'static [&'static str]> {
+        if let Some(&(_, _, found)) = self.last.iter().find(|e| e.0 == a && e.1 == b) {
+            return found;
+        }
+        let s = &text[a..b];
+        let found = if self.filter.may_contain(s) {
+            self.specials.get(s).copied()
+        } else {
+            None
+        };
+        self.last[self.next] = (a, b, found);
+        self.next ^= 1;
+        found
+    }
+}
+
 /// `_tokenize` for the non-whitespace run `text[lo..hi]`.
 fn tokenize_run(text: &str, lo: usize, hi: usize, t: &Tokenizer, out: &mut Vec<Tok>) {
     let run = &text[lo..hi];
-    if let Some(parts) = t.specials.get(run) {
+    let mut specials = SpecialLookups::new(t);
+    if let Some(parts) = specials.get(text, lo, hi) {
         push_special(lo, parts, out);
         return;
     }
@@ -420,28 +515,22 @@ fn tokenize_run(text: &str, lo: usize, hi: usize, t: &Tokenizer, out: &mut Vec<T
     let mut suffixes: Vec<(usize, usize)> = Vec::new();
     let mut last_size = 0usize;
     while a < b && b - a != last_size {
-        let s = &text[a..b];
-        if t.specials.contains_key(s) {
+        if specials.get(text, a, b).is_some() {
             break;
         }
+        let s = &text[a..b];
         last_size = b - a;
         let pre = find_prefix(s);
-        if pre != 0 {
-            let minus_pre = &text[a + pre..b];
-            if !minus_pre.is_empty() && t.specials.contains_key(minus_pre) {
-                prefixes.push((a, a + pre));
-                a += pre;
-                break;
-            }
+        if pre != 0 && a + pre < b && specials.get(text, a + pre, b).is_some() {
+            prefixes.push((a, a + pre));
+            a += pre;
+            break;
         }
         let suf = find_suffix(&text[a + pre..b], t);
-        if suf != 0 {
-            let minus_suf = &text[a..b - suf];
-            if !minus_suf.is_empty() && t.specials.contains_key(minus_suf) {
-                suffixes.push((b - suf, b));
-                b -= suf;
-                break;
-            }
+        if suf != 0 && a < b - suf && specials.get(text, a, b - suf).is_some() {
+            suffixes.push((b - suf, b));
+            b -= suf;
+            break;
         }
         if pre != 0 && suf != 0 && pre + suf <= b - a {
             prefixes.push((a, a + pre));
@@ -466,7 +555,7 @@ fn tokenize_run(text: &str, lo: usize, hi: usize, t: &Tokenizer, out: &mut Vec<T
     }
     if a < b {
         let s = &text[a..b];
-        if let Some(parts) = t.specials.get(s) {
+        if let Some(parts) = specials.get(text, a, b) {
             push_special(a, parts, out);
         } else if is_url(s, t) {
             out.push(Tok {
@@ -583,6 +672,9 @@ fn apply_special_cases(text: &str, toks: &mut Vec<Tok>, t: &Tokenizer) {
     let mut matches: Vec<(usize, usize)> = Vec::new();
     for i in 0..toks.len() {
         let first = &text[toks[i].start..toks[i].end];
+        if !t.patterns_filter.may_contain(first) {
+            continue;
+        }
         let Some(pats) = t.patterns.get(first) else {
             continue;
         };
@@ -768,6 +860,41 @@ mod tests {
             ".",
         ];
         assert_eq!(w, expected);
+    }
+
+    #[test]
+    fn the_url_prefilter_refuses_no_match() {
+        let t = tokenizer();
+        let rx = t.url.as_ref().expect("the URL expression compiles");
+        for s in [
+            "http://example.com",
+            "www.example.org/a?b=c",
+            "user@mail.example.net",
+            "10.0.0.1",
+            "192.168.1.1",
+            "8.8.8.8",
+            "1.2.3.4:8080/x",
+            "a.b.c.d",
+            "Example.COM",
+            "example.Com",
+            "d.h",
+            "z.B",
+            "6.03",
+            "2.38.1",
+            "systemd.exec(5",
+            "пример.рф",
+            "例子.中国",
+            "bücher.de",
+            "x.y",
+            "a.bc",
+            "ftp://a.b",
+            "http://x.io:99",
+            "..",
+            "a..bc",
+        ] {
+            let full = rx.is_match(s).unwrap_or(false);
+            assert_eq!(is_url(s, t), full, "{s}");
+        }
     }
 
     #[test]

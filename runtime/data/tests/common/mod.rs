@@ -167,7 +167,7 @@ pub fn plan_with(sources: Value, steps: Vec<Value>) -> Value {
                          "first_stage_layers": null, "last_stage_layers": null},
             "tokenizer": null, "sources": sources,
             "dedup": {"exact": null, "near": null},
-            "quality": {"heuristics": [], "classifier_threshold": null, "thresholds": {}},
+            "quality": {"heuristics": [], "thresholds": {}, "classifier": null, "kl": null},
             "gpu": "cpu", "values": []
         },
         "predictions": {"tokens_per_s": null, "step_time_s": null, "memory_per_gpu_bytes": null,
