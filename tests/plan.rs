@@ -251,24 +251,11 @@ fn the_quality_chain_reruns_exactly_what_depends_on_it() {
         .replace("micro_batch = 32", "micro_batch = 4");
     let before = ids(&plan_of_text("quality", &base));
     // Everything the filtered corpus feeds.
-    let main = [
-        "train_tokenizer",
-        "encode.web",
-        "encode.code",
-        "mix.main",
-        "train.main",
-        "evaluate",
-    ];
+    let main = ["train_tokenizer", "encode.web", "mix.main", "train.main", "evaluate"];
     let with = |first: &[&'static str]| -> Vec<&'static str> {
         first.iter().copied().chain(main).collect()
     };
-    let scored = [
-        "score.web",
-        "score.code",
-        "train_classifier",
-        "quality_filter.web",
-        "quality_filter.code",
-    ];
+    let scored = ["score.web", "train_classifier", "quality_filter.web"];
     let cases: [(&str, &str, Vec<&str>); 4] = [
         (
             "sample = 1000",
@@ -276,11 +263,8 @@ fn the_quality_chain_reruns_exactly_what_depends_on_it() {
             with(&[
                 "sample.web",
                 "score.web",
-                "sample.code",
-                "score.code",
                 "train_classifier",
                 "quality_filter.web",
-                "quality_filter.code",
             ]),
         ),
         (
@@ -301,7 +285,7 @@ fn the_quality_chain_reruns_exactly_what_depends_on_it() {
         (
             "max = p99",
             "max = p95",
-            with(&["kl_reference", "quality_filter.web", "quality_filter.code"]),
+            with(&["kl_reference", "quality_filter.web"]),
         ),
     ];
     for (from, to, changed) in cases {

@@ -100,7 +100,15 @@ pub fn run(
             .arg(source_root)
             .current_dir(out);
         match cmd.status() {
-            Ok(s) if s.success() => {}
+            Ok(s) if s.success() => {
+                if let Some(line) = std::fs::read_to_string(out.join(output).join("report.json"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .and_then(|r| summary(&step.name, &r))
+                {
+                    eprintln!("{line}");
+                }
+            }
             Ok(s) => {
                 return Err(Failure::refused(format!(
                 "step {} failed ({s}); its output is not written, so `kiln run` resumes from it",
@@ -130,6 +138,73 @@ pub fn run(
         ),
     }
     Ok(())
+}
+
+/// The one-line summary of a model-based filtering step's report (what the chain measured),
+/// or `None` for other steps.
+pub fn summary(step: &str, r: &serde_json::Value) -> Option<String> {
+    let num = |v: &serde_json::Value| v.as_f64();
+    let pct = |v: f64| format!("{:.1} %", 100.0 * v);
+    match r["kind"].as_str()? {
+        "train_classifier" => Some(format!(
+            "{step}: held-out agreement with the scorer on {} documents: Spearman {:.3}, AUC {:.3}; \
+             keeps classifier score ≥ {:.4} ({} of the sample)",
+            r["held_out_docs"],
+            num(&r["held_out_spearman"])?,
+            num(&r["held_out_auc"])?,
+            num(&r["threshold"])?,
+            pct(num(&r["sample_kept_fraction"])?),
+        )),
+        "kl_reference" => {
+            let lengths: Vec<String> = r["by_length"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| {
+                            Some(format!(
+                                "{} words {:.2}",
+                                t["words"].as_u64()?,
+                                t["max_kl_nats"].as_f64()?
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(format!(
+                "{step}: {} reference documents, {} held out; KL threshold {}",
+                r["kept_docs"],
+                r["held_out_docs"],
+                if lengths.is_empty() {
+                    format!("{:.3} nats", num(&r["max_kl_nats"])?)
+                } else {
+                    format!("by length (nats): {}", lengths.join(", "))
+                }
+            ))
+        }
+        "quality_filter" => {
+            let mut line = format!(
+                "{step}: kept {} of {} documents",
+                r["kept_docs"], r["input_docs"]
+            );
+            let lost = &r["good_tokens_lost"];
+            if let Some(families) = lost["families"].as_object() {
+                let each: Vec<String> = families
+                    .iter()
+                    .filter_map(|(f, v)| Some(format!("{f} {}", pct(v["fraction"].as_f64()?))))
+                    .collect();
+                line += &format!(
+                    "; good tokens the heuristics remove ({} of {} scored documents rated good): {}, \
+                     all together {}",
+                    lost["good_docs"],
+                    lost["scored_docs"],
+                    each.join(", "),
+                    pct(num(&lost["all"]["fraction"])?)
+                );
+            }
+            Some(line)
+        }
+        _ => None,
+    }
 }
 
 /// The ids of the steps named by `name` (whole name, or the part before the first `.`)

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::filters::classifier::{
     self, Classifier, ClassifierFilterConfig, ClassifierTrainConfig, Objective, Targets,
 };
-use crate::filters::kl::{KlConfig, UnigramReference};
+use crate::filters::kl::{KlConfig, LengthThreshold, UnigramReference};
 use crate::filters::{self, FilterReport, Models, QualityConfig};
 use crate::ingest::{
     Document, Ingest, IngestConfig, IngestError, JsonlWriter, Malformed, MAX_BATCH_BYTES,
@@ -919,6 +919,9 @@ pub fn classifier_only(min_score: f64) -> QualityConfig {
 pub struct KlReferenceFile {
     pub max_kl_nats: f64,
     pub smoothing: f64,
+    /// A quantile rule's thresholds by document length (empty for a threshold in nats).
+    #[serde(default)]
+    pub by_length: Vec<LengthThreshold>,
     pub reference: UnigramReference,
 }
 
@@ -928,8 +931,52 @@ impl KlReferenceFile {
         KlConfig {
             max_kl_nats: self.max_kl_nats,
             smoothing: self.smoothing,
+            by_length: self.by_length.clone(),
         }
     }
+}
+
+/// The shortest window of a length-matched quantile, in words (assumption: below this a
+/// word distribution says little), doubling up to the longest held-out document.
+pub const KL_WINDOW_MIN_WORDS: usize = 16;
+/// Windows a length needs for its quantile to be used (assumption: enough for a p99 to
+/// rest on more than one window); longer documents take the longest length that has them.
+pub const KL_WINDOW_MIN_COUNT: usize = 100;
+/// At most this many windows of one length from one document (bounds the work on long
+/// reference documents; assumption).
+pub const KL_WINDOWS_PER_DOC: usize = 64;
+
+/// The KL of consecutive windows of `words` at every doubling length from
+/// [`KL_WINDOW_MIN_WORDS`]: `(length, kl)` pairs.
+fn window_kls(reference: &UnigramReference, words: &[&str], smoothing: f64) -> Vec<(usize, f64)> {
+    let mut out = Vec::new();
+    let mut length = KL_WINDOW_MIN_WORDS;
+    while length <= words.len() {
+        for window in words.chunks_exact(length).take(KL_WINDOWS_PER_DOC) {
+            if let Some(kl) = reference.kl_divergence_nats(window, smoothing) {
+                out.push((length, kl));
+            }
+        }
+        length *= 2;
+    }
+    out
+}
+
+/// The `quantile` of each window length's KLs, for the lengths with at least
+/// [`KL_WINDOW_MIN_COUNT`] windows.
+fn length_thresholds(mut windows: Vec<(usize, f64)>, quantile: f64) -> Vec<LengthThreshold> {
+    windows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    windows
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|group| group.len() >= KL_WINDOW_MIN_COUNT)
+        .filter_map(|group| {
+            let kls: Vec<f64> = group.iter().map(|w| w.1).collect();
+            Some(LengthThreshold {
+                words: group[0].0 as u64,
+                max_kl_nats: stats::quantile_sorted(&kls, quantile)?,
+            })
+        })
+        .collect()
 }
 
 /// Quantiles of the held-out reference documents' KL, in nats.
@@ -958,8 +1005,12 @@ pub struct KlReferenceReport {
     pub max: String,
     /// Quantile rule: the quantile asked for.
     pub quantile: Option<f64>,
-    /// The resolved threshold: a document whose KL exceeds it is removed.
+    /// The resolved threshold over whole held-out documents (the rule's threshold for a
+    /// threshold in nats).
     pub max_kl_nats: f64,
+    /// A quantile rule's thresholds by document length: the quantile of the KL of windows
+    /// of that many words of the held-out documents (what the rule applies).
+    pub by_length: Vec<LengthThreshold>,
     /// The fraction of the held-out documents the rule removes at that threshold.
     pub held_out_removed_fraction: Option<f64>,
     pub malformed_lines: u64,
@@ -1006,6 +1057,7 @@ pub fn build_kl_reference(
             KlMax::Quantile { .. } => 0.0,
         },
         smoothing: params.smoothing,
+        by_length: Vec::new(),
     }
     .validate()
     .map_err(de)?;
@@ -1055,37 +1107,48 @@ pub fn build_kl_reference(
     }
 
     // Pass 2: the held-out documents' KL.
-    let mut kls: Vec<f64> = Vec::new();
+    let mut doc_kls: Vec<(usize, f64)> = Vec::new();
+    let mut windows: Vec<(usize, f64)> = Vec::new();
     let mut no_words = 0u64;
     if held_out_docs > 0 {
         let bar = Progress::new(progress, Some(input_docs), "kl reference: held out", "docs");
         let mut second = Ingest::open(config).map_err(de)?;
-        let measure = |texts: &[String], kls: &mut Vec<f64>, no_words: &mut u64| {
-            let part: Vec<Option<f64>> = texts
+        let measure = |texts: &[String],
+                       kls: &mut Vec<(usize, f64)>,
+                       windows: &mut Vec<(usize, f64)>,
+                       no_words: &mut u64| {
+            type Measured = (usize, Option<f64>, Vec<(usize, f64)>);
+            let part: Vec<Measured> = texts
                 .par_iter()
                 .map(|t| {
-                    reference
-                        .kl_divergence_nats(&filters::words::split_into_words(t), params.smoothing)
+                    let words = filters::words::split_into_words(t);
+                    (
+                        words.len(),
+                        reference.kl_divergence_nats(&words, params.smoothing),
+                        window_kls(&reference, &words, params.smoothing),
+                    )
                 })
                 .collect();
-            for kl in part {
+            for (n, kl, w) in part {
                 match kl {
-                    Some(kl) => kls.push(kl),
+                    Some(kl) => kls.push((n, kl)),
                     None => *no_words += 1,
                 }
+                windows.extend(w);
             }
         };
         for doc in second.by_ref() {
             let doc = doc.map_err(de)?;
             bar.inc(1);
             if kl_held_out(&doc.id, fraction, seed) && batch.push(doc.text) {
-                measure(&batch.texts, &mut kls, &mut no_words);
+                measure(&batch.texts, &mut doc_kls, &mut windows, &mut no_words);
                 batch.clear();
             }
         }
-        measure(&batch.texts, &mut kls, &mut no_words);
+        measure(&batch.texts, &mut doc_kls, &mut windows, &mut no_words);
         bar.finish_and_clear();
     }
+    let mut kls: Vec<f64> = doc_kls.iter().map(|d| d.1).collect();
     kls.sort_by(f64::total_cmp);
     let q = |p: f64| stats::quantile_sorted(&kls, p);
     let held_out_kl = match (q(0.5), q(0.9), q(0.99)) {
@@ -1103,13 +1166,23 @@ pub fn build_kl_reference(
             ))
         })?,
     };
+    let by_length = match params.max {
+        KlMax::Quantile { quantile } => length_thresholds(windows, quantile),
+        KlMax::Nats { .. } => Vec::new(),
+    };
+    let rule = KlConfig {
+        max_kl_nats,
+        smoothing: params.smoothing,
+        by_length: by_length.clone(),
+    };
     let held_out_removed_fraction = (held_out_docs > 0).then(|| {
-        let removed = kls.iter().filter(|&&k| k > max_kl_nats).count() as u64 + no_words;
-        removed as f64 / held_out_docs as f64
+        let removed = doc_kls.iter().filter(|(n, k)| *k > rule.max_for(*n)).count() as u64;
+        (removed + no_words) as f64 / held_out_docs as f64
     });
     let file = KlReferenceFile {
         max_kl_nats,
         smoothing: params.smoothing,
+        by_length: by_length.clone(),
         reference,
     };
     let text = serde_json::to_string(&file).map_err(de)? + "\n";
@@ -1129,6 +1202,7 @@ pub fn build_kl_reference(
         },
         quantile,
         max_kl_nats,
+        by_length,
         held_out_removed_fraction,
         malformed_lines: read.malformed_lines,
         too_large_docs: read.too_large_docs,

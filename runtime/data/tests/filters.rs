@@ -754,11 +754,13 @@ fn kl_divergence_by_hand() {
     let at = KlConfig {
         max_kl_nats: kl,
         smoothing: 1.0,
+        by_length: vec![],
     };
     assert!(!at.removes(&["a", "c"], &r));
     let below = KlConfig {
         max_kl_nats: kl - 1e-9,
         smoothing: 1.0,
+        by_length: vec![],
     };
     assert!(below.removes(&["a", "c"], &r));
     assert!(at.removes(&[], &r));

@@ -41,10 +41,26 @@ pub const DEFAULT_SMOOTHING: f64 = 1.0;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KlConfig {
-    /// Largest `KL(p_doc ‖ p_ref)` kept, in nats.
+    /// Largest `KL(p_doc ‖ p_ref)` kept, in nats (for documents of any length when
+    /// `by_length` is empty).
     pub max_kl_nats: f64,
     /// The additive smoothing constant α of the reference distribution (> 0).
     pub smoothing: f64,
+    /// Thresholds by document length, shortest first: a document of n words is judged by
+    /// the entry with the most words ≤ n (the first entry below it). The divergence of an
+    /// empirical distribution falls as the document grows (it is biased upwards by about
+    /// (|V_doc| − 1)/(2n) nats: Miller 1955, "Note on the bias of information estimates"),
+    /// so one threshold cannot suit documents of every length; a `kl_reference` step
+    /// measures one per length on windows of its held-out reference documents.
+    pub by_length: Vec<LengthThreshold>,
+}
+
+/// The threshold for documents of at least `words` words.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LengthThreshold {
+    pub words: u64,
+    pub max_kl_nats: f64,
 }
 
 impl Default for KlConfig {
@@ -52,6 +68,7 @@ impl Default for KlConfig {
         KlConfig {
             max_kl_nats: DEFAULT_MAX_KL_NATS,
             smoothing: DEFAULT_SMOOTHING,
+            by_length: Vec::new(),
         }
     }
 }
@@ -74,13 +91,41 @@ impl KlConfig {
                 format!("{} is not a finite number > 0", self.smoothing),
             ));
         }
+        for (i, t) in self.by_length.iter().enumerate() {
+            if !(t.max_kl_nats.is_finite() && t.max_kl_nats >= 0.0) {
+                return Err(ConfigError::new(
+                    "kl.by_length",
+                    format!("{} nats is not a finite number ≥ 0", t.max_kl_nats),
+                ));
+            }
+            if i > 0 && t.words <= self.by_length[i - 1].words {
+                return Err(ConfigError::new(
+                    "kl.by_length",
+                    "the lengths are not strictly increasing".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The threshold for a document of `words` words.
+    pub fn max_for(&self, words: usize) -> f64 {
+        match self
+            .by_length
+            .iter()
+            .rev()
+            .find(|t| t.words <= words as u64)
+            .or(self.by_length.first())
+        {
+            Some(t) => t.max_kl_nats,
+            None => self.max_kl_nats,
+        }
     }
 
     /// Whether the rule removes a document with these words.
     pub fn removes(&self, words: &[&str], reference: &UnigramReference) -> bool {
         match reference.kl_divergence_nats(words, self.smoothing) {
-            Some(kl) => kl > self.max_kl_nats,
+            Some(kl) => kl > self.max_for(words.len()),
             None => true,
         }
     }
