@@ -2,8 +2,10 @@
 //! by `transformers` gives the same logits in kiln-train within 1e-4; malformed directories
 //! are errors naming the file and the tensor.
 //!
-//! The fixture (tests/fixtures/hf_llama: config.json, model.safetensors, and the logits
-//! transformers computed, logits.json) is committed, so the test needs no Python; it was
+//! One test builds the model now with the test environment's transformers (scripts/setup
+//! installs transformers 5.24.0 into .venv); the others use the committed fixture
+//! (tests/fixtures/hf_llama: config.json, model.safetensors, and the logits transformers
+//! computed, logits.json), which needs no Python; it was
 //! made by tests/hf/make_llama.py with transformers 5.24.0 and torch 2.11.0
 //! (`.venv/bin/pip install transformers==5.24.0`, then
 //! `python3 tests/hf/make_llama.py OUT` and copy OUT/model/{config.json,model.safetensors}
@@ -29,18 +31,12 @@ fn copy_of_fixture(dir: &Path) -> PathBuf {
     model
 }
 
-#[test]
-fn a_transformers_llama_gives_the_same_logits() {
-    let model_dir = fixture();
-    let spec = hf::spec_from_config(&model_dir).unwrap();
-    assert_eq!(
-        (spec.kv_heads, spec.rope_base, spec.norm_eps),
-        (2, 500000.0, 1e-5)
-    );
-    let model = hf::load(&model_dir, Precision::Fp32, Device::Cpu).unwrap();
+/// The largest difference between kiln-train's logits for `model_dir` and the ones
+/// transformers wrote in `logits`, against the largest logit.
+fn logit_difference(model_dir: &Path, logits: &Path) -> (f64, f64) {
+    let model = hf::load(model_dir, Precision::Fp32, Device::Cpu).unwrap();
     let want: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture().join("logits.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(logits).unwrap()).unwrap();
     let ids: Vec<Vec<i64>> = serde_json::from_value(want["ids"].clone()).unwrap();
     let logits: Vec<Vec<Vec<f32>>> = serde_json::from_value(want["logits"].clone()).unwrap();
     let flat_ids: Vec<i64> = ids.concat();
@@ -49,8 +45,41 @@ fn a_transformers_llama_gives_the_same_logits() {
     let want = Tensor::from_slice(&flat).view([2, 24, 96]);
     let got = tch::no_grad(|| model.logits(&ids, false)).to_kind(Kind::Float);
     let diff = (got - &want).abs().max().double_value(&[]);
-    let scale = want.abs().max().double_value(&[]);
+    (diff, want.abs().max().double_value(&[]))
+}
+
+#[test]
+fn a_transformers_llama_gives_the_same_logits() {
+    let model_dir = fixture();
+    let spec = hf::spec_from_config(&model_dir).unwrap();
+    assert_eq!(
+        (spec.kv_heads, spec.rope_base, spec.norm_eps),
+        (2, 500000.0, 1e-5)
+    );
+    let (diff, scale) = logit_difference(&model_dir, &fixture().join("logits.json"));
     println!("largest logit difference {diff:.3e} (largest logit {scale:.3})");
+    assert!(diff < 1e-4, "logits differ by {diff}");
+}
+
+/// The same, with the model built now by the test environment's transformers (scripts/setup
+/// installs the pinned version into .venv) rather than the committed fixture.
+#[test]
+fn a_llama_built_now_by_transformers_gives_the_same_logits() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv/bin/python");
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hf/make_llama.py"))
+        .arg(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup)", python.display()));
+    assert!(
+        out.status.success(),
+        "make_llama.py (needs transformers in .venv: scripts/setup): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (diff, scale) = logit_difference(&dir.path().join("model"), &dir.path().join("logits.json"));
+    println!("built now: largest logit difference {diff:.3e} (largest logit {scale:.3})");
     assert!(diff < 1e-4, "logits differ by {diff}");
 }
 
