@@ -424,7 +424,13 @@ fn run_until_names_the_steps_it_knows() {
         err.contains("no step of the plan is called `quality_filtr`"),
         "{err}"
     );
-    for kind in ["sample", "score", "train_classifier", "kl_reference", "quality_filter"] {
+    for kind in [
+        "sample",
+        "score",
+        "train_classifier",
+        "kl_reference",
+        "quality_filter",
+    ] {
         assert!(err.contains(kind), "{kind} missing from: {err}");
     }
     assert!(!out.join("ingest.web").exists());

@@ -100,7 +100,7 @@ fn experiments_check_with_only_deserved_warnings() {
             // Trained far past the compute-optimal point without an inference-aware objective.
             "llama3_8b" => &["K-S002"],
             // The CPU demo trains for minutes, far short of its compute-optimal tokens.
-            "tiny" => &["K-S001"],
+            "tiny" | "tiny_quality" => &["K-S001"],
             // The GPU check trains a few dozen steps of a 316M model.
             "gpu_check" => &["K-S001"],
             // Meta's layout fits the 80 GB by 8.6 %, inside the memory model's validated

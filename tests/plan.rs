@@ -251,7 +251,13 @@ fn the_quality_chain_reruns_exactly_what_depends_on_it() {
         .replace("micro_batch = 32", "micro_batch = 4");
     let before = ids(&plan_of_text("quality", &base));
     // Everything the filtered corpus feeds.
-    let main = ["train_tokenizer", "encode.web", "mix.main", "train.main", "evaluate"];
+    let main = [
+        "train_tokenizer",
+        "encode.web",
+        "mix.main",
+        "train.main",
+        "evaluate",
+    ];
     let with = |first: &[&'static str]| -> Vec<&'static str> {
         first.iter().copied().chain(main).collect()
     };
@@ -290,7 +296,10 @@ fn the_quality_chain_reruns_exactly_what_depends_on_it() {
     ];
     for (from, to, changed) in cases {
         assert!(base.contains(from), "{from}");
-        let after = ids(&plan_of_text("quality_changed", &base.replacen(from, to, 1)));
+        let after = ids(&plan_of_text(
+            "quality_changed",
+            &base.replacen(from, to, 1),
+        ));
         assert_eq!(before.len(), after.len());
         let differing: Vec<&str> = before
             .iter()

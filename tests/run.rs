@@ -92,3 +92,116 @@ fn kiln_calibrate_on_cuda_needs_presets_and_a_gpu() {
 fn tch_sees_no_gpu() -> bool {
     !std::path::Path::new("/proc/driver/nvidia").exists()
 }
+
+/// The model-based filter end to end through `kiln run --until quality_filter` on the
+/// small CPU experiment: a scorer trained by the plan on a second source, its perplexity on
+/// a sample, the classifier, the KL reference, the filter with the good-token loss; then the
+/// same scores through `kiln data classify train` give the same classifier as the plan's step.
+#[test]
+fn the_quality_chain_runs_until_the_filter() {
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quality.kiln");
+    let experiment = common::TWO_RANK_CPU_EXPERIMENT.replace(
+        "  source web { path = \"web.jsonl\", unique_tokens = 100K }",
+        "  source web { path = \"web.jsonl\", unique_tokens = 100K }
+  source good { path = \"good.jsonl\" }
+  scorer ref {
+    model = slurm_small
+    source = good
+    tokens = 4096
+    lr = constant { value = 3e-3 }
+  }
+  quality {
+    kl { reference = good, max = p90 }
+    classifier { scorer = ref, sample = 200, labels = top { fraction = 50% }, keep = 80% }
+  }",
+    );
+    assert_ne!(experiment, common::TWO_RANK_CPU_EXPERIMENT);
+    std::fs::write(&file, experiment).unwrap();
+    common::small_corpus(&dir.path().join("web.jsonl"));
+    common::small_corpus(&dir.path().join("good.jsonl"));
+    let out = dir.path().join("run");
+    let run = Command::new(kiln)
+        .arg("run")
+        .arg(&file)
+        .args(["--until", "quality_filter", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    for step in [
+        "train.scorer.ref",
+        "sample.web",
+        "score.web",
+        "train_classifier",
+        "kl_reference",
+        "quality_filter.web",
+    ] {
+        assert!(
+            stderr.contains(&format!("running {step} ")),
+            "{step}: {stderr}"
+        );
+    }
+    // --until: nothing after the filter ran.
+    assert!(!stderr.contains("running train.main"), "{stderr}");
+    assert!(
+        stderr.contains("held-out agreement with the scorer"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("good tokens the heuristics remove"),
+        "{stderr}"
+    );
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("plan.json")).unwrap()).unwrap();
+    let dir_of = |name: &str| {
+        let step = plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap();
+        out.join(step["outputs"][0].as_str().unwrap())
+    };
+    let report = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir_of(name).join("report.json")).unwrap())
+            .unwrap()
+    };
+    let scores = report("score.web");
+    assert_eq!(scores["input_docs"], 200);
+    let cls = report("train_classifier");
+    assert!(cls["held_out_spearman"].is_f64(), "{cls}");
+    let filtered = report("quality_filter.web");
+    assert_eq!(
+        filtered["models"]["classifier"]["threshold"],
+        cls["threshold"]
+    );
+    assert_eq!(filtered["good_tokens_lost"]["scored_docs"], 200);
+
+    // The scores through `kiln data classify train`: the same classifier file.
+    let cli_dir = dir.path().join("cls");
+    let o = Command::new(kiln)
+        .args(["data", "classify", "train", "--scores"])
+        .arg(dir_of("score.web").join("scores.jsonl"))
+        .args([
+            "--labels",
+            "top:50%",
+            "--keep",
+            "80%",
+            "--held-out",
+            "10%",
+            "--seed",
+            "3",
+        ])
+        .arg("-o")
+        .arg(&cli_dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(cli_dir.join("classifier.json")).unwrap(),
+        std::fs::read(dir_of("train_classifier").join("classifier.json")).unwrap()
+    );
+}

@@ -48,7 +48,11 @@ pub fn run(
         .map_err(|e| {
             Failure::unusable(format!("cannot write the plan to `{}`: {e}", out.display()))
         })?;
-    for step in plan.steps.iter().filter(|s| selected.contains(s.id.as_str())) {
+    for step in plan
+        .steps
+        .iter()
+        .filter(|s| selected.contains(s.id.as_str()))
+    {
         let output = step
             .output()
             .map_err(|e| Failure::unusable(e.to_string()))?;

@@ -74,7 +74,9 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
             out.push(
                 Diagnostic::new(codes::QUALITY_MODEL, "the KL rule has two thresholds")
                     .at(at(k, "max_nats", k), "second threshold")
-                    .help("give a quantile of the reference (`max = p99`) or nats (`max_nats = 3.5`)"),
+                    .help(
+                        "give a quantile of the reference (`max = p99`) or nats (`max_nats = 3.5`)",
+                    ),
             );
         }
     }
@@ -185,12 +187,17 @@ fn known(
     }
     let help = match did_you_mean(value, declared.iter().copied()) {
         Some(s) => format!("did you mean `{s}`?"),
-        None if declared.is_empty() => format!("declare `{kind} {value} {{ … }}` in the experiment"),
+        None if declared.is_empty() => {
+            format!("declare `{kind} {value} {{ … }}` in the experiment")
+        }
         None => format!("the declared {kind}s are {}", declared.join(", ")),
     };
     out.push(
-        Diagnostic::new(codes::UNKNOWN_ENTRY, format!("no {kind} `{value}` is declared"))
-            .at(at(record, field, record), format!("not a declared {kind}"))
-            .help(help),
+        Diagnostic::new(
+            codes::UNKNOWN_ENTRY,
+            format!("no {kind} `{value}` is declared"),
+        )
+        .at(at(record, field, record), format!("not a declared {kind}"))
+        .help(help),
     );
 }

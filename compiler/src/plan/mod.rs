@@ -11,8 +11,8 @@ use crate::ir::{Record, Resolved, Value};
 use graph::Draft;
 use kiln_plan::step::{
     CheckpointParams, EncodeParams, EvaluateParams, IngestParams, KlReferenceParams, MixParams,
-    Resources, SampleParams, ScoreParams, Step, StepParams, TokenizerParams,
-    TrainClassifierParams, TrainParams,
+    Resources, SampleParams, ScoreParams, Step, StepParams, TokenizerParams, TrainClassifierParams,
+    TrainParams,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -502,8 +502,7 @@ fn steps(
             }
             "rating" => ScoreMethod::Rating {
                 prompt: method_record.str("prompt")?.to_string(),
-                scale: u32::try_from(method_record.num("scale").and_then(schedule::whole)?)
-                    .ok()?,
+                scale: u32::try_from(method_record.num("scale").and_then(schedule::whole)?).ok()?,
                 max_new_tokens: u32::try_from(
                     method_record
                         .num("max_new_tokens")

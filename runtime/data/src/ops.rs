@@ -1176,7 +1176,10 @@ pub fn build_kl_reference(
         by_length: by_length.clone(),
     };
     let held_out_removed_fraction = (held_out_docs > 0).then(|| {
-        let removed = doc_kls.iter().filter(|(n, k)| *k > rule.max_for(*n)).count() as u64;
+        let removed = doc_kls
+            .iter()
+            .filter(|(n, k)| *k > rule.max_for(*n))
+            .count() as u64;
         (removed + no_words) as f64 / held_out_docs as f64
     });
     let file = KlReferenceFile {

@@ -78,7 +78,8 @@ fn a_llama_built_now_by_transformers_gives_the_same_logits() {
         "make_llama.py (needs transformers in .venv: scripts/setup): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (diff, scale) = logit_difference(&dir.path().join("model"), &dir.path().join("logits.json"));
+    let (diff, scale) =
+        logit_difference(&dir.path().join("model"), &dir.path().join("logits.json"));
     println!("built now: largest logit difference {diff:.3e} (largest logit {scale:.3})");
     assert!(diff < 1e-4, "logits differ by {diff}");
 }

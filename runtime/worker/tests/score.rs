@@ -363,7 +363,10 @@ fn a_plan_score_step_stops_on_sigterm_and_resumes_to_the_cli_bytes() {
     );
     assert!(e.contains("asked to stop"), "{e}");
     let kept = lines_in(&partial);
-    assert!(kept.is_multiple_of(4) && kept < 3000, "{kept} lines: whole batches");
+    assert!(
+        kept.is_multiple_of(4) && kept < 3000,
+        "{kept} lines: whole batches"
+    );
     assert!(!out.exists());
     let done = plan_step(&run_dir, dir.path()).output().unwrap();
     assert!(
