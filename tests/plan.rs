@@ -19,7 +19,12 @@ fn kiln(args: &[&str]) -> std::process::Output {
 /// (a project file) replaced by a standard-library one of 8 GPUs, with micro-batches of 4
 /// so that its 64 sequences per step still split (4 × 8 data × 2 accumulation).
 fn tiny_anywhere() -> String {
-    std::fs::read_to_string(common::root().join("experiments/tiny.kiln"))
+    anywhere("experiments/tiny.kiln")
+}
+
+/// A CPU demo experiment on the standard library's cluster (see [`tiny_anywhere`]).
+fn anywhere(path: &str) -> String {
+    std::fs::read_to_string(common::root().join(path))
         .unwrap()
         .replace(
             "import \"../calibration/this_machine.kiln\"",
@@ -238,17 +243,7 @@ fn a_changed_parameter_reruns_exactly_the_steps_downstream() {
 /// scoring method (a rating prompt), or scorer re-runs exactly the steps that read it.
 #[test]
 fn the_quality_chain_reruns_exactly_what_depends_on_it() {
-    let base = std::fs::read_to_string(common::root().join("experiments/tiny_quality.kiln"))
-        .unwrap()
-        .replace(
-            "import \"../calibration/this_machine.kiln\"",
-            "import std.clusters.dgx_h100_pod",
-        )
-        .replace(
-            "cluster = this_machine_cluster",
-            "cluster = dgx_h100_pod { nodes = 1 }",
-        )
-        .replace("micro_batch = 32", "micro_batch = 4");
+    let base = anywhere("experiments/tiny_quality.kiln");
     let before = ids(&plan_of_text("quality", &base));
     // Everything the filtered corpus feeds.
     let main = [

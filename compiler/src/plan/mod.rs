@@ -441,13 +441,7 @@ fn steps(
             &mut drafts,
             format!("mix.scorer.{name}"),
             vec![encode],
-            StepParams::Mix(MixParams {
-                phase: phase.name.clone(),
-                tokens: phase.tokens_trained,
-                mix: phase.mix.clone(),
-                seed: spec.seed,
-                held_out_tokens: schedule.eval_tokens,
-            }),
+            mix_params(&phase, spec, schedule),
             cpu(1),
         );
         let one = kiln_plan::Sizes {
@@ -652,13 +646,7 @@ fn steps(
             &mut drafts,
             format!("mix.{}", phase.name),
             inputs,
-            StepParams::Mix(MixParams {
-                phase: phase.name.clone(),
-                tokens: phase.tokens_trained,
-                mix: phase.mix.clone(),
-                seed: spec.seed,
-                held_out_tokens: schedule.eval_tokens,
-            }),
+            mix_params(phase, spec, schedule),
             cpu(1),
         );
         last_mix = Some(mix);
@@ -711,6 +699,21 @@ fn steps(
         );
     }
     Some(graph::build(drafts).0)
+}
+
+/// A phase's mix step: its tokens drawn by weight, with the held-out set beside them.
+fn mix_params(
+    phase: &kiln_plan::PhaseSchedule,
+    spec: &ExperimentSpec,
+    schedule: &schedule::Schedule,
+) -> StepParams {
+    StepParams::Mix(MixParams {
+        phase: phase.name.clone(),
+        tokens: phase.tokens_trained,
+        mix: phase.mix.clone(),
+        seed: spec.seed,
+        held_out_tokens: schedule.eval_tokens,
+    })
 }
 
 /// Fraction of the scored sample the classifier is not trained on, to measure it

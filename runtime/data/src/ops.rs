@@ -16,7 +16,7 @@ use crate::filters::classifier::{
     self, Classifier, ClassifierFilterConfig, ClassifierTrainConfig, Objective, Targets,
 };
 use crate::filters::kl::{KlConfig, LengthThreshold, UnigramReference};
-use crate::filters::{self, FilterReport, Models, QualityConfig};
+use crate::filters::{self, Family, FilterReport, Models, QualityConfig};
 use crate::ingest::{
     Document, Ingest, IngestConfig, IngestError, JsonlWriter, Malformed, MAX_BATCH_BYTES,
 };
@@ -1274,60 +1274,17 @@ pub fn good_tokens_lost(
             d.id
         )));
     }
-    let none = QualityConfig {
-        gopher_repetition: None,
-        gopher_quality: None,
-        c4: None,
-        fineweb: None,
-        kl: None,
-        classifier: None,
-    };
-    let mut configs: Vec<(String, QualityConfig)> = Vec::new();
-    if let Some(c) = &quality.gopher_repetition {
-        configs.push((
-            "gopher_repetition".into(),
-            QualityConfig {
-                gopher_repetition: Some(c.clone()),
-                ..none.clone()
-            },
-        ));
-    }
-    if let Some(c) = &quality.gopher_quality {
-        configs.push((
-            "gopher_quality".into(),
-            QualityConfig {
-                gopher_quality: Some(c.clone()),
-                ..none.clone()
-            },
-        ));
-    }
-    if let Some(c) = &quality.c4 {
-        configs.push((
-            "c4".into(),
-            QualityConfig {
-                c4: Some(c.clone()),
-                ..none.clone()
-            },
-        ));
-    }
-    if let Some(c) = &quality.fineweb {
-        configs.push((
-            "fineweb".into(),
-            QualityConfig {
-                fineweb: Some(c.clone()),
-                ..none.clone()
-            },
-        ));
-    }
-    if let Some(c) = &quality.kl {
-        configs.push((
-            "kl".into(),
-            QualityConfig {
-                kl: Some(c.clone()),
-                ..none.clone()
-            },
-        ));
-    }
+    // Each heuristic family that is on, alone (the classifier is not a heuristic).
+    let configs: Vec<(String, QualityConfig)> = [
+        Family::GopherRepetition,
+        Family::GopherQuality,
+        Family::C4,
+        Family::Fineweb,
+        Family::Kl,
+    ]
+    .into_iter()
+    .filter_map(|f| Some((f.name().to_string(), quality.only(f)?)))
+    .collect();
     let all = QualityConfig {
         classifier: None,
         ..quality.clone()

@@ -87,6 +87,29 @@ impl QualityConfig {
         }
     }
 
+    /// `family` alone with this config's thresholds (`None` when it is off).
+    pub fn only(&self, family: Family) -> Option<QualityConfig> {
+        let mut one = QualityConfig {
+            gopher_repetition: None,
+            gopher_quality: None,
+            c4: None,
+            fineweb: None,
+            kl: None,
+            classifier: None,
+        };
+        match family {
+            Family::GopherRepetition => {
+                one.gopher_repetition = Some(self.gopher_repetition.clone()?)
+            }
+            Family::GopherQuality => one.gopher_quality = Some(self.gopher_quality.clone()?),
+            Family::C4 => one.c4 = Some(self.c4.clone()?),
+            Family::Fineweb => one.fineweb = Some(self.fineweb.clone()?),
+            Family::Kl => one.kl = Some(self.kl.clone()?),
+            Family::Classifier => one.classifier = Some(self.classifier.clone()?),
+        }
+        Some(one)
+    }
+
     /// Checks every threshold of every family that is on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(c) = &self.gopher_repetition {
