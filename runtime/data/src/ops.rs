@@ -291,14 +291,7 @@ pub fn dedup_documents(
 /// `gopher_repetition` and `gopher_quality` name Gopher's two families alone). The
 /// model-based families (the classifier, KL) come from their steps' outputs, not from here.
 pub fn quality_config(heuristics: &[String]) -> Result<QualityConfig, DataError> {
-    let mut config = QualityConfig {
-        gopher_repetition: None,
-        gopher_quality: None,
-        c4: None,
-        fineweb: None,
-        kl: None,
-        classifier: None,
-    };
+    let mut config = QualityConfig::none();
     for h in heuristics {
         match h.as_str() {
             "gopher" => {
@@ -904,12 +897,8 @@ pub fn load_classifier(dir: &Path) -> Result<TrainedClassifier, DataError> {
 /// `min_score`.
 pub fn classifier_only(min_score: f64) -> QualityConfig {
     QualityConfig {
-        gopher_repetition: None,
-        gopher_quality: None,
-        c4: None,
-        fineweb: None,
-        kl: None,
         classifier: Some(ClassifierFilterConfig { min_score }),
+        ..QualityConfig::none()
     }
 }
 

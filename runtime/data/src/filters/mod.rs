@@ -87,16 +87,21 @@ impl QualityConfig {
         }
     }
 
-    /// `family` alone with this config's thresholds (`None` when it is off).
-    pub fn only(&self, family: Family) -> Option<QualityConfig> {
-        let mut one = QualityConfig {
+    /// Every family off.
+    pub fn none() -> Self {
+        QualityConfig {
             gopher_repetition: None,
             gopher_quality: None,
             c4: None,
             fineweb: None,
             kl: None,
             classifier: None,
-        };
+        }
+    }
+
+    /// `family` alone with this config's thresholds (`None` when it is off).
+    pub fn only(&self, family: Family) -> Option<QualityConfig> {
+        let mut one = QualityConfig::none();
         match family {
             Family::GopherRepetition => {
                 one.gopher_repetition = Some(self.gopher_repetition.clone()?)
