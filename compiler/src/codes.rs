@@ -303,7 +303,7 @@ pub fn docs_markdown() -> String {
     }
     for c in ALL {
         out += &format!(
-            "\n## {}\n\n`{}` · {}\n\n**What it checks.** {}\n\n**Why it matters.** {}\n\n**Example.**\n\n```kiln\n{}\n```\n",
+            "\n## {}\n\n`{}` · {}\n\n**What it checks.** {}\n\n**Why it matters.** {}\n\n**Example** (in short; the whole file is a case in tests/cases).\n\n```text\n{}\n```\n",
             c.code,
             c.name,
             c.severity.word(),

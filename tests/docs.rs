@@ -1,0 +1,152 @@
+//! Docs that cannot lie: every ` ```kiln ` block of the README and of `docs/` is checked as
+//! a file of its own. It must check without errors or warnings, or carry `# expect: CODE`
+//! lines naming exactly the diagnostics it is there to show (as tests/cases do).
+
+mod common;
+
+use std::path::Path;
+
+/// The ` ```kiln ` blocks of a markdown text: (first line number, text).
+fn kiln_blocks(markdown: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (i, line) in markdown.lines().enumerate() {
+        match &mut current {
+            None if line.trim_start() == "```kiln" => current = Some((i + 2, String::new())),
+            Some(_) if line.trim_start().starts_with("```") => {
+                blocks.extend(current.take());
+            }
+            Some((_, text)) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// The documentation files whose examples are checked.
+fn documents() -> Vec<std::path::PathBuf> {
+    let root = common::root();
+    let mut files = vec![root.join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    files
+}
+
+/// Every block's problems: the codes it gave (errors and warnings) against those it expects.
+fn problems(doc: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(doc).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = Vec::new();
+    for (line, block) in kiln_blocks(&text) {
+        let file = dir.path().join(format!("line_{line}.kiln"));
+        std::fs::write(&file, &block).unwrap();
+        let checked = common::check(&[&file]);
+        let mut got: Vec<&str> = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity != kiln::diagnostic::Severity::Advice)
+            .map(|d| d.code.code)
+            .collect();
+        got.sort();
+        got.dedup();
+        let mut expected: Vec<&str> = block
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("# expect:"))
+            .map(str::trim)
+            .collect();
+        expected.sort();
+        if got != expected {
+            out.push(format!(
+                "{}:{line}: expected {expected:?}, got {got:?}\n{}",
+                doc.strip_prefix(common::root()).unwrap_or(doc).display(),
+                common::render(&checked)
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_kiln_block_in_the_docs_checks() {
+    let mut blocks = 0;
+    let mut all = Vec::new();
+    for doc in documents() {
+        blocks += kiln_blocks(&std::fs::read_to_string(&doc).unwrap()).len();
+        all.extend(problems(&doc));
+    }
+    assert!(blocks >= 3, "only {blocks} kiln blocks found");
+    assert!(all.is_empty(), "{}", all.join("\n"));
+}
+
+/// The test catches a documented example that stops checking: a misspelt preset in a
+/// block gives its diagnostic.
+#[test]
+fn a_broken_example_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("broken.md");
+    std::fs::write(
+        &doc,
+        "Text.\n\n```kiln\nimport std.nodes.dgx_h100\n\ncluster c {\n  node = dgx_h10\n  nodes = 2\n}\n```\n",
+    )
+    .unwrap();
+    let found = problems(&doc);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("broken.md:4"), "{}", found[0]);
+    assert!(found[0].contains("K-R"), "{}", found[0]);
+}
+
+/// Every diagnostic shown in the README (a ` ``` ` block that starts with `warning[` or
+/// `error[`) is what today's `kiln check` prints for the file it names.
+#[test]
+fn diagnostics_shown_in_the_readme_are_todays() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let mut shown = 0;
+    // Fenced blocks as (language, lines): an opening fence, then everything to the closing one.
+    let mut blocks: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        let Some(language) = line.trim_start().strip_prefix("```") else {
+            continue;
+        };
+        let block: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.trim_start().starts_with("```"))
+            .collect();
+        blocks.push((language.trim(), block));
+    }
+    for (language, block) in blocks {
+        if !language.is_empty() {
+            continue;
+        }
+        let first = block.first().copied().unwrap_or("");
+        if !(first.starts_with("warning[") || first.starts_with("error[")) {
+            continue;
+        }
+        let file = block
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("┌─ "))
+            .and_then(|at| at.split(':').next())
+            .expect("a diagnostic names its file");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["check", file])
+            .current_dir(common::root())
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&out.stderr);
+        let text = block.join("\n");
+        assert!(
+            printed.contains(&text),
+            "the README shows for {file}:\n{text}\n\ntoday's kiln check prints:\n{printed}"
+        );
+        shown += 1;
+    }
+    assert!(shown >= 1, "no diagnostic found in the README");
+}
