@@ -150,3 +150,65 @@ fn diagnostics_shown_in_the_readme_are_todays() {
     }
     assert!(shown >= 1, "no diagnostic found in the README");
 }
+
+/// Every field of the schema (of every kind, block and variant) and every variant's name is
+/// written in docs/language.md as code (in backquotes or a kiln block).
+#[test]
+fn every_schema_field_is_in_the_language_docs() {
+    use kiln::schema::{FieldSpec, KindSpec, Ty, KINDS};
+    fn ty(t: &Ty, path: &str, out: &mut Vec<String>, seen: &mut Vec<&'static str>) {
+        match t {
+            Ty::Block(fields) => fields.iter().for_each(|f| field(f, path, out, seen)),
+            Ty::Variant(vs) => vs.iter().for_each(|v| {
+                out.push(format!("{path}={}", v.name));
+                v.fields
+                    .iter()
+                    .for_each(|f| field(f, &format!("{path}.{}", v.name), out, seen))
+            }),
+            Ty::Preset(k) => kind(k, out, seen),
+            Ty::List(t) => ty(t, path, out, seen),
+            _ => {}
+        }
+    }
+    fn field(f: &FieldSpec, path: &str, out: &mut Vec<String>, seen: &mut Vec<&'static str>) {
+        let here = format!("{path}.{}", f.name);
+        out.push(here.clone());
+        ty(&f.ty, &here, out, seen);
+    }
+    fn kind(k: &'static KindSpec, out: &mut Vec<String>, seen: &mut Vec<&'static str>) {
+        if seen.contains(&k.name) {
+            return;
+        }
+        seen.push(k.name);
+        k.fields.iter().for_each(|f| field(f, k.name, out, seen));
+        k.named.iter().for_each(|n| kind(n, out, seen));
+    }
+    let mut paths = Vec::new();
+    let mut seen = Vec::new();
+    KINDS.iter().for_each(|k| kind(k, &mut paths, &mut seen));
+    // The names written in code (between backquotes, and in ```kiln blocks).
+    let docs = std::fs::read_to_string(common::root().join("docs/language.md")).unwrap();
+    let mut code = std::collections::BTreeSet::new();
+    let mut words = |text: &str| {
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            code.insert(word.to_string());
+        }
+    };
+    // Fenced blocks are code whole; in the prose between them, what is in backquotes.
+    for (i, part) in docs.split("```").enumerate() {
+        if i % 2 == 1 {
+            words(part);
+        } else {
+            part.split('`').skip(1).step_by(2).for_each(&mut words);
+        }
+    }
+    let missing: Vec<&String> = paths
+        .iter()
+        .filter(|p| !code.contains(p.rsplit(['.', '=']).next().unwrap()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} schema fields are not in docs/language.md: {missing:?}",
+        missing.len()
+    );
+}
