@@ -76,8 +76,16 @@ fn pinned_param_counts() {
 fn stdlib_checks_clean() {
     for path in common::kiln_files("stdlib") {
         let checked = common::check(&[&path]);
-        assert!(
-            checked.diagnostics.is_empty(),
+        let codes: Vec<&str> = checked.diagnostics.iter().map(|d| d.code.code).collect();
+        // GPT-3's Table 2.1 labels three sizes by rounded names more than 1 % from their
+        // shapes (350M, 1.3B, 2.7B; the comments in models.kiln say why): K-R010 says so.
+        let expected: &[&str] = match path.file_stem().and_then(|s| s.to_str()) {
+            Some("models") => &["K-R010", "K-R010", "K-R010"],
+            _ => &[],
+        };
+        assert_eq!(
+            codes,
+            expected,
             "{}:\n{}",
             path.display(),
             common::render(&checked)

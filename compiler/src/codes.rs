@@ -118,6 +118,10 @@ codes! {
         what "A field is declared that the rest of its declaration makes meaningless: `rope_base` with `position` other than `rope`."
         why "Nothing written is silently ignored: a RoPE base on a model with learned positions is either a leftover or a sign that `position = rope` was meant."
         example "model m { position = learned, rope_base = 500000 }";
+    PUBLISHED_PARAMS = "K-R010" "published-params" Warning
+        what "A model's `published_params` (the count its paper states) differs by more than 1 % from the parameters kiln counts from its shape."
+        why "Papers round (GPT-3's 6.7B is 6.66B by its own table's shape), but more than 1 % means a field of the shape is wrong (a vocabulary, an FFN width, tied embeddings) or the count is another model's; every later number (FLOPs, memory, compute-optimal tokens) follows the shape."
+        example "model m { layers = 32, hidden = 4096, …, published_params = 8B } whose shape counts 6.7B";
     DERIVATION_CYCLE = "K-D001" "derivation-cycle" Error
         what "Fields that depend on each other in a cycle, through references or `auto`."
         why "There is no order in which to compute them; the diagnostic names every field in the cycle."

@@ -829,10 +829,20 @@ fn rule(top: &Record, path: &[String]) -> Result<(Value, String), Vec<Diagnostic
                         units::show(batch, Dim::Tokens),
                         units::trim(sequences)
                     ),
-                    format!(
-                        "use a multiple of seq_len, such as {} tokens",
-                        units::trim(sequences.round().max(1.0) * seq)
-                    ),
+                    {
+                        // Published batches are powers of two in sequences (Llama 3's "16M"
+                        // is 2^11 sequences of 8,192 = 2^24 tokens, written `16Mi tokens`).
+                        let power = 2f64.powf(sequences.max(1.0).log2().round());
+                        let binary = units::binary(power * seq)
+                            .map(|b| format!(" = `{b} tokens`"))
+                            .unwrap_or_default();
+                        format!(
+                            "use a multiple of seq_len: the nearest power of two in sequences is {} tokens ({} × {seq}{binary}); the nearest multiple is {} tokens",
+                            units::trim(power * seq),
+                            units::trim(power),
+                            units::trim(sequences.round().max(1.0) * seq)
+                        )
+                    },
                 ));
             }
             let accumulation = sequences / (micro * data);

@@ -62,7 +62,26 @@ impl fmt::Display for Dim {
 }
 
 /// Magnitude suffixes of counts (`8B` is 8e9, as model sizes are written).
-const MAGNITUDES: &[(&str, f64)] = &[("K", 1e3), ("M", 1e6), ("B", 1e9), ("T", 1e12)];
+const MAGNITUDES: &[(&str, f64)] = &[
+    ("K", 1e3),
+    ("M", 1e6),
+    ("B", 1e9),
+    ("T", 1e12),
+    // Binary magnitudes (IEC 80000-13's prefixes): `16Mi tokens` is 2^24.
+    ("Ki", 1024.0),
+    ("Mi", 1_048_576.0),
+    ("Gi", 1_073_741_824.0),
+    ("Ti", 1_099_511_627_776.0),
+];
+
+/// `v` written with a binary magnitude when it is a whole number of one (`16Mi`), if any.
+pub fn binary(v: f64) -> Option<String> {
+    MAGNITUDES[4..]
+        .iter()
+        .rev()
+        .find(|(_, m)| v >= *m && (v / m).fract() == 0.0)
+        .map(|(s, m)| format!("{}{s}", v / m))
+}
 
 /// The value of one unit in base units (bytes, seconds, FLOPs, …).
 fn unit(name: &str) -> Option<(f64, Dim)> {
@@ -275,6 +294,15 @@ mod tests {
     fn quantities() {
         assert_eq!(quantity("8B", None), Ok((8e9, Dim::Count)));
         assert_eq!(quantity("16M", Some("tokens")), Ok((16e6, Dim::Tokens)));
+        // Binary magnitudes: Llama 3's "16M" batch is 2^24 tokens.
+        assert_eq!(
+            quantity("16Mi", Some("tokens")),
+            Ok((16_777_216.0, Dim::Tokens))
+        );
+        assert_eq!(quantity("4Ki", None), Ok((4096.0, Dim::Count)));
+        assert_eq!(binary(16_777_216.0).as_deref(), Some("16Mi"));
+        assert_eq!(binary(1536.0), None); // 1.5 Ki is not a whole number of one
+        assert_eq!(binary(15_998_976.0), None);
         assert_eq!(quantity("80GB", None), Ok((80e9, Dim::Bytes)));
         assert_eq!(
             quantity("80GiB", None),

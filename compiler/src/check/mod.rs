@@ -41,6 +41,7 @@ pub fn check(kind: &str, record: &Record, out: &mut Vec<Diagnostic>) {
             }
         }
         "law" => law::check(record, out),
+        "model" => model::published_params(record, out),
         _ => {}
     }
 }
