@@ -227,16 +227,29 @@ fn a_changed_parameter_reruns_exactly_the_steps_downstream() {
         ),
     ];
     for (from, to, changed) in cases {
-        assert!(base.contains(from), "{from}");
-        let after = ids(&plan_of_text("changed", &base.replacen(from, to, 1)));
-        let differing: Vec<&str> = before
-            .iter()
-            .zip(&after)
-            .filter(|(a, b)| a.1 != b.1)
-            .map(|(a, _)| a.0.as_str())
-            .collect();
-        assert_eq!(differing, changed, "changing `{from}`");
+        assert_changed_steps(&base, &before, from, to, changed);
     }
+}
+
+/// Replacing `from` by `to` in `base` changes the ids of exactly the steps `changed` (in
+/// plan order), against `before`, the ids of `base`'s plan.
+fn assert_changed_steps(
+    base: &str,
+    before: &[(String, String)],
+    from: &str,
+    to: &str,
+    changed: &[&str],
+) {
+    assert!(base.contains(from), "{from}");
+    let after = ids(&plan_of_text("changed", &base.replacen(from, to, 1)));
+    assert_eq!(before.len(), after.len());
+    let differing: Vec<&str> = before
+        .iter()
+        .zip(&after)
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, _)| a.0.as_str())
+        .collect();
+    assert_eq!(differing, changed, "changing `{from}`");
 }
 
 /// The model-based filter's chain (experiments/tiny_quality.kiln): a changed sample size,
@@ -290,19 +303,7 @@ fn the_quality_chain_reruns_exactly_what_depends_on_it() {
         ),
     ];
     for (from, to, changed) in cases {
-        assert!(base.contains(from), "{from}");
-        let after = ids(&plan_of_text(
-            "quality_changed",
-            &base.replacen(from, to, 1),
-        ));
-        assert_eq!(before.len(), after.len());
-        let differing: Vec<&str> = before
-            .iter()
-            .zip(&after)
-            .filter(|(a, b)| a.1 != b.1)
-            .map(|(a, _)| a.0.as_str())
-            .collect();
-        assert_eq!(differing, changed, "changing `{from}`");
+        assert_changed_steps(&base, &before, from, to, &changed);
     }
 }
 

@@ -255,13 +255,8 @@ fn bench() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match kiln_data::cli::thread_count(cli.threads) {
-        Ok(Some(n)) => tch::set_num_threads(n as i32),
-        Ok(None) => {}
-        Err(kiln_data::cli::Failure(message, code)) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(code);
-        }
+    if let Err(code) = set_torch_threads(cli.threads) {
+        return code;
     }
     let plan = match kiln_train::Plan::load(&cli.plan) {
         Ok(p) => p,
@@ -411,6 +406,20 @@ struct ScoreCli {
     quiet: bool,
 }
 
+/// libtorch's intra-op threads as `--threads` asks (checked as kiln-data checks it); the
+/// exit status to end with when it cannot be used.
+fn set_torch_threads(threads: Option<usize>) -> Result<(), ExitCode> {
+    match kiln_data::cli::thread_count(threads) {
+        Ok(Some(n)) => tch::set_num_threads(n as i32),
+        Ok(None) => {}
+        Err(kiln_data::cli::Failure(message, code)) => {
+            eprintln!("error: {message}");
+            return Err(ExitCode::from(code));
+        }
+    }
+    Ok(())
+}
+
 fn score_usage(message: String) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
@@ -485,13 +494,8 @@ fn score() -> ExitCode {
         "auto" => tch::Device::cuda_if_available(),
         other => return score_usage(format!("--device {other}: use cpu, cuda or auto")),
     };
-    match kiln_data::cli::thread_count(cli.threads) {
-        Ok(Some(n)) => tch::set_num_threads(n as i32),
-        Ok(None) => {}
-        Err(kiln_data::cli::Failure(message, code)) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(code);
-        }
+    if let Err(code) = set_torch_threads(cli.threads) {
+        return code;
     }
     catch_stop_signals();
     let here = PathBuf::from(".");
