@@ -1,6 +1,7 @@
 //! Docs that cannot lie: every ` ```kiln ` block of the README and of `docs/` is checked as
 //! a file of its own. It must check without errors or warnings, or carry `# expect: CODE`
-//! lines naming exactly the diagnostics it is there to show (as tests/cases do).
+//! lines naming exactly the diagnostics it is there to show (as tests/cases do). The
+//! diagnostics and figures the README shows are today's binary's.
 
 mod common;
 
@@ -210,5 +211,193 @@ fn every_schema_field_is_in_the_language_docs() {
         missing.is_empty(),
         "{} schema fields are not in docs/language.md: {missing:?}",
         missing.len()
+    );
+}
+
+/// `kiln ARGS… --format json` from the repository root, parsed; it must succeed.
+fn kiln_json(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .args(["--format", "json"])
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kiln {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn number(v: &serde_json::Value, path: &str) -> f64 {
+    path.split('.')
+        .fold(v, |v, k| match k.parse::<usize>() {
+            Ok(i) => &v[i],
+            Err(_) => &v[k],
+        })
+        .as_f64()
+        .unwrap_or_else(|| panic!("no number at {path}"))
+}
+
+/// An integer with thousands separators, as the README writes them: 20864 → `20,864`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// 713 → `713th`, 21 → `21st`.
+fn ordinal(n: u64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{}{suffix}", thousands(n))
+}
+
+/// The figures the README quotes from kiln's own output (the Llama 3 405B layout, the tiny
+/// demo's size, steps and predictions) are what today's binary computes: each expected
+/// phrase is formatted from `kiln tune`, `kiln explain` or `kiln plan` and must appear in
+/// the README (whitespace folded, so line breaks do not matter).
+#[test]
+fn figures_quoted_in_the_readme_are_todays() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut expected: Vec<String> = Vec::new();
+
+    // Llama 3 405B as published, its rank among every layout that fits, and kiln's fastest.
+    let tune = kiln_json(&["tune", "experiments/llama3_405b.kiln", "--top", "1000000"]);
+    let search = &tune["search"];
+    let declared_s = number(search, "declared.step_time_s");
+    let ranked = search["ranked"].as_array().unwrap();
+    assert_eq!(ranked.len() as f64, number(search, "fitting"));
+    let rank = 1 + ranked
+        .iter()
+        .filter(|c| number(c, "step_time_s") < declared_s)
+        .count() as u64;
+    expected.push(format!(
+        "ranks {} of the {} layouts that fit",
+        ordinal(rank),
+        thousands(number(search, "fitting") as u64)
+    ));
+    let best = &ranked[0];
+    expected.push(format!(
+        "kiln's fastest (TP {}, CP {}, PP {}, DP {}, {:.2} s) runs {} micro-batches per rank",
+        number(best, "tensor"),
+        number(best, "context"),
+        number(best, "pipeline"),
+        number(best, "data"),
+        number(best, "step_time_s"),
+        number(best, "accumulation"),
+    ));
+
+    let explain = kiln_json(&["explain", "experiments/llama3_405b.kiln"]);
+    let step_s = number(&explain, "throughput.step_time_s");
+    expected.push(format!(
+        "stages idles {:.2} s of its {:.2} s step",
+        number(&explain, "throughput.bubble_s"),
+        step_s
+    ));
+    expected.push(format!(
+        "{:.1} % as the file is written (plain 1F1B)",
+        100.0 * number(&explain, "throughput.mfu")
+    ));
+    // The most loaded stage and what the first stage holds.
+    let stages = explain["memory"]["per_stage"].as_array().unwrap();
+    let (most, most_bytes) = stages
+        .iter()
+        .map(|s| number(s, "per_gpu.total"))
+        .enumerate()
+        .fold((0, 0.0), |a, (i, b)| if b > a.1 { (i, b) } else { a });
+    expected.push(format!(
+        "stage {} is the most loaded at {:.1} GB, the first holds the embedding and {} micro-batches",
+        most + 1,
+        most_bytes / 1e9,
+        number(&stages[0], "micro_batches_in_flight")
+    ));
+
+    // The same layout interleaved with two virtual stages.
+    let text = std::fs::read_to_string(common::root().join("experiments/llama3_405b.kiln"))
+        .unwrap()
+        .replace(
+            "recompute = none",
+            "recompute = none\n    virtual_stages = 2",
+        );
+    // It does not fit in memory (K-M001, the README says so), so this goes through the
+    // library as `kiln explain` would, the memory error allowed.
+    std::env::set_current_dir(common::root()).unwrap();
+    let checked = kiln::check_source("llama3_405b_v2.kiln", &text, &kiln::load::FsLoader, &[]);
+    assert!(
+        checked
+            .diagnostics
+            .iter()
+            .all(|d| !d.is_error() || d.code == kiln::codes::MEMORY),
+        "{}",
+        common::render(&checked)
+    );
+    let exp = checked.experiments().next().expect("an experiment");
+    let (_, analysis) = kiln::analyse::analyse(&exp.record).expect("analysable");
+    let interleaved: serde_json::Value =
+        serde_json::from_str(&kiln::explain::json(&exp.name, &analysis)).unwrap();
+    expected.push(format!(
+        "needs {:.0} GB a GPU",
+        number(&interleaved, "memory.per_gpu.total") / 1e9
+    ));
+    let v2_s = number(&interleaved, "throughput.step_time_s");
+    expected.push(format!("still leaves {v2_s:.2} s with 2"));
+    expected.push(format!(
+        "{:.1} % interleaved (`virtual_stages = 2`; bubble {:.0} %, exposed communication {:.1} s of {:.1} s",
+        100.0 * number(&interleaved, "throughput.mfu"),
+        100.0 * number(&interleaved, "throughput.bubble_fraction"),
+        number(&interleaved, "throughput.exposed_communication_s"),
+        v2_s
+    ));
+
+    // The tiny demo: its size, its steps per phase and the predictions beside the measured run.
+    let tiny = kiln_json(&["explain", "experiments/tiny.kiln"]);
+    expected.push(format!(
+        "trains the `tiny` model ({:.2}M parameters)",
+        number(&tiny, "model.params") / 1e6
+    ));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["plan", "experiments/tiny.kiln"])
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    expected.push(format!(
+        "{} steps of the main phase (80 % prose, 20 % code), {} steps of the anneal",
+        number(&plan, "schedule.phases.0.steps"),
+        number(&plan, "schedule.phases.1.steps")
+    ));
+    expected.push(format!(
+        "| {} (",
+        thousands(number(&tiny, "throughput.tokens_per_s").round() as u64)
+    ));
+    expected.push(format!(
+        "| {:.1} MiB (",
+        number(&tiny, "memory.per_gpu.total") / (1u64 << 20) as f64
+    ));
+
+    let missing: Vec<&String> = expected.iter().filter(|e| !readme.contains(*e)).collect();
+    assert!(
+        missing.is_empty(),
+        "the README does not say what today's binary computes; expected these phrases:\n{}",
+        missing
+            .iter()
+            .map(|m| format!("  {m}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

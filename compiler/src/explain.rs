@@ -280,11 +280,16 @@ fn sections(setup: &Setup, a: &Analysis) -> Vec<Section> {
             rows.push((
                 format!("stage {}", i + 1),
                 format!(
-                    "{} ({} layers, {} parameters, {} micro-batches in flight{why}){}",
+                    "{} ({} layers, {} parameters, {} micro-batch{} in flight{why}){}",
                     bytes(s.per_gpu.total),
                     units::trim(s.layers),
                     count(s.params_per_gpu),
                     units::trim(s.micro_batches_in_flight),
+                    if s.micro_batches_in_flight == 1.0 {
+                        ""
+                    } else {
+                        "es"
+                    },
                     if s.fits { "" } else { " DOES NOT FIT" }
                 ),
             ));
