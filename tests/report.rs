@@ -372,7 +372,7 @@ fn two_phase_experiment() -> String {
         ),
     );
     assert_ne!(text, common::TWO_RANK_CPU_EXPERIMENT);
-    text
+    text.replace("experiment slurm_check", "experiment small_cpu_run")
 }
 
 /// Runs the two-phase experiment to the end in `dir/run` (the real binaries).

@@ -98,10 +98,11 @@ fn summary(setup: &Setup, a: &Analysis) -> Vec<(String, String)> {
         (
             "Memory (most loaded GPU)".to_string(),
             format!(
-                "{:.1} GiB of {:.1} GiB on stage {} ({})",
+                "{:.1} GiB of {:.1} GiB on pipeline stage {} of {} ({})",
                 a.memory.per_gpu.total / GIB,
                 a.memory.capacity_bytes / GIB,
-                a.memory.stage,
+                a.memory.stage + 1,
+                a.memory.per_stage.len(),
                 if a.memory.fits { "fits" } else { "does not fit" }
             ),
         ),
@@ -171,12 +172,12 @@ pub fn lr_chart(id: &'static str, title: &str, schedule: &Schedule) -> (Chart, T
                 series: s,
                 x: step,
                 y: lr,
-                label: format!("step {step}: learning rate {lr:e} ({})", phase.name),
+                label: format!("step {step}: learning rate {lr:.3e} ({})", phase.name),
             });
             table.row(vec![
                 step.to_string(),
                 phase.name.clone(),
-                format!("{lr:e}"),
+                format!("{lr:.4e}"),
             ]);
         }
     }
@@ -328,7 +329,9 @@ fn memory_section(a: &Analysis) -> Section {
     let mut top = m.capacity_bytes;
     for (i, stage) in m.per_stage.iter().enumerate() {
         let g = &stage.per_gpu;
-        names.push(format!("stage {i}"));
+        // Stages are counted from 1, as `kiln explain` and the diagnostics count them.
+        let n = i + 1;
+        names.push(format!("stage {n}"));
         // `reserve` is workspace + fragmentation + runtime (analyse/memory.rs, PerGpu).
         let workspace = g.reserve - g.fragmentation - g.runtime;
         let values = [
@@ -341,7 +344,7 @@ fn memory_section(a: &Analysis) -> Section {
             g.runtime,
         ];
         let mut y = 0.0;
-        let mut row = vec![format!("stage {i}"), units::trim(stage.layers)];
+        let mut row = vec![format!("stage {n}"), units::trim(stage.layers)];
         for (k, v) in values.iter().enumerate() {
             let gib = v / GIB;
             chart.marks.push(Mark::Rect {
@@ -351,7 +354,7 @@ fn memory_section(a: &Analysis) -> Section {
                 y0: y,
                 y1: y + gib,
                 value: gib,
-                label: format!("stage {i}: {} {gib:.2} GiB", MEMORY_KINDS[k]),
+                label: format!("stage {n}: {} {gib:.2} GiB", MEMORY_KINDS[k]),
                 inside: None,
             });
             row.push(format!("{gib:.2}"));
@@ -379,7 +382,7 @@ fn memory_section(a: &Analysis) -> Section {
         title,
         format!(
             "The most loaded GPU is on stage {} with {:.1} GiB; {}.",
-            m.stage,
+            m.stage + 1,
             m.per_gpu.total / GIB,
             if m.fits {
                 "every stage fits"

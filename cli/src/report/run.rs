@@ -356,13 +356,13 @@ fn lr_section(run: &Run) -> Section {
             series: measured,
             x: l.step as f64,
             y: l.lr,
-            label: format!("step {}: learning rate {:e}", l.step, l.lr),
+            label: format!("step {}: learning rate {:.3e}", l.step, l.lr),
         });
         top = top.max(l.lr);
         table.row(vec![
             l.step.to_string(),
             l.phase.clone(),
-            format!("{:e}", l.lr),
+            format!("{:.4e}", l.lr),
         ]);
     }
     chart.y = Axis::linear("learning rate", 0.0, top);

@@ -350,6 +350,7 @@ impl Chart {
             title = escape(&self.title),
             desc = escape(&self.desc),
         );
+        s.push('\n');
         // Hatch patterns, one per series: angle and spacing differ, so bars differ in print
         // and without colour.
         s.push_str("<defs>");
@@ -362,8 +363,9 @@ impl Chart {
                 r#"<pattern id="{id}-p{i}" patternUnits="userSpaceOnUse" width="{gap}" height="{gap}" patternTransform="rotate({angle})"><rect width="{gap}" height="{gap}" fill="{colour}" fill-opacity="0.55"/><line x1="0" y1="0" x2="0" y2="{gap}" stroke="{colour}" stroke-width="2.5"/></pattern>"#,
                 id = self.id
             );
+            s.push('\n');
         }
-        s.push_str("</defs>");
+        s.push_str("</defs>\n");
         // Bands and the grid first, then the data on top.
         for m in &self.marks {
             match m {
@@ -378,6 +380,7 @@ impl Chart {
                         ty = top + 14.0,
                         l = escape(label)
                     );
+                    s.push('\n');
                 }
                 Mark::YBand { y0, y1, label } => {
                     let (a, b) = (self.py(*y1).max(top), self.py(*y0).min(bottom));
@@ -390,6 +393,7 @@ impl Chart {
                         ty = b - 4.0,
                         l = escape(label)
                     );
+                    s.push('\n');
                 }
                 _ => {}
             }
@@ -407,6 +411,7 @@ impl Chart {
                 ty = y + 4.0,
                 t = escape(&text)
             );
+            s.push('\n');
         }
         let rotate = self.x.categories.len() > 8;
         for (v, text) in self.x.ticks() {
@@ -421,6 +426,7 @@ impl Chart {
                     ty = bottom + 14.0,
                     t = escape(&text)
                 );
+                s.push('\n');
             } else {
                 let _ = write!(
                     s,
@@ -428,6 +434,7 @@ impl Chart {
                     ty = bottom + 16.0,
                     t = escape(&text)
                 );
+                s.push('\n');
             }
         }
         let _ = write!(
@@ -439,6 +446,7 @@ impl Chart {
             cy = -(top + bottom) / 2.0,
             yl = escape(&self.y.label),
         );
+        s.push('\n');
         for m in &self.marks {
             match m {
                 Mark::Line {
@@ -457,6 +465,7 @@ impl Chart {
                         c = PALETTE[series % PALETTE.len()],
                         p = pts.join(" ")
                     );
+                    s.push('\n');
                 }
                 Mark::Rect {
                     series,
@@ -482,6 +491,7 @@ impl Chart {
                         c = PALETTE[series % PALETTE.len()],
                         l = escape(label)
                     );
+                    s.push('\n');
                     if let Some(text) = inside {
                         if w >= 7.5 * text.chars().count() as f64 && hh >= 16.0 {
                             let _ = write!(
@@ -491,6 +501,7 @@ impl Chart {
                                 y = (ay + by) / 2.0 + 4.5,
                                 t = escape(text)
                             );
+                            s.push('\n');
                         }
                     }
                 }
@@ -507,6 +518,7 @@ impl Chart {
                         shape = marker(*series, self.px(*x), self.py(*y), 3.5),
                         l = escape(label)
                     );
+                    s.push('\n');
                 }
                 Mark::Cluster {
                     series,
@@ -522,6 +534,7 @@ impl Chart {
                         shape = marker(*series, self.px(*x), self.py(*y), 3.0),
                         l = escape(label)
                     );
+                    s.push('\n');
                 }
                 Mark::Highlight {
                     series,
@@ -541,6 +554,7 @@ impl Chart {
                         ty = py - 8.0,
                         l = escape(label)
                     );
+                    s.push('\n');
                 }
                 Mark::HLine { y, label } => {
                     let py = self.py(*y);
@@ -551,6 +565,7 @@ impl Chart {
                         ty = py - 5.0,
                         l = escape(label)
                     );
+                    s.push('\n');
                 }
                 Mark::VLine { x, label } => {
                     let px = self.px(*x);
@@ -561,6 +576,7 @@ impl Chart {
                         ty = top + 30.0,
                         l = escape(label)
                     );
+                    s.push('\n');
                 }
                 Mark::XBand { .. } | Mark::YBand { .. } => {}
             }
@@ -675,7 +691,7 @@ impl Table {
                     let _ = write!(s, "<td>{}</td>", escape(c));
                 }
             }
-            s.push_str("</tr>");
+            s.push_str("</tr>\n");
         }
         s.push_str("</tbody></table>");
         s
