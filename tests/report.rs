@@ -467,7 +467,8 @@ fn a_finished_run_reports_what_it_measured() {
     save_screenshot(&png, "report-tiny-run.png");
 
     // --watch on a run that is still going: a page that reloads, rewritten until the run
-    // finishes, then final. The run "goes on" by its last phase's output being put back.
+    // finishes, then final. The run "goes on" by its last phase's output being moved back to its
+    // working directory without its summary.
     let going = dir.path().join("going");
     copy_dir(&run, &going);
     let plan: Value =
@@ -476,8 +477,8 @@ fn a_finished_run_reports_what_it_measured() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|s| s["kind"] == "train")
-        .last()
+        .rev()
+        .find(|s| s["kind"] == "train")
         .unwrap()["outputs"][0]
         .as_str()
         .unwrap()

@@ -38,7 +38,7 @@ pub fn page(name: &str, setup: &Setup, analysis: &Analysis, plan: &RunPlan) -> P
     page.sections.push(mix_section(&plan.schedule));
     page.sections.push(memory_section(analysis));
     page.sections.push(step_time_section(analysis));
-    page.sections.push(tune_section(setup));
+    page.sections.push(tune_section(setup, analysis));
     page.sections.push(validation_section(setup, analysis));
     page
 }
@@ -471,8 +471,16 @@ fn step_time_section(a: &Analysis) -> Section {
     )
 }
 
-fn tune_section(setup: &Setup) -> Section {
+fn tune_section(setup: &Setup, a: &Analysis) -> Section {
     let title = "Every layout that fits: step time against memory";
+    if a.throughput.is_none() {
+        return Section::note(
+            "tune",
+            title,
+            "The layout search ranks layouts by predicted step time, and the GPU has no peak \
+             for the run's precision: the search does not apply.",
+        );
+    }
     let search = kiln::tune::search(setup, kiln::tune::Objective::Time);
     if search.ranked.is_empty() {
         return Section::note(
@@ -700,7 +708,11 @@ fn validation_section(setup: &Setup, a: &Analysis) -> Section {
             });
         }
         table.row(vec![
-            r.id.clone(),
+            if r.refused {
+                format!("{} (refused by kiln check, scored all the same)", r.id)
+            } else {
+                r.id.clone()
+            },
             r.metric.replace('_', " "),
             short(r.published),
             short(r.predicted),
