@@ -3,8 +3,9 @@
 //! `scripts/measured_kiln.py`), scored by `kiln validate` with its three constants fitted
 //! leave-one-source-out. `docs/validation.md`, the README's summary table and the constants kiln ships
 //! (`stdlib/fitted.json`) are regenerated here and must equal the committed
-//! ones, so neither goes stale: `KILN_UPDATE_VALIDATION=1 cargo test -p kiln-cli --test
-//! validation` rewrites all three.
+//! ones, so neither goes stale, and so must the scored rows `kiln report` embeds
+//! (`stdlib/validation.json`): `KILN_UPDATE_VALIDATION=1 cargo test -p kiln-cli --test
+//! validation` rewrites all four.
 
 mod common;
 
@@ -40,6 +41,10 @@ fn the_validation_table_and_the_fitted_constants_are_current() {
         ),
         (common::root().join("docs/validation.md"), markdown),
         (common::root().join("stdlib/fitted.json"), fitted),
+        (
+            common::root().join("stdlib/validation.json"),
+            serde_json::to_string_pretty(&report.rows()).unwrap() + "\n",
+        ),
     ];
     for (path, text) in &files {
         if std::env::var_os("KILN_UPDATE_VALIDATION").is_some() {

@@ -2,6 +2,7 @@
 
 mod compare;
 mod error;
+mod report;
 mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -91,6 +92,26 @@ enum Command {
         /// then `kiln fmt`'s canonical layout).
         #[arg(long)]
         write: bool,
+        #[arg(long, value_name = "CODE")]
+        allow: Vec<String>,
+    },
+    /// A self-contained HTML report with charts: of an experiment (summary, learning rate,
+    /// data mix, memory per stage, step time, the layouts that fit, validation), or of a run
+    /// directory (loss, learning rate, tokens/s and memory measured against predicted).
+    Report {
+        /// An experiment file, or a run directory (`kiln run --out DIR`).
+        path: PathBuf,
+        /// Where to write the page (default: standard output for a file, DIR/report.html for
+        /// a run directory).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// For a run directory: rewrite the page every --interval seconds, reloading in the
+        /// browser, until the run has finished.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between rewrites with --watch.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
         #[arg(long, value_name = "CODE")]
         allow: Vec<String>,
     },
@@ -310,6 +331,25 @@ fn main() -> ExitCode {
             output,
             allow,
         } => plan(&file, output.as_deref(), &allow),
+        Command::Report {
+            path,
+            output,
+            watch,
+            interval,
+            allow,
+        } => {
+            // --watch is only for a run directory: one that is not there is an error of it.
+            if path.is_dir() || watch {
+                report::run_dir(
+                    &path,
+                    output.as_deref(),
+                    watch,
+                    std::time::Duration::from_secs(interval),
+                )
+            } else {
+                report::experiment(&path, output.as_deref(), &allow)
+            }
+        }
         Command::Schema => {
             let schema = schemars::schema_for!(kiln::plan::RunPlan);
             println!(

@@ -360,7 +360,87 @@ pub fn run(cases: &[Case]) -> Report<'_> {
     }
 }
 
+/// One scored run as `stdlib/validation.json` keeps it (written by `tests/validation.rs`
+/// beside `fitted.json`, embedded in the binary): what the source published and kiln's
+/// held-out prediction of it, so `kiln report` shows the rows of an experiment's engine and
+/// arch without the experiment files or a refit.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Row {
+    pub id: String,
+    pub source: String,
+    /// kiln's engine profile and the GPU's arch the run was predicted with.
+    pub engine: String,
+    pub arch: String,
+    pub gpu: String,
+    pub gpus: f64,
+    /// What the source published and kiln's prediction of it: `tokens_per_s_per_gpu`,
+    /// `mfu_percent` or `hardware_tflops_per_gpu` (the first the source gives).
+    pub metric: String,
+    pub published: f64,
+    pub predicted: f64,
+    /// The peak memory of one GPU (GiB) where the source measured it, and kiln's figure.
+    pub published_memory_gib: Option<f64>,
+    pub predicted_memory_gib: Option<f64>,
+    /// `kiln check` refuses the file (its error codes); scored all the same.
+    pub refused: bool,
+}
+
+/// The scored rows kiln ships (`stdlib/validation.json`).
+pub fn shipped_rows() -> &'static [Row] {
+    static ROWS: std::sync::OnceLock<Vec<Row>> = std::sync::OnceLock::new();
+    ROWS.get_or_init(|| {
+        serde_json::from_str(include_str!("../../stdlib/validation.json"))
+            .expect("validation.json is valid")
+    })
+}
+
+/// Rounds to `digits` significant digits, so the shipped table does not churn in the last
+/// bits of a float.
+fn significant(x: f64, digits: i32) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(digits - 1 - x.abs().log10().floor() as i32);
+    (x * scale).round() / scale
+}
+
 impl Report<'_> {
+    /// Every scored run (a held-out prediction exists), in the cases' order.
+    pub fn rows(&self) -> Vec<Row> {
+        self.cases
+            .iter()
+            .zip(&self.predictions)
+            .zip(&self.memory_predictions)
+            .filter_map(|((c, p), m)| {
+                let p = p.as_ref()?;
+                let (metric, published, predicted) = match (
+                    c.measured_tokens,
+                    c.measured_mfu,
+                    c.measured_hardware_tflops,
+                ) {
+                    (Some(t), _, _) => ("tokens_per_s_per_gpu", t, p.tokens_per_gpu),
+                    (None, Some(m), _) => ("mfu_percent", m, p.mfu),
+                    (None, None, Some(h)) => ("hardware_tflops_per_gpu", h, p.hardware_tflops),
+                    _ => return None,
+                };
+                Some(Row {
+                    id: c.id.clone(),
+                    source: c.source.clone(),
+                    engine: c.engine()?.to_string(),
+                    arch: c.arch()?.to_string(),
+                    gpu: c.gpu.clone(),
+                    gpus: c.gpus,
+                    metric: metric.to_string(),
+                    published,
+                    predicted: significant(predicted, 4),
+                    published_memory_gib: c.measured_memory_gib,
+                    predicted_memory_gib: m.map(|m| significant(m, 4)),
+                    refused: !c.errors.is_empty(),
+                })
+            })
+            .collect()
+    }
+
     /// Error bands per engine and arch, from the held-out predictions.
     pub fn bands(&self) -> Vec<Band> {
         let mut groups: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();

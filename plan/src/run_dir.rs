@@ -19,6 +19,10 @@ pub const HELD_OUT_PREFIX: &str = "held_out_document";
 pub const SUMMARY_FILE: &str = "summary.json";
 /// A training step's metrics, one JSON line per optimizer step.
 pub const METRICS_FILE: &str = "metrics.jsonl";
+/// Appended to a train or score step's output directory while it works (rank 0 renames the
+/// working directory to the output when the phase ends): where a running step's
+/// `metrics.jsonl` is.
+pub const PARTIAL_SUFFIX: &str = ".partial";
 /// A training step's checkpoints, one directory each.
 pub const CHECKPOINT_DIR: &str = "checkpoints";
 

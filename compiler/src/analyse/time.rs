@@ -69,6 +69,10 @@ pub struct Throughput {
     /// Communication on the critical path (tensor and pipeline all of it; data what the
     /// backward of the last micro-batch does not hide).
     pub exposed_communication_s: f64,
+    /// The same per dimension (data, tensor, pipeline, context); `kiln report` draws it. Not
+    /// serialised: the plan's analysis and `kiln explain --format json` keep their fields.
+    #[serde(skip)]
+    pub exposed_per_dimension: ExposedCommunication,
     /// Host-link transfers of offloaded activations (`offload_layers`) the compute does not
     /// hide.
     pub offload_exposed_s: f64,
@@ -90,6 +94,16 @@ pub struct Throughput {
     /// with constants fitted without its source; absent where none was validated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub band: Option<Band>,
+}
+
+/// Communication on the critical path per parallel dimension, seconds per step; the four
+/// sum to `exposed_communication_s`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExposedCommunication {
+    pub data_s: f64,
+    pub tensor_s: f64,
+    pub pipeline_s: f64,
+    pub context_s: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
@@ -421,6 +435,12 @@ pub fn analyse_with(
         bubble_fraction,
         bubble_s,
         exposed_communication_s: exposed,
+        exposed_per_dimension: ExposedCommunication {
+            data_s: data_exposed,
+            tensor_s: tensor_exposed,
+            pipeline_s: comm.pipeline.seconds,
+            context_s: context_exposed,
+        },
         offload_exposed_s,
         tokens_per_s: setup.batch_tokens / step,
         mfu: model_flops / (step * world * peak),

@@ -57,7 +57,7 @@ pub const TRAIN_PREFIX: &str = kiln_data::shards::DATA_PREFIX;
 /// The mix step's held-out set (kiln-data's `steps::HELD_OUT_PREFIX`).
 pub const HELD_OUT_PREFIX: &str = kiln_data::steps::HELD_OUT_PREFIX;
 /// The suffix of a train step's working directory.
-pub(crate) const PARTIAL_SUFFIX: &str = ".partial";
+pub(crate) use kiln_plan::run_dir::PARTIAL_SUFFIX;
 /// The lock file in a working directory.
 pub(crate) const LOCK_FILE: &str = ".lock";
 
