@@ -794,6 +794,13 @@ fn scorer_phase(
         steps,
         tokens,
         tokens_trained: steps as f64 * batch_tokens,
+        // The scorer trains the experiment's full batch throughout (no ramp).
+        batch: vec![kiln_plan::BatchSegment {
+            first_step: 0,
+            global_batch: sequences,
+            batch_tokens: sequences * model.seq_len,
+            accumulation: sequences / micro_batch,
+        }],
         anneal: false,
         mix: BTreeMap::from([(source.to_string(), 1.0)]),
         lr: schedule::lr_schedule(sc.record("lr")?, steps)?,
