@@ -219,7 +219,7 @@ impl Deriver {
                     }
                     Err(None) => return None,
                 };
-                let Ty::Num(want, kind) = node.ty else {
+                let (Ty::Num(want, kind) | Ty::NumOr(want, kind, _)) = node.ty else {
                     return None;
                 };
                 match check_number(v, dim, want, kind, field, expr.span) {

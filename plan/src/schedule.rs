@@ -172,10 +172,12 @@ impl PhaseSchedule {
     }
 
     /// Sequences the phase trains before `step_in_phase` (0-based; `steps` gives the
-    /// phase's total): the data position of that step's first sample.
+    /// phase's total): the data position of that step's first sample. Past the phase's end
+    /// the steps continue at its last batch (where a warm-up longer than the phase ends).
     pub fn samples_before(&self, step_in_phase: u64) -> u64 {
         let end = self.start_step + step_in_phase.min(self.steps);
-        let mut samples = 0;
+        let past = step_in_phase.saturating_sub(self.steps);
+        let mut samples = past * self.batch.last().map_or(0, |s| s.global_batch);
         for (i, seg) in self.batch.iter().enumerate() {
             let next = self
                 .batch

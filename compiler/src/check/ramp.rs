@@ -141,7 +141,10 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
             let inc_span = ramp.span_of("increment").unwrap_or(here("from"));
             let steps = (full - from) / increment;
             if steps.fract() != 0.0 {
-                let fit = nearest_divisor(full - from, increment, seq);
+                let per_step = exp
+                    .record("parallel")
+                    .and_then(|p| Some(p.num("micro_batch")? * p.num("data")?));
+                let fit = nearest_divisor(full - from, increment, seq, per_step.unwrap_or(1.0));
                 out.push(form(
                     inc_span,
                     "increment",
@@ -154,7 +157,7 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
                     ),
                     match fit {
                         Some(f) => format!(
-                            "the nearest increment that divides the {} between them is `increment = {} tokens`",
+                            "the nearest increment that divides the {} between them (in whole micro_batch × data sequences) is `increment = {} tokens`",
                             units::show(full - from, Dim::Tokens),
                             units::show(f, Dim::Count)
                         ),
@@ -262,19 +265,19 @@ fn split(exp: &Record, seq: f64, batches: &[(f64, Span, &str)], out: &mut Vec<Di
 }
 
 /// The increment nearest `increment` (tokens) that divides `span` (tokens) in whole
-/// sequences of `seq` tokens.
-fn nearest_divisor(span: f64, increment: f64, seq: f64) -> Option<f64> {
+/// sequences of `seq` tokens, each a multiple of `per_step` sequences (micro_batch × data).
+fn nearest_divisor(span: f64, increment: f64, seq: f64, per_step: f64) -> Option<f64> {
     let total = span / seq;
-    if total.fract() != 0.0 || total < 1.0 || total > 1e12 {
+    if total.fract() != 0.0 || total < 1.0 || total > 1e12 || per_step.fract() != 0.0 {
         return None;
     }
-    let total = total as u64;
+    let (total, quantum) = (total as u64, per_step.max(1.0) as u64);
     let want = (increment / seq).round().max(1.0) as u64;
-    (0..total).find_map(|d| {
+    (0..=total).find_map(|d| {
         [want.checked_sub(d), want.checked_add(d)]
             .into_iter()
             .flatten()
-            .find(|&k| k >= 1 && k <= total && total % k == 0)
+            .find(|&k| k >= 1 && k <= total && total % k == 0 && k % quantum == 0)
             .map(|k| k as f64 * seq)
     })
 }

@@ -320,6 +320,16 @@ fn values(record: &Record) -> Vec<PlanValue> {
                         .map(|v| match v {
                             Value::Str(s) | Value::Sym(s) => json!(s),
                             Value::Num(n, _) => json!(n),
+                            // A block in a list (a ramp's stages): its numbers by field.
+                            Value::Record(r) => serde_json::Value::Object(
+                                r.fields
+                                    .iter()
+                                    .filter_map(|(k, s)| match s.value {
+                                        Value::Num(n, _) => Some((k.clone(), json!(n))),
+                                        _ => None,
+                                    })
+                                    .collect(),
+                            ),
                             _ => serde_json::Value::Null,
                         })
                         .collect(),
