@@ -249,3 +249,78 @@ pub fn lr_for_step(schedule: &LrSchedule, step_in_phase: u64, steps: u64, anneal
         schedule.at(step_in_phase, steps)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(batch: &[(u64, u64)], start_step: u64, steps: u64) -> PhaseSchedule {
+        PhaseSchedule {
+            name: "main".into(),
+            start_step,
+            steps,
+            tokens: 0.0,
+            tokens_trained: 0.0,
+            batch: batch
+                .iter()
+                .map(|&(first_step, global_batch)| BatchSegment {
+                    first_step,
+                    global_batch,
+                    batch_tokens: global_batch,
+                    accumulation: global_batch,
+                })
+                .collect(),
+            anneal: false,
+            mix: BTreeMap::new(),
+            lr: LrSchedule::Cosine {
+                peak: 1.0,
+                warmup_steps: 4,
+                final_lr: 0.1,
+            },
+        }
+    }
+
+    #[test]
+    fn without_a_ramp_the_clock_is_the_steps() {
+        let p = phase(&[(10, 8)], 10, 20);
+        assert!(!p.ramps());
+        for k in 0..20 {
+            assert_eq!(p.lr_at(k).to_bits(), p.lr.at(k, 20).to_bits());
+            assert_eq!(p.samples_before(k), 8 * k);
+        }
+    }
+
+    #[test]
+    fn under_a_ramp_the_rate_moves_with_the_samples() {
+        // Steps 10-13 of 2 sequences, then 8: the warm-up (4 steps) ends at the peak; its
+        // steps rise by the samples they add; the decay runs over the samples after it.
+        let p = phase(&[(10, 2), (14, 8)], 10, 20);
+        assert!(p.ramps());
+        assert_eq!(p.segment(3).unwrap().global_batch, 2);
+        assert_eq!(p.segment(4).unwrap().global_batch, 8);
+        assert!(p.segment(20).is_none());
+        assert_eq!(p.samples_before(4), 8);
+        assert_eq!(p.samples_before(6), 24);
+        assert_eq!(p.samples_before(20), 8 + 16 * 8);
+        // Past the end, at the last batch.
+        assert_eq!(p.samples_before(22), 8 + 18 * 8);
+        assert_eq!(p.lr_at(0), 2.0 / 8.0);
+        assert_eq!(p.lr_at(3), 1.0);
+        // Cosine progress at step 12: (samples 8 + 8·8 − 8) / (136 − 8) = 0.5.
+        let half = 0.1 + 0.5 * 0.9 * (1.0 + (std::f64::consts::PI * 0.5).cos());
+        assert!((p.lr_at(12) - half).abs() < 1e-15);
+        assert_eq!(ramp_batch(&[], 7, 100), 7);
+        let stages = [
+            BatchStage {
+                from_samples: 0,
+                global_batch: 2,
+            },
+            BatchStage {
+                from_samples: 8,
+                global_batch: 8,
+            },
+        ];
+        assert_eq!(ramp_batch(&stages, 8, 7), 2);
+        assert_eq!(ramp_batch(&stages, 8, 8), 8);
+    }
+}
