@@ -21,6 +21,7 @@
 //! check/ramp.rs; these functions assume it passed and return `None` otherwise.
 
 use crate::ir::{Record, Value};
+use crate::plan::schedule::whole;
 use kiln_plan::{ramp_batch, BatchStage};
 
 /// The most stages a ramp may have (a linear ramp's increments): beyond it the plan's
@@ -153,12 +154,6 @@ pub fn steps_by_batch(
         out.push((b, end - first));
     }
     Some(out)
-}
-
-/// A whole, positive count that f64 holds exactly.
-fn whole(v: f64) -> Option<u64> {
-    (v.is_finite() && v.fract() == 0.0 && v >= 0.0 && v <= crate::resolve::MAX_COUNT)
-        .then_some(v as u64)
 }
 
 #[cfg(test)]

@@ -268,7 +268,7 @@ fn split(exp: &Record, seq: f64, batches: &[(f64, Span, &str)], out: &mut Vec<Di
 /// sequences of `seq` tokens, each a multiple of `per_step` sequences (micro_batch × data).
 fn nearest_divisor(span: f64, increment: f64, seq: f64, per_step: f64) -> Option<f64> {
     let total = span / seq;
-    if total.fract() != 0.0 || total < 1.0 || total > 1e12 || per_step.fract() != 0.0 {
+    if total.fract() != 0.0 || !(1.0..=1e12).contains(&total) || per_step.fract() != 0.0 {
         return None;
     }
     let (total, quantum) = (total as u64, per_step.max(1.0) as u64);
