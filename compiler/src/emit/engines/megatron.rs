@@ -305,10 +305,13 @@ pub fn megatron(
         );
     }
 
-    // A batch ramp runs sample-based (Megatron-LM's validate_args refuses a batch schedule
-    // with --train-iters): --step-batch-size-schedule, --train-samples and the learning rate
-    // in samples (--lr-warmup-samples, --lr-decay-samples), the marks at the samples the
-    // plan's steps reach, so the schedule is kiln's sample clock (PhaseSchedule::lr_at).
+    // A batch ramp runs sample-based: Megatron-LM steps its scheduler by each iteration's
+    // samples (training.py, `opt_param_scheduler.step(increment=…)`), and iteration-based
+    // marks convert at --global-batch-size, which a batch schedule leaves at micro × data
+    // (get_optimizer_param_scheduler, validate_args). So: --step-batch-size-schedule,
+    // --train-samples and the learning rate in samples (--lr-warmup-samples,
+    // --lr-decay-samples), the marks at the samples the plan's steps reach: kiln's sample
+    // clock (PhaseSchedule::lr_at).
     let ramp = !sched.batch_ramp.is_empty();
     let ramp_schedule = sched
         .batch_ramp
