@@ -160,7 +160,7 @@ fn every_schema_field_is_in_the_language_docs() {
     fn ty(t: &Ty, path: &str, out: &mut Vec<String>, seen: &mut Vec<&'static str>) {
         match t {
             Ty::Block(fields) => fields.iter().for_each(|f| field(f, path, out, seen)),
-            Ty::Variant(vs) => vs.iter().for_each(|v| {
+            Ty::Variant(vs) | Ty::NumOr(_, _, vs) => vs.iter().for_each(|v| {
                 out.push(format!("{path}={}", v.name));
                 v.fields
                     .iter()

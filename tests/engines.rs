@@ -12,9 +12,13 @@ use std::process::Command;
 /// The DeepSpeed pipeline with ZeRO 2 is DeepSpeed's own start-up refusal (K-E002); the
 /// published 405B layout does not fit torchtitan's memory as kiln predicts it (K-M001,
 /// which cannot be allowed).
-const REFUSED: &[(&str, &str, &str)] = &[("llama3_405b", "deepspeed", "K-E002")];
+const REFUSED: &[(&str, &str, &str)] = &[
+    ("llama3_405b", "deepspeed", "K-E002"),
+    ("llama3_405b_ramp", "deepspeed", "K-E002"),
+];
 
-/// For tiny, llama3_8b, llama3_405b and gpt3_175b: every target is emitted (its K-E001
+/// For tiny, llama3_8b, llama3_405b, gpt3_175b (a linear batch ramp) and llama3_405b_ramp
+/// (a staged one): every target is emitted (its K-E001
 /// warnings kept), and validate.py prints a round-trip table per engine and phase (field |
 /// plan value | engine value | status) and fails on any DIFFERS. The tables are printed
 /// here (`cargo test --test engines -- --nocapture` shows them).
@@ -26,7 +30,13 @@ fn engines_round_trip_the_emitted_configs() {
         "no .venv or .venv-engines: run `bash scripts/setup` (the README's test command does)"
     );
     let mut summary = Vec::new();
-    for exp in ["tiny", "llama3_8b", "llama3_405b", "gpt3_175b"] {
+    for exp in [
+        "tiny",
+        "llama3_8b",
+        "llama3_405b",
+        "gpt3_175b",
+        "llama3_405b_ramp",
+    ] {
         let base = std::env::temp_dir().join(format!("kiln-engines-{}-{exp}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();

@@ -114,6 +114,8 @@ fn experiments_check_with_only_deserved_warnings() {
             // Meta's layout fits the 80 GB by 8.6 %, inside the memory model's validated
             // band (docs/validation.md): a warning, with the changes that leave it free.
             "llama3_405b" => &["K-M002"],
+            // The same layout with Llama 3's staged batch ramp: the same memory.
+            "llama3_405b_ramp" => &["K-M002"],
             _ => &[],
         };
         assert_eq!(codes, expected, "{name}:\n{}", common::render(&checked));

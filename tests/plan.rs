@@ -384,7 +384,10 @@ fn emit(tag: &str, path: &str, target: &str) -> (PathBuf, String) {
 
 /// Experiments whose layout an engine target refuses at start-up: Llama 3 405B's pipeline
 /// of 16 with ZeRO-2 (FSDP in the paper) is one DeepSpeed's PipelineEngine refuses.
-const REFUSED: &[(&str, &str)] = &[("llama3_405b", "deepspeed")];
+const REFUSED: &[(&str, &str)] = &[
+    ("llama3_405b", "deepspeed"),
+    ("llama3_405b_ramp", "deepspeed"),
+];
 
 /// Large plans are summarised in snapshots: the first ranks and groups, and the counts.
 fn summarise(plan: &mut Value) {
@@ -418,7 +421,14 @@ fn summarise(plan: &mut Value) {
 
 #[test]
 fn snapshots_of_plans_and_emitted_files() {
-    for exp in ["tiny", "llama3_8b", "llama3_405b"] {
+    // gpt3_175b and llama3_405b_ramp: the linear and the staged batch ramp.
+    for exp in [
+        "tiny",
+        "llama3_8b",
+        "llama3_405b",
+        "gpt3_175b",
+        "llama3_405b_ramp",
+    ] {
         let path = format!("experiments/{exp}.kiln");
         let mut plan: Value = serde_json::from_str(&plan_text(&path)).unwrap();
         summarise(&mut plan);
@@ -464,7 +474,13 @@ fn snapshots_of_plans_and_emitted_files() {
 #[test]
 fn emitted_files_are_well_formed() {
     let shellcheck = Command::new("shellcheck").arg("--version").output().is_ok();
-    for exp in ["tiny", "llama3_8b", "llama3_405b", "gpt3_175b"] {
+    for exp in [
+        "tiny",
+        "llama3_8b",
+        "llama3_405b",
+        "gpt3_175b",
+        "llama3_405b_ramp",
+    ] {
         let path = format!("experiments/{exp}.kiln");
         for target in [
             "local",

@@ -58,6 +58,85 @@ fn kiln_run_trains_on_two_ranks_and_skips_what_is_done() {
     );
 }
 
+/// A batch ramp end to end: `kiln plan` lowers it, `kiln run` trains it on two ranks (MPI),
+/// and every step's tokens in metrics.jsonl are the plan's batch for that step (8, 16, 24,
+/// then 32 sequences of 32 tokens), with the run's cumulative tokens.
+#[test]
+fn kiln_run_trains_each_step_of_a_batch_ramp() {
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ramp.kiln");
+    let experiment = common::TWO_RANK_CPU_EXPERIMENT.replace(
+        "  batch = 1024 tokens",
+        "  batch = ramp { from = 256 tokens, to = 1024 tokens, over = 2048 tokens }",
+    );
+    assert_ne!(experiment, common::TWO_RANK_CPU_EXPERIMENT);
+    std::fs::write(&file, experiment).unwrap();
+    common::small_corpus(&dir.path().join("web.jsonl"));
+    let out = dir.path().join("run");
+    let run = Command::new(kiln)
+        .arg("run")
+        .arg(&file)
+        .args(["--ranks", "2", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("plan.json")).unwrap()).unwrap();
+    let phase = &plan["schedule"]["phases"][0];
+    let segments = phase["batch"].as_array().unwrap();
+    let (start, steps) = (
+        phase["start_step"].as_u64().unwrap(),
+        phase["steps"].as_u64().unwrap(),
+    );
+    // The plan's tokens of every step, from its segments.
+    let mut planned = Vec::new();
+    for step in start..start + steps {
+        let seg = segments
+            .iter()
+            .rev()
+            .find(|s| s["first_step"].as_u64().unwrap() <= step)
+            .unwrap();
+        planned.push(seg["batch_tokens"].as_u64().unwrap());
+    }
+    // 2,048 tokens over 3 increments of 8 sequences: 8 × 32 tokens until sample 22, …
+    assert_eq!(
+        segments
+            .iter()
+            .map(|s| s["global_batch"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [8, 16, 24, 32]
+    );
+    let train = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "train")
+        .unwrap();
+    let metrics = std::fs::read_to_string(
+        out.join(train["outputs"][0].as_str().unwrap())
+            .join("metrics.jsonl"),
+    )
+    .unwrap();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let logged: Vec<u64> = lines
+        .iter()
+        .map(|m| m["step_tokens"].as_u64().unwrap())
+        .collect();
+    assert_eq!(logged, planned, "{metrics}");
+    let mut total = 0;
+    for (m, t) in lines.iter().zip(&planned) {
+        total += t;
+        assert_eq!(m["tokens"].as_u64().unwrap(), total, "{m}");
+    }
+    assert_eq!(total as f64, phase["tokens_trained"].as_f64().unwrap());
+}
+
 /// `kiln calibrate --device cuda` asks for the presets it overrides, and on a machine without
 /// a CUDA device says so (exit 1) and writes nothing; a GPU runs it in scripts/gpu-check.
 #[test]

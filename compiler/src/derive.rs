@@ -219,7 +219,7 @@ impl Deriver {
                     }
                     Err(None) => return None,
                 };
-                let Ty::Num(want, kind) = node.ty else {
+                let (Ty::Num(want, kind) | Ty::NumOr(want, kind, _)) = node.ty else {
                     return None;
                 };
                 match check_number(v, dim, want, kind, field, expr.span) {
@@ -261,7 +261,7 @@ fn collect(record: &Record, shape: Shape, path: &mut Path, out: &mut Vec<Node>) 
             (Value::Record(r), Ty::Block(fields)) => {
                 collect(r, Shape::fields("block", fields), path, out)
             }
-            (Value::Record(r), Ty::Variant(vs)) => {
+            (Value::Record(r), Ty::Variant(vs) | Ty::NumOr(_, _, vs)) => {
                 if let Some(v) = vs.iter().find(|v| v.name == r.kind) {
                     collect(r, Shape::fields(v.name, v.fields), path, out);
                 }
@@ -331,6 +331,10 @@ fn eval(top: &Record, expr: &Expr, root: &[String]) -> Result<(f64, Dim), Option
                 .join(".");
             match top.lookup(&path).map(|s| &s.value) {
                 Some(Value::Num(v, d)) => Ok((*v, *d)),
+                // A ramp stands for its full value (`batch = ramp { to = … }`).
+                Some(Value::Record(r)) if r.ramp_full().is_some() => {
+                    Ok((r.ramp_full().unwrap_or_default(), Dim::Tokens))
+                }
                 Some(Value::Auto | Value::Pending { .. } | Value::Invalid) => Err(None),
                 Some(_) => Err(Some(
                     Diagnostic::new(codes::WRONG_TYPE, format!("`{shown}` is not a number"))

@@ -349,6 +349,26 @@ fn sections(setup: &Setup, a: &Analysis) -> Vec<Section> {
                 ("wall clock".into(), seconds(cost.wall_clock_s)),
                 ("GPU-hours".into(), count(cost.gpu_hours)),
             ];
+            if let Some(r) = &cost.ramp {
+                // Inserted after `steps`: what the batch ramp adds (time.rs, `ramped`).
+                let at = rows
+                    .iter()
+                    .position(|(k, _)| k == "steps")
+                    .map_or(rows.len(), |i| i + 1);
+                rows.insert(
+                    at,
+                    (
+                        "batch ramp".into(),
+                        format!(
+                            "{} of the steps below the full batch ({}, {}; the first step {})",
+                            count(r.steps),
+                            units::show(r.tokens, units::Dim::Tokens),
+                            seconds(r.wall_clock_s),
+                            seconds(r.first_step_time_s)
+                        ),
+                    ),
+                );
+            }
             rows.push((
                 "cost".into(),
                 match cost.usd {

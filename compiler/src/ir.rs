@@ -70,9 +70,22 @@ impl Record {
         slot
     }
 
-    /// A number, once derived.
+    /// A number, once derived. A field written as a ramp (`batch = ramp { … }`) reads as
+    /// the ramp's full value, which is what every consumer of the plain quantity sees.
     pub fn num(&self, name: &str) -> Option<f64> {
         match self.get(name).map(|s| &s.value) {
+            Some(Value::Num(v, _)) => Some(*v),
+            Some(Value::Record(r)) => r.ramp_full(),
+            _ => None,
+        }
+    }
+
+    /// For a `ramp { … }` record (schema::BATCH_RAMP), the value it ramps to.
+    pub fn ramp_full(&self) -> Option<f64> {
+        if self.kind != "ramp" {
+            return None;
+        }
+        match self.fields.get("to").map(|s| &s.value) {
             Some(Value::Num(v, _)) => Some(*v),
             _ => None,
         }

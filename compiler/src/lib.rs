@@ -22,6 +22,7 @@ pub mod ir;
 pub mod load;
 pub mod model;
 pub mod plan;
+pub mod ramp;
 pub mod report;
 pub mod resolve;
 pub mod schema;

@@ -37,7 +37,22 @@ pub fn show(v: &Value) -> String {
         Value::Sym(s) => s.clone(),
         Value::List(items) => format!(
             "[{}]",
-            items.iter().map(show).collect::<Vec<_>>().join(", ")
+            items
+                .iter()
+                .map(|item| match item {
+                    // A block in a list (a ramp's stages) has no path of its own: its fields.
+                    Value::Record(r) if r.preset.is_none() => format!(
+                        "{{ {} }}",
+                        r.fields
+                            .iter()
+                            .map(|(k, s)| format!("{k} = {}", show(&s.value)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    v => show(v),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Value::Record(r) => r.kind.clone(),
         Value::Pending { .. } | Value::Auto => "(not derived)".into(),

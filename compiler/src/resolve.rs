@@ -478,6 +478,16 @@ impl<'p> Resolver<'p> {
             );
             return None;
         }
+        if let Ty::NumOr(dim, kind, variants) = ty {
+            // A constructor is one of the variants (`ramp { … }`); anything else is the
+            // quantity.
+            return match &expr.kind {
+                ExprKind::Construct { .. } => {
+                    self.value(expr, &Ty::Variant(variants), default, field, ctx)
+                }
+                _ => self.value(expr, &Ty::Num(*dim, *kind), default, field, ctx),
+            };
+        }
         if let ExprKind::Paren(inner) = &expr.kind {
             if !matches!(ty, Ty::Num(..)) {
                 return self.value(inner, ty, default, field, ctx);

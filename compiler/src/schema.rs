@@ -35,6 +35,10 @@ pub enum Ty {
     Preset(&'static KindSpec),
     /// One of several named constructors with their own fields (`cosine { peak = 3e-4 }`).
     Variant(&'static [VariantSpec]),
+    /// A quantity, or one of several named constructors that stand for one (`batch = 4Mi
+    /// tokens` or `batch = ramp { … }`): consumers read the constructor's full value
+    /// (`Record::num`, a ramp's `to`).
+    NumOr(Dim, NumKind, &'static [VariantSpec]),
     /// A block with its own fields (`parallel { … }`).
     Block(&'static [FieldSpec]),
     List(&'static Ty),
@@ -64,6 +68,14 @@ impl Ty {
                 "one of {}",
                 vs.iter()
                     .map(|v| format!("`{}`", v.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Ty::NumOr(d, k, vs) => format!(
+                "{} or {}",
+                Ty::Num(*d, *k).describe(),
+                vs.iter()
+                    .map(|v| format!("`{} {{ … }}`", v.name))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -367,6 +379,25 @@ pub const LR: &[VariantSpec] = &[
         ],
     },
 ];
+
+/// One stage of a staged batch ramp: `batch` per step while fewer than `until` tokens have
+/// been trained (Llama 3 405B, Dubey et al. 2024 Sec. 3.4.1).
+pub const RAMP_STAGE: &[FieldSpec] = &[f("batch", TOKENS, Required), f("until", TOKENS, Required)];
+
+/// A batch that grows during training (`batch = ramp { … }`; check/ramp.rs, plan/schedule.rs):
+/// linear from `from` to `to` over `over` tokens in steps of `increment` (GPT-3, Brown et al.
+/// 2020 Sec. 2.3 and Appendix B; Megatron-LM's `--rampup-batch-size`), or staged (`stages`,
+/// then `to`).
+pub const BATCH_RAMP: &[VariantSpec] = &[VariantSpec {
+    name: "ramp",
+    fields: &[
+        f("from", TOKENS, Optional),
+        f("to", TOKENS, Required),
+        f("over", TOKENS, Optional),
+        f("increment", TOKENS, Optional),
+        f("stages", Ty::List(&Ty::Block(RAMP_STAGE)), Optional),
+    ],
+}];
 
 pub const PHASE_ENTRY: KindSpec = KindSpec {
     name: "phase",
@@ -674,7 +705,13 @@ pub const EXPERIMENT: KindSpec = KindSpec {
         // `gpu_hour_price`: the compute it buys at kiln's predicted step time (budget.rs).
         f("budget", Ty::Num(Dim::Seconds, Positive), Optional),
         f("budget_usd", Ty::Num(Dim::Usd, Positive), Optional),
-        f("batch", TOKENS, Required),
+        // Tokens per optimizer step, or a ramp to that batch (`ramp { … }`, BATCH_RAMP);
+        // every consumer of `batch` reads the full batch.
+        f(
+            "batch",
+            Ty::NumOr(Dim::Tokens, Positive, BATCH_RAMP),
+            Required,
+        ),
         f("cluster", Ty::Preset(&CLUSTER), Required),
         f(
             "objective",
@@ -774,7 +811,7 @@ pub fn is_field_name(name: &str) -> bool {
     fn ty(t: &Ty, out: &mut BTreeSet<&'static str>, seen: &mut Vec<&'static str>) {
         match t {
             Ty::Block(fields) => fields.iter().for_each(|f| field(f, out, seen)),
-            Ty::Variant(vs) => vs.iter().for_each(|v| {
+            Ty::Variant(vs) | Ty::NumOr(_, _, vs) => vs.iter().for_each(|v| {
                 out.insert(v.name);
                 v.fields.iter().for_each(|f| field(f, out, seen))
             }),

@@ -18,7 +18,9 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use schedule::{lr_for_step, LrSchedule, PhaseSchedule, Schedule};
+pub use schedule::{
+    lr_for_step, ramp_batch, BatchSegment, BatchStage, LrSchedule, PhaseSchedule, Schedule,
+};
 pub use scheduler::{SchedulerSpec, EXIT_CHECKPOINTED, STOP_FILE_ENV};
 pub use spec::*;
 pub use step::{
@@ -29,8 +31,9 @@ pub use topology::{Groups, Rank, Sizes, Topology};
 
 /// Bumped whenever the plan's meaning or shape changes; the runtime refuses other versions.
 /// 2: integer topology sizes in training steps, typed step parameters, `predictions`;
-/// 3: the unit `usd_per_hour`; 4: `scheduler` (CHANGELOG.md).
-pub const PLAN_VERSION: u32 = 5;
+/// 3: the unit `usd_per_hour`; 4: `scheduler`; 5: model-based quality filtering; 6: the
+/// batch per step (`batch`, `batch_ramp`) (CHANGELOG.md).
+pub const PLAN_VERSION: u32 = 6;
 
 pub use run_dir::PLAN_FILE;
 

@@ -34,14 +34,28 @@ impl LrSchedule {
     /// the last step is the schedule's end). The one implementation: `kiln explain`, the
     /// emitted engine configs and kiln-train all evaluate it here.
     pub fn at(&self, step: u64, steps: u64) -> f64 {
+        self.at_clock(step, steps, |k| k)
+    }
+
+    /// [`LrSchedule::at`] with progress measured on a clock: `clock(k)` is the position after
+    /// the phase's first `k` steps (`k` itself for steps; the samples those steps trained
+    /// under a batch ramp). The schedule's marks stay in steps (warm-up ends after step
+    /// `warmup_steps`, the WSD decay starts `decay_steps` before the end); between them the
+    /// learning rate moves in proportion to the clock, as Megatron-LM's sample-based
+    /// schedule does (`OptimizerParamScheduler` stepped by the global batch,
+    /// megatron/core/optimizer_param_scheduler.py). With `clock(k) = k` this is exactly the
+    /// step schedule.
+    pub fn at_clock(&self, step: u64, steps: u64, clock: impl Fn(u64) -> u64) -> f64 {
         let frac = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+        // Clock units from mark `a` to mark `b` (steps), 0 when `b` ≤ `a`.
+        let span = |a: u64, b: u64| clock(b).saturating_sub(clock(a));
         match *self {
             LrSchedule::Constant {
                 value,
                 warmup_steps,
             } => {
                 if step < warmup_steps {
-                    value * frac(step + 1, warmup_steps)
+                    value * frac(clock(step + 1), clock(warmup_steps))
                 } else {
                     value
                 }
@@ -52,10 +66,10 @@ impl LrSchedule {
                 final_lr,
             } => {
                 if step < warmup_steps {
-                    peak * frac(step + 1, warmup_steps)
+                    peak * frac(clock(step + 1), clock(warmup_steps))
                 } else {
                     let progress =
-                        frac(step - warmup_steps, steps.saturating_sub(warmup_steps)).min(1.0);
+                        frac(span(warmup_steps, step), span(warmup_steps, steps)).min(1.0);
                     final_lr
                         + 0.5 * (peak - final_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
                 }
@@ -67,14 +81,17 @@ impl LrSchedule {
             } => {
                 let decay_start = steps.saturating_sub(decay_steps);
                 if step < warmup_steps {
-                    peak * frac(step + 1, warmup_steps)
+                    peak * frac(clock(step + 1), clock(warmup_steps))
                 } else if step < decay_start {
                     peak
                 } else {
-                    peak * (1.0 - frac(step - decay_start, decay_steps).min(1.0))
+                    let decay = span(decay_start, decay_start + decay_steps);
+                    peak * (1.0 - frac(span(decay_start, step), decay).min(1.0))
                 }
             }
-            LrSchedule::Linear { from, to } => from + (to - from) * frac(step, steps).min(1.0),
+            LrSchedule::Linear { from, to } => {
+                from + (to - from) * frac(clock(step), clock(steps)).min(1.0)
+            }
         }
     }
 
@@ -89,6 +106,40 @@ impl LrSchedule {
     }
 }
 
+/// From the optimizer step whose consumed samples (sequences trained before it, counted
+/// from the run's start) reach `from_samples`, `global_batch` sequences per step: one
+/// stage of a batch ramp, in the form Megatron-LM's `--step-batch-size-schedule` takes
+/// (`StepBatchsizeNumMicroBatchesCalculator`, megatron/core/num_microbatches_calculator.py:
+/// the last stage whose threshold is ≤ the consumed samples).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct BatchStage {
+    pub from_samples: u64,
+    pub global_batch: u64,
+}
+
+/// Steps from `first_step` (global, 0-based) to the next segment's first step (or the
+/// phase's end) each train `global_batch` sequences, `batch_tokens` tokens, in
+/// `accumulation` micro-batches per data-parallel rank.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct BatchSegment {
+    pub first_step: u64,
+    pub global_batch: u64,
+    pub batch_tokens: u64,
+    pub accumulation: u64,
+}
+
+/// The batch stage that applies after `consumed_samples` samples: the last whose threshold
+/// is ≤ them (Megatron-LM's `_get_batch_size_for_samples`); `full` without stages.
+pub fn ramp_batch(stages: &[BatchStage], full: u64, consumed_samples: u64) -> u64 {
+    stages
+        .iter()
+        .take_while(|s| s.from_samples <= consumed_samples)
+        .last()
+        .map_or(full, |s| s.global_batch)
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PhaseSchedule {
@@ -98,23 +149,84 @@ pub struct PhaseSchedule {
     pub steps: u64,
     /// Tokens the experiment declares for the phase.
     pub tokens: f64,
-    /// steps × batch: whole steps, so at most one batch more than declared.
+    /// The tokens of its steps (steps × batch without a ramp): whole steps, so at most one
+    /// batch more than declared.
     pub tokens_trained: f64,
+    /// The batch of each of its steps: one segment without a ramp, in step order, the first
+    /// at `start_step`.
+    pub batch: Vec<BatchSegment>,
     pub anneal: bool,
     /// Source → weight (fractions summing to 1).
     pub mix: BTreeMap<String, f64>,
     pub lr: LrSchedule,
 }
 
+impl PhaseSchedule {
+    /// The segment `step_in_phase` (0-based) trains in; `None` for a step past the phase.
+    pub fn segment(&self, step_in_phase: u64) -> Option<&BatchSegment> {
+        if step_in_phase >= self.steps {
+            return None;
+        }
+        let global = self.start_step + step_in_phase;
+        self.batch.iter().rev().find(|s| s.first_step <= global)
+    }
+
+    /// Sequences the phase trains before `step_in_phase` (0-based; `steps` gives the
+    /// phase's total): the data position of that step's first sample. Past the phase's end
+    /// the steps continue at its last batch (where a warm-up longer than the phase ends).
+    pub fn samples_before(&self, step_in_phase: u64) -> u64 {
+        let end = self.start_step + step_in_phase.min(self.steps);
+        let past = step_in_phase.saturating_sub(self.steps);
+        let mut samples = past * self.batch.last().map_or(0, |s| s.global_batch);
+        for (i, seg) in self.batch.iter().enumerate() {
+            let next = self
+                .batch
+                .get(i + 1)
+                .map_or(self.start_step + self.steps, |n| n.first_step);
+            let (a, b) = (seg.first_step.max(self.start_step), next.min(end));
+            if b > a {
+                samples += (b - a) * seg.global_batch;
+            }
+        }
+        samples
+    }
+
+    /// Whether the batch changes within the phase (a ramp): the learning rate then moves
+    /// with the samples trained ([`LrSchedule::at_clock`]).
+    pub fn ramps(&self) -> bool {
+        self.batch
+            .windows(2)
+            .any(|w| w[0].global_batch != w[1].global_batch)
+    }
+
+    /// The learning rate the optimizer applies at `step_in_phase` ([`lr_for_step`] on the
+    /// phase's clock: steps, or samples when the batch ramps within the phase).
+    pub fn lr_at(&self, step_in_phase: u64) -> f64 {
+        if !self.ramps() {
+            return lr_for_step(&self.lr, step_in_phase, self.steps, self.anneal);
+        }
+        if self.anneal && self.steps > 0 && step_in_phase + 1 >= self.steps {
+            return self.lr.end();
+        }
+        self.lr
+            .at_clock(step_in_phase, self.steps, |k| self.samples_before(k))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Schedule {
+    /// The full batch (the last stage of a ramp).
     pub batch_tokens: f64,
     pub seq_len: u64,
     /// Sequences per optimizer step.
     pub global_batch: u64,
     pub micro_batch: u64,
+    /// Micro-batches per data-parallel rank at the full batch.
     pub accumulation: u64,
+    /// The batch ramp as stages from the run's first sample (empty without one): the first
+    /// from 0 samples, the last at `global_batch`.
+    pub batch_ramp: Vec<BatchStage>,
     pub total_steps: u64,
     pub phases: Vec<PhaseSchedule>,
     pub checkpoint_every_steps: u64,
@@ -135,5 +247,80 @@ pub fn lr_for_step(schedule: &LrSchedule, step_in_phase: u64, steps: u64, anneal
         schedule.end()
     } else {
         schedule.at(step_in_phase, steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(batch: &[(u64, u64)], start_step: u64, steps: u64) -> PhaseSchedule {
+        PhaseSchedule {
+            name: "main".into(),
+            start_step,
+            steps,
+            tokens: 0.0,
+            tokens_trained: 0.0,
+            batch: batch
+                .iter()
+                .map(|&(first_step, global_batch)| BatchSegment {
+                    first_step,
+                    global_batch,
+                    batch_tokens: global_batch,
+                    accumulation: global_batch,
+                })
+                .collect(),
+            anneal: false,
+            mix: BTreeMap::new(),
+            lr: LrSchedule::Cosine {
+                peak: 1.0,
+                warmup_steps: 4,
+                final_lr: 0.1,
+            },
+        }
+    }
+
+    #[test]
+    fn without_a_ramp_the_clock_is_the_steps() {
+        let p = phase(&[(10, 8)], 10, 20);
+        assert!(!p.ramps());
+        for k in 0..20 {
+            assert_eq!(p.lr_at(k).to_bits(), p.lr.at(k, 20).to_bits());
+            assert_eq!(p.samples_before(k), 8 * k);
+        }
+    }
+
+    #[test]
+    fn under_a_ramp_the_rate_moves_with_the_samples() {
+        // Steps 10-13 of 2 sequences, then 8: the warm-up (4 steps) ends at the peak; its
+        // steps rise by the samples they add; the decay runs over the samples after it.
+        let p = phase(&[(10, 2), (14, 8)], 10, 20);
+        assert!(p.ramps());
+        assert_eq!(p.segment(3).unwrap().global_batch, 2);
+        assert_eq!(p.segment(4).unwrap().global_batch, 8);
+        assert!(p.segment(20).is_none());
+        assert_eq!(p.samples_before(4), 8);
+        assert_eq!(p.samples_before(6), 24);
+        assert_eq!(p.samples_before(20), 8 + 16 * 8);
+        // Past the end, at the last batch.
+        assert_eq!(p.samples_before(22), 8 + 18 * 8);
+        assert_eq!(p.lr_at(0), 2.0 / 8.0);
+        assert_eq!(p.lr_at(3), 1.0);
+        // Cosine progress at step 12: (samples 8 + 8·8 − 8) / (136 − 8) = 0.5.
+        let half = 0.1 + 0.5 * 0.9 * (1.0 + (std::f64::consts::PI * 0.5).cos());
+        assert!((p.lr_at(12) - half).abs() < 1e-15);
+        assert_eq!(ramp_batch(&[], 7, 100), 7);
+        let stages = [
+            BatchStage {
+                from_samples: 0,
+                global_batch: 2,
+            },
+            BatchStage {
+                from_samples: 8,
+                global_batch: 8,
+            },
+        ];
+        assert_eq!(ramp_batch(&stages, 8, 7), 2);
+        assert_eq!(ramp_batch(&stages, 8, 8), 8);
     }
 }

@@ -105,6 +105,7 @@ NOT_EXPRESSED = {
         "topology.stage_layers": (r"cannot express pipeline parallelism", "DeepSpeed's pipeline is built in the model code (PipelineModule)"),
         "parallel.recompute": (r"cannot express `(full|selective|selective_op)` activation recomputation", "DeepSpeed checkpoints activations where the model code calls deepspeed.checkpointing"),
         "precision": (r"cannot express fp8", "DeepSpeed's config has no fp8"),
+        "schedule.batch_ramp": (r"cannot express a batch ramp", "train_batch_size is one number; the ramp's steps train full batches on a schedule in steps"),
     },
     "torchtitan": {
         "model.activation": (r"cannot express the `\w+` activation", "torchtitan builds Llama 3's SwiGLU"),
@@ -122,6 +123,7 @@ NOT_EXPRESSED = {
         "schedule.eval_every_steps": (r"cannot express evaluation on the mix steps' held-out tokens", "the validator is left off"),
         "topology.stage_layers": (r"cannot express (uneven|the pipeline split)", "torchtitan splits the pipeline itself"),
         "phase.lr": (r"cannot express .*(warm-up|schedule)", "torchtitan's scheduler"),
+        "schedule.batch_ramp": (r"cannot express a batch ramp", "training.global_batch_size is one number; the ramp's steps train full batches on a schedule in steps"),
     },
     "megatron": {
         "parallel.zero": (r"cannot express ZeRO stage \d with the distributed optimizer", "the distributed optimizer shards optimizer states only (ZeRO 1)"),
@@ -354,31 +356,59 @@ def load_plan(directory):
         return json.load(f)
 
 
-def kiln_lr(lr, step, steps):
-    """kiln's LrSchedule::at (compiler/src/plan/schedule.rs)."""
+def kiln_lr(lr, step, steps, clock=None):
+    """kiln's LrSchedule::at_clock (plan/src/schedule.rs): `clock(k)` is the position after
+    the phase's first k steps (k itself; under a batch ramp the samples they trained)."""
+    c = clock or (lambda k: k)
 
     def frac(a, b):
         return 1.0 if b == 0 else a / b
 
+    def span(a, b):
+        return max(c(b) - c(a), 0)
+
     kind = lr["kind"]
     if kind == "constant":
         w = lr["warmup_steps"]
-        return lr["value"] * frac(step + 1, w) if step < w else lr["value"]
+        return lr["value"] * frac(c(step + 1), c(w)) if step < w else lr["value"]
     if kind == "cosine":
         w, peak, final = lr["warmup_steps"], lr["peak"], lr["final_lr"]
         if step < w:
-            return peak * frac(step + 1, w)
-        progress = min(frac(step - w, max(steps - w, 0)), 1.0)
+            return peak * frac(c(step + 1), c(w))
+        progress = min(frac(span(w, step), span(w, steps)), 1.0)
         return final + 0.5 * (peak - final) * (1.0 + math.cos(math.pi * progress))
     if kind == "wsd":
         w, peak, d = lr["warmup_steps"], lr["peak"], lr["decay_steps"]
         start = max(steps - d, 0)
         if step < w:
-            return peak * frac(step + 1, w)
+            return peak * frac(c(step + 1), c(w))
         if step < start:
             return peak
-        return peak * (1.0 - min(frac(step - start, d), 1.0))
-    return lr["from"] + (lr["to"] - lr["from"]) * min(frac(step, steps), 1.0)
+        return peak * (1.0 - min(frac(span(start, step), span(start, start + d)), 1.0))
+    return lr["from"] + (lr["to"] - lr["from"]) * min(frac(c(step), c(steps)), 1.0)
+
+
+def phase_clock(phase):
+    """kiln's PhaseSchedule::samples_before as the learning rate's clock when the batch
+    changes within the phase (a ramp); None (steps) otherwise."""
+    segs = phase.get("batch") or []
+    if len({s["global_batch"] for s in segs}) <= 1:
+        return None
+    start, steps = phase["start_step"], phase["steps"]
+
+    def before(k):
+        if k < 0:
+            return k * segs[0]["global_batch"]
+        total = max(k - steps, 0) * segs[-1]["global_batch"]
+        end = start + min(k, steps)
+        for i, seg in enumerate(segs):
+            nxt = segs[i + 1]["first_step"] if i + 1 < len(segs) else start + steps
+            a, b = max(seg["first_step"], start), min(nxt, end)
+            if b > a:
+                total += (b - a) * seg["global_batch"]
+        return total
+
+    return before
 
 
 def sample_steps(steps, marks=()):
@@ -392,15 +422,18 @@ def sample_steps(steps, marks=()):
     return sorted(picked)
 
 
-def replay(r, label, phase, got, max_shift, first_free=0):
-    """Compares an engine's learning rate at each step of a phase with kiln's.
+def replay(r, label, phase, got, max_shift, first_free=0, on_steps=False):
+    """Compares an engine's learning rate at each step of a phase with kiln's (on the
+    phase's clock: steps, or samples under a batch ramp; `on_steps` for an engine that runs
+    the ramp's steps at the full batch, as its K-E001 says).
 
     A value `shift` steps off lies within kiln's values over [k - shift, k + shift]. Steps
     below `first_free` are reported, not failed (a declared K-E001 difference)."""
     lr, steps = phase["lr"], phase["steps"]
+    clock = None if on_steps else phase_clock(phase)
     # want[j + 1] is kiln's value at step j, from one step before the phase (the warm-up's
     # zero) to one after its end.
-    want = [kiln_lr(lr, k, steps) for k in range(-1, steps + 1)]
+    want = [kiln_lr(lr, k, steps, clock) for k in range(-1, steps + 1)]
     scale = max(abs(v) for v in want) or 1.0
     tol = 1e-9 * scale
     warmup = lr.get("warmup_steps", 0)
@@ -500,6 +533,15 @@ def optimizer_rows(rt, o, kind, beta1, beta2, eps, wd, clip):
     rt.row("optimizer.eps", o["eps"], eps)
     rt.row("optimizer.weight_decay", o["weight_decay"], wd)
     rt.row("optimizer.grad_clip", o["grad_clip"], clip)
+
+
+def ramp_row(rt, sched, got=None):
+    """The batch ramp's stages (samples from the run's start, sequences per step): the
+    engine's own, or absent where it has none (K-E001)."""
+    if not sched["batch_ramp"]:
+        return
+    want = [(s["from_samples"], s["global_batch"]) for s in sched["batch_ramp"]]
+    rt.row("schedule.batch_ramp", want, ABSENT if got is None else got)
 
 
 def layout_rows(rt, plan, got):
@@ -682,9 +724,10 @@ def validate_deepspeed(directory, r, warnings):
             r.note(f"{label}: DeepSpeed has no WSD scheduler (K-E001); its decay is not replayed")
             lr = phase["lr"]
             flat = dict(phase, lr={"kind": "constant", "value": lr["peak"], "warmup_steps": lr["warmup_steps"]})
-            lr_replay_row(rt, replay(r, f"{label} {cfg.scheduler_name} (warm-up and stable part)", flat, lr_at, 2))
+            lr_replay_row(rt, replay(r, f"{label} {cfg.scheduler_name} (warm-up and stable part)", flat, lr_at, 2, on_steps=bool(sched["batch_ramp"])))
         else:
-            lr_replay_row(rt, replay(r, f"{label} {cfg.scheduler_name}", phase, lr_at, 2, first_free))
+            lr_replay_row(rt, replay(r, f"{label} {cfg.scheduler_name}", phase, lr_at, 2, first_free, on_steps=bool(sched["batch_ramp"])))
+        ramp_row(rt, sched)
         rt.finish()
 
 
@@ -871,8 +914,10 @@ def validate_torchtitan(directory, r, warnings):
                 lambda k: kwargs["lr"] * factor(start + k),
                 1,
                 first_free=phase["lr"].get("warmup_steps", 0) if later_warmup else 0,
+                on_steps=bool(sched["batch_ramp"]),
             ),
         )
+        ramp_row(rt, sched)
         sources = {f"{exp['name']}.{s['name']}": s for s in exp["sources"]}
         got_mix = {s.dataset: s.weight for s in cfg.dataloader.sources}
         rt.row("phase.mix", {f"{exp['name']}.{k}": w for k, w in phase["mix"].items()}, got_mix)
@@ -1197,7 +1242,8 @@ def validate_megatron(directory, r, warnings):
             arch = next((v for k, v in GPU_ARCH.items() if exp["gpu"].startswith(k)), 9)
             margs.get_device_arch_version = lambda: arch
             args.rank, args.world_size = 0, world
-            args._is_global_batch_size_explicitly_specified = True
+            # A batch ramp gives --step-batch-size-schedule instead of --global-batch-size.
+            args._is_global_batch_size_explicitly_specified = args.step_batch_size_schedule is None
             saved = {k: os.environ.get(k) for k in exports}
             os.environ.update(exports)  # the script's exports, which validate_args reads
             try:
@@ -1350,6 +1396,53 @@ def validate_megatron(directory, r, warnings):
         else:
             recompute = N(granularity, "--recompute-granularity selective")
         micro = args.micro_batch_size
+        # Under a batch ramp: Megatron-LM's own StepBatchsizeNumMicroBatchesCalculator for the
+        # schedule, stepped as update_train_iters steps it (megatron/training/training.py:
+        # the batch for the samples consumed so far, until --train-samples): the global batch
+        # of every iteration, the iterations, and the samples before each.
+        ramp = getattr(args, "step_batch_size_schedule", None)
+        consumed_before = None
+        if ramp:
+            from megatron.core.num_microbatches_calculator import StepBatchsizeNumMicroBatchesCalculator
+
+            try:
+                with quiet():
+                    calc = StepBatchsizeNumMicroBatchesCalculator(
+                        micro_batch_size=micro,
+                        data_parallel_size=dp,
+                        decrease_batch_size_if_needed=False,
+                        rank=0,
+                        schedule=ramp,
+                        seq_length=args.seq_length,
+                    )
+                consumed_before, batches, consumed = [], [], 0
+                while consumed < args.train_samples:
+                    # consistency_check: the batch splits into micro-batches × data-parallel
+                    # ranks (Megatron-LM asserts it at the iteration the batch changes).
+                    calc.update(consumed, consistency_check=True)
+                    consumed_before.append(consumed)
+                    batches.append(calc.get_current_global_batch_size())
+                    consumed += batches[-1]
+                consumed_before.append(consumed)
+            except Exception as e:  # noqa: BLE001 - asserts
+                r.fail(f"{label}: Megatron-LM's step batch-size schedule fails: {type(e).__name__}: {e}")
+                continue
+            r.ok(f"{label}: StepBatchsizeNumMicroBatchesCalculator runs {len(batches)} iterations to --train-samples {args.train_samples}")
+            full_batch = calc.global_batch_size
+            train_iters = len(batches)
+            segments = []
+            for k in range(phase["start_step"], min(train_iters, phase["start_step"] + phase["steps"])):
+                if not segments or segments[-1][1] != batches[k]:
+                    segments.append((k, batches[k]))
+            rt.row(
+                "phase.batch (first step, sequences)",
+                [(b["first_step"], b["global_batch"]) for b in phase["batch"]],
+                N(segments, "--step-batch-size-schedule, each iteration's batch"),
+            )
+            ramp_row(rt, sched, N(calc.schedule, f"thresholds of {args.seq_length}-token sequences"))
+        else:
+            full_batch = args.global_batch_size
+            train_iters = args.train_iters
         layout_rows(
             rt,
             plan,
@@ -1363,9 +1456,9 @@ def validate_megatron(directory, r, warnings):
                 "parallel.sequence_parallel": config.sequence_parallel,
                 "parallel.zero": N(1 if args.use_distributed_optimizer else 0, "--use-distributed-optimizer" if args.use_distributed_optimizer else ""),
                 "parallel.recompute": recompute,
-                "schedule.global_batch": args.global_batch_size,
+                "schedule.global_batch": full_batch,
                 "schedule.micro_batch": micro,
-                "schedule.accumulation": args.global_batch_size // (micro * dp),
+                "schedule.accumulation": full_batch // (micro * dp),
                 "schedule.seq_len": args.seq_length,
             },
         )
@@ -1374,13 +1467,20 @@ def validate_megatron(directory, r, warnings):
         lr = phase["lr"]
         fields = {}
         if lr["kind"] in ("cosine", "wsd"):
-            fields = {"peak": args.lr, "warmup_steps": args.lr_warmup_iters}
+            warmup = args.lr_warmup_iters
+            if consumed_before is not None:
+                # The iterations whose samples reach --lr-warmup-samples.
+                warmup = N(
+                    next(k for k, c in enumerate(consumed_before) if c >= args.lr_warmup_samples),
+                    f"--lr-warmup-samples {args.lr_warmup_samples}",
+                )
+            fields = {"peak": args.lr, "warmup_steps": warmup}
             if lr["kind"] == "cosine":
                 fields["final"] = args.min_lr
         style = styles.get(args.lr_decay_style, args.lr_decay_style)
         if args.lr == args.min_lr and style in ("linear", "cosine"):
             style = N("constant", f"--lr-decay-style {args.lr_decay_style} from --lr to an equal --min-lr")
-        lr_rows(rt, phase, style, args.train_iters, fields)
+        lr_rows(rt, phase, style, train_iters, fields)
         data = args.data_path or []
         rt.row(
             "phase.mix",
@@ -1401,7 +1501,8 @@ def validate_megatron(directory, r, warnings):
         rt.row("schedule.checkpoint_every_steps", sched["checkpoint_every_steps"], args.save_interval)
         rt.row("schedule.checkpoint_keep", sched["checkpoint_keep"], N(ABSENT, "Megatron-LM keeps every checkpoint"))
         rt.row("schedule.eval_every_steps", sched["eval_every_steps"], args.eval_interval)
-        rt.row("schedule.eval_tokens", sched["eval_tokens"], N(args.eval_iters * args.global_batch_size * args.seq_length, f"--eval-iters {args.eval_iters} × global batch × seq len"))
+        eval_batch = getattr(args, "eval_global_batch_size", None) or args.global_batch_size
+        rt.row("schedule.eval_tokens", sched["eval_tokens"], N(args.eval_iters * eval_batch * args.seq_length, f"--eval-iters {args.eval_iters} × eval global batch × seq len"))
         rt.row("seed", exp["seed"], args.seed)
         # The learning rate, as Megatron-LM's OptimizerParamScheduler computes it.
         gbs = args.global_batch_size
@@ -1409,6 +1510,16 @@ def validate_megatron(directory, r, warnings):
         class Optimizer:
             param_groups = [{}]
 
+        # Sample-based (a ramp): the scheduler counts samples, as Megatron-LM's
+        # get_optimizer_param_scheduler sets it from --lr-*-samples.
+        if consumed_before is not None:
+            warmup_n, decay_n = args.lr_warmup_samples, args.lr_decay_samples or args.train_samples
+            incr_n = args.train_samples
+            wsd_n = args.lr_wsd_decay_samples
+        else:
+            warmup_n, decay_n = args.lr_warmup_iters * gbs, (args.lr_decay_iters or args.train_iters) * gbs
+            incr_n = args.train_iters * gbs
+            wsd_n = args.lr_wsd_decay_iters * gbs if args.lr_wsd_decay_iters else None
         try:
             with quiet():
                 scheduler = OptimizerParamScheduler(
@@ -1416,16 +1527,16 @@ def validate_megatron(directory, r, warnings):
                     init_lr=args.lr_warmup_init,
                     max_lr=args.lr,
                     min_lr=args.min_lr,
-                    lr_warmup_steps=args.lr_warmup_iters * gbs,
-                    lr_decay_steps=(args.lr_decay_iters or args.train_iters) * gbs,
+                    lr_warmup_steps=warmup_n,
+                    lr_decay_steps=decay_n,
                     lr_decay_style=args.lr_decay_style,
                     start_wd=args.weight_decay,
                     end_wd=args.weight_decay,
-                    wd_incr_steps=args.train_iters * gbs,
+                    wd_incr_steps=incr_n,
                     wd_incr_style="constant",
                     use_checkpoint_opt_param_scheduler=False,
                     override_opt_param_scheduler=args.override_opt_param_scheduler,
-                    wsd_decay_steps=args.lr_wsd_decay_iters * gbs if args.lr_wsd_decay_iters else None,
+                    wsd_decay_steps=wsd_n,
                     lr_wsd_decay_style=args.lr_wsd_decay_style,
                 )
                 if previous_scheduler_state is not None:
@@ -1440,11 +1551,14 @@ def validate_megatron(directory, r, warnings):
         start = phase["start_step"]
 
         def lr_at(k):
-            scheduler.num_steps = (start + k) * gbs
+            if consumed_before is not None:
+                scheduler.num_steps = consumed_before[start + k]
+            else:
+                scheduler.num_steps = (start + k) * gbs
             return scheduler.get_lr({})
 
         lr_replay_row(rt, replay(r, f"{label} OptimizerParamScheduler", phase, lr_at, 1))
-        scheduler.num_steps = end * gbs
+        scheduler.num_steps = consumed_before[end] if consumed_before is not None else end * gbs
         previous_scheduler_state = scheduler.state_dict()
         rt.finish()
 

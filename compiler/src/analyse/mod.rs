@@ -84,7 +84,20 @@ pub fn analyse_setup(setup: &Setup) -> Analysis {
             detail: layout.communication,
         },
         throughput: layout.timed.as_ref().map(|t| t.0.clone()),
-        cost: layout.timed.map(|t| t.1),
+        cost: layout.timed.map(|(full, cost)| {
+            time::ramped(setup, cost, |batch| {
+                if batch as f64 * setup.seq_len() == setup.batch_tokens {
+                    return Some(full.step_time_s);
+                }
+                // The same layout at a ramp's batch: fewer micro-batches per rank.
+                let mut at = setup.clone();
+                at.batch_tokens = batch as f64 * setup.seq_len();
+                at.parallel.accumulation =
+                    batch as f64 / (setup.parallel.micro_batch * setup.parallel.data);
+                at.batch_ramp.clear();
+                analyse_layout(&at).timed.map(|t| t.0.step_time_s)
+            })
+        }),
     }
 }
 

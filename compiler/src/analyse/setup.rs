@@ -149,7 +149,10 @@ pub struct Setup {
     pub params: ParamCount,
     pub dropout: f64,
     pub tokens: f64,
+    /// The full batch (a ramp's `to`).
     pub batch_tokens: f64,
+    /// The batch ramp's stages from the run's first sample (ramp.rs); empty without one.
+    pub batch_ramp: Vec<kiln_plan::BatchStage>,
     pub precision: Precision,
     pub engine: Engine,
     /// The engine's profile with the experiment's own choices (`compile`,
@@ -226,6 +229,10 @@ impl Setup {
             dropout: model.num("dropout")?,
             tokens: exp.num("tokens")?,
             batch_tokens: exp.num("batch")?,
+            batch_ramp: match exp.record("batch") {
+                Some(ramp) => crate::ramp::stages(ramp, model.num("seq_len")?)?,
+                None => Vec::new(),
+            },
             precision: match exp.sym("precision")? {
                 "fp32" => Precision::Fp32,
                 "bf16_mixed" => Precision::Bf16Mixed,
@@ -305,8 +312,27 @@ impl Setup {
         self.parallel.accumulation
     }
 
+    /// Optimizer steps over the run's tokens: under a ramp, its smaller batches take more.
     pub fn steps(&self) -> f64 {
-        (self.tokens / self.batch_tokens).ceil()
+        self.ramp_steps()
+            .map_or((self.tokens / self.batch_tokens).ceil(), |by| {
+                by.iter().map(|&(_, n)| n as f64).sum()
+            })
+    }
+
+    /// Under a ramp, (global batch in sequences, optimizer steps at it) over the run's
+    /// tokens, in the order they run (ramp.rs); `None` without one.
+    pub fn ramp_steps(&self) -> Option<Vec<(u64, u64)>> {
+        if self.batch_ramp.is_empty() {
+            return None;
+        }
+        crate::ramp::steps_by_batch(
+            &self.batch_ramp,
+            (self.batch_tokens / self.seq_len()) as u64,
+            self.seq_len() as u64,
+            self.tokens,
+            crate::resolve::MAX_COUNT as u64,
+        )
     }
 
     /// Dense peak FLOP/s of the GPU for the precision's matrix multiplies.

@@ -113,6 +113,63 @@ pub struct Cost {
     pub gpu_hours: f64,
     /// When the cluster declares `gpu_hour_price`.
     pub usd: Option<f64>,
+    /// Under a batch ramp, its steps below the full batch (included in the totals above).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<RampCost>,
+}
+
+/// The part of a run below its full batch (`batch = ramp { … }`): more, shorter steps, each
+/// with fewer micro-batches per rank, so a larger pipeline bubble (p − 1)/(v·m).
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct RampCost {
+    pub steps: f64,
+    pub tokens: f64,
+    pub wall_clock_s: f64,
+    /// The step time at the ramp's first batch.
+    pub first_step_time_s: f64,
+}
+
+/// The run's cost under a batch ramp: Σ over its batches of steps × that batch's step time,
+/// each timed by `step_time_s(global batch in sequences)` (the whole step model re-run with
+/// that batch's micro-batches per rank; the micro-batch, so the memory peak, is the full
+/// batch's). `cost` unchanged without a ramp.
+pub fn ramped(setup: &Setup, cost: Cost, step_time_s: impl Fn(u64) -> Option<f64>) -> Cost {
+    let Some(by_batch) = setup.ramp_steps() else {
+        return cost;
+    };
+    let full = (setup.batch_tokens / setup.seq_len()) as u64;
+    let (mut steps, mut wall) = (0.0, 0.0);
+    let mut ramp = RampCost {
+        steps: 0.0,
+        tokens: 0.0,
+        wall_clock_s: 0.0,
+        first_step_time_s: 0.0,
+    };
+    for (batch, n) in by_batch {
+        let Some(t) = step_time_s(batch) else {
+            return cost;
+        };
+        let (n, seconds) = (n as f64, n as f64 * t);
+        steps += n;
+        wall += seconds;
+        if batch != full {
+            if ramp.steps == 0.0 {
+                ramp.first_step_time_s = t;
+            }
+            ramp.steps += n;
+            ramp.tokens += n * batch as f64 * setup.seq_len();
+            ramp.wall_clock_s += seconds;
+        }
+    }
+    let world = setup.world();
+    let gpu_hours = wall * world / 3600.0;
+    Cost {
+        steps,
+        wall_clock_s: wall,
+        gpu_hours,
+        usd: setup.hardware.gpu_hour_price.map(|p| p * gpu_hours),
+        ramp: Some(ramp),
+    }
 }
 
 /// Passes over the fp32 logits of a micro-batch with a fused cross-entropy (Megatron-LM's
@@ -459,6 +516,7 @@ pub fn analyse_with(
         wall_clock_s: wall,
         gpu_hours,
         usd: setup.hardware.gpu_hour_price.map(|p| p * gpu_hours),
+        ramp: None,
     };
     Some((throughput, cost))
 }

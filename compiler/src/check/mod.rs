@@ -15,6 +15,7 @@ mod offload;
 pub mod perf;
 mod phases;
 mod quality;
+mod ramp;
 mod topology;
 mod vocab;
 
@@ -31,6 +32,7 @@ pub fn check(kind: &str, record: &Record, out: &mut Vec<Diagnostic>) {
             phases::check(record, out);
             topology::check(record, out);
             batch::check(record, out);
+            ramp::check(record, out);
             budget::check(record, out);
             cluster::check(record, out);
             vocab::check(record, out);

@@ -320,6 +320,16 @@ fn values(record: &Record) -> Vec<PlanValue> {
                         .map(|v| match v {
                             Value::Str(s) | Value::Sym(s) => json!(s),
                             Value::Num(n, _) => json!(n),
+                            // A block in a list (a ramp's stages): its numbers by field.
+                            Value::Record(r) => serde_json::Value::Object(
+                                r.fields
+                                    .iter()
+                                    .filter_map(|(k, s)| match s.value {
+                                        Value::Num(n, _) => Some((k.clone(), json!(n))),
+                                        _ => None,
+                                    })
+                                    .collect(),
+                            ),
                             _ => serde_json::Value::Null,
                         })
                         .collect(),
@@ -794,6 +804,13 @@ fn scorer_phase(
         steps,
         tokens,
         tokens_trained: steps as f64 * batch_tokens,
+        // The scorer trains the experiment's full batch throughout (no ramp).
+        batch: vec![kiln_plan::BatchSegment {
+            first_step: 0,
+            global_batch: sequences,
+            batch_tokens: sequences * model.seq_len,
+            accumulation: sequences / micro_batch,
+        }],
         anneal: false,
         mix: BTreeMap::from([(source.to_string(), 1.0)]),
         lr: schedule::lr_schedule(sc.record("lr")?, steps)?,

@@ -1,12 +1,13 @@
-//! Per-step schedules in optimizer steps: phase boundaries, mix weights, learning-rate
-//! segments, checkpoint and evaluation intervals.
+//! Per-step schedules in optimizer steps: phase boundaries, the batch of every step (a
+//! ramp's segments), mix weights, learning-rate segments, checkpoint and evaluation
+//! intervals.
 
 use crate::analyse::setup::Setup;
 use crate::analyse::Analysis;
 use crate::ir::{Record, Value};
 use crate::resolve::MAX_COUNT;
 
-pub use kiln_plan::schedule::{LrSchedule, PhaseSchedule, Schedule};
+pub use kiln_plan::schedule::{BatchSegment, LrSchedule, PhaseSchedule, Schedule};
 
 /// A count of the experiment as a whole number of the plan: `None` unless it is finite,
 /// whole, and between 0 and 2^53 ([`MAX_COUNT`], where f64 counts exactly). The checks
@@ -43,11 +44,51 @@ pub fn lr_schedule(lr_record: &Record, steps: u64) -> Option<LrSchedule> {
 
 pub fn build(exp: &Record, setup: &Setup, analysis: &Analysis) -> Option<Schedule> {
     let batch = setup.batch_tokens;
+    let seq_len = whole(setup.seq_len())?;
+    let global_batch = whole(batch / setup.seq_len())?;
+    let per_rank = whole(setup.parallel.micro_batch * setup.parallel.data)?.max(1);
+    let segment = |first_step: u64, global_batch: u64| BatchSegment {
+        first_step,
+        global_batch,
+        batch_tokens: global_batch * seq_len,
+        accumulation: global_batch / per_rank,
+    };
+    let phase_tokens: Vec<f64> = exp
+        .entries("phase")
+        .map(|(_, p, _)| p.num("tokens"))
+        .collect::<Option<_>>()?;
+    // Under a ramp, each phase's steps and batches (ramp.rs); without one, whole steps of
+    // the batch.
+    let ramped = if setup.batch_ramp.is_empty() {
+        None
+    } else {
+        Some(crate::ramp::phase_steps(
+            &setup.batch_ramp,
+            global_batch,
+            seq_len,
+            &phase_tokens,
+            MAX_COUNT as u64,
+        )?)
+    };
     let mut start = 0u64;
     let mut phases = Vec::new();
-    for (name, p, _) in exp.entries("phase") {
-        let tokens = p.num("tokens")?;
-        let steps = whole((tokens / batch).ceil())?;
+    for (i, (name, p, _)) in exp.entries("phase").enumerate() {
+        let tokens = phase_tokens[i];
+        let (steps, tokens_trained, segments) = match &ramped {
+            Some(r) => (
+                r[i].steps,
+                (r[i].samples * seq_len) as f64,
+                r[i].batch.iter().map(|&(f, b)| segment(f, b)).collect(),
+            ),
+            None => {
+                let steps = whole((tokens / batch).ceil())?;
+                (
+                    steps,
+                    steps as f64 * batch,
+                    vec![segment(start, global_batch)],
+                )
+            }
+        };
         let lr = lr_schedule(p.record("lr")?, steps)?;
         let mix = p
             .record("mix")?
@@ -66,7 +107,8 @@ pub fn build(exp: &Record, setup: &Setup, analysis: &Analysis) -> Option<Schedul
             start_step: start,
             steps,
             tokens,
-            tokens_trained: steps as f64 * batch,
+            tokens_trained,
+            batch: segments,
             anneal: p.bool("anneal")?,
             mix,
             lr,
@@ -79,10 +121,11 @@ pub fn build(exp: &Record, setup: &Setup, analysis: &Analysis) -> Option<Schedul
     let eval = exp.record("eval")?;
     Some(Schedule {
         batch_tokens: batch,
-        seq_len: whole(setup.seq_len())?,
-        global_batch: whole(batch / setup.seq_len())?,
+        seq_len,
+        global_batch,
         micro_batch: whole(setup.parallel.micro_batch)?,
         accumulation: whole(setup.parallel.accumulation)?,
+        batch_ramp: setup.batch_ramp.clone(),
         total_steps: start,
         phases,
         checkpoint_every_steps: whole(checkpoint.num("every")?)?,

@@ -31,6 +31,9 @@ pub struct StepMetrics {
     pub loss: f64,
     /// Tokens trained in the whole run after this step.
     pub tokens: u64,
+    /// This step's own tokens (its global batch × seq_len; under a batch ramp, the plan's
+    /// batch for this step).
+    pub step_tokens: u64,
     /// This step's tokens over its wall-clock time.
     pub tokens_per_s: f64,
     /// The global gradient norm before clipping (after unscaling under fp16); absent on

@@ -23,7 +23,10 @@
 //!
 //! # One process
 //! The plan's global batch (micro_batch × accumulation × data-parallel ranks sequences) runs
-//! here as global_batch / micro_batch micro-batches; tensor, pipeline and context
+//! here as global_batch / micro_batch micro-batches; under a batch ramp each step takes its
+//! own global batch from the phase's `batch` segments (more or fewer micro-batches of the
+//! same size), its data position is the samples the phase trained before it, and its
+//! learning rate moves with those samples (`PhaseSchedule::lr_at`); tensor, pipeline and context
 //! parallelism and ZeRO do not change the arithmetic, so one process trains the same model
 //! (the summary's notes say what was folded in).
 
@@ -44,7 +47,6 @@ use crate::metrics::{
 };
 use crate::model::Model;
 use crate::parallel::{DataParallel, StateBytes};
-use crate::schedule::lr_for_step;
 use crate::spec::{self, Plan, Precision, Recompute, Step, StepKind, TrainParams};
 use crate::trainer::{evaluate, step_seed, to_batch, unigram_loss, Trainer};
 
@@ -425,15 +427,45 @@ pub(crate) fn device_name(device: Device) -> String {
 }
 
 /// The sequences of one optimizer step and how they are split, with notes on what one
-/// process folds in.
+/// process folds in. `global_batch` and `tokens_per_step` are the full batch's;
+/// [`BatchLayout::at`] gives each step's own.
 struct BatchLayout {
     global_batch: u64,
-    /// Sequences per step on one rank: global_batch / ranks.
-    rank_batch: u64,
     micro_batch: u64,
-    micro_batches: u64,
     tokens_per_step: u64,
+    ranks: u64,
+    seq_len: u64,
     notes: Vec<String>,
+}
+
+/// One optimizer step's batch: its global batch, this rank's share, micro-batches per rank,
+/// tokens, and the phase's data position before it (samples).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct StepBatch {
+    global_batch: u64,
+    rank_batch: u64,
+    micro_batches: u64,
+    tokens: u64,
+    samples_before: u64,
+}
+
+impl BatchLayout {
+    /// The batch of `step_in_phase` (the phase's `batch` segments; checked to split in
+    /// [`batch_layout`]).
+    fn at(&self, p: &TrainParams, step_in_phase: u64) -> StepBatch {
+        let global_batch = p
+            .schedule
+            .segment(step_in_phase)
+            .map_or(self.global_batch, |s| s.global_batch);
+        let rank_batch = global_batch / self.ranks;
+        StepBatch {
+            global_batch,
+            rank_batch,
+            micro_batches: rank_batch / self.micro_batch,
+            tokens: global_batch * self.seq_len,
+            samples_before: p.schedule.samples_before(step_in_phase),
+        }
+    }
 }
 
 fn batch_layout(p: &TrainParams, ranks: u64) -> Result<BatchLayout, TrainError> {
@@ -452,7 +484,14 @@ fn batch_layout(p: &TrainParams, ranks: u64) -> Result<BatchLayout, TrainError> 
             "the global batch of {global_batch} sequences does not split into {ranks} rank(s) × micro-batches of {micro_batch}: choose a world size and micro_batch whose product divides it"
         )));
     }
-    let rank_batch = global_batch / ranks;
+    for seg in &p.schedule.batch {
+        if seg.global_batch == 0 || !seg.global_batch.is_multiple_of(micro_batch * ranks) {
+            return Err(TrainError::Plan(format!(
+                "from step {} the batch ramp trains {} sequences per step, which does not split into {ranks} rank(s) × micro-batches of {micro_batch}",
+                seg.first_step, seg.global_batch
+            )));
+        }
+    }
     let mut notes = Vec::new();
     let data = u64::from(p.topology.data.max(1));
     let declared = micro_batch * p.parallel.accumulation.max(1) * data;
@@ -499,10 +538,10 @@ fn batch_layout(p: &TrainParams, ranks: u64) -> Result<BatchLayout, TrainError> 
     }
     Ok(BatchLayout {
         global_batch,
-        rank_batch,
         micro_batch,
-        micro_batches: rank_batch / micro_batch,
         tokens_per_step: global_batch * seq_len,
+        ranks,
+        seq_len,
         notes,
     })
 }
@@ -583,6 +622,7 @@ fn train(
 
     let Start {
         next_step,
+        tokens_trained,
         resumed_at,
         mut last_loss,
         mut last_eval,
@@ -625,7 +665,14 @@ fn train(
         halt_after_steps: options.halt_after_steps,
         stop: &options.stop,
     };
-    let ran = phase.run(&mut trainer, &mut order, &mut log, &bar, next_step)?;
+    let ran = phase.run(
+        &mut trainer,
+        &mut order,
+        &mut log,
+        &bar,
+        next_step,
+        tokens_trained,
+    )?;
     if let Some(next_step) = ran.halted_at {
         bar.finish_and_clear();
         return Ok(StepOutcome::Halted { next_step });
@@ -649,6 +696,7 @@ fn train(
     }
     let Ran {
         steps_run,
+        tokens_run,
         compute_seconds,
         final_checkpoint,
         ..
@@ -656,12 +704,13 @@ fn train(
     last_loss = ran.last_loss.or(last_loss);
     last_eval = ran.last_eval.or(last_eval);
     bar.finish_and_clear();
-    let epochs = order.epoch(p.schedule.steps * layout.global_batch);
+    let phase_samples = p.schedule.samples_before(p.schedule.steps);
+    let epochs = order.epoch(phase_samples);
     if epochs > 0 {
         notes.push(format!(
             "the phase read its {} samples {:.2} times",
             train_samples.count(),
-            (p.schedule.steps * layout.global_batch) as f64 / train_samples.count() as f64
+            phase_samples as f64 / train_samples.count() as f64
         ));
     }
     let data_parallel = data_parallel_report(&trainer, plan, p, ranks, steps_run, sent_before);
@@ -687,6 +736,7 @@ fn train(
         trainer: &trainer,
         resumed_at,
         steps_run,
+        tokens_run,
         compute_seconds,
         last_loss,
         last_eval,
@@ -725,6 +775,8 @@ struct Finished<'a> {
     trainer: &'a Trainer,
     resumed_at: Option<u64>,
     steps_run: u64,
+    /// Tokens of the steps this process ran.
+    tokens_run: u64,
     compute_seconds: f64,
     last_loss: Option<f64>,
     last_eval: Option<f64>,
@@ -747,6 +799,7 @@ fn summarise(f: Finished) -> Summary {
         trainer,
         resumed_at,
         steps_run,
+        tokens_run,
         compute_seconds,
         last_loss,
         last_eval,
@@ -758,7 +811,7 @@ fn summarise(f: Finished) -> Summary {
     } = f;
     let phase_start = p.schedule.start_step;
     let phase_end = phase_start + p.schedule.steps;
-    let tokens = steps_run * layout.tokens_per_step;
+    let tokens = tokens_run;
     let measured = (compute_seconds > 0.0).then(|| tokens as f64 / compute_seconds);
     let predicted = options.predicted_tokens_per_s;
     Summary {
@@ -779,12 +832,7 @@ fn summarise(f: Finished) -> Summary {
         final_loss: last_loss,
         final_eval_loss: last_eval,
         unigram_loss: None,
-        final_lr: Some(lr_for_step(
-            &p.schedule.lr,
-            p.schedule.steps.saturating_sub(1),
-            p.schedule.steps,
-            p.schedule.anneal,
-        )),
+        final_lr: Some(p.schedule.lr_at(p.schedule.steps.saturating_sub(1))),
         compute_seconds,
         wall_seconds: wall.elapsed().as_secs_f64(),
         measured_tokens_per_s: measured,
@@ -822,6 +870,8 @@ struct Ran {
     /// The step after the checkpoint a run asked to stop wrote (`TrainOptions::stop`).
     stopped_at: Option<u64>,
     steps_run: u64,
+    /// Tokens of the steps this process ran.
+    tokens_run: u64,
     compute_seconds: f64,
     final_checkpoint: Option<PathBuf>,
     last_loss: Option<f64>,
@@ -839,6 +889,7 @@ impl PhaseRun<'_> {
         log: &mut Option<MetricsLog>,
         bar: &indicatif::ProgressBar,
         next_step: u64,
+        tokens_before: u64,
     ) -> Result<Ran, TrainError> {
         let PhaseRun {
             p,
@@ -863,6 +914,7 @@ impl PhaseRun<'_> {
         let mut ids: Vec<i64> = Vec::with_capacity((layout.micro_batch * (seq_len + 1)) as usize);
         let mut compute_seconds = 0.0;
         let mut steps_run = 0u64;
+        let mut tokens_run = 0u64;
         let mut final_checkpoint = None;
         for global in next_step..phase_end {
             if halt_after_steps.is_some_and(|h| steps_run >= h) {
@@ -870,6 +922,7 @@ impl PhaseRun<'_> {
                     halted_at: Some(global),
                     stopped_at: None,
                     steps_run,
+                    tokens_run,
                     compute_seconds,
                     final_checkpoint,
                     last_loss,
@@ -877,18 +930,15 @@ impl PhaseRun<'_> {
                 });
             }
             let in_phase = global - phase_start;
-            let lr = lr_for_step(
-                &p.schedule.lr,
-                in_phase,
-                p.schedule.steps,
-                p.schedule.anneal,
-            );
+            let lr = p.schedule.lr_at(in_phase);
+            let batch = layout.at(p, in_phase);
             let started = Instant::now();
-            let report = trainer.step(global, layout.micro_batches as usize, lr, |i| {
+            let report = trainer.step(global, batch.micro_batches as usize, lr, |i| {
                 ids.clear();
-                // This rank's contiguous slice of the global batch (the order is the ranks').
-                let first = in_phase * layout.global_batch
-                    + rank as u64 * layout.rank_batch
+                // This rank's contiguous slice of the step's global batch (the order is the
+                // ranks'), after the samples the phase's earlier steps read.
+                let first = batch.samples_before
+                    + rank as u64 * batch.rank_batch
                     + i as u64 * layout.micro_batch;
                 for position in first..first + layout.micro_batch {
                     train_samples.read(order.sample(position), &mut ids)?;
@@ -898,6 +948,7 @@ impl PhaseRun<'_> {
             let seconds = started.elapsed().as_secs_f64();
             compute_seconds += seconds;
             steps_run += 1;
+            tokens_run += batch.tokens;
             last_loss = Some(report.loss);
             let done = global + 1;
             let eval_now =
@@ -926,8 +977,9 @@ impl PhaseRun<'_> {
                     phase: p.phase.clone(),
                     lr,
                     loss: report.loss,
-                    tokens: done * layout.tokens_per_step,
-                    tokens_per_s: layout.tokens_per_step as f64 / seconds.max(f64::MIN_POSITIVE),
+                    tokens: tokens_before + tokens_run,
+                    step_tokens: batch.tokens,
+                    tokens_per_s: batch.tokens as f64 / seconds.max(f64::MIN_POSITIVE),
                     grad_norm: report.grad_norm,
                     loss_scale: report.loss_scale,
                     skipped: report.skipped,
@@ -937,7 +989,7 @@ impl PhaseRun<'_> {
             bar.set_message(format!(
                 "loss {:.4} {:.0} tokens/s",
                 report.loss,
-                layout.tokens_per_step as f64 / seconds.max(f64::MIN_POSITIVE)
+                batch.tokens as f64 / seconds.max(f64::MIN_POSITIVE)
             ));
             bar.inc(1);
             let every = p.checkpoint.every_steps;
@@ -955,7 +1007,16 @@ impl PhaseRun<'_> {
                 if let Some(log) = log.as_mut() {
                     log.sync()?;
                 }
-                let state = train_state(trainer, step, p, layout, done, lr, report.loss, ranks);
+                let state = train_state(
+                    trainer,
+                    step,
+                    p,
+                    done,
+                    tokens_before + tokens_run,
+                    lr,
+                    report.loss,
+                    ranks,
+                );
                 final_checkpoint = Some(save(trainer, ckpt_root, &state, p.checkpoint.keep)?);
             }
             if stopping {
@@ -963,6 +1024,7 @@ impl PhaseRun<'_> {
                     halted_at: None,
                     stopped_at: Some(done),
                     steps_run,
+                    tokens_run,
                     compute_seconds,
                     final_checkpoint,
                     last_loss,
@@ -974,6 +1036,7 @@ impl PhaseRun<'_> {
             halted_at: None,
             stopped_at: None,
             steps_run,
+            tokens_run,
             compute_seconds,
             final_checkpoint,
             last_loss,
@@ -1051,6 +1114,8 @@ fn data_parallel_report(
 /// Where a phase starts and what the log already says.
 struct Start {
     next_step: u64,
+    /// Tokens the whole run has trained before `next_step` (from the checkpoint resumed).
+    tokens_trained: u64,
     /// The step a resumed run started from (its own checkpoint).
     resumed_at: Option<u64>,
     last_loss: Option<f64>,
@@ -1068,10 +1133,21 @@ fn start(
 ) -> Result<Start, TrainError> {
     let phase_start = p.schedule.start_step;
     if let Some(found) = checkpoint::latest(ckpt_root).filter(|f| f.state.step_id == step.id) {
-        restore(trainer, &found, p.precision)?;
         let s = found.state.global_step;
+        // The data position is a function of the plan's batches; a checkpoint whose position
+        // is not the plan's was written under another schedule.
+        let in_phase = s.saturating_sub(phase_start);
+        let planned = p.schedule.samples_before(in_phase);
+        if found.state.samples_consumed != planned {
+            return Err(TrainError::Input(format!(
+                "the checkpoint at step {s} has read {} samples of phase `{}`, but the plan's batches read {planned} before that step: it was written under another batch schedule",
+                found.state.samples_consumed, p.phase
+            )));
+        }
+        restore(trainer, &found, p.precision)?;
         return Ok(Start {
             next_step: s,
+            tokens_trained: found.state.tokens_trained,
             resumed_at: Some(s),
             last_loss: Some(found.state.loss),
             last_eval: None,
@@ -1093,6 +1169,13 @@ fn start(
             )));
         }
         restore(trainer, &found, p.precision)?;
+        return Ok(Start {
+            next_step: phase_start,
+            tokens_trained: found.state.tokens_trained,
+            resumed_at: None,
+            last_loss: None,
+            last_eval: None,
+        });
     } else if phase_start > 0 {
         return Err(TrainError::Plan(format!(
             "phase `{}` starts at step {phase_start} but step `{}` has no previous train step to continue from",
@@ -1101,6 +1184,7 @@ fn start(
     }
     Ok(Start {
         next_step: phase_start,
+        tokens_trained: 0,
         resumed_at: None,
         last_loss: None,
         last_eval: None,
@@ -1113,8 +1197,8 @@ fn train_state(
     trainer: &Trainer,
     step: &Step,
     p: &TrainParams,
-    layout: &BatchLayout,
     done: u64,
+    tokens_trained: u64,
     lr: f64,
     loss: f64,
     ranks: usize,
@@ -1126,8 +1210,8 @@ fn train_state(
         phase: p.phase.clone(),
         global_step: done,
         phase_step: done - phase_start,
-        samples_consumed: (done - phase_start) * layout.global_batch,
-        tokens_trained: done * layout.tokens_per_step,
+        samples_consumed: p.schedule.samples_before(done - phase_start),
+        tokens_trained,
         adam_step: trainer
             .dp
             .as_ref()

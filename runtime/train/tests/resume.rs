@@ -98,6 +98,81 @@ fn halted_runs_resume_to_the_same_losses() {
     );
 }
 
+/// A batch ramp (2, then 4, then 8 sequences per step, at a fixed micro-batch of 2) across
+/// the main phase: each step trains the plan's batch for it (metrics.jsonl's `step_tokens`,
+/// the cumulative `tokens`, the learning rate on the sample clock), and a run halted
+/// mid-ramp, between checkpoints, resumes bit-identically.
+#[test]
+fn ramped_runs_train_each_steps_batch_and_resume_mid_ramp() {
+    let _serial = serial();
+    let mut def = RunDef::small("fp32");
+    def.micro_batch = 2;
+    def.ramp = vec![(0, 2), (4, 4), (7, 8)];
+    let (_a, reference, reference_weights) = uninterrupted(&def);
+
+    let plan = kiln_plan::RunPlan::<serde_json::Value>::from_value(plan_json(&def)).unwrap();
+    let seq_len = plan.schedule.seq_len;
+    let mut tokens = 0;
+    let mut want = Vec::new();
+    for phase in &plan.schedule.phases {
+        for k in 0..phase.steps {
+            let b = phase.segment(k).unwrap().global_batch;
+            tokens += b * seq_len;
+            want.push((
+                phase.start_step + k,
+                b * seq_len,
+                tokens,
+                phase.lr_at(k).to_bits(),
+            ));
+        }
+    }
+    let got: Vec<_> = reference
+        .iter()
+        .map(|m| (m.step, m.step_tokens, m.tokens, m.lr.to_bits()))
+        .collect();
+    assert_eq!(got, want);
+    // The ramp's steps are the plan's: 4 of 2 sequences, 3 of 4, then 8.
+    assert_eq!(
+        reference
+            .iter()
+            .map(|m| m.step_tokens / seq_len)
+            .collect::<Vec<_>>(),
+        [2, 2, 2, 2, 4, 4, 4, 8, 8, 8, 8, 8, 8]
+    );
+    // Under the ramp the learning rate moves with the samples: the warm-up (3 steps of 2
+    // sequences) ends at the peak.
+    let main = &plan.schedule.phases[0];
+    assert!(main.ramps());
+    assert_eq!(main.lr_at(2), 3e-3);
+
+    // Halted after 5 steps (checkpoints every 2: the one at step 4 is the ramp's second
+    // stage's first step), then resumed.
+    let dir = tempfile::tempdir().unwrap();
+    let plan = setup_run(dir.path(), &def);
+    let mut opts = options();
+    opts.halt_after_steps = Some(5);
+    let out = kiln_train::run_step(&plan, "train.main", dir.path(), &opts).unwrap();
+    assert_eq!(out, StepOutcome::Halted { next_step: 5 });
+    let out = kiln_train::run_step(&plan, "train.main", dir.path(), &options()).unwrap();
+    let StepOutcome::Done(summary) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(summary.resumed_at, Some(4));
+    // Steps 4..9 of the phase: 3 of 4 sequences and 2 of 8.
+    assert_eq!(summary.tokens, (3 * 4 + 2 * 8) * seq_len);
+    run_all(&plan, dir.path(), false);
+    let resumed = all_metrics(&plan, dir.path());
+    assert_eq!(losses(&resumed), losses(&reference));
+    assert_eq!(
+        resumed.iter().map(|m| m.tokens).collect::<Vec<_>>(),
+        reference.iter().map(|m| m.tokens).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        final_weights(&plan, dir.path(), "train.anneal"),
+        reference_weights
+    );
+}
+
 /// The run the kill test's child process trains (a longer main phase, so the kill lands
 /// mid-run).
 fn long_run() -> RunDef {

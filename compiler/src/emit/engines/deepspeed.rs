@@ -13,6 +13,34 @@ pub fn deepspeed(
     let t = &plan.topology;
     let sched = &plan.schedule;
     let par = &e.parallel;
+    if !sched.batch_ramp.is_empty() {
+        let ramp_steps: u64 = sched
+            .phases
+            .iter()
+            .flat_map(|p| {
+                let end = p.start_step + p.steps;
+                p.batch.iter().enumerate().map(move |(i, s)| {
+                    let next = p.batch.get(i + 1).map_or(end, |n| n.first_step);
+                    if s.global_batch < sched.global_batch {
+                        next - s.first_step
+                    } else {
+                        0
+                    }
+                })
+            })
+            .sum();
+        d.say(
+            "a batch ramp",
+            format!(
+                "DeepSpeed's config has one `train_batch_size` for the whole run (train_batch_size = train_micro_batch_size_per_gpu × gradient_accumulation_steps × GPUs, deepspeed/runtime/config.py); emitted the full batch of {} sequences for each of the plan's {} steps, so \
+                 the ramp's {ramp_steps} steps train full batches (more tokens than planned) on \
+                 a learning-rate schedule in steps; Megatron-LM runs the ramp \
+                 (--step-batch-size-schedule)",
+                sched.global_batch, sched.total_steps
+            ),
+            "batch",
+        );
+    }
     if t.tensor > 1 {
         d.say(
             "tensor parallelism",

@@ -305,11 +305,34 @@ pub fn megatron(
         );
     }
 
+    // A batch ramp runs sample-based: Megatron-LM steps its scheduler by each iteration's
+    // samples (training.py, `opt_param_scheduler.step(increment=…)`), and iteration-based
+    // marks convert at --global-batch-size, which a batch schedule leaves at micro × data
+    // (get_optimizer_param_scheduler, validate_args). So: --step-batch-size-schedule,
+    // --train-samples and the learning rate in samples (--lr-warmup-samples,
+    // --lr-decay-samples), the marks at the samples the plan's steps reach: kiln's sample
+    // clock (PhaseSchedule::lr_at).
+    let ramp = !sched.batch_ramp.is_empty();
+    let ramp_schedule = sched
+        .batch_ramp
+        .iter()
+        .map(|s| format!("{}:{}", s.from_samples * sched.seq_len, s.global_batch))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // Samples the run has trained before each phase.
+    let mut samples_before_phase = Vec::new();
+    let mut samples = 0u64;
+    for p in &sched.phases {
+        samples_before_phase.push(samples);
+        samples += p.samples_before(p.steps);
+    }
     let mut out = Vec::new();
     for (i, p) in sched.phases.iter().enumerate() {
         let start = p.start_step;
         let end = p.start_step + p.steps;
         let lr = global_lr(p);
+        // The global samples before global step `step` of this phase.
+        let at = |step: u64| samples_before_phase[i] + p.samples_before(step.saturating_sub(start));
         if lr.end_lr > lr.peak {
             d.say(
                 format!("phase `{}`'s schedule rising to its final value", p.name),
@@ -320,22 +343,59 @@ pub fn megatron(
                 "phase",
             );
         }
-        let mut schedule = vec![
-            vec![w("--micro-batch-size"), n(sched.micro_batch)],
-            vec![w("--global-batch-size"), n(sched.global_batch)],
-            vec![w("--train-iters"), n(end)],
-            vec![w("--lr"), num(lr.peak)],
-            vec![w("--min-lr"), num(lr.end_lr.min(lr.peak))],
-            vec![w("--lr-decay-style"), w(lr.style)],
-            vec![w("--lr-warmup-iters"), n(lr.warmup_end)],
-            vec![w("--lr-decay-iters"), n(lr.decay_end)],
-        ];
-        if lr.init != 0.0 {
-            schedule.push(vec![w("--lr-warmup-init"), num(lr.init)]);
-        }
-        if let Some(decay) = lr.wsd_decay {
-            schedule.push(vec![w("--lr-wsd-decay-style"), w("linear")]);
-            schedule.push(vec![w("--lr-wsd-decay-iters"), n(decay)]);
+        let mut schedule = vec![vec![w("--micro-batch-size"), n(sched.micro_batch)]];
+        if ramp {
+            // Marks past the phase's end (a constant schedule's decay end, a warm-up longer
+            // than the phase) continue at its last batch, as kiln's clock does.
+            let samples_at = at;
+            let (warmup_start, warmup_end) = (samples_at(start), samples_at(lr.warmup_end));
+            // The warm-up line through 0 (or a rising linear phase's `from`) at the phase's
+            // first sample, as `global_lr` draws it through the phase's first step.
+            let init = match p.lr {
+                _ if lr.init == 0.0 || warmup_end == warmup_start => lr.init,
+                LrSchedule::Linear { from, to } if from < to => {
+                    (from * warmup_end as f64 - to * warmup_start as f64)
+                        / (warmup_end - warmup_start) as f64
+                }
+                _ => -lr.peak * warmup_start as f64 / (warmup_end - warmup_start) as f64,
+            };
+            schedule.extend([
+                vec![w("--step-batch-size-schedule"), ramp_schedule.clone()],
+                vec![w("--eval-global-batch-size"), n(sched.global_batch)],
+                vec![w("--train-samples"), n(at(end))],
+                vec![w("--lr"), num(lr.peak)],
+                vec![w("--min-lr"), num(lr.end_lr.min(lr.peak))],
+                vec![w("--lr-decay-style"), w(lr.style)],
+                vec![w("--lr-warmup-samples"), n(warmup_end)],
+                vec![w("--lr-decay-samples"), n(samples_at(lr.decay_end))],
+            ]);
+            if init != 0.0 {
+                schedule.push(vec![w("--lr-warmup-init"), num(init)]);
+            }
+            if let Some(decay) = lr.wsd_decay {
+                schedule.push(vec![w("--lr-wsd-decay-style"), w("linear")]);
+                schedule.push(vec![
+                    w("--lr-wsd-decay-samples"),
+                    n(at(end) - samples_at(end.saturating_sub(decay))),
+                ]);
+            }
+        } else {
+            schedule.extend([
+                vec![w("--global-batch-size"), n(sched.global_batch)],
+                vec![w("--train-iters"), n(end)],
+                vec![w("--lr"), num(lr.peak)],
+                vec![w("--min-lr"), num(lr.end_lr.min(lr.peak))],
+                vec![w("--lr-decay-style"), w(lr.style)],
+                vec![w("--lr-warmup-iters"), n(lr.warmup_end)],
+                vec![w("--lr-decay-iters"), n(lr.decay_end)],
+            ]);
+            if lr.init != 0.0 {
+                schedule.push(vec![w("--lr-warmup-init"), num(lr.init)]);
+            }
+            if let Some(decay) = lr.wsd_decay {
+                schedule.push(vec![w("--lr-wsd-decay-style"), w("linear")]);
+                schedule.push(vec![w("--lr-wsd-decay-iters"), n(decay)]);
+            }
         }
         if i > 0 {
             // The checkpoint carries the previous phase's schedule; this phase's replaces it.
@@ -380,7 +440,11 @@ pub fn megatron(
         }
         let evaluations = end / sched.eval_every_steps.max(1) + 1;
         let valid_tokens = eval_iters * batch_tokens * evaluations;
-        let train_tokens = end * batch_tokens;
+        let train_tokens = if ramp {
+            at(end) * sched.seq_len
+        } else {
+            end * batch_tokens
+        };
         data.extend([
             vec![w("--split"), format!("{train_tokens},{valid_tokens},0")],
             vec![w("--eval-interval"), n(sched.eval_every_steps)],
@@ -435,6 +499,16 @@ pub fn megatron(
                  phase's own blend of the sources."
                     .to_string(),
             );
+        }
+        if ramp {
+            notes.push(format!(
+                "The batch ramps: --step-batch-size-schedule gives the global batch (sequences) \
+                 from each consumed-token threshold, and the run is sample-based, so the \
+                 learning rate moves with the samples trained; this phase's iterations \
+                 {start}-{end} are samples {}-{}.",
+                at(start),
+                at(end)
+            ));
         }
         let notes: Vec<String> = notes.iter().flat_map(|n| wrap(n, 88)).collect();
         out.push((

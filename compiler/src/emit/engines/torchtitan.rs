@@ -232,6 +232,34 @@ pub fn torchtitan(
             schedule_name = "Interleaved1F1B";
         }
     }
+    if !sched.batch_ramp.is_empty() {
+        let ramp_steps: u64 = sched
+            .phases
+            .iter()
+            .flat_map(|p| {
+                let end = p.start_step + p.steps;
+                p.batch.iter().enumerate().map(move |(i, s)| {
+                    let next = p.batch.get(i + 1).map_or(end, |n| n.first_step);
+                    if s.global_batch < sched.global_batch {
+                        next - s.first_step
+                    } else {
+                        0
+                    }
+                })
+            })
+            .sum();
+        d.say(
+            "a batch ramp",
+            format!(
+                "torchtitan's `training.global_batch_size` is one number for the whole run (torchtitan/config/configs.py, `Training`); emitted the full batch of {} sequences for each of the plan's {} steps, so \
+                 the ramp's {ramp_steps} steps train full batches (more tokens than planned) on \
+                 a learning-rate schedule in steps; Megatron-LM runs the ramp \
+                 (--step-batch-size-schedule)",
+                sched.global_batch, sched.total_steps
+            ),
+            "batch",
+        );
+    }
     // With a pipeline, each data-parallel rank's batch is split into the micro-batches in
     // flight; without one, torchtitan accumulates gradients over micro-batches.
     let (local_batch, pp_micro) = if t.pipeline > 1 {

@@ -180,7 +180,7 @@ pub fn plan_with(sources: Value, steps: Vec<Value>) -> Value {
                                 "data": 0, "pipeline": 0}],
                      "groups": {"tensor": [[0]], "context": [[0]], "data": [[0]], "pipeline": [[0]]}},
         "schedule": {"batch_tokens": 8.0, "seq_len": 8, "global_batch": 1, "micro_batch": 1,
-                     "accumulation": 1, "total_steps": 0, "phases": [],
+                     "accumulation": 1, "batch_ramp": [], "total_steps": 0, "phases": [],
                      "checkpoint_every_steps": 1, "checkpoint_keep": 1, "eval_every_steps": 1,
                      "eval_tokens": 0.0, "predicted_step_time_s": null},
         "steps": steps

@@ -66,6 +66,9 @@ pub struct RunDef {
     /// Training tokens written per phase's mix output.
     pub train_tokens: u64,
     pub held_out_tokens: u64,
+    /// A batch ramp: (first global step, sequences per step) from each step where the batch
+    /// changes, the last the full `global_batch`; empty: `global_batch` throughout.
+    pub ramp: Vec<(u64, u64)>,
 }
 
 impl RunDef {
@@ -98,6 +101,7 @@ impl RunDef {
             seed: 7,
             train_tokens: 20_000,
             held_out_tokens: 2_000,
+            ramp: Vec::new(),
         }
     }
 }
@@ -141,10 +145,30 @@ pub fn plan_json(def: &RunDef) -> Value {
         let train_id = step_id(&format!("{train_name}-{}", def.precision));
         let mut inputs = vec![mix_id.clone()];
         inputs.extend(previous_train.clone());
+        // The phase's batch segments: the ramp's that reach into it.
+        let end = start + phase.steps;
+        let ramp = if def.ramp.is_empty() {
+            vec![(0, def.global_batch)]
+        } else {
+            def.ramp.clone()
+        };
+        let mut batch = Vec::new();
+        let mut samples = 0;
+        for (i, &(first, b)) in ramp.iter().enumerate() {
+            let next = ramp.get(i + 1).map_or(u64::MAX, |n| n.0);
+            let (a, z) = (first.max(start), next.min(end));
+            if z > a {
+                samples += (z - a) * b;
+                batch.push(
+                    json!({"first_step": a, "global_batch": b, "batch_tokens": b * seq_len,
+                                  "accumulation": b / def.micro_batch / 2}),
+                );
+            }
+        }
         let schedule = json!({"anneal": phase.anneal, "lr": phase.lr, "mix": {"web": 1.0},
                               "name": phase.name, "start_step": start, "steps": phase.steps,
-                              "tokens": (phase.steps * def.global_batch * seq_len) as f64,
-                              "tokens_trained": (phase.steps * def.global_batch * seq_len) as f64});
+                              "tokens": (samples * seq_len) as f64,
+                              "tokens_trained": (samples * seq_len) as f64, "batch": batch});
         phases.push(schedule.clone());
         steps.push(json!({
             "id": train_id, "kind": "train", "name": train_name, "inputs": inputs,
@@ -204,12 +228,26 @@ pub fn plan_json(def: &RunDef) -> Value {
             "batch_tokens": (def.global_batch * seq_len) as f64, "seq_len": seq_len,
             "global_batch": def.global_batch, "micro_batch": def.micro_batch,
             "accumulation": def.global_batch / def.micro_batch / 2, "total_steps": start,
+            "batch_ramp": batch_ramp(def),
             "phases": phases, "checkpoint_every_steps": def.checkpoint_every,
             "checkpoint_keep": def.keep, "eval_every_steps": def.eval_every,
             "eval_tokens": def.held_out_tokens as f64, "predicted_step_time_s": null
         },
         "steps": steps
     })
+}
+
+/// The ramp's stages in samples from the run's start (what the plan's `batch_ramp` holds).
+fn batch_ramp(def: &RunDef) -> Value {
+    let mut samples = 0;
+    let mut stages = Vec::new();
+    for (i, &(first, b)) in def.ramp.iter().enumerate() {
+        stages.push(json!({"from_samples": samples, "global_batch": b}));
+        if let Some(next) = def.ramp.get(i + 1) {
+            samples += (next.0 - first) * b;
+        }
+    }
+    Value::Array(stages)
 }
 
 /// Deterministic synthetic documents: a noisy affine chain over the vocabulary (learnable, so
