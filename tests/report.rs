@@ -186,8 +186,20 @@ fn check_schedule(charts: &[(String, Chart)], plan: &Value) {
             .iter()
             .find(|p| step >= p.start_step && step < p.start_step + p.steps)
             .unwrap();
-        let want = kiln_plan::schedule::lr_for_step(&p.lr, step - p.start_step, p.steps, p.anneal);
+        let want = p.lr_at(step - p.start_step);
         assert_eq!(*y, want, "learning rate at step {step}");
+    }
+    // Under a batch ramp, one point per batch segment of the plan, at its tokens.
+    if !schedule.batch_ramp.is_empty() {
+        let batch = chart(charts, "batch");
+        let segments: Vec<(f64, f64)> = schedule
+            .phases
+            .iter()
+            .flat_map(|p| p.batch.iter())
+            .map(|s| (s.first_step as f64, s.batch_tokens as f64))
+            .collect();
+        let points: Vec<(f64, f64)> = batch.points.iter().map(|p| (p.1, p.2)).collect();
+        assert_eq!(points, segments);
     }
     let mix = chart(charts, "mix");
     let mut want: Vec<f64> = schedule
@@ -291,12 +303,17 @@ fn the_experiment_reports_open_in_chromium_with_every_point_and_nothing_else() {
     for (file, validated) in [
         ("experiments/tiny.kiln", false),
         ("experiments/llama3_405b.kiln", true),
+        ("experiments/llama3_405b_ramp.kiln", true),
     ] {
         let out = dir.path().join("report.html");
         report(&common::root().join(file), &out);
         let (session, charts) = open(&mut browser, &out);
         let ids: Vec<&str> = charts.iter().map(|(c, _)| c.as_str()).collect();
+        let ramp = file.contains("ramp");
         let mut want = vec!["lr", "mix", "memory", "step", "tune"];
+        if ramp {
+            want.insert(1, "batch");
+        }
         if validated {
             want.push("validation");
         }
@@ -325,9 +342,11 @@ fn the_experiment_reports_open_in_chromium_with_every_point_and_nothing_else() {
                 let ratio = r["predicted"].as_f64().unwrap() / r["published"].as_f64().unwrap();
                 assert!(v.points.iter().any(|p| close(p.1, ratio)), "{r}");
             }
-            let shot = clip(&mut browser, &session, "memory", "tune");
-            let png = browser.screenshot(&session, shot, 0.75);
-            save_screenshot(&png, "report-llama3-405b.png");
+            if !ramp {
+                let shot = clip(&mut browser, &session, "memory", "tune");
+                let png = browser.screenshot(&session, shot, 0.75);
+                save_screenshot(&png, "report-llama3-405b.png");
+            }
         } else {
             let text = browser.eval(&session, "validation.textContent");
             assert!(text.as_str().unwrap().contains("has scored no"), "{text}");

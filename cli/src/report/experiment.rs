@@ -9,7 +9,7 @@ use kiln::analyse::setup::Setup;
 use kiln::analyse::Analysis;
 use kiln::plan::RunPlan;
 use kiln::units::{self, Dim};
-use kiln_plan::schedule::{lr_for_step, Schedule};
+use kiln_plan::schedule::Schedule;
 
 /// Bytes in a GiB (the axis unit of memory, as `nvidia-smi` and PyTorch print it).
 pub const GIB: f64 = (1u64 << 30) as f64;
@@ -29,12 +29,15 @@ pub fn page(name: &str, setup: &Setup, analysis: &Analysis, plan: &RunPlan) -> P
             setup.engine.name()
         ),
     );
-    page.summary = summary(setup, analysis);
+    page.summary = summary(setup, analysis, &plan.schedule);
     page.sections.push(lr_section(
         "lr",
         "Learning rate over optimizer steps",
         &plan.schedule,
     ));
+    if !plan.schedule.batch_ramp.is_empty() {
+        page.sections.push(batch_section(&plan.schedule));
+    }
     page.sections.push(mix_section(&plan.schedule));
     page.sections.push(memory_section(analysis));
     page.sections.push(step_time_section(analysis));
@@ -43,7 +46,7 @@ pub fn page(name: &str, setup: &Setup, analysis: &Analysis, plan: &RunPlan) -> P
     page
 }
 
-fn summary(setup: &Setup, a: &Analysis) -> Vec<(String, String)> {
+fn summary(setup: &Setup, a: &Analysis, schedule: &Schedule) -> Vec<(String, String)> {
     let shape = &a.model.shape;
     let par = &setup.parallel;
     let mut rows = vec![
@@ -68,6 +71,7 @@ fn summary(setup: &Setup, a: &Analysis) -> Vec<(String, String)> {
                 units::trim(a.scaling.tokens_per_param)
             ),
         ),
+        ("Batch".to_string(), batch_words(schedule)),
         (
             "Compute".to_string(),
             units::show(a.scaling.compute_flops, Dim::Flops),
@@ -139,8 +143,9 @@ pub fn lr_chart(id: &'static str, title: &str, schedule: &Schedule) -> (Chart, T
     let mut chart = Chart::new(
         id,
         title,
-        "The learning rate the optimizer applies at each step (kiln-plan's lr_for_step), \
-         phases shaded and named.",
+        "The learning rate the optimizer applies at each step (kiln-plan's \
+         PhaseSchedule::lr_at: by steps, or by samples trained while the batch ramps), phases \
+         shaded and named.",
     );
     let s = chart.series("planned learning rate", false);
     let mut table = Table::new(title, &["step", "phase", "learning rate"]);
@@ -164,7 +169,7 @@ pub fn lr_chart(id: &'static str, title: &str, schedule: &Schedule) -> (Chart, T
                 continue;
             }
             last = Some(i);
-            let lr = lr_for_step(&phase.lr, i, phase.steps, phase.anneal);
+            let lr = phase.lr_at(i);
             let step = (phase.start_step + i) as f64;
             top = top.max(lr);
             line.push((step, lr));
@@ -197,11 +202,110 @@ fn lr_section(id: &'static str, title: &str, schedule: &Schedule) -> Section {
         id,
         title,
         format!(
-            "{} optimizer steps of {} tokens in {} phase{}; each point is one sampled step.",
+            "{} optimizer steps in {} phase{}, {}; each point is one sampled step.",
             schedule.total_steps,
-            short(schedule.batch_tokens),
             schedule.phases.len(),
-            if schedule.phases.len() == 1 { "" } else { "s" }
+            if schedule.phases.len() == 1 { "" } else { "s" },
+            batch_words(schedule)
+        ),
+        chart,
+        table,
+    )
+}
+
+/// The batch in words: its size, and under a ramp where it starts and how many steps ramp.
+fn batch_words(schedule: &Schedule) -> String {
+    let full = format!(
+        "{} tokens a step ({} sequences of {})",
+        short(schedule.batch_tokens),
+        schedule.global_batch,
+        schedule.seq_len
+    );
+    let segments = || schedule.phases.iter().flat_map(|p| p.batch.iter());
+    let Some(first) = segments().next() else {
+        return full;
+    };
+    if schedule.batch_ramp.is_empty() {
+        return full;
+    }
+    let ramp_steps = segments()
+        .find(|s| s.global_batch == schedule.global_batch)
+        .map_or(schedule.total_steps, |s| s.first_step);
+    format!(
+        "{full}, ramped from {} tokens over the first {ramp_steps} steps",
+        short(first.batch_tokens as f64)
+    )
+}
+
+/// Under a batch ramp: the tokens of each optimizer step, one point where each of the plan's
+/// batch segments starts, the line stepping between them.
+fn batch_section(schedule: &Schedule) -> Section {
+    let title = "Batch size over optimizer steps";
+    let mut chart = Chart::new(
+        "batch",
+        title,
+        "The tokens each optimizer step trains under the batch ramp (the plan's batch \
+         segments), phases shaded and named.",
+    );
+    let s = chart.series("tokens per step", false);
+    let mut table = Table::new(
+        title,
+        &[
+            "phase",
+            "first step",
+            "sequences",
+            "tokens",
+            "micro-batches per rank",
+        ],
+    );
+    let mut line = Vec::new();
+    for phase in &schedule.phases {
+        chart.marks.push(Mark::XBand {
+            x0: phase.start_step as f64,
+            x1: (phase.start_step + phase.steps) as f64,
+            label: phase.name.clone(),
+        });
+        let end = (phase.start_step + phase.steps) as f64;
+        for (i, seg) in phase.batch.iter().enumerate() {
+            let (x, y) = (seg.first_step as f64, seg.batch_tokens as f64);
+            let next = phase.batch.get(i + 1).map_or(end, |n| n.first_step as f64);
+            line.push((x, y));
+            line.push((next, y));
+            chart.marks.push(Mark::Point {
+                series: s,
+                x,
+                y,
+                label: format!(
+                    "from step {}: {} tokens ({} sequences, {} micro-batches per rank; {})",
+                    seg.first_step,
+                    short(y),
+                    seg.global_batch,
+                    seg.accumulation,
+                    phase.name
+                ),
+            });
+            table.row(vec![
+                phase.name.clone(),
+                seg.first_step.to_string(),
+                seg.global_batch.to_string(),
+                seg.batch_tokens.to_string(),
+                seg.accumulation.to_string(),
+            ]);
+        }
+    }
+    chart.marks.push(Mark::Line {
+        series: s,
+        points: line,
+        dashed: false,
+    });
+    chart.x = Axis::linear("optimizer step", 0.0, schedule.total_steps.max(1) as f64);
+    chart.y = Axis::linear("batch (tokens per step)", 0.0, schedule.batch_tokens);
+    Section::chart(
+        "batch",
+        title,
+        format!(
+            "{}; the learning rate follows the samples trained while it ramps.",
+            batch_words(schedule)
         ),
         chart,
         table,
