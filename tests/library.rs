@@ -70,6 +70,16 @@ fn pinned_param_counts() {
     near("chinchilla_70b", 70e9, 0.005); // Hoffmann et al. 2022, Table 4
     near("gopher_280b", 280e9, 0.001); // Rae et al. 2021, Table 1
     near("llama2_70b", 68_976_653_312.0, 1e-6); // released checkpoint (RoPE buffers aside)
+                                                // The recipe features (partial rotary, the parallel block, the embedding norm): each
+                                                // within 0.1 % of its published count, and exact where the released weights are.
+                                                // GPT-NeoX-20B: Black et al. 2022, Table 1 (partial rotary, parallel block, two norms).
+    assert_eq!(params("gpt_neox_20b"), 20_554_567_680.0);
+    // BLOOM-176B: BigScience 2022 (ALiBi, embedding LayerNorm, tied embeddings).
+    assert_eq!(params("bloom_176b"), 176_247_271_424.0);
+    // GPT-J-6B: the mesh-transformer-jax README's 6,053,381,344 counts its 8 shards' copies of
+    // the norms (models.kiln says how); kiln counts 6,051,291,136 (−0.035 %).
+    near("gpt_j_6b", 6_053_381_344.0, 0.001);
+    assert_eq!(params("gpt_j_6b"), 6_051_291_136.0);
 }
 
 #[test]

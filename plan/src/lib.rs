@@ -30,7 +30,7 @@ pub use topology::{Groups, Rank, Sizes, Topology};
 /// Bumped whenever the plan's meaning or shape changes; the runtime refuses other versions.
 /// 2: integer topology sizes in training steps, typed step parameters, `predictions`;
 /// 3: the unit `usd_per_hour`; 4: `scheduler` (CHANGELOG.md).
-pub const PLAN_VERSION: u32 = 5;
+pub const PLAN_VERSION: u32 = 6;
 
 pub use run_dir::PLAN_FILE;
 
