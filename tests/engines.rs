@@ -14,7 +14,7 @@ use std::process::Command;
 /// which cannot be allowed).
 const REFUSED: &[(&str, &str, &str)] = &[("llama3_405b", "deepspeed", "K-E002")];
 
-/// For tiny, llama3_8b, llama3_405b and gpt3_175b: every target is emitted (its K-E001
+/// For tiny, llama3_8b, llama3_405b, gpt3_175b, gpt_neox_20b and bloom_176b: every target is emitted (its K-E001
 /// warnings kept), and validate.py prints a round-trip table per engine and phase (field |
 /// plan value | engine value | status) and fails on any DIFFERS. The tables are printed
 /// here (`cargo test --test engines -- --nocapture` shows them).
@@ -26,7 +26,14 @@ fn engines_round_trip_the_emitted_configs() {
         "no .venv or .venv-engines: run `bash scripts/setup` (the README's test command does)"
     );
     let mut summary = Vec::new();
-    for exp in ["tiny", "llama3_8b", "llama3_405b", "gpt3_175b"] {
+    for exp in [
+        "tiny",
+        "llama3_8b",
+        "llama3_405b",
+        "gpt3_175b",
+        "gpt_neox_20b",
+        "bloom_176b",
+    ] {
         let base = std::env::temp_dir().join(format!("kiln-engines-{}-{exp}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
