@@ -116,9 +116,9 @@ fn rotary_dims(exp: &Record, model: &Record, out: &mut Vec<Diagnostic>) {
         ),
     )
     .help(format!(
-        "rotary embeddings rotate pairs of dimensions: use `rotary_fraction = {}` ({even} \
+        "rotary embeddings rotate pairs of dimensions: use `rotary_fraction = {}%` ({even} \
          dimensions)",
-        even / head_dim
+        100.0 * even / head_dim
     ));
     if let Some(span) = model.span_of("rotary_fraction").or(exp.span) {
         d = d.at(span, "declared here");
