@@ -116,3 +116,47 @@ fn recipe_blocks_hold_their_norms() {
     .unwrap();
     assert!(err.to_string().contains("rotary_fraction"), "{err}");
 }
+
+/// Each recipe-feature model trains, halts between checkpoints and resumes to the same final
+/// weights as an uninterrupted run (the embedding norm and the single shared norm are
+/// checkpointed like any parameter), and the finished step's `model.json` holds the spec
+/// with its new fields.
+#[test]
+fn recipe_models_checkpoint_and_resume_exactly() {
+    use kiln_train::checkpoint::{self, MODEL_FILE};
+    use kiln_train::score::MODEL_SPEC_FILE;
+    use kiln_train::steps::StepOutcome;
+    let _serial = serial();
+    tch::set_num_threads(1);
+    for name in FIXTURES {
+        let mut def = RunDef::small("fp32");
+        def.model = fixture_model(name);
+        def.phases.truncate(1);
+        let weights = |plan: &kiln_train::Plan, dir: &Path| {
+            let found = checkpoint::latest(&output_of(plan, dir, "train.main").join("checkpoints"))
+                .unwrap();
+            std::fs::read(found.dir.join(MODEL_FILE)).unwrap()
+        };
+        let whole = tempfile::tempdir().unwrap();
+        let plan = setup_run(whole.path(), &def);
+        run_all(&plan, whole.path(), false);
+        let reference = weights(&plan, whole.path());
+
+        let halted = tempfile::tempdir().unwrap();
+        let plan = setup_run(halted.path(), &def);
+        let mut opts = options();
+        opts.halt_after_steps = Some(3);
+        let out = kiln_train::run_step(&plan, "train.main", halted.path(), &opts).unwrap();
+        assert_eq!(out, StepOutcome::Halted { next_step: 3 }, "{name}");
+        run_all(&plan, halted.path(), false);
+        assert_eq!(weights(&plan, halted.path()), reference, "{name}");
+
+        let text = std::fs::read_to_string(
+            output_of(&plan, halted.path(), "train.main").join(MODEL_SPEC_FILE),
+        )
+        .unwrap();
+        let spec: ModelSpec = serde_json::from_str(&text).unwrap();
+        let want: ModelSpec = serde_json::from_value(def.model.clone()).unwrap();
+        assert_eq!(spec, want, "{name}");
+    }
+}
