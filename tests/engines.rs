@@ -17,8 +17,8 @@ const REFUSED: &[(&str, &str, &str)] = &[
     ("llama3_405b_ramp", "deepspeed", "K-E002"),
 ];
 
-/// For tiny, llama3_8b, llama3_405b, gpt3_175b (a linear batch ramp) and llama3_405b_ramp
-/// (a staged one): every target is emitted (its K-E001
+/// For tiny, llama3_8b, llama3_405b, gpt3_175b (a linear batch ramp), llama3_405b_ramp
+/// (a staged one), gpt_neox_20b and bloom_176b: every target is emitted (its K-E001
 /// warnings kept), and validate.py prints a round-trip table per engine and phase (field |
 /// plan value | engine value | status) and fails on any DIFFERS. The tables are printed
 /// here (`cargo test --test engines -- --nocapture` shows them).
@@ -36,6 +36,8 @@ fn engines_round_trip_the_emitted_configs() {
         "llama3_405b",
         "gpt3_175b",
         "llama3_405b_ramp",
+        "gpt_neox_20b",
+        "bloom_176b",
     ] {
         let base = std::env::temp_dir().join(format!("kiln-engines-{}-{exp}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);

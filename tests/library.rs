@@ -70,6 +70,16 @@ fn pinned_param_counts() {
     near("chinchilla_70b", 70e9, 0.005); // Hoffmann et al. 2022, Table 4
     near("gopher_280b", 280e9, 0.001); // Rae et al. 2021, Table 1
     near("llama2_70b", 68_976_653_312.0, 1e-6); // released checkpoint (RoPE buffers aside)
+                                                // The recipe features (partial rotary, the parallel block, the embedding norm): each
+                                                // within 0.1 % of its published count, and exact where the released weights are.
+                                                // GPT-NeoX-20B: Black et al. 2022, Table 1 (partial rotary, parallel block, two norms).
+    assert_eq!(params("gpt_neox_20b"), 20_554_567_680.0);
+    // BLOOM-176B: BigScience 2022 (ALiBi, embedding LayerNorm, tied embeddings).
+    assert_eq!(params("bloom_176b"), 176_247_271_424.0);
+    // GPT-J-6B: the mesh-transformer-jax README's 6,053,381,344 counts its 8 shards' copies of
+    // the norms (models.kiln says how); kiln counts 6,051,291,136 (−0.035 %).
+    near("gpt_j_6b", 6_053_381_344.0, 0.001);
+    assert_eq!(params("gpt_j_6b"), 6_051_291_136.0);
 }
 
 #[test]
@@ -116,6 +126,11 @@ fn experiments_check_with_only_deserved_warnings() {
             "llama3_405b" => &["K-M002"],
             // The same layout with Llama 3's staged batch ramp: the same memory.
             "llama3_405b_ramp" => &["K-M002"],
+            // 366B tokens for 176B parameters (BigScience 2022): under-trained by Chinchilla's
+            // measure.
+            "bloom_176b" => &["K-S001"],
+            // GPT-NeoX-20B trained in fp16 (Black et al. 2022, Sec. 3): loss scaling (advice).
+            "gpt_neox_20b" => &["K-H003"],
             _ => &[],
         };
         assert_eq!(codes, expected, "{name}:\n{}", common::render(&checked));
@@ -356,4 +371,78 @@ fn absurd_sizes_do_not_crash() {
             kiln::explain::text(exp.unwrap(), &setup, &analysis);
         }
     }
+}
+
+/// The recipe features in the analysis, each against the same model without it: the
+/// parallel block keeps fewer activations outside the tensor-parallel regions (one norm
+/// input; one linear input with a shared norm) and all-reduces once in the forward instead
+/// of twice (3 of 4 all-reduces per layer per micro-batch, 4 of 6 under full recompute); the
+/// embedding norm adds its 2·hidden parameters to the first stage and its input to the
+/// first stage's activations; partial rotary moves fewer bytes (eager) and counts nothing.
+#[test]
+fn recipe_features_in_the_analysis() {
+    let text = |model: &str, recompute: &str| {
+        format!(
+            r#"
+import std.models.gpt3_1_3b
+import std.clusters.dgx_h100_pod
+experiment e {{
+  model = gpt3_1_3b {{ {model} }}
+  objective = fixed
+  tokens = 10B
+  batch = 1048576 tokens
+  cluster = dgx_h100_pod {{ nodes = 1 }}
+  parallel {{ tensor = 2, pipeline = 2, data = auto, micro_batch = 1, recompute = {recompute} }}
+  source web {{ path = "data/web.jsonl" }}
+  phase main {{ mix {{ web = 100% }}, lr = cosine {{ peak = 2e-4 }} }}
+}}
+"#
+        )
+    };
+    let analyse = |model: &str, recompute: &str| {
+        let checked = inline(&text(model, recompute));
+        assert_eq!(checked.errors(), 0, "{}", common::render(&checked));
+        let exp = checked.experiments().next().unwrap();
+        kiln::analyse::analyse(&exp.record).unwrap().1
+    };
+    let base = analyse("", "none");
+    let two_norms = analyse("block = parallel { shared_norm = false }", "none");
+    let shared = analyse("block = parallel", "none");
+    let (l0, l2, l1) = (
+        base.memory.layer_activations,
+        two_norms.memory.layer_activations,
+        shared.memory.layer_activations,
+    );
+    // GPT-3 1.3B without dropout, 16-bit: 2 norm inputs + 2 linear inputs of sbh · 2 bytes.
+    let sbh_bytes = 2048.0 * 2048.0 * 2.0;
+    assert_eq!(l0.outside_tp, 4.0 * sbh_bytes);
+    assert_eq!(l2.outside_tp, 3.0 * sbh_bytes);
+    assert_eq!(l1.outside_tp, 2.0 * sbh_bytes);
+    assert_eq!(l0.inside_tp, l1.inside_tp);
+    let tensor = |a: &kiln::analyse::Analysis| a.communication.detail.tensor.bytes;
+    assert!((tensor(&two_norms) / tensor(&base) - 0.75).abs() < 1e-12);
+    assert_eq!(tensor(&two_norms), tensor(&shared));
+    let full = |model: &str| analyse(model, "full");
+    assert!((tensor(&full("block = parallel")) / tensor(&full("")) - 4.0 / 6.0).abs() < 1e-12);
+    // Same matmuls: the parallel block changes no FLOPs; the shared norm drops one norm's
+    // 2 · hidden parameters per layer.
+    assert_eq!(two_norms.model.flops_per_token, base.model.flops_per_token);
+    assert_eq!(two_norms.model.params, base.model.params);
+    assert_eq!(base.model.params - shared.model.params, 24.0 * 2.0 * 2048.0);
+    // The embedding norm: parameters and saved input on the first stage only.
+    let emb = analyse("embedding_norm = true", "none");
+    let (s0, s) = (&base.memory.per_stage, &emb.memory.per_stage);
+    assert_eq!(
+        s[0].params_per_gpu - s0[0].params_per_gpu,
+        2.0 * 2048.0 / 2.0
+    );
+    assert_eq!(s[1].params_per_gpu, s0[1].params_per_gpu);
+    assert!(s[0].per_gpu.activations > s0[0].per_gpu.activations);
+    assert_eq!(s[1].per_gpu.activations, s0[1].per_gpu.activations);
+    // Partial rotary: no parameters, no FLOPs, and no more time than rotating everything.
+    let rope = analyse("position = rope", "none");
+    let quarter = analyse("position = rope, rotary_fraction = 25%", "none");
+    assert_eq!(quarter.model.params, rope.model.params);
+    let step = |a: &kiln::analyse::Analysis| a.throughput.as_ref().unwrap().step_time_s;
+    assert!(step(&quarter) <= step(&rope));
 }

@@ -443,29 +443,48 @@ fn snapshots_of_plans_and_emitted_files() {
             "torchtitan",
             "deepspeed",
         ] {
-            let (dir, stderr) = emit("snapshot", &path, target);
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                // The plan is snapshotted above; the manifest holds the files' hashes.
-                .filter(|p| {
-                    let name = p.file_name().unwrap();
-                    name != "plan.json" && name != kiln::emit::write::MANIFEST
-                })
-                .collect();
-            files.sort();
-            let mut text = format!("----- kiln emit diagnostics -----\n{stderr}");
-            for f in &files {
-                text += &format!(
-                    "\n----- {} -----\n{}",
-                    f.file_name().unwrap().to_str().unwrap(),
-                    std::fs::read_to_string(f).unwrap()
-                );
-            }
-            insta::with_settings!({ snapshot_path => "snapshots/emit", prepend_module_to_snapshot => false, omit_expression => true }, {
-                insta::assert_snapshot!(format!("{exp}.{target}"), text.replace(dir.to_str().unwrap(), "OUT"));
-            });
-            std::fs::remove_dir_all(&dir).ok();
+            snapshot_emitted(exp, target);
+        }
+    }
+}
+
+/// The files `kiln emit --target TARGET` writes for `experiments/EXP.kiln` (its plan aside)
+/// and its diagnostics, as one snapshot `EXP.TARGET`.
+fn snapshot_emitted(exp: &str, target: &str) {
+    let path = format!("experiments/{exp}.kiln");
+    let (dir, stderr) = emit("snapshot", &path, target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        // The plan is snapshotted on its own; the manifest holds the files' hashes.
+        .filter(|p| {
+            let name = p.file_name().unwrap();
+            name != "plan.json" && name != kiln::emit::write::MANIFEST
+        })
+        .collect();
+    files.sort();
+    let mut text = format!("----- kiln emit diagnostics -----\n{stderr}");
+    for f in &files {
+        text += &format!(
+            "\n----- {} -----\n{}",
+            f.file_name().unwrap().to_str().unwrap(),
+            std::fs::read_to_string(f).unwrap()
+        );
+    }
+    insta::with_settings!({ snapshot_path => "snapshots/emit", prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::assert_snapshot!(format!("{exp}.{target}"), text.replace(dir.to_str().unwrap(), "OUT"));
+    });
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The engine configs of the published runs whose models use the recipe features: GPT-NeoX-20B
+/// (partial rotary, the parallel block with two norms: Megatron-LM's --rotary-percent, a
+/// K-E001 for the block) and BLOOM-176B (ALiBi and the embedding norm: K-E001s).
+#[test]
+fn snapshots_of_recipe_feature_engine_configs() {
+    for exp in ["gpt_neox_20b", "bloom_176b"] {
+        for target in ["megatron", "torchtitan", "deepspeed"] {
+            snapshot_emitted(exp, target);
         }
     }
 }

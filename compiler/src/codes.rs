@@ -115,13 +115,17 @@ codes! {
         why "A derived number that is also declared can disagree with itself; declare the inputs instead."
         example "model m { params = 8B, … }";
     FIELD_WITHOUT_EFFECT = "K-R009" "field-without-effect" Warning
-        what "A field is declared that the rest of its declaration makes meaningless: `rope_base` with `position` other than `rope`."
+        what "A field is declared that the rest of its declaration makes meaningless: `rope_base` or `rotary_fraction` with `position` other than `rope`."
         why "Nothing written is silently ignored: a RoPE base on a model with learned positions is either a leftover or a sign that `position = rope` was meant."
         example "model m { position = learned, rope_base = 500000 }";
     PUBLISHED_PARAMS = "K-R010" "published-params" Warning
         what "A model's `published_params` (the count its paper states) differs by more than 1 % from the parameters kiln counts from its shape."
         why "Papers round (GPT-3's 6.7B is 6.66B by its own table's shape), but more than 1 % means a field of the shape is wrong (a vocabulary, an FFN width, tied embeddings) or the count is another model's; every later number (FLOPs, memory, compute-optimal tokens) follows the shape."
         example "model m { layers = 32, hidden = 4096, …, published_params = 8B } whose shape counts 6.7B";
+    ROTARY_DIMS = "K-R011" "rotary-dims" Error
+        what "A `rotary_fraction` whose share of `head_dim` is not a whole, even number of dimensions (at least 2)."
+        why "Rotary embeddings rotate pairs of dimensions; the engines truncate `rotary_fraction × head_dim` to an integer (Megatron-LM's `int(kv_channels × rotary_percent)`), so an odd or fractional count would train another model than the one kiln counted."
+        example "model m { head_dim = 96, rotary_fraction = 0.3, … } rotates 28.8 dimensions";
     DERIVATION_CYCLE = "K-D001" "derivation-cycle" Error
         what "Fields that depend on each other in a cycle, through references or `auto`."
         why "There is no order in which to compute them; the diagnostic names every field in the cycle."

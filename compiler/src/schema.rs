@@ -199,6 +199,22 @@ pub const MODEL: KindSpec = KindSpec {
         // 10,000 in the paper and Llama 1/2, 500,000 in Llama 3 (Dubey et al. 2024, Table 3).
         // Used only with `position = rope` (K-C020 otherwise).
         f("rope_base", POSITIVE, Value(Const::Num(10_000.0))),
+        // The share of each head's dimensions that rotary embeddings rotate; the rest pass
+        // through unchanged: GPT-NeoX-20B's `rotary_pct = 0.25` (Black et al. 2022, Sec. 2.1.1),
+        // GPT-J-6B's `rotary_dim = 64` of 256 (Wang & Komatsuzaki 2021). The rotated
+        // dimensions, rotary_fraction × head_dim, must be a whole even number (K-R011). Used
+        // only with `position = rope` (K-R009 otherwise).
+        f("rotary_fraction", FRACTION, Value(Const::Num(1.0))),
+        // How attention and the MLP meet the residual stream in each layer: `sequential`
+        // (GPT-2, Llama: x + attn(ln1(x)), then + mlp(ln2(·))) or `parallel`, both reading the
+        // same input, y = x + attn(ln(x)) + mlp(ln(x)) (Wang & Komatsuzaki 2021, GPT-J;
+        // Chowdhery et al. 2022, PaLM Sec. 2 "Parallel Layers"), with one shared norm
+        // (`shared_norm = true`: GPT-J, PaLM) or one per branch (`false`: GPT-NeoX's
+        // `use_parallel_residual`, y = x + attn(ln1(x)) + mlp(ln2(x)), Black et al. 2022).
+        f("block", Ty::Variant(BLOCK), Value(Const::Sym("sequential"))),
+        // A norm on the token embeddings before the first layer (BLOOM's
+        // `word_embeddings_layernorm`, BigScience 2022, Sec. 3.2.3 "Embedding LayerNorm").
+        f("embedding_norm", Ty::Bool, Value(Const::Bool(false))),
         // The ε inside the normalisation: 1e-5, PyTorch's LayerNorm default and the released
         // GPT-2 and Llama 2/3 configs' `layer_norm_epsilon` / `rms_norm_eps`.
         f("norm_eps", POSITIVE, Value(Const::Num(1e-5))),
@@ -212,6 +228,19 @@ pub const MODEL: KindSpec = KindSpec {
     named: &[],
     free_keys: None,
 };
+
+/// The layouts of a transformer layer's two sub-layers (`model.block`).
+pub const BLOCK: &[VariantSpec] = &[
+    VariantSpec {
+        name: "sequential",
+        fields: &[],
+    },
+    // PaLM and GPT-J share the norm (one per layer); GPT-NeoX has one per branch.
+    VariantSpec {
+        name: "parallel",
+        fields: &[f("shared_norm", Ty::Bool, Value(Const::Bool(true)))],
+    },
+];
 
 pub const GPU: KindSpec = KindSpec {
     name: "gpu",

@@ -32,7 +32,8 @@ pub use topology::{Groups, Rank, Sizes, Topology};
 /// Bumped whenever the plan's meaning or shape changes; the runtime refuses other versions.
 /// 2: integer topology sizes in training steps, typed step parameters, `predictions`;
 /// 3: the unit `usd_per_hour`; 4: `scheduler`; 5: model-based quality filtering; 6: the
-/// batch per step (`batch`, `batch_ramp`) (CHANGELOG.md).
+/// batch per step (`batch`, `batch_ramp`) and the model's `rotary_fraction`, `block` and
+/// `embedding_norm` (CHANGELOG.md).
 pub const PLAN_VERSION: u32 = 6;
 
 pub use run_dir::PLAN_FILE;

@@ -73,12 +73,44 @@ pub struct ModelSpec {
     /// RoPE's base wavelength θ (θ_i = rope_base^(−2i/d), Su et al. 2021, Eq. 15): 10,000 in
     /// Llama 1/2, 500,000 in Llama 3. Read only when `position` is `rope`.
     pub rope_base: f64,
+    /// The share of each head's dimensions that rotary embeddings rotate, from the first
+    /// (GPT-NeoX's `rotary_pct`): rotary_fraction × head_dim is a whole even number. 1 rotates
+    /// every dimension. Read only when `position` is `rope`.
+    pub rotary_fraction: f64,
+    /// How attention and the MLP meet the residual stream in each layer.
+    pub block: Block,
+    /// A norm on the token embeddings before the first layer (BLOOM's
+    /// `word_embeddings_layernorm`), of the model's `norm` kind.
+    pub embedding_norm: bool,
     /// The ε inside the normalisation (RMSNorm's mean square, LayerNorm's variance).
     pub norm_eps: f64,
     /// The standard deviation of the normal initialisation of the weights (GPT-2's 0.02).
     pub init_std: f64,
     /// The compiler's parameter count, which the runtime's built model must equal.
     pub params: u64,
+}
+
+/// A layer's layout (the language's `model.block`), `{"kind": "sequential"}` or
+/// `{"kind": "parallel", "shared_norm": true}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Block {
+    /// h = x + attn(norm1(x)); y = h + mlp(norm2(h)) (GPT-2, Llama).
+    Sequential,
+    /// y = x + attn(norm1(x)) + mlp(norm2(x)): GPT-NeoX's parallel residual; with
+    /// `shared_norm` one norm feeds both (GPT-J; PaLM, Chowdhery et al. 2022, Sec. 2).
+    Parallel { shared_norm: bool },
+}
+
+impl Block {
+    /// Norms per layer.
+    pub fn norms(self) -> u64 {
+        match self {
+            Block::Parallel { shared_norm: true } => 1,
+            _ => 2,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

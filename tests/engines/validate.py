@@ -87,7 +87,7 @@ NOT_EXPRESSED = {
             for k in (
                 "layers", "hidden", "ffn_hidden", "heads", "kv_heads", "head_dim", "vocab", "seq_len",
                 "tied_embeddings", "activation", "norm", "norm_eps", "position", "rope_base", "bias",
-                "dropout", "init_std", "params",
+                "dropout", "init_std", "params", "rotary_fraction", "block", "embedding_norm",
             )
         },
         "tokenizer": (_DS_ALONE, "a DeepSpeed config holds no tokenizer"),
@@ -112,10 +112,13 @@ NOT_EXPRESSED = {
         "model.norm": (r"cannot express `layernorm` normalization", "torchtitan builds Llama 3's RMSNorm"),
         "model.position": (r"cannot express `\w+` positions", "torchtitan builds Llama 3's RoPE"),
         "model.rope_base": (r"cannot express `\w+` positions", "no rotary embedding without RoPE"),
+        "model.rotary_fraction": (r"cannot express (rotary embeddings on [\d.]+ of each head|`\w+` positions)", "torchtitan's Llama 3 rotates every dimension (and always has RoPE)"),
+        "model.block": (r"cannot express the parallel attention \+ MLP block", "torchtitan's Llama 3 block is sequential"),
+        "model.embedding_norm": (r"cannot express a norm on the embeddings", "torchtitan's Llama 3 has no embedding norm"),
         "model.bias": (r"cannot express biases", "torchtitan's Llama 3 has no biases"),
         "model.init_std": (r"cannot express an initialisation of std", "torchtitan's Llama 3 initialises with its own stds (output projections depth-scaled)"),
         "model.dropout": (r"cannot express dropout", "torchtitan's Llama 3 has no dropout"),
-        "model.params": (r"cannot express (the `\w+` activation|`layernorm` normalization|`\w+` positions|biases)", "torchtitan builds Llama 3's architecture"),
+        "model.params": (r"cannot express (the `\w+` activation|`layernorm` normalization|`\w+` positions|biases|the parallel attention \+ MLP block|a norm on the embeddings)", "torchtitan builds Llama 3's architecture"),
         "precision": (r"cannot express fp16 mixed precision", "torchtitan trains in bf16 or fp32"),
         "parallel.zero": (r"cannot express ZeRO stage 1", "FSDP shards parameters and gradients too"),
         "parallel.recompute": (r"cannot express (`\w+` activation recomputation|`recompute = selective`)", "torchtitan's activation checkpointing is selective by op or full; Korthikanti's selective is none under FlexAttention"),
@@ -129,7 +132,9 @@ NOT_EXPRESSED = {
         "parallel.zero": (r"cannot express ZeRO stage \d with the distributed optimizer", "the distributed optimizer shards optimizer states only (ZeRO 1)"),
         "parallel.recompute": (r"cannot express torchtitan's op-level selective recomputation", "Megatron-LM recomputes selectively (the attention core) or fully"),
         "model.vocab": (r"cannot express a vocabulary of \d+ tokens with tensor parallelism \d+", "Megatron-LM pads the vocabulary to a multiple of the tensor size"),
-        "model.params": (r"cannot express a vocabulary of \d+ tokens with tensor parallelism \d+", "the padded vocabulary's rows"),
+        "model.params": (r"cannot express (a vocabulary of \d+ tokens with tensor parallelism \d+|a norm on the embeddings|the parallel attention \+ MLP block with one shared norm)", "the padded vocabulary's rows, the embedding norm, a shared norm"),
+        "model.block": (r"cannot express the parallel attention \+ MLP block", "megatron-core's TransformerLayer is sequential"),
+        "model.embedding_norm": (r"cannot express a norm on the embeddings", "megatron-core's GPTModel has no embedding norm"),
         "schedule.checkpoint_keep": (r"cannot express keeping only the last \d+ checkpoints", "Megatron-LM keeps every checkpoint"),
         "model.position": (r"cannot express `\w+` positions", "Megatron-LM's position types"),
         "model.activation": (r"cannot express the `\w+` activation", "Megatron-LM's activations"),
@@ -309,6 +314,13 @@ def plan_model(m, *names):
     return MISSING
 
 
+def block_name(block):
+    """The plan's `block` as one word: sequential, parallel (shared norm) or parallel (two norms)."""
+    if block["kind"] == "sequential":
+        return "sequential"
+    return "parallel (shared norm)" if block["shared_norm"] else "parallel (two norms)"
+
+
 def model_rows(rt, m, got):
     """The model's rows: got maps each field to the engine's value."""
     plan = {
@@ -326,6 +338,9 @@ def model_rows(rt, m, got):
         "model.norm_eps": plan_model(m, "norm_eps", "norm_epsilon"),
         "model.position": m["position"],
         "model.rope_base": plan_model(m, "rope_base") if m["position"] == "rope" else None,
+        "model.rotary_fraction": plan_model(m, "rotary_fraction") if m["position"] == "rope" else None,
+        "model.block": block_name(m["block"]) if "block" in m else MISSING,
+        "model.embedding_norm": plan_model(m, "embedding_norm"),
         "model.bias": m["bias"],
         "model.dropout": m["dropout"],
         "model.init_std": plan_model(m, "init_std"),
@@ -825,6 +840,10 @@ def validate_torchtitan(directory, r, warnings):
             "model.norm_eps": norm.eps,
             "model.position": "rope" if rope is not None else "none",
             "model.rope_base": attr(rope, "theta"),
+            # apply_rotary_emb (torchtitan/models/llama3/model.py) rotates the whole head.
+            "model.rotary_fraction": N(1.0, "the whole head") if rope is not None else None,
+            "model.block": N("sequential", "TransformerBlock: attention, then the feed-forward layer"),
+            "model.embedding_norm": N(False, "the embeddings go straight to the first layer"),
             "model.bias": bool(ff.w1.bias),
             "model.dropout": N(0.0, "torchtitan's models have no dropout"),
             "model.init_std": N(init_std(ff.w1), "feed_forward.w1's; output projections are depth-scaled"),
@@ -994,6 +1013,7 @@ MEGATRON_LM_FLAGS = {
     "--norm-epsilon": ("layernorm_epsilon", None, float, None, None),
     "--init-method-std": ("init_method_std", None, float, None, None),
     "--rotary-base": ("rotary_base", None, int, None, None),
+    "--rotary-percent": ("rotary_percent", None, float, None, None),
     "--tokenizer-type": (
         "tokenizer_type",
         None,
@@ -1072,6 +1092,7 @@ MEGATRON_LM_DEFAULTS = {
     "layernorm_epsilon": 1e-05,
     "init_method_std": 0.02,
     "rotary_base": 10000,
+    "rotary_percent": 1.0,
     "bf16": False,
     "fp16": False,
     "fp8": None,
@@ -1361,6 +1382,9 @@ def validate_megatron(directory, r, warnings):
             "model.norm_eps": config.layernorm_epsilon,
             "model.position": {"rope": "rope", "learned_absolute": "learned"}.get(args.position_embedding_type, args.position_embedding_type),
             "model.rope_base": args.rotary_base if args.position_embedding_type == "rope" else None,
+            "model.rotary_fraction": args.rotary_percent if args.position_embedding_type == "rope" else None,
+            "model.block": N("sequential", "megatron-core's TransformerLayer: attention, then the MLP"),
+            "model.embedding_norm": N(False, "megatron-core's GPTModel has no embedding norm"),
             "model.bias": config.add_bias_linear,
             "model.dropout": N(config.hidden_dropout, f"attention dropout {config.attention_dropout}") if config.hidden_dropout == config.attention_dropout else (config.hidden_dropout, config.attention_dropout),
             "model.init_std": config.init_method_std,

@@ -160,14 +160,23 @@ pub fn analyse(setup: &Setup) -> Communication {
     // attention and after the MLP) and twice in the backward (Shoeybi et al. 2019, Sec. 3,
     // Fig. 4); with sequence parallelism each all-reduce becomes an all-gather plus a
     // reduce-scatter, the same volume (Korthikanti et al. 2022, Sec. 4.2.2). Full recompute
-    // runs the forward's two again.
+    // runs the forward's two again. The parallel block adds the two row-parallel outputs
+    // before reducing them, one all-reduce in the forward (PaLM, Chowdhery et al. 2022,
+    // Sec. 2 "Parallel Layers"; GPT-NeoX's megatron/model/transformer.py,
+    // ParallelTransformerLayer with gpt_j_residual: the attention and MLP output layers
+    // built with parallel_output, one reduce_from_model_parallel_region of their sum), while
+    // its backward still all-reduces the input gradients of the two column-parallel layers
+    // (each copy_to_model_parallel_region): three, and one more under full recompute.
     let sb = m.seq_len / c * par.micro_batch;
     let activation = sb * m.hidden * e;
-    let per_layer = if par.recompute == Recompute::Full {
-        6.0
-    } else {
-        4.0
-    };
+    let forward = if m.block.is_parallel() { 1.0 } else { 2.0 };
+    let per_layer = forward
+        + 2.0
+        + if par.recompute == Recompute::Full {
+            forward
+        } else {
+            0.0
+        };
     let layers = setup.stage_layers().into_iter().fold(0.0, f64::max);
     let tensor_bytes = layers * per_layer * 2.0 * ring(t) * activation * setup.micro_batches();
     // An all-reduce, or with sequence parallelism an all-gather and a reduce-scatter.

@@ -3,6 +3,7 @@
 //! transient, logits and loss, and a runtime reserve; the most loaded stage decides "fits".
 
 use super::setup::{Precision, Recompute, Setup};
+use crate::model::BlockLayout;
 use serde::Serialize;
 
 /// What the runtime holds besides tensors on a device with no better figure: the CUDA
@@ -199,8 +200,16 @@ pub fn layer_activations(setup: &Setup) -> LayerActivations {
         );
     let linear_in = if te_fp8 { 1.0 } else { e };
     // Two norm inputs, the QKV input and the first MLP input (Eqs. 1, 2: 4sbh + 2sbh + 2sbh),
-    // and the two dropout masks after attention and after the MLP (sbh each).
-    let outside_tp = sb * h * (2.0 * e + 2.0 * linear_in + 2.0 * mask);
+    // and the two dropout masks after attention and after the MLP (sbh each). The parallel
+    // block's norms read the same tensor, the layer's input, kept once; with a shared norm
+    // its one output is both the QKV and the first MLP input (GPT-J; PaLM Sec. 2), with two
+    // norms there are two outputs (GPT-NeoX).
+    let (norm_inputs, linear_inputs) = match m.block {
+        BlockLayout::Sequential => (2.0, 2.0),
+        BlockLayout::Parallel { shared_norm: true } => (1.0, 1.0),
+        BlockLayout::Parallel { shared_norm: false } => (1.0, 2.0),
+    };
+    let outside_tp = sb * h * (norm_inputs * e + linear_inputs * linear_in + 2.0 * mask);
     // Q, K, V and the output projection's input (Eq. 1: 4sbh + 2sbh + 2sbh for MHA); the MLP
     // keeps each activation input: GeLU's input and the second linear's input (Eq. 2: 16sbh
     // for f = 4h), SwiGLU's gate and up, their product, and SiLU's output where unfused.
@@ -419,6 +428,14 @@ pub fn analyse_with(setup: &Setup, fragmentation: f64) -> Memory {
         2.0
     };
     let m_batches = setup.micro_batches();
+    // The embedding norm (BLOOM) keeps its input, the embedding output, for its backward on
+    // the first stage: sbh in the activation type per micro-batch, as a layer's norm inputs
+    // count in Korthikanti et al. 2022, Eq. 1.
+    let embedding_norm = if m.embedding_norm {
+        m.seq_len / par.context * par.micro_batch * m.hidden * e
+    } else {
+        0.0
+    };
     let mut per_stage = Vec::with_capacity(p);
     for (i, &layers) in stages.iter().enumerate() {
         let last = i == p - 1;
@@ -475,7 +492,12 @@ pub fn analyse_with(setup: &Setup, fragmentation: f64) -> Memory {
             } else {
                 0.0
             }
-            + if last { logits } else { 0.0 };
+            + if last { logits } else { 0.0 }
+            + if i == 0 {
+                embedding_norm * in_flight * interleave
+            } else {
+                0.0
+            };
         let cpu = setup.hardware.arch == "cpu";
         let workspace = if cpu { 0.0 } else { CUBLAS_WORKSPACE_BYTES } + engine_buffers;
         let allocated = weights + gradients + optimizer + gathered + activations + workspace;

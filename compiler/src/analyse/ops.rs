@@ -252,10 +252,14 @@ pub fn attention_forward_flops(setup: &Setup) -> f64 {
 /// The element-wise kernels of one layer's forward on one GPU, each as the elements it
 /// moves per token (a read or a write of every element of a tensor counts once):
 /// - each norm reads its input and writes its output (one kernel in every engine kiln
-///   models): 2h;
+///   models): 2h, two per layer, one for the parallel block's shared norm (GPT-J, PaLM);
 /// - rotary embeddings on Q and K: fused, one kernel reading and writing them (2(q + kv));
 ///   eager, the cosine product, rotate-half (slices and a concatenation) and the sine
-///   product with their sum: three kernels of 2(q + kv);
+///   product with their sum: three kernels of 2(q + kv). Partial rotary (`rotary_fraction`
+///   r < 1) rotates r of each head: eager, the three kernels on 2r(q + kv) and a
+///   concatenation of the rotated and passed-through parts (2(q + kv); Hugging Face's
+///   GPT-NeoX and kiln-train); fused, the one kernel still writes the whole of Q and K
+///   (Transformer Engine's fused_apply_rotary_pos_emb copies the passed-through part);
 /// - each residual add reads two tensors and writes one (3h), with dropout before it a
 ///   kernel of its own (2h) unless fused (Megatron's bias-dropout-add);
 /// - the MLP's activation: GeLU reads and writes f (2f); SwiGLU fused reads 2f and writes f
@@ -282,10 +286,18 @@ pub fn layer_elementwise_kernels(setup: &Setup, profile: &Profile) -> Vec<f64> {
         m.ffn_hidden / t,
     );
     let fused = profile.fused_elementwise;
-    let mut kernels = vec![2.0 * h, 2.0 * h, 3.0 * h, 3.0 * h];
+    let mut kernels = vec![2.0 * h; m.block.norms() as usize];
+    kernels.extend([3.0 * h, 3.0 * h]);
     if m.rotary {
-        let n = if fused { 1 } else { 3 };
-        kernels.extend(std::iter::repeat_n(2.0 * (q + kv), n));
+        let r = m.rotary_fraction;
+        if fused {
+            kernels.push(2.0 * (q + kv));
+        } else {
+            kernels.extend(std::iter::repeat_n(2.0 * r * (q + kv), 3));
+            if r < 1.0 {
+                kernels.push(2.0 * (q + kv));
+            }
+        }
     }
     if setup.dropout > 0.0 && !fused {
         kernels.extend([2.0 * h, 2.0 * h]);

@@ -437,19 +437,20 @@ impl Setup {
     }
 
     /// Parameters on each pipeline stage, first to last: its layers, the embedding (and
-    /// learned positions) on the first, the final norm and the output projection on the
-    /// last — its own matrix when untied, and a copy of the embedding on the last stage when
-    /// tied across stages (Megatron-LM's shared embedding).
+    /// learned positions, and the embedding norm) on the first, the final norm and the output
+    /// projection on the last — its own matrix when untied, and a copy of the embedding on the
+    /// last stage when tied across stages (Megatron-LM's shared embedding).
     pub fn stage_params(&self) -> Vec<f64> {
         let m = &self.shape;
-        let norm = if m.layernorm { 2.0 } else { 1.0 } * m.hidden;
-        let per_layer = (self.params.non_embedding - norm) / m.layers;
+        let norm = m.norm_params();
+        let per_layer = m.layer_params();
         let embedding = m.vocab * m.hidden;
         let positions = if m.learned_positions {
             m.seq_len * m.hidden
         } else {
             0.0
         };
+        let embedding_norm = if m.embedding_norm { norm } else { 0.0 };
         let stages = self.stage_layers();
         let p = stages.len();
         stages
@@ -459,7 +460,7 @@ impl Setup {
                 let (first, last) = (i == 0, i == p - 1);
                 let mut params = layers * per_layer;
                 if first {
-                    params += embedding + positions;
+                    params += embedding + positions + embedding_norm;
                 }
                 if last {
                     params += norm;
@@ -474,7 +475,6 @@ impl Setup {
 
     /// One layer's parameters (attention, feed-forward, norms).
     pub fn layer_params(&self) -> f64 {
-        let norm = if self.shape.layernorm { 2.0 } else { 1.0 } * self.shape.hidden;
-        (self.params.non_embedding - norm) / self.shape.layers
+        self.shape.layer_params()
     }
 }

@@ -363,6 +363,15 @@ pub fn analyse_with(
             1.0
         };
 
+    // The embedding norm (BLOOM) on the first stage: one norm kernel over the embedding
+    // output per micro-batch, in the forward and the two of its backward (ops.rs's count).
+    let embedding_norm_s = if setup.shape.embedding_norm && !cpu {
+        let elements = 2.0 * setup.shape.hidden * tokens;
+        3.0 * (elements * setup.activation_bytes() / bandwidth).max(cal.kernel_floor_s)
+    } else {
+        0.0
+    };
+
     let stages = setup.stage_layers();
     let params = setup.stage_params();
     let p = stages.len();
@@ -391,9 +400,10 @@ pub fn analyse_with(
             * (layers * layer_memory_bytes + if last { logits_bytes } else { 0.0 })
             + accumulation
             + optimizer;
+        let embedding_norm = if i == 0 { embedding_norm_s } else { 0.0 };
         (
             compute,
-            bytes / bandwidth + micro_batches * layers * layer_kernels_s,
+            bytes / bandwidth + micro_batches * (layers * layer_kernels_s + embedding_norm),
         )
     };
     let (slowest, (compute_s, memory_bound_s)) =

@@ -1,6 +1,7 @@
 //! K-R009 field-without-effect: model fields that the model's other choices make
-//! meaningless (`rope_base` without rotary positions); K-R010 published-params: a model's
-//! stated parameter count against the count of its shape.
+//! meaningless (`rope_base`, `rotary_fraction` without rotary positions); K-R010
+//! published-params: a model's stated parameter count against the count of its shape;
+//! K-R011 rotary-dims: a `rotary_fraction` that does not rotate whole pairs.
 
 use crate::codes;
 use crate::diagnostic::Diagnostic;
@@ -60,18 +61,66 @@ pub fn check(exp: &Record, out: &mut Vec<Diagnostic>) {
     let Some(position) = model.sym("position") else {
         return;
     };
-    let Some(slot) = model.slot("rope_base") else {
-        return;
-    };
-    if position == "rope" || !matches!(slot.provenance, Provenance::Declared) {
+    if position == "rope" {
+        rotary_dims(exp, model, out);
         return;
     }
+    for field in ["rope_base", "rotary_fraction"] {
+        let Some(slot) = model.slot(field) else {
+            continue;
+        };
+        if !matches!(slot.provenance, Provenance::Declared) {
+            continue;
+        }
+        let mut d = Diagnostic::new(
+            codes::FIELD_WITHOUT_EFFECT,
+            format!("`{field}` has no effect with `position = {position}`"),
+        )
+        .help(format!("remove `{field}`, or use `position = rope`"));
+        if let Some(span) = model.span_of(field).or(exp.span) {
+            d = d.at(span, "declared here");
+        }
+        out.push(d);
+    }
+}
+
+/// K-R011: rotary embeddings rotate pairs of dimensions, so `rotary_fraction × head_dim` must
+/// be a whole, even number of at least 2 (Su et al. 2021, Eq. 34 rotates (x_2i, x_2i+1);
+/// Megatron-LM's `RotaryEmbedding` takes `int(kv_channels × rotary_percent)` and Hugging
+/// Face's GPT-NeoX `int(head_size × rotary_pct)`, which would silently truncate).
+fn rotary_dims(exp: &Record, model: &Record, out: &mut Vec<Diagnostic>) {
+    let (Some(fraction), Some(head_dim)) = (model.num("rotary_fraction"), model.num("head_dim"))
+    else {
+        return;
+    };
+    // A whole head (the default) is the model's own head_dim: the runtime's and the engines'
+    // checks of RoPE on an odd head_dim stand as before.
+    if fraction >= 1.0 {
+        return;
+    }
+    let dims = fraction * head_dim;
+    let whole = (dims - dims.round()).abs() < 1e-9;
+    if whole && dims.round() >= 2.0 && dims.round() % 2.0 == 0.0 {
+        return;
+    }
+    // The nearest fraction that rotates a whole even number of dimensions (at least 2).
+    let even = ((dims / 2.0).round() * 2.0)
+        .min((head_dim / 2.0).floor() * 2.0)
+        .max(2.0);
     let mut d = Diagnostic::new(
-        codes::FIELD_WITHOUT_EFFECT,
-        format!("`rope_base` has no effect with `position = {position}`"),
+        codes::ROTARY_DIMS,
+        format!(
+            "`rotary_fraction = {fraction}` rotates {} of the {head_dim} dimensions of each \
+             head, which is not a whole even number",
+            units::show(dims, Dim::Count)
+        ),
     )
-    .help("remove `rope_base`, or use `position = rope`");
-    if let Some(span) = model.span_of("rope_base").or(exp.span) {
+    .help(format!(
+        "rotary embeddings rotate pairs of dimensions: use `rotary_fraction = {}%` ({even} \
+         dimensions)",
+        100.0 * even / head_dim
+    ));
+    if let Some(span) = model.span_of("rotary_fraction").or(exp.span) {
         d = d.at(span, "declared here");
     }
     out.push(d);

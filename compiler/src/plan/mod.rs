@@ -18,7 +18,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 pub use kiln_plan::spec::{
-    Activation, DedupSpec, ExactDedupSpec, ExperimentSpec, ModelSpec, NearDedupSpec, Norm,
+    Activation, Block, DedupSpec, ExactDedupSpec, ExperimentSpec, ModelSpec, NearDedupSpec, Norm,
     OptimizerKind, OptimizerSpec, ParallelSpec, PlanValue, Position, Precision, QualitySpec,
     Recompute, SourceSpec, TokenizerKind, TokenizerSpec, Unit,
 };
@@ -226,6 +226,12 @@ fn model_spec(m: &Record, params: f64) -> Option<ModelSpec> {
         bias: m.bool("bias")?,
         dropout: m.num("dropout")?,
         rope_base: m.num("rope_base")?,
+        rotary_fraction: m.num("rotary_fraction")?,
+        block: match crate::model::BlockLayout::from_record(m)? {
+            crate::model::BlockLayout::Sequential => Block::Sequential,
+            crate::model::BlockLayout::Parallel { shared_norm } => Block::Parallel { shared_norm },
+        },
+        embedding_norm: m.bool("embedding_norm")?,
         norm_eps: m.num("norm_eps")?,
         init_std: m.num("init_std")?,
         params: schedule::whole(params)?,

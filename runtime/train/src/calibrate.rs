@@ -462,6 +462,7 @@ fn touch_training_kernels(device: Device) -> Result<(), TrainError> {
     let spec: ModelSpec = serde_json::from_value(serde_json::json!({
         "activation": "swiglu", "bias": false, "dropout": 0.0, "ffn_hidden": 64,
         "rope_base": 10000.0, "norm_eps": 1e-5, "init_std": 0.02,
+        "rotary_fraction": 1.0, "block": {"kind": "sequential"}, "embedding_norm": false,
         "head_dim": 8, "heads": 4, "hidden": 32, "kv_heads": 2, "layers": 2,
         "norm": "rmsnorm", "params": 20_640, "position": "rope", "seq_len": 16,
         "tied_embeddings": true, "vocab": 64}))

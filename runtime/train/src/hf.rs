@@ -13,7 +13,7 @@
 
 use crate::error::TrainError;
 use crate::model::Model;
-use crate::spec::{Activation, ModelSpec, Norm, Position, Precision};
+use crate::spec::{Activation, Block, ModelSpec, Norm, Position, Precision};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -130,6 +130,10 @@ pub fn spec_from_config(dir: &Path) -> Result<ModelSpec, TrainError> {
         bias: false,
         dropout: 0.0,
         rope_base: rope_theta,
+        // Llama rotates every dimension of each head, attention then MLP, no embedding norm.
+        rotary_fraction: 1.0,
+        block: Block::Sequential,
+        embedding_norm: false,
         norm_eps: real("rms_norm_eps", 1e-6)?,
         init_std: real("initializer_range", 0.02)?,
         params,

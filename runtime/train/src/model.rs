@@ -1,14 +1,20 @@
 //! The decoder-only transformer built from the plan's model spec, with its initialisation.
 //!
-//! Token (and learned position) embeddings, pre-norm blocks of grouped-query causal
-//! attention and a feed-forward layer, a final norm and the (tied or untied) output
-//! projection.
+//! Token (and learned position) embeddings, an optional embedding norm, pre-norm blocks of
+//! grouped-query causal attention and a feed-forward layer (one after the other, or in
+//! parallel), a final norm and the (tied or untied) output projection.
 //!
 //! # Architecture (each choice from the spec, with its source)
 //! - Norms before each sub-layer and at the end (pre-norm; Xiong et al. 2020, "On Layer
 //!   Normalization in the Transformer Architecture", as GPT-2 and Llama): RMSNorm (Zhang &
 //!   Sennrich 2019, Eq. 4: x / RMS(x) · g) or LayerNorm with gain and bias (Ba et al. 2016).
-//!   Computed in fp32 under mixed precision, as `torch.autocast` does.
+//!   Computed in fp32 under mixed precision, as `torch.autocast` does. With
+//!   `embedding_norm`, one more norm on the embeddings before the first block (BLOOM's
+//!   `word_embeddings_layernorm`, BigScience 2022, Sec. 3.2.3).
+//! - Blocks (`block`): sequential, h = x + attn(norm1(x)), y = h + mlp(norm2(h)) (GPT-2,
+//!   Llama); or parallel, y = x + attn(norm1(x)) + mlp(norm2(x)) (GPT-NeoX's
+//!   `use_parallel_residual`, Black et al. 2022, Sec. 2.1.2), with norm1 = norm2 when the
+//!   norm is shared (GPT-J; PaLM, Chowdhery et al. 2022, Sec. 2 "Parallel Layers").
 //! - Attention: queries from `heads` heads, keys and values from `kv_heads` heads, each
 //!   key/value head shared by `heads / kv_heads` query heads (grouped-query attention,
 //!   Ainslie et al. 2023, Sec. 2), causal, scaled by 1/√head_dim (Vaswani et al. 2017,
@@ -16,7 +22,10 @@
 //!   where libtorch has them).
 //! - Positions: rotary embeddings on queries and keys (Su et al. 2021, RoFormer Eq. 34 with
 //!   θ_i = `rope_base`^(−2i/d), Sec. 3.2.2; the plan's `model.rope_base`), in the "rotate half" layout of GPT-NeoX and
-//!   Hugging Face's Llama, so the weights load there; a learned table added to the token
+//!   Hugging Face's Llama, so the weights load there; on the first d = `rotary_fraction` ×
+//!   head_dim dimensions of each head only, the rest passed through, with θ_i over that d
+//!   (GPT-NeoX's `rotary_pct`: Hugging Face's `GPTNeoXRotaryEmbedding` and Megatron-LM's
+//!   `RotaryEmbedding` both take the frequencies over the rotated dimensions); a learned table added to the token
 //!   embeddings (Radford et al. 2019, GPT-2); or ALiBi's per-head linear biases (Press et
 //!   al. 2022, Sec. 3, slopes as the authors' `get_slopes`). Transformer-XL relative
 //!   positions are not built (an error says so).
@@ -50,7 +59,7 @@
 use tch::{Kind, Reduction, Tensor};
 
 use crate::error::TrainError;
-use crate::spec::{Activation, ModelSpec, Norm, Position, Precision};
+use crate::spec::{Activation, Block as BlockLayout, ModelSpec, Norm, Position, Precision};
 
 /// GELU's tanh approximation, as GPT-2's code computes it.
 pub const GELU_APPROXIMATION: &str = "tanh";
@@ -139,50 +148,80 @@ struct Block {
     k: Linear,
     v: Linear,
     o: Linear,
-    mlp_norm: NormLayer,
+    /// The norm before the MLP; `None` in a parallel block with a shared norm.
+    mlp_norm: Option<NormLayer>,
     mlp: FeedForward,
 }
 
-/// Rotary tables for positions `0..seq_len`: cos and sin of shape `[1, 1, seq_len, head_dim]`.
+/// Rotary tables for positions `0..seq_len`: cos and sin of shape `[1, 1, seq_len, dims]`,
+/// `dims` the rotated dimensions of each head.
 struct Rope {
     cos: Tensor,
     sin: Tensor,
+    dims: i64,
 }
 
 impl Rope {
-    fn new(seq_len: i64, head_dim: i64, base: f64, device: tch::Device) -> Rope {
-        let half = head_dim / 2;
-        let mut cos = Vec::with_capacity((seq_len * head_dim) as usize);
-        let mut sin = Vec::with_capacity((seq_len * head_dim) as usize);
+    fn new(seq_len: i64, dims: i64, base: f64, device: tch::Device) -> Rope {
+        let half = dims / 2;
+        let mut cos = Vec::with_capacity((seq_len * dims) as usize);
+        let mut sin = Vec::with_capacity((seq_len * dims) as usize);
         for pos in 0..seq_len {
             // The two halves share frequencies (the rotate-half layout).
             for _ in 0..2 {
                 for i in 0..half {
-                    let theta = base.powf(-2.0 * i as f64 / head_dim as f64);
+                    let theta = base.powf(-2.0 * i as f64 / dims as f64);
                     let angle = pos as f64 * theta;
                     cos.push(angle.cos() as f32);
                     sin.push(angle.sin() as f32);
                 }
             }
         }
-        let shape = [1, 1, seq_len, head_dim];
+        let shape = [1, 1, seq_len, dims];
         Rope {
             cos: Tensor::from_slice(&cos).view(shape).to_device(device),
             sin: Tensor::from_slice(&sin).view(shape).to_device(device),
+            dims,
         }
     }
 
-    /// Rotates `x` of shape `[batch, heads, t, head_dim]` by position.
+    /// Rotates the first `dims` dimensions of `x`, `[batch, heads, t, head_dim]`, by
+    /// position; the others pass through.
     fn apply(&self, x: &Tensor) -> Tensor {
         let t = x.size()[2];
-        let half = x.size()[3] / 2;
+        let head_dim = x.size()[3];
+        let half = self.dims / 2;
         let cos = self.cos.narrow(2, 0, t).to_kind(x.kind());
         let sin = self.sin.narrow(2, 0, t).to_kind(x.kind());
-        let x1 = x.narrow(3, 0, half);
-        let x2 = x.narrow(3, half, half);
+        let r = x.narrow(3, 0, self.dims);
+        let x1 = r.narrow(3, 0, half);
+        let x2 = r.narrow(3, half, half);
         let rotated = Tensor::cat(&[x2.neg(), x1], 3);
-        x * cos + rotated * sin
+        let r = &r * cos + rotated * sin;
+        if self.dims == head_dim {
+            r
+        } else {
+            Tensor::cat(&[r, x.narrow(3, self.dims, head_dim - self.dims)], 3)
+        }
     }
+}
+
+/// The rotated dimensions of each head: `rotary_fraction` × head_dim, when that is a whole
+/// even number of at least 2 (the compiler's K-R011 checks the same).
+pub fn rotary_dims(spec: &ModelSpec) -> Result<i64, TrainError> {
+    let dims = spec.rotary_fraction * spec.head_dim as f64;
+    let whole = dims.round();
+    if !(spec.rotary_fraction > 0.0 && spec.rotary_fraction <= 1.0)
+        || (dims - whole).abs() > 1e-9
+        || whole < 2.0
+        || whole % 2.0 != 0.0
+    {
+        return Err(TrainError::Plan(format!(
+            "model.rotary_fraction = {} of head_dim = {} is {dims} dimensions: rotary embeddings rotate a whole number of pairs",
+            spec.rotary_fraction, spec.head_dim
+        )));
+    }
+    Ok(whole as i64)
 }
 
 /// ALiBi's slopes for `n` heads (Press et al. 2022, Sec. 3; the authors' `get_slopes`): the
@@ -219,6 +258,8 @@ pub struct Model {
     params: Vec<(String, Tensor)>,
     embed: Tensor,
     positions: Option<Tensor>,
+    /// The norm on the embeddings (`embedding_norm`).
+    embed_norm: Option<NormLayer>,
     blocks: Vec<Block>,
     final_norm: NormLayer,
     lm_head: Option<Tensor>,
@@ -272,6 +313,9 @@ pub fn validate(spec: &ModelSpec) -> Result<(), TrainError> {
             "model.head_dim = {} is odd: rotary embeddings rotate pairs of channels",
             spec.head_dim
         )));
+    }
+    if spec.position == Position::Rope {
+        rotary_dims(spec)?;
     }
     if spec.position == Position::Relative {
         return Err(TrainError::Unsupported(
@@ -374,6 +418,10 @@ impl Model {
                 Init::Normal(spec.init_std),
             )
         });
+        // BLOOM's name for it (`word_embeddings_layernorm`), under Llama's `model.` prefix.
+        let embed_norm = spec
+            .embedding_norm
+            .then(|| b.norm("model.embed_layernorm", spec.norm, h, spec.norm_eps));
         let mut blocks = Vec::with_capacity(spec.layers as usize);
         for i in 0..spec.layers {
             let p = format!("model.layers.{i}");
@@ -406,12 +454,16 @@ impl Model {
                 spec.bias,
                 residual_std,
             );
-            let mlp_norm = b.norm(
-                &format!("{p}.post_attention_layernorm"),
-                spec.norm,
-                h,
-                spec.norm_eps,
-            );
+            // A parallel block with a shared norm has one (GPT-J's `ln_1`); otherwise the
+            // second is the MLP's (GPT-NeoX's name for it in both layouts).
+            let mlp_norm = (spec.block.norms() == 2).then(|| {
+                b.norm(
+                    &format!("{p}.post_attention_layernorm"),
+                    spec.norm,
+                    h,
+                    spec.norm_eps,
+                )
+            });
             let mlp = match spec.activation {
                 Activation::Swiglu => FeedForward::Gated {
                     gate: b.linear(
@@ -448,8 +500,10 @@ impl Model {
                 Init::Normal(spec.init_std),
             )
         });
-        let rope = (spec.position == Position::Rope)
-            .then(|| Rope::new(t, spec.head_dim as i64, spec.rope_base, device));
+        let rope = match spec.position {
+            Position::Rope => Some(Rope::new(t, rotary_dims(spec)?, spec.rope_base, device)),
+            _ => None,
+        };
         let alibi = (spec.position == Position::Alibi).then(|| alibi_bias(spec, device));
         let built: u64 = b.params.iter().map(|(_, t)| t.numel() as u64).sum();
         let model = Model {
@@ -459,6 +513,7 @@ impl Model {
             params: b.params,
             embed,
             positions,
+            embed_norm,
             blocks,
             final_norm,
             lm_head,
@@ -510,7 +565,8 @@ impl Model {
     }
 
     /// The residual stream entering the first block, `[batch, t, hidden]` in fp32: token
-    /// (and learned position) embeddings, with dropout when `train`.
+    /// (and learned position) embeddings, the embedding norm when the spec has one, then
+    /// dropout when `train`.
     // The residual adds make new tensors on purpose: tch's `+=` is an in-place add, which
     // would overwrite activations that autograd saved for the backward pass.
     #[allow(clippy::assign_op_pattern)]
@@ -521,11 +577,14 @@ impl Model {
         if let Some(pos) = &self.positions {
             x = x + pos.narrow(0, 0, t);
         }
+        if let Some(norm) = &self.embed_norm {
+            x = norm.forward(&x);
+        }
         x.dropout(p, train)
     }
 
-    /// Block `i` (attention and feed-forward, each pre-norm with a residual add) on the
-    /// residual stream `x`, `[batch, t, hidden]`.
+    /// Block `i` (attention and feed-forward, each pre-norm with a residual add; in parallel
+    /// both read `x`) on the residual stream `x`, `[batch, t, hidden]`.
     #[allow(clippy::assign_op_pattern)]
     pub fn block(&self, i: usize, x: &Tensor, train: bool) -> Tensor {
         let kind = self.compute;
@@ -577,10 +636,24 @@ impl Model {
             .transpose(1, 2)
             .contiguous()
             .view([batch, t, heads * head_dim]);
-        let mut x = x + block.o.forward(&y, kind).dropout(p, train);
-        let h = block.mlp_norm.forward(&x);
-        x = x + block.mlp.forward(&h, kind).dropout(p, train);
-        x
+        let attn = block.o.forward(&y, kind).dropout(p, train);
+        // The MLP's norm, or the one norm of the block when it is shared.
+        let mlp_norm = block.mlp_norm.as_ref().unwrap_or(&block.attn_norm);
+        match self.spec.block {
+            BlockLayout::Sequential => {
+                let x = x + attn;
+                let mlp = block
+                    .mlp
+                    .forward(&mlp_norm.forward(&x), kind)
+                    .dropout(p, train);
+                x + mlp
+            }
+            BlockLayout::Parallel { shared_norm } => {
+                let h2 = if shared_norm { h } else { mlp_norm.forward(x) };
+                let mlp = block.mlp.forward(&h2, kind).dropout(p, train);
+                x + attn + mlp
+            }
+        }
     }
 
     /// The final norm and the output projection: logits in the compute type.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 pub use kiln_plan::schedule::PhaseSchedule as PhaseSpec;
 pub use kiln_plan::spec::{
-    Activation, ModelSpec, Norm, OptimizerSpec, ParallelSpec, Position, Precision, Recompute,
+    Activation, Block, ModelSpec, Norm, OptimizerSpec, ParallelSpec, Position, Precision, Recompute,
 };
 pub use kiln_plan::step::{
     CheckpointParams as CheckpointSpec, EvaluateParams, Resources, Step, StepKind, StepParams,

@@ -156,6 +156,48 @@ pub fn megatron(
             );
         }
         model.push(vec![w("--rotary-base"), n(base as u64)]);
+        // megatron/training/arguments.py --rotary-percent (a float, default 1.0): the
+        // rotated dimensions are int(kv_channels × rotary_percent)
+        // (megatron/core/models/common/embeddings/rotary_pos_embedding.py, RotaryEmbedding),
+        // whole by K-R011.
+        if m.rotary_fraction < 1.0 {
+            model.push(vec![w("--rotary-percent"), num(m.rotary_fraction)]);
+        }
+    }
+    // megatron-core's TransformerLayer (megatron/core/transformer/transformer_layer.py) runs
+    // attention, its residual add, then the MLP on the sum; no argument makes them parallel.
+    if let Block::Parallel { shared_norm } = m.block {
+        d.say(
+            format!(
+                "the parallel attention + MLP block{}",
+                if shared_norm {
+                    " with one shared norm"
+                } else {
+                    ""
+                }
+            ),
+            format!(
+                "megatron-core's TransformerLayer runs attention and then the MLP on its output; \
+                 emitted that sequential block{}",
+                if shared_norm {
+                    " with its two norms (2 × hidden more parameters per layer)"
+                } else {
+                    ", same parameters, another function"
+                }
+            ),
+            "model",
+        );
+    }
+    // megatron-core's GPTModel (megatron/core/models/gpt/gpt_model.py) passes the embedding
+    // straight to the first layer.
+    if m.embedding_norm {
+        d.say(
+            "a norm on the embeddings",
+            "megatron-core's GPTModel has no embedding norm (Megatron-DeepSpeed's \
+             --embed-layernorm, which BLOOM used, is not in Megatron-LM); emitted without it \
+             (2 × hidden fewer parameters for LayerNorm)",
+            "model",
+        );
     }
     // TransformerConfig.layernorm_epsilon and init_method_std (megatron/core/transformer/
     // transformer_config.py); the output layers' std is scaled by 1/√(2·layers) there as in

@@ -28,7 +28,7 @@ use super::{cannot_express, Target};
 use crate::diagnostic::Diagnostic;
 use crate::plan::graph::{Step, StepKind};
 use crate::plan::schedule::{LrSchedule, PhaseSchedule};
-use crate::plan::RunPlan;
+use crate::plan::{Block, RunPlan};
 use crate::span::Span;
 use minijinja::{context, Value};
 

@@ -73,6 +73,33 @@ pub fn torchtitan(
             "model",
         );
     }
+    // torchtitan's Llama 3 attention rotates every dimension of each head
+    // (torchtitan/models/llama3/model.py, apply_rotary_emb), in one block of attention then
+    // feed-forward (TransformerBlock.forward), on the embeddings as they are.
+    if m.position.as_str() == "rope" && m.rotary_fraction < 1.0 {
+        d.say(
+            format!("rotary embeddings on {} of each head", m.rotary_fraction),
+            "torchtitan's Llama 3 rotates every dimension of each head; emitted full rotary \
+             embeddings",
+            "model",
+        );
+    }
+    if let Block::Parallel { .. } = m.block {
+        d.say(
+            "the parallel attention + MLP block",
+            "torchtitan's Llama 3 TransformerBlock runs attention and then the feed-forward \
+             layer on its output, each with its own norm; emitted that sequential block",
+            "model",
+        );
+    }
+    if m.embedding_norm {
+        d.say(
+            "a norm on the embeddings",
+            "torchtitan's Llama 3 passes the token embeddings straight to the first layer; \
+             emitted without the norm",
+            "model",
+        );
+    }
     if m.position.as_str() != "rope" {
         d.say(
             format!("`{}` positions", m.position),
