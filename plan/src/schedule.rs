@@ -237,6 +237,27 @@ pub struct Schedule {
     pub predicted_step_time_s: Option<f64>,
 }
 
+impl Schedule {
+    /// Optimizer steps that train less than the full batch (those of a batch ramp; 0
+    /// without one).
+    pub fn ramp_steps(&self) -> u64 {
+        self.phases
+            .iter()
+            .flat_map(|p| {
+                let end = p.start_step + p.steps;
+                p.batch.iter().enumerate().map(move |(i, s)| {
+                    let next = p.batch.get(i + 1).map_or(end, |n| n.first_step);
+                    if s.global_batch < self.global_batch {
+                        next - s.first_step
+                    } else {
+                        0
+                    }
+                })
+            })
+            .sum()
+    }
+}
+
 /// The learning rate the optimizer applies at `step_in_phase` (0-based) of a phase of `steps`
 /// steps. For an anneal phase the last update uses the schedule's end (0 for a decay to 0):
 /// [`LrSchedule::at`] gives the value *before* each step, so a linear anneal from `from` to 0

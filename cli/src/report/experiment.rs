@@ -228,12 +228,10 @@ fn batch_words(schedule: &Schedule) -> String {
     if schedule.batch_ramp.is_empty() {
         return full;
     }
-    let ramp_steps = segments()
-        .find(|s| s.global_batch == schedule.global_batch)
-        .map_or(schedule.total_steps, |s| s.first_step);
     format!(
-        "{full}, ramped from {} tokens over the first {ramp_steps} steps",
-        short(first.batch_tokens as f64)
+        "{full}, ramped from {} tokens over the first {} steps",
+        short(first.batch_tokens as f64),
+        schedule.ramp_steps()
     )
 }
 

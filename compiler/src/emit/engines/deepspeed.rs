@@ -14,21 +14,7 @@ pub fn deepspeed(
     let sched = &plan.schedule;
     let par = &e.parallel;
     if !sched.batch_ramp.is_empty() {
-        let ramp_steps: u64 = sched
-            .phases
-            .iter()
-            .flat_map(|p| {
-                let end = p.start_step + p.steps;
-                p.batch.iter().enumerate().map(move |(i, s)| {
-                    let next = p.batch.get(i + 1).map_or(end, |n| n.first_step);
-                    if s.global_batch < sched.global_batch {
-                        next - s.first_step
-                    } else {
-                        0
-                    }
-                })
-            })
-            .sum();
+        let ramp_steps = sched.ramp_steps();
         d.say(
             "a batch ramp",
             format!(
