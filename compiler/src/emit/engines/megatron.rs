@@ -466,12 +466,12 @@ pub fn megatron(
         if (eval_iters * batch_tokens) as f64 != sched.eval_tokens {
             d.say(
                 format!(
-                    "evaluating on {} tokens",
+                    "evaluating on {}",
                     crate::units::show(sched.eval_tokens, crate::units::Dim::Tokens)
                 ),
                 format!(
                     "Megatron-LM evaluates whole global batches (--eval-iters); emitted \
-                     --eval-iters {eval_iters}, {} tokens per evaluation",
+                     --eval-iters {eval_iters}, {} per evaluation",
                     crate::units::show(
                         (eval_iters * batch_tokens) as f64,
                         crate::units::Dim::Tokens
