@@ -417,6 +417,23 @@ proptest! {
     }
 }
 
+/// Every number of every experiment negated, one at a time: a negative count hides nowhere
+/// (CI's property run once found a ramp stage's negative `until` inside a list that checked
+/// without errors and was then silently dropped; lists were not computed).
+#[test]
+fn every_number_negated_checks_or_plans() {
+    let negate = CHANGES
+        .iter()
+        .position(|c| matches!(c, Change::Scale(f) if *f == -1.0))
+        .unwrap();
+    for (name, text) in experiments() {
+        for which in 0..numbers(text).len() {
+            let (mutated, what) = mutate(text, &[(which, negate)]);
+            plans_whenever_it_checks(name, &mutated, &what);
+        }
+    }
+}
+
 /// Every experiment as it is plans consistently (the property's starting points), and the
 /// numbers found in it are the ones written.
 #[test]

@@ -301,8 +301,13 @@ fn references(expr: &Expr, root: &[String], out: &mut Vec<Path>) {
     }
 }
 
-/// Evaluates arithmetic over quantities and references. `Err(None)`: an input failed earlier.
-fn eval(top: &Record, expr: &Expr, root: &[String]) -> Result<(f64, Dim), Option<Diagnostic>> {
+/// Evaluates arithmetic over quantities and references resolved in `top` from `root`.
+/// `Err(None)`: an input failed earlier (already reported) or is not computed yet.
+pub(crate) fn eval(
+    top: &Record,
+    expr: &Expr,
+    root: &[String],
+) -> Result<(f64, Dim), Option<Diagnostic>> {
     match &expr.kind {
         ExprKind::Quantity { literal, unit } => {
             units::quantity(literal, unit.as_deref()).map_err(|_| {

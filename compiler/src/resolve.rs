@@ -23,6 +23,7 @@ pub fn resolve(program: &Program) -> (Vec<Resolved>, Vec<Diagnostic>) {
         unsure: Vec::new(),
         diags: Vec::new(),
         depth: 0,
+        in_list: 0,
     };
     r.build_scopes();
     let mut out = Vec::new();
@@ -82,6 +83,9 @@ struct Resolver<'p> {
     unsure: Vec<Option<std::collections::HashSet<String>>>,
     diags: Vec<Diagnostic>,
     depth: usize,
+    /// How many lists the value being resolved sits in: derive.rs computes fields, not list
+    /// items, so an expression inside a list is folded here.
+    in_list: usize,
 }
 
 fn decls(program: &Program, module: ModuleId) -> impl Iterator<Item = &Decl> {
@@ -495,6 +499,10 @@ impl<'p> Resolver<'p> {
         }
         match (ty, &expr.kind) {
             (
+                Ty::Num(dim, kind),
+                ExprKind::Binary { .. } | ExprKind::Neg(_) | ExprKind::Paren(_) | ExprKind::Path(_),
+            ) if self.in_list > 0 => self.fold(expr, *dim, *kind, field),
+            (
                 Ty::Num(..),
                 ExprKind::Binary { .. } | ExprKind::Neg(_) | ExprKind::Paren(_) | ExprKind::Path(_),
             ) => Some(Value::Pending {
@@ -569,19 +577,20 @@ impl<'p> Resolver<'p> {
                 )))
             }
             (Ty::List(item), ExprKind::List(items)) => {
+                self.in_list += 1;
                 let values: Vec<Value> = items
                     .iter()
                     .filter_map(|e| self.value(e, item, Fill::Optional, field, ctx))
                     .collect();
+                self.in_list -= 1;
                 (values.len() == items.len()).then_some(Value::List(values))
             }
-            (Ty::List(item), _) => Some(Value::List(vec![self.value(
-                expr,
-                item,
-                Fill::Optional,
-                field,
-                ctx,
-            )?])),
+            (Ty::List(item), _) => {
+                self.in_list += 1;
+                let value = self.value(expr, item, Fill::Optional, field, ctx);
+                self.in_list -= 1;
+                Some(Value::List(vec![value?]))
+            }
             (
                 Ty::Num(dim, _),
                 ExprKind::Str(_)
@@ -622,6 +631,33 @@ impl<'p> Resolver<'p> {
                 None
             }
         }
+    }
+
+    /// An expression inside a list (`until = -2.87T tokens` in a ramp's stage), computed
+    /// now and checked like a field's number: derive.rs computes fields, not list items, so
+    /// a list item cannot refer to another field.
+    fn fold(&mut self, expr: &Expr, dim: Dim, kind: NumKind, field: &str) -> Option<Value> {
+        if let Some(path) = first_reference(expr) {
+            self.diags.push(
+                Diagnostic::new(
+                    codes::CANNOT_DERIVE,
+                    format!("a list item cannot refer to `{path}`"),
+                )
+                .at(expr.span, "reference inside a list")
+                .help(format!(
+                    "write the number{} (kiln computes references in fields, not in lists)",
+                    unit_hint(dim)
+                )),
+            );
+            return None;
+        }
+        let folded = crate::derive::eval(&Record::default(), expr, &[])
+            .map_err(|d| self.diags.extend(d))
+            .ok()?;
+        let v = check_number(folded.0, folded.1, dim, kind, field, expr.span)
+            .map_err(|d| self.diags.push(d))
+            .ok()?;
+        Some(Value::Num(v, dim))
     }
 
     fn quantity(&mut self, literal: &str, unit: Option<&str>, span: Span) -> Option<(f64, Dim)> {
@@ -1013,6 +1049,21 @@ pub fn check_number(
                     _ => format!("`{field}` {why}"),
                 }),
         ),
+    }
+}
+
+/// The first reference (`model.params`) in an expression, as written.
+fn first_reference(expr: &Expr) -> Option<String> {
+    match &expr.kind {
+        ExprKind::Path(p) => Some(
+            p.iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join("."),
+        ),
+        ExprKind::Neg(e) | ExprKind::Paren(e) => first_reference(e),
+        ExprKind::Binary { lhs, rhs, .. } => first_reference(lhs).or_else(|| first_reference(rhs)),
+        _ => None,
     }
 }
 
