@@ -27,9 +27,13 @@ experiment e {
 "#;
 
 fn tune(args: &[&str]) -> Value {
+    tune_text(EXPERIMENT, args)
+}
+
+fn tune_text(experiment: &str, args: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("e.kiln");
-    std::fs::write(&file, EXPERIMENT).unwrap();
+    std::fs::write(&file, experiment).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .arg("tune")
         .arg(&file)
@@ -438,4 +442,60 @@ fn auto_sizes_take_the_fastest_layout_that_keeps_the_written_ones() {
     assert!(line("micro_batch").contains("(declared)"));
     assert!(line("data").contains(&format!("= {} ", expected["data"])));
     assert!(line("accumulation").contains(&format!("= {} ", expected["accumulation"])));
+}
+
+#[test]
+fn under_a_batch_ramp_every_offered_layout_splits_each_of_its_batches() {
+    // The ramp starts at 64Ki tokens, 8 sequences of 8,192: a layout whose micro_batch × data
+    // does not divide 8 cannot run it (K-C025), however well it runs the full batch.
+    let ramped = EXPERIMENT
+        .replace(
+            "batch = 1048576 tokens",
+            "batch = ramp { stages = [{ batch = 64Ki tokens, until = 1B tokens }], to = 1Mi tokens }",
+        )
+        .replace("parallel { micro_batch = 4 }", "parallel { micro_batch = 1, tensor = 8 }");
+    let splits = |c: &Value| {
+        let per_step = c["micro_batch"].as_u64().unwrap() * c["data"].as_u64().unwrap();
+        8 % per_step == 0
+            && (c["virtual_stages"] == 1 || 8 / per_step >= c["pipeline"].as_u64().unwrap())
+    };
+    let all = tune(&["--top", "100000"]);
+    let all = all["search"]["ranked"].as_array().unwrap();
+    let with_ramp = tune_text(&ramped, &["--top", "100000"]);
+    let with_ramp = with_ramp["search"]["ranked"].as_array().unwrap();
+    assert!(
+        all.iter().any(|c| !splits(c)),
+        "without the ramp, some fitting layouts would not split it (so the test can fail)"
+    );
+    assert!(!with_ramp.is_empty());
+    for c in with_ramp {
+        assert!(
+            splits(c),
+            "offered under the ramp, but it does not split 8 sequences: {c}"
+        );
+    }
+    // The filter removes exactly the layouts that do not split (the full batch is the same).
+    assert_eq!(with_ramp.len(), all.iter().filter(|c| splits(c)).count());
+    // The best of them, written into the file, checks.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ramp.kiln");
+    std::fs::write(&file, &ramped).unwrap();
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+    let out = Command::new(kiln)
+        .args(["tune", "--write", "--top", "1"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let check = Command::new(kiln).arg("check").arg(&file).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}\n{}",
+        std::fs::read_to_string(&file).unwrap(),
+        String::from_utf8_lossy(&check.stderr)
+    );
 }

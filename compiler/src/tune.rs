@@ -305,6 +305,7 @@ fn for_each_layout(setup: &Setup, fixed: &Fixed, mut visit: impl FnMut(&Setup, u
                             if !admits(fixed.micro_batch, micro_batch)
                                 || !admits(fixed.accumulation, accumulation)
                                 || virtual_stages > 1 && accumulation < pipeline
+                                || !ramp_splits(setup, micro_batch * data, pipeline, virtual_stages)
                             {
                                 continue;
                             }
@@ -379,6 +380,16 @@ fn for_each_layout(setup: &Setup, fixed: &Fixed, mut visit: impl FnMut(&Setup, u
             }
         }
     }
+}
+
+/// Every batch of the ramp (if any) splits into `per_step` = micro_batch × data sequences,
+/// with at least as many micro-batches as stages when interleaved: K-C025's rule
+/// (check/ramp.rs), so that no layout tune offers is refused by `kiln check`.
+fn ramp_splits(setup: &Setup, per_step: u64, pipeline: u64, virtual_stages: u64) -> bool {
+    setup.batch_ramp.iter().all(|stage| {
+        stage.global_batch.is_multiple_of(per_step)
+            && (virtual_stages <= 1 || stage.global_batch / per_step >= pipeline)
+    })
 }
 
 /// How many layouts [`search`] would analyse (cheap: nothing is analysed).
