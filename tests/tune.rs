@@ -499,3 +499,50 @@ fn under_a_batch_ramp_every_offered_layout_splits_each_of_its_batches() {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+#[test]
+fn write_marks_the_comments_of_the_values_it_changes() {
+    let best = tune(&["--top", "1"])["search"]["ranked"][0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("e.kiln");
+    let text = EXPERIMENT.replace(
+        "  parallel { micro_batch = 4 }",
+        "  parallel {\n    tensor = 1  # no tensor parallelism\n    micro_batch = 4  # the issue's example\n    zero = 0\n  }",
+    );
+    std::fs::write(&file, &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["tune", "--write", "--top", "1"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&file).unwrap();
+    let mut changed = 0;
+    for (field, old, comment) in [
+        ("tensor", 1, "no tensor parallelism"),
+        ("micro_batch", 4, "the issue's example"),
+    ] {
+        let new = best[field].as_u64().unwrap();
+        let line = written
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{field} =")))
+            .unwrap();
+        if new == old {
+            assert!(line.ends_with(&format!("# {comment}")), "{line}");
+        } else {
+            changed += 1;
+            assert!(
+                line.ends_with(&format!("# was {old} before `kiln tune`: {comment}")),
+                "{line}"
+            );
+        }
+    }
+    assert!(
+        changed > 0,
+        "the best layout keeps both values: the test shows nothing\n{written}"
+    );
+}

@@ -89,7 +89,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = TuneFormat::Text)]
         format: TuneFormat,
         /// Write the best layout into the file's `parallel` block (comments and layout kept,
-        /// then `kiln fmt`'s canonical layout).
+        /// then `kiln fmt`'s canonical layout; a comment on the line of a value it changes
+        /// or removes says what was there).
         #[arg(long)]
         write: bool,
         #[arg(long, value_name = "CODE")]

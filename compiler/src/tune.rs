@@ -598,7 +598,19 @@ pub fn write_layout(text: &str, name: &str, layout: &Candidate) -> Result<String
                 });
                 match entry {
                     Some(v) => {
-                        edits.push((v.span.start as usize, v.span.end as usize, value.clone()))
+                        let (start, end) = (v.span.start as usize, v.span.end as usize);
+                        let old = &text[start..end];
+                        if old != value {
+                            // The line's own comment described the old value: say so.
+                            if let Some((at, note)) = trailing_comment(text, end) {
+                                edits.push((
+                                    at,
+                                    at + note.len(),
+                                    format!("# was {old} before `kiln tune`: {}", note[1..].trim()),
+                                ));
+                            }
+                        }
+                        edits.push((start, end, value.clone()))
                     }
                     None if derived_unless_declared.contains(field) => {}
                     None => missing.push(format!("{field} = {value}")),
@@ -611,6 +623,14 @@ pub fn write_layout(text: &str, name: &str, layout: &Candidate) -> Result<String
                         // The separating comma after it, if any.
                         let rest = &text[end..];
                         let skipped = rest.len() - rest.trim_start_matches([' ', '\t']).len();
+                        let field = &text[start..end];
+                        if let Some((at, note)) = trailing_comment(text, end) {
+                            edits.push((
+                                at,
+                                at + note.len(),
+                                format!("# `{field}` removed by `kiln tune`: {}", note[1..].trim()),
+                            ));
+                        }
                         if text[end + skipped..].starts_with(',') {
                             end += skipped + 1;
                         }
@@ -645,6 +665,17 @@ pub fn write_layout(text: &str, name: &str, layout: &Candidate) -> Result<String
     }
     let reparsed = crate::syntax::parse(0, &out).map_err(|d| d.message.clone())?;
     Ok(crate::syntax::fmt::format(&reparsed, &out))
+}
+
+/// The comment that ends the line after byte `end` when only a comma or spaces come
+/// between (a field alone on its line): its byte offset and text, `#` included.
+fn trailing_comment(text: &str, end: usize) -> Option<(usize, &str)> {
+    let line = &text[end..text[end..].find('\n').map_or(text.len(), |n| end + n)];
+    let hash = line.find('#')?;
+    line[..hash]
+        .chars()
+        .all(|c| c == ',' || c.is_whitespace())
+        .then(|| (end + hash, line[hash..].trim_end()))
 }
 
 /// The `parallel` fields that may be written `auto` (schema `Fill::Searched`).
@@ -802,4 +833,58 @@ pub fn fill_autos(exp: &mut Record, searched: &[&str]) -> Vec<Diagnostic> {
         }
     }
     Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Candidate {
+        Candidate {
+            tensor: 2,
+            pipeline: 4,
+            context: 1,
+            data: 1,
+            micro_batch: 1,
+            accumulation: 8,
+            zero: 1,
+            recompute: "none",
+            recompute_layers: None,
+            virtual_stages: 1,
+            first_stage_layers: None,
+            last_stage_layers: None,
+            sequence_parallel: true,
+            step_time_s: 1.0,
+            tokens_per_s: 1.0,
+            mfu: 0.5,
+            memory_bytes: 1.0,
+            capacity_bytes: 2.0,
+            exposed_communication_s: 0.0,
+            usd: None,
+        }
+    }
+
+    #[test]
+    fn comments_of_changed_and_removed_fields_say_so() {
+        let text = "experiment e {\n  parallel {\n    tensor = 8  # Table 4 TP\n    pipeline = 4  # Table 4 PP\n    first_stage_layers = 5  # uneven, Sec 3.3.2\n    zero = 1\n  }\n}\n";
+        let out = write_layout(text, "e", &layout()).unwrap();
+        // `kiln fmt` aligns the comments: compare each line without its spaces.
+        let lines: Vec<String> = out.lines().map(|l| l.replace(' ', "")).collect();
+        let has = |l: &str| lines.contains(&l.replace(' ', ""));
+        assert!(
+            has("tensor = 2 # was 8 before `kiln tune`: Table 4 TP"),
+            "{out}"
+        );
+        // An unchanged value keeps its comment as written.
+        assert!(has("pipeline = 4 # Table 4 PP"), "{out}");
+        assert!(
+            out.contains("# `first_stage_layers = 5` removed by `kiln tune`: uneven, Sec 3.3.2"),
+            "{out}"
+        );
+        assert!(
+            !out.lines()
+                .any(|l| l.trim_start().starts_with("first_stage_layers")),
+            "{out}"
+        );
+    }
 }
