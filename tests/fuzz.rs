@@ -344,6 +344,12 @@ fn plans_whenever_it_checks(name: &str, text: &str, what: &str) {
             start, s.total_steps,
             "the phases' steps are the total: {name}, {what}"
         );
+        if let Some(cost) = &analysis.cost {
+            assert_eq!(
+                cost.steps, s.total_steps as f64,
+                "the analysis times the plan's steps: {name}, {what}"
+            );
+        }
         for v in [
             s.total_steps,
             s.global_batch,

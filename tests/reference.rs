@@ -417,9 +417,16 @@ fn cost_from_a_declared_price() {
     let v = explain_text("experiments/priced.kiln", &text);
     let gpu_hours = num(&v, "cost.gpu_hours");
     assert!((num(&v, "cost.usd") - 2.0 * gpu_hours).abs() < 1e-6 * gpu_hours);
-    // 929,833 steps × step time × 8,192 GPUs / 3600.
+    // The plan's steps (each phase's whole steps: 929,834, one more than 15.6T tokens over
+    // 16Mi as one phase) × step time × 8,192 GPUs / 3600.
     let steps = num(&v, "cost.steps");
-    assert_eq!(steps, (15.6e12f64 / 16777216.0).ceil());
+    std::env::set_current_dir(common::root()).unwrap();
+    let checked = kiln::check_source("priced.kiln", &text, &kiln::load::FsLoader, &[]);
+    let exp = checked.experiments().next().unwrap();
+    let (setup, analysis) = kiln::analyse::analyse(&exp.record).unwrap();
+    let plan = kiln::plan::lower(exp, &setup, &analysis).unwrap();
+    assert_eq!(steps, plan.schedule.total_steps as f64);
+    assert_eq!(steps, (15.6e12f64 / 16777216.0).ceil() + 1.0);
     within(
         "GPU-hours",
         gpu_hours,

@@ -135,6 +135,38 @@ fn kiln_run_trains_each_step_of_a_batch_ramp() {
         assert_eq!(m["tokens"].as_u64().unwrap(), total, "{m}");
     }
     assert_eq!(total as f64, phase["tokens_trained"].as_f64().unwrap());
+    // Each batch's predicted step time: shorter for the ramp's smaller batches; the
+    // summary compares the measured rate with the prediction at the batches it ran.
+    let times: Vec<f64> = segments
+        .iter()
+        .map(|s| s["predicted_step_time_s"].as_f64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    let (mut tokens, mut seconds) = (0.0, 0.0);
+    for (i, seg) in segments.iter().enumerate() {
+        let next = segments
+            .get(i + 1)
+            .map_or(start + steps, |n| n["first_step"].as_u64().unwrap());
+        let n = (next - seg["first_step"].as_u64().unwrap()) as f64;
+        tokens += n * seg["batch_tokens"].as_f64().unwrap();
+        seconds += n * times[i];
+    }
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            out.join(train["outputs"][0].as_str().unwrap())
+                .join("summary.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let predicted = summary["predicted_tokens_per_s"].as_f64().unwrap();
+    assert!(
+        (predicted / (tokens / seconds) - 1.0).abs() < 1e-12,
+        "{predicted} against {}",
+        tokens / seconds
+    );
+    let full = plan["predictions"]["tokens_per_s"].as_f64().unwrap();
+    assert!(predicted < full, "{predicted} ≥ the full batch's {full}");
 }
 
 /// `kiln calibrate --device cuda` asks for the presets it overrides, and on a machine without

@@ -138,20 +138,26 @@ pub fn phase_steps(
     Some(out)
 }
 
-/// Optimizer steps at each global batch over a run of `tokens` tokens as one phase, in
-/// the order they run: what the time model sums.
+/// Optimizer steps at each global batch over phases of `phase_tokens` tokens, in the order
+/// they run (a batch that continues across a phase boundary is one entry): what the time
+/// model sums, with each phase's whole steps as the plan's schedule counts them.
 pub fn steps_by_batch(
     stages: &[BatchStage],
     full: u64,
     seq_len: u64,
-    tokens: f64,
+    phase_tokens: &[f64],
     max_steps: u64,
 ) -> Option<Vec<(u64, u64)>> {
-    let phase = phase_steps(stages, full, seq_len, &[tokens], max_steps)?.pop()?;
-    let mut out = Vec::new();
-    for (i, &(first, b)) in phase.batch.iter().enumerate() {
-        let end = phase.batch.get(i + 1).map_or(phase.steps, |n| n.0);
-        out.push((b, end - first));
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for phase in phase_steps(stages, full, seq_len, phase_tokens, max_steps)? {
+        let start = phase.batch.first()?.0;
+        for (i, &(first, b)) in phase.batch.iter().enumerate() {
+            let end = phase.batch.get(i + 1).map_or(start + phase.steps, |n| n.0);
+            match out.last_mut() {
+                Some((last, n)) if *last == b => *n += end - first,
+                _ => out.push((b, end - first)),
+            }
+        }
     }
     Some(out)
 }
@@ -235,7 +241,7 @@ mod tests {
         assert_eq!(p[1].steps, 4);
         assert_eq!(p[1].samples, 20);
         // 30 samples as one phase: 3 of 2 (6), 4 of 4 (22), 1 of 8 (30).
-        let by = steps_by_batch(&s, 8, 10, 300.0, 1 << 40).unwrap();
+        let by = steps_by_batch(&s, 8, 10, &[300.0], 1 << 40).unwrap();
         assert_eq!(by, vec![(2, 3), (4, 4), (8, 1)]);
     }
 }

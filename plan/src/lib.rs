@@ -34,7 +34,7 @@ pub use topology::{Groups, Rank, Sizes, Topology};
 /// 3: the unit `usd_per_hour`; 4: `scheduler`; 5: model-based quality filtering; 6: the
 /// batch per step (`batch`, `batch_ramp`) and the model's `rotary_fraction`, `block` and
 /// `embedding_norm` (CHANGELOG.md).
-pub const PLAN_VERSION: u32 = 6;
+pub const PLAN_VERSION: u32 = 7;
 
 pub use run_dir::PLAN_FILE;
 

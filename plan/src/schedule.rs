@@ -121,13 +121,16 @@ pub struct BatchStage {
 /// Steps from `first_step` (global, 0-based) to the next segment's first step (or the
 /// phase's end) each train `global_batch` sequences, `batch_tokens` tokens, in
 /// `accumulation` micro-batches per data-parallel rank.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BatchSegment {
     pub first_step: u64,
     pub global_batch: u64,
     pub batch_tokens: u64,
     pub accumulation: u64,
+    /// The compiler's predicted seconds per step at this batch on the declared hardware
+    /// (under a ramp a smaller batch's step is shorter); `None` without a time model.
+    pub predicted_step_time_s: Option<f64>,
 }
 
 /// The batch stage that applies after `consumed_samples` samples: the last whose threshold
@@ -189,6 +192,31 @@ impl PhaseSchedule {
             }
         }
         samples
+    }
+
+    /// The predicted tokens per second over steps `from..to` of the phase (0-based, clamped
+    /// to it): their tokens over the sum of their segments' predicted step times, so under a
+    /// ramp the smaller batches' shorter steps count as they run. `None` for no steps, or
+    /// where a segment has no prediction.
+    pub fn predicted_tokens_per_s(&self, from: u64, to: u64) -> Option<f64> {
+        let (from, to) = (
+            self.start_step + from.min(self.steps),
+            self.start_step + to.min(self.steps),
+        );
+        let (mut tokens, mut seconds) = (0.0, 0.0);
+        for (i, seg) in self.batch.iter().enumerate() {
+            let next = self
+                .batch
+                .get(i + 1)
+                .map_or(self.start_step + self.steps, |n| n.first_step);
+            let (a, b) = (seg.first_step.max(from), next.min(to));
+            if b > a {
+                let n = (b - a) as f64;
+                tokens += n * seg.batch_tokens as f64;
+                seconds += n * seg.predicted_step_time_s?;
+            }
+        }
+        (seconds > 0.0).then(|| tokens / seconds)
     }
 
     /// Whether the batch changes within the phase (a ramp): the learning rate then moves
@@ -289,6 +317,8 @@ mod tests {
                     global_batch,
                     batch_tokens: global_batch,
                     accumulation: global_batch,
+                    // A step's time proportional to its batch, plus a fixed second.
+                    predicted_step_time_s: Some(1.0 + global_batch as f64),
                 })
                 .collect(),
             anneal: false,
@@ -343,5 +373,27 @@ mod tests {
         ];
         assert_eq!(ramp_batch(&stages, 8, 7), 2);
         assert_eq!(ramp_batch(&stages, 8, 8), 8);
+    }
+
+    #[test]
+    fn the_predicted_rate_counts_the_batches_of_the_steps_run() {
+        // Steps 10-13 of 2 sequences (3 s each), then 8 (9 s each).
+        let p = phase(&[(10, 2), (14, 8)], 10, 20);
+        assert_eq!(p.predicted_tokens_per_s(0, 4), Some(2.0 / 3.0));
+        assert_eq!(p.predicted_tokens_per_s(4, 20), Some(8.0 / 9.0));
+        // The whole phase: 4·2 + 16·8 tokens in 4·3 + 16·9 s; clamped past its end.
+        let whole = (4.0 * 2.0 + 16.0 * 8.0) / (4.0 * 3.0 + 16.0 * 9.0);
+        assert_eq!(p.predicted_tokens_per_s(0, 20), Some(whole));
+        assert_eq!(p.predicted_tokens_per_s(0, 99), Some(whole));
+        // Two ramp steps and two full ones, as a resumed process runs them.
+        assert_eq!(
+            p.predicted_tokens_per_s(2, 6),
+            Some((2.0 * 2.0 + 2.0 * 8.0) / (2.0 * 3.0 + 2.0 * 9.0))
+        );
+        assert_eq!(p.predicted_tokens_per_s(5, 5), None);
+        let mut unknown = p.clone();
+        unknown.batch[1].predicted_step_time_s = None;
+        assert_eq!(unknown.predicted_tokens_per_s(0, 4), Some(2.0 / 3.0));
+        assert_eq!(unknown.predicted_tokens_per_s(0, 5), None);
     }
 }

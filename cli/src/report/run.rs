@@ -402,7 +402,34 @@ fn throughput_section(run: &Run) -> Section {
         ]);
     }
     let mut intro = String::from("Each point is one optimizer step.");
-    if let Some(p) = run.plan.predictions.tokens_per_s {
+    let ramped = run.plan.schedule.phases.iter().any(|p| p.ramps());
+    if ramped {
+        // Under a ramp the prediction follows each step's batch: a dashed step line
+        // through every segment's predicted tokens/s.
+        let mut points = Vec::new();
+        for phase in &run.plan.schedule.phases {
+            let end = phase.start_step + phase.steps;
+            for (i, seg) in phase.batch.iter().enumerate() {
+                let next = phase.batch.get(i + 1).map_or(end, |n| n.first_step);
+                if let Some(t) = seg.predicted_step_time_s.filter(|t| *t > 0.0) {
+                    let y = seg.batch_tokens as f64 / t;
+                    points.push((seg.first_step as f64, y));
+                    points.push((next as f64, y));
+                    hi = hi.max(y);
+                }
+            }
+        }
+        if !points.is_empty() {
+            let predicted = chart.series("predicted tokens/s at each step's batch", false);
+            chart.marks.push(Mark::Line {
+                series: predicted,
+                points,
+                dashed: true,
+            });
+            intro += " The dashed line is the prediction at each step's batch (the ramp's \
+                       smaller batches run shorter steps).";
+        }
+    } else if let Some(p) = run.plan.predictions.tokens_per_s {
         chart.marks.push(Mark::HLine {
             y: p,
             label: format!("predicted {}", short(p)),

@@ -149,6 +149,9 @@ pub struct Setup {
     pub params: ParamCount,
     pub dropout: f64,
     pub tokens: f64,
+    /// Each phase's tokens, in order: the steps round up per phase, as the plan's schedule
+    /// counts them (empty: the run as one phase).
+    pub phase_tokens: Vec<f64>,
     /// The full batch (a ramp's `to`).
     pub batch_tokens: f64,
     /// The batch ramp's stages from the run's first sample (ramp.rs); empty without one.
@@ -228,6 +231,11 @@ impl Setup {
             shape,
             dropout: model.num("dropout")?,
             tokens: exp.num("tokens")?,
+            phase_tokens: exp
+                .entries("phase")
+                .map(|(_, p, _)| p.num("tokens"))
+                .collect::<Option<Vec<f64>>>()
+                .unwrap_or_default(),
             batch_tokens: exp.num("batch")?,
             batch_ramp: match exp.record("batch") {
                 Some(ramp) => crate::ramp::stages(ramp, model.num("seq_len")?)?,
@@ -312,16 +320,30 @@ impl Setup {
         self.parallel.accumulation
     }
 
-    /// Optimizer steps over the run's tokens: under a ramp, its smaller batches take more.
+    /// Optimizer steps over the run's tokens, whole steps per phase (the plan's count):
+    /// under a ramp, its smaller batches take more.
     pub fn steps(&self) -> f64 {
-        self.ramp_steps()
-            .map_or((self.tokens / self.batch_tokens).ceil(), |by| {
-                by.iter().map(|&(_, n)| n as f64).sum()
-            })
+        match self.ramp_steps() {
+            Some(by) => by.iter().map(|&(_, n)| n as f64).sum(),
+            None => self
+                .phases()
+                .iter()
+                .map(|t| (t / self.batch_tokens).ceil())
+                .sum(),
+        }
+    }
+
+    /// The phases' tokens, or the run's as one phase where they are not known.
+    fn phases(&self) -> Vec<f64> {
+        if self.phase_tokens.is_empty() {
+            vec![self.tokens]
+        } else {
+            self.phase_tokens.clone()
+        }
     }
 
     /// Under a ramp, (global batch in sequences, optimizer steps at it) over the run's
-    /// tokens, in the order they run (ramp.rs); `None` without one.
+    /// phases, in the order they run (ramp.rs); `None` without one.
     pub fn ramp_steps(&self) -> Option<Vec<(u64, u64)>> {
         if self.batch_ramp.is_empty() {
             return None;
@@ -330,7 +352,7 @@ impl Setup {
             &self.batch_ramp,
             (self.batch_tokens / self.seq_len()) as u64,
             self.seq_len() as u64,
-            self.tokens,
+            &self.phases(),
             crate::resolve::MAX_COUNT as u64,
         )
     }

@@ -127,6 +127,17 @@ pub struct RampCost {
     pub wall_clock_s: f64,
     /// The step time at the ramp's first batch.
     pub first_step_time_s: f64,
+    /// Each batch the run trains at, the full one included, in the order they run.
+    pub batches: Vec<BatchTime>,
+}
+
+/// Optimizer steps at one global batch of a ramp, and the predicted time of each.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct BatchTime {
+    /// Sequences per optimizer step.
+    pub global_batch: u64,
+    pub steps: u64,
+    pub step_time_s: f64,
 }
 
 /// The run's cost under a batch ramp: Σ over its batches of steps × that batch's step time,
@@ -144,11 +155,17 @@ pub fn ramped(setup: &Setup, cost: Cost, step_time_s: impl Fn(u64) -> Option<f64
         tokens: 0.0,
         wall_clock_s: 0.0,
         first_step_time_s: 0.0,
+        batches: Vec::new(),
     };
     for (batch, n) in by_batch {
         let Some(t) = step_time_s(batch) else {
             return cost;
         };
+        ramp.batches.push(BatchTime {
+            global_batch: batch,
+            steps: n,
+            step_time_s: t,
+        });
         let (n, seconds) = (n as f64, n as f64 * t);
         steps += n;
         wall += seconds;

@@ -816,6 +816,7 @@ fn scorer_phase(
             global_batch: sequences,
             batch_tokens: sequences * model.seq_len,
             accumulation: sequences / micro_batch,
+            predicted_step_time_s: None,
         }],
         anneal: false,
         mix: BTreeMap::from([(source.to_string(), 1.0)]),

@@ -47,11 +47,23 @@ pub fn build(exp: &Record, setup: &Setup, analysis: &Analysis) -> Option<Schedul
     let seq_len = whole(setup.seq_len())?;
     let global_batch = whole(batch / setup.seq_len())?;
     let per_rank = whole(setup.parallel.micro_batch * setup.parallel.data)?.max(1);
+    // Each batch's predicted step time: the ramp's (analyse/time.rs) or the full batch's.
+    let full_step_s = analysis.throughput.as_ref().map(|t| t.step_time_s);
+    let ramp_times = analysis.cost.as_ref().and_then(|c| c.ramp.as_ref());
+    let step_time_s = |global: u64| match ramp_times {
+        Some(r) => r
+            .batches
+            .iter()
+            .find(|b| b.global_batch == global)
+            .map(|b| b.step_time_s),
+        None => full_step_s,
+    };
     let segment = |first_step: u64, global_batch: u64| BatchSegment {
         first_step,
         global_batch,
         batch_tokens: global_batch * seq_len,
         accumulation: global_batch / per_rank,
+        predicted_step_time_s: step_time_s(global_batch),
     };
     let phase_tokens: Vec<f64> = exp
         .entries("phase")

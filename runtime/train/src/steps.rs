@@ -73,8 +73,9 @@ pub struct TrainOptions {
     pub threads: Option<usize>,
     /// Show the progress bar: `None` on a terminal only.
     pub progress: Option<bool>,
-    /// The tokens/s the summary compares the measured rate with: the plan's analysis for
-    /// the declared hardware.
+    /// The tokens/s the summary compares the measured rate with where the plan's batch
+    /// segments carry no step time: the plan's analysis for the declared hardware (the
+    /// segments' own, `PhaseSchedule::predicted_tokens_per_s`, count a ramp's batches).
     pub predicted_tokens_per_s: Option<f64>,
     /// The peak memory the summary compares the measured one with (the plan's
     /// `memory.per_gpu.total`).
@@ -813,7 +814,14 @@ fn summarise(f: Finished) -> Summary {
     let phase_end = phase_start + p.schedule.steps;
     let tokens = tokens_run;
     let measured = (compute_seconds > 0.0).then(|| tokens as f64 / compute_seconds);
-    let predicted = options.predicted_tokens_per_s;
+    // The prediction for the steps this process ran: under a ramp, at their batches.
+    let first = resumed_at
+        .unwrap_or(phase_start)
+        .saturating_sub(phase_start);
+    let predicted = p
+        .schedule
+        .predicted_tokens_per_s(first, first + steps_run)
+        .or(options.predicted_tokens_per_s);
     Summary {
         step: step.name.clone(),
         id: step.id.clone(),
