@@ -167,6 +167,27 @@ fn kiln_run_trains_each_step_of_a_batch_ramp() {
     );
     let full = plan["predictions"]["tokens_per_s"].as_f64().unwrap();
     assert!(predicted < full, "{predicted} ≥ the full batch's {full}");
+    // The run's report draws that prediction per batch, not the full batch's line.
+    let page = dir.path().join("report.html");
+    let report = Command::new(kiln)
+        .arg("report")
+        .arg(&out)
+        .arg("-o")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    let throughput = &html[html.find("data-chart=\"throughput\"").unwrap()..];
+    // The chart, then its legend (a list after the `<svg>`).
+    let throughput = &throughput[..throughput.find("</ul>").unwrap()];
+    assert!(throughput.contains("at each step"), "{throughput}");
+    assert!(throughput.contains("class=\"line dashed\""), "{throughput}");
+    assert!(!throughput.contains("class=\"ref\""), "{throughput}");
 }
 
 /// `kiln calibrate --device cuda` asks for the presets it overrides, and on a machine without
