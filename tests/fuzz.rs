@@ -452,3 +452,47 @@ fn experiments_as_written_plan() {
     let found: Vec<&str> = numbers(text).into_iter().map(|r| &text[r]).collect();
     assert_eq!(found, ["32", "3e-4", "1.5"]);
 }
+
+/// The batch ramps are the newest lowering (ramp.rs, the runtime's sample clock, Megatron-LM's
+/// sample-based schedule): every change of every number of the two ramped experiments, one
+/// at a time, deterministically.
+#[test]
+fn every_change_of_every_number_of_the_ramped_experiments() {
+    let ramped: Vec<&(String, String)> = experiments()
+        .iter()
+        .filter(|(_, text)| text.contains("ramp {"))
+        .collect();
+    assert!(
+        ramped.len() >= 2,
+        "{:?}",
+        ramped.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    for (name, text) in ramped {
+        for which in 0..numbers(text).len() {
+            for change in 0..CHANGES.len() {
+                let (mutated, what) = mutate(text, &[(which, change)]);
+                plans_whenever_it_checks(name, &mutated, &what);
+            }
+        }
+    }
+}
+
+/// CI's property run found a warm-up of 2^53 steps under a ramp (llama3_405b_ramp.kiln,
+/// `warmup = 8000 steps` → 9007199254740992, with its first stage's batch ×10^6): the
+/// Megatron-LM emitter's sample count past the phase's end overflowed u64 and panicked.
+#[test]
+fn a_warmup_of_2_pow_53_steps_under_a_ramp_plans_and_emits() {
+    let (name, text) = experiments()
+        .iter()
+        .find(|(n, _)| n.ends_with("llama3_405b_ramp.kiln"))
+        .unwrap();
+    let warmup = text.replace("warmup = 8000 steps", "warmup = 9007199254740992 steps");
+    assert_ne!(&warmup, text);
+    plans_whenever_it_checks(name, &warmup, "warmup 2^53 steps");
+    let both = warmup.replace(
+        "{ batch = 4Mi tokens, until",
+        "{ batch = 4000000Mi tokens, until",
+    );
+    assert_ne!(both, warmup);
+    plans_whenever_it_checks(name, &both, "warmup 2^53 steps, first batch ×10^6");
+}

@@ -176,11 +176,12 @@ impl PhaseSchedule {
 
     /// Sequences the phase trains before `step_in_phase` (0-based; `steps` gives the
     /// phase's total): the data position of that step's first sample. Past the phase's end
-    /// the steps continue at its last batch (where a warm-up longer than the phase ends).
+    /// the steps continue at its last batch (where a warm-up longer than the phase ends); a
+    /// count beyond u64 (a warm-up of 2^53 steps) saturates at `u64::MAX`.
     pub fn samples_before(&self, step_in_phase: u64) -> u64 {
         let end = self.start_step + step_in_phase.min(self.steps);
         let past = step_in_phase.saturating_sub(self.steps);
-        let mut samples = past * self.batch.last().map_or(0, |s| s.global_batch);
+        let mut samples = past.saturating_mul(self.batch.last().map_or(0, |s| s.global_batch));
         for (i, seg) in self.batch.iter().enumerate() {
             let next = self
                 .batch
@@ -188,7 +189,7 @@ impl PhaseSchedule {
                 .map_or(self.start_step + self.steps, |n| n.first_step);
             let (a, b) = (seg.first_step.max(self.start_step), next.min(end));
             if b > a {
-                samples += (b - a) * seg.global_batch;
+                samples = samples.saturating_add((b - a).saturating_mul(seg.global_batch));
             }
         }
         samples

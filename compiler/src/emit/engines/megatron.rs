@@ -366,7 +366,7 @@ pub fn megatron(
     let mut samples = 0u64;
     for p in &sched.phases {
         samples_before_phase.push(samples);
-        samples += p.samples_before(p.steps);
+        samples = samples.saturating_add(p.samples_before(p.steps));
     }
     let mut out = Vec::new();
     for (i, p) in sched.phases.iter().enumerate() {
@@ -374,7 +374,9 @@ pub fn megatron(
         let end = p.start_step + p.steps;
         let lr = global_lr(p);
         // The global samples before global step `step` of this phase.
-        let at = |step: u64| samples_before_phase[i] + p.samples_before(step.saturating_sub(start));
+        let at = |step: u64| {
+            samples_before_phase[i].saturating_add(p.samples_before(step.saturating_sub(start)))
+        };
         if lr.end_lr > lr.peak {
             d.say(
                 format!("phase `{}`'s schedule rising to its final value", p.name),
