@@ -50,6 +50,26 @@ fn tune_text(experiment: &str, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Writes `experiment` to a file, runs `kiln tune --write --top 1` on it (which must
+/// succeed), and returns the directory (kept alive), the file and what was written.
+fn tune_write(experiment: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("e.kiln");
+    std::fs::write(&file, experiment).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["tune", "--write", "--top", "1"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&file).unwrap();
+    (dir, file, written)
+}
+
 fn divisors(n: u64) -> Vec<u64> {
     (1..=n).filter(|d| n.is_multiple_of(*d)).collect()
 }
@@ -317,25 +337,12 @@ fn an_engine_restricts_the_search_to_what_it_runs() {
 #[test]
 fn write_puts_the_best_layout_into_the_file_keeping_its_comments() {
     let best = tune(&["--top", "1"])["search"]["ranked"][0].clone();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("e.kiln");
     let text = EXPERIMENT.replace(
         "  parallel { micro_batch = 4 }",
         "  # the layout, before tuning\n  parallel { micro_batch = 4, virtual_stages = 1 }  # trailing",
     );
-    std::fs::write(&file, &text).unwrap();
+    let (_dir, file, written) = tune_write(&text);
     let kiln = env!("CARGO_BIN_EXE_kiln");
-    let out = Command::new(kiln)
-        .args(["tune", "--write", "--top", "1"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let written = std::fs::read_to_string(&file).unwrap();
     assert!(written.contains("# the layout, before tuning"), "{written}");
     assert!(written.contains("# trailing"), "{written}");
     for field in [
@@ -477,20 +484,8 @@ fn under_a_batch_ramp_every_offered_layout_splits_each_of_its_batches() {
     // The filter removes exactly the layouts that do not split (the full batch is the same).
     assert_eq!(with_ramp.len(), all.iter().filter(|c| splits(c)).count());
     // The best of them, written into the file, checks.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ramp.kiln");
-    std::fs::write(&file, &ramped).unwrap();
+    let (_dir, file, _) = tune_write(&ramped);
     let kiln = env!("CARGO_BIN_EXE_kiln");
-    let out = Command::new(kiln)
-        .args(["tune", "--write", "--top", "1"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let check = Command::new(kiln).arg("check").arg(&file).output().unwrap();
     assert!(
         check.status.success(),
@@ -503,24 +498,11 @@ fn under_a_batch_ramp_every_offered_layout_splits_each_of_its_batches() {
 #[test]
 fn write_marks_the_comments_of_the_values_it_changes() {
     let best = tune(&["--top", "1"])["search"]["ranked"][0].clone();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("e.kiln");
     let text = EXPERIMENT.replace(
         "  parallel { micro_batch = 4 }",
         "  parallel {\n    tensor = 1  # no tensor parallelism\n    micro_batch = 4  # the issue's example\n    zero = 0\n  }",
     );
-    std::fs::write(&file, &text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["tune", "--write", "--top", "1"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let written = std::fs::read_to_string(&file).unwrap();
+    let (_dir, _, written) = tune_write(&text);
     let mut changed = 0;
     for (field, old, comment) in [
         ("tensor", 1, "no tensor parallelism"),
