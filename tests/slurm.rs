@@ -190,9 +190,10 @@ fn the_emitted_sbatch_pipeline_trains_on_two_ranks() {
     assert!(eval_summary["final_eval_loss"].as_f64().unwrap() > 0.0);
 }
 
-/// [`common::TWO_RANK_CPU_EXPERIMENT`] grown to train for about two minutes on two ranks of
-/// this machine (150 optimizer steps of a 4-layer, 256-wide model), on a cluster whose jobs
-/// last at most a minute. Jobs that short are K-C021 (allowed here).
+/// [`common::TWO_RANK_CPU_EXPERIMENT`] grown to train for one to two minutes on two ranks of
+/// this machine kind (150 optimizer steps of a 4-layer, 256-wide model: 2.7 steps/s
+/// unloaded, about 1.7 under load), on a cluster whose jobs last at most a minute. Jobs that
+/// short are K-C021 (allowed here).
 fn long_experiment() -> String {
     let replace = |s: String, from: &str, to: &str| {
         assert!(s.contains(from), "TWO_RANK_CPU_EXPERIMENT has no `{from}`");
@@ -297,7 +298,9 @@ fn a_training_step_longer_than_a_job_runs_as_requeued_jobs_with_the_same_losses(
     let checkpointed = train_log
         .matches("asked to stop; checkpointed at step")
         .count();
-    assert!(jobs >= 3, "{jobs} jobs, expected at least 3:\n{train_log}");
+    // How many jobs depends on the machine's speed: three or more under load, two where the
+    // 150 steps ran unloaded (CI on 159d40f). At least one requeue is the property.
+    assert!(jobs >= 2, "{jobs} jobs, expected at least 2:\n{train_log}");
     assert_eq!(requeued, jobs - 1, "{train_log}");
     assert_eq!(checkpointed, jobs - 1, "{train_log}");
     // Slurm's own record: the job was started jobs − 1 more times, and the completion log
