@@ -38,14 +38,7 @@ fn kiln_run_trains_on_two_ranks_and_skips_what_is_done() {
         serde_json::from_str(&std::fs::read_to_string(out.join("plan.json")).unwrap()).unwrap();
     let steps = plan["steps"].as_array().unwrap();
     let train = steps.iter().find(|s| s["kind"] == "train").unwrap();
-    let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            out.join(train["outputs"][0].as_str().unwrap())
-                .join("summary.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let summary = train_summary(&out, train);
     assert_eq!(summary["data_parallel"]["ranks"], 2, "{summary}");
     assert_eq!(summary["steps_run"], 8, "{summary}");
     let second = run();
@@ -151,14 +144,7 @@ fn kiln_run_trains_each_step_of_a_batch_ramp() {
         tokens += n * seg["batch_tokens"].as_f64().unwrap();
         seconds += n * times[i];
     }
-    let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            out.join(train["outputs"][0].as_str().unwrap())
-                .join("summary.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let summary = train_summary(&out, train);
     let predicted = summary["predicted_tokens_per_s"].as_f64().unwrap();
     assert!(
         (predicted / (tokens / seconds) - 1.0).abs() < 1e-12,
@@ -336,4 +322,10 @@ fn the_quality_chain_runs_until_the_filter() {
         std::fs::read(cli_dir.join("classifier.json")).unwrap(),
         std::fs::read(dir_of("train_classifier").join("classifier.json")).unwrap()
     );
+}
+
+/// The summary.json of a plan's train step in run directory `out`.
+fn train_summary(out: &std::path::Path, train: &serde_json::Value) -> serde_json::Value {
+    let dir = out.join(train["outputs"][0].as_str().unwrap());
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
 }

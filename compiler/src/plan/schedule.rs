@@ -65,10 +65,11 @@ pub fn build(exp: &Record, setup: &Setup, analysis: &Analysis) -> Option<Schedul
         accumulation: global_batch / per_rank,
         predicted_step_time_s: step_time_s(global_batch),
     };
-    let phase_tokens: Vec<f64> = exp
-        .entries("phase")
-        .map(|(_, p, _)| p.num("tokens"))
-        .collect::<Option<_>>()?;
+    // The analysis's phase tokens (empty where one is unknown: then no schedule).
+    let phase_tokens = &setup.phase_tokens;
+    if phase_tokens.len() != exp.entries("phase").count() {
+        return None;
+    }
     // Under a ramp, each phase's steps and batches (ramp.rs); without one, whole steps of
     // the batch.
     let ramped = if setup.batch_ramp.is_empty() {
@@ -78,7 +79,7 @@ pub fn build(exp: &Record, setup: &Setup, analysis: &Analysis) -> Option<Schedul
             &setup.batch_ramp,
             global_batch,
             seq_len,
-            &phase_tokens,
+            phase_tokens,
             MAX_COUNT as u64,
         )?)
     };
